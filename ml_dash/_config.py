@@ -1,0 +1,98 @@
+"""Configuration: one frozen dataclass, read from ``ML_DASH_*`` environment variables here only."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Mapping, Optional
+
+__all__ = ["Config", "load_config"]
+
+
+def _default_spool_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "ml-dash", "spool")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every tunable of ml-dash.
+
+    Each field can be set by the environment variable ``ML_DASH_<FIELD NAME IN CAPITALS>``;
+    an explicit argument to :class:`~ml_dash.Experiment` wins over the environment.
+    """
+
+    #: Root of local mode's store (``ML_DASH_ROOT``).
+    dash_root: str = ".dash"
+    #: Server URL for remote mode; None means local mode (``ML_DASH_URL``).
+    dash_url: Optional[str] = None
+    #: Bearer token for the server. Never written to the spool, logs or URLs (``ML_DASH_TOKEN``).
+    token: Optional[str] = field(default=None, repr=False)
+    #: User name for ``RUN.user`` (``ML_DASH_USER``, else ``$USER``).
+    user: str = "unknown"
+    #: Events the in-process queue holds before backpressure starts.
+    queue_max_events: int = 1_000_000
+    #: Approximate bytes of large payloads (log text, file bytes) the queue holds.
+    queue_max_bytes: int = 256 * 1024 * 1024
+    #: Events that wake the background worker early (one wake-up per this many events).
+    batch_events: int = 20_000
+    #: Longest time an event waits in the queue before the worker writes it, seconds.
+    flush_interval: float = 0.5
+    #: How long a caller blocks on a full queue before the drop policy applies, seconds.
+    backpressure_timeout: float = 10.0
+    #: What happens when backpressure times out: "drop" (counted, reported) or "raise".
+    drop_policy: str = "drop"
+    #: One deadline for everything that happens at exit (flush, upload), seconds.
+    shutdown_timeout: float = 30.0
+    #: Largest string accepted in a log message or field, bytes (UTF-8 length is checked as chars).
+    max_string_bytes: int = 1024 * 1024
+    #: Where remote mode keeps its write-ahead spool (``ML_DASH_SPOOL_DIR``).
+    spool_dir: str = field(default_factory=_default_spool_dir)
+    #: Remote mode: spool only, upload later with ``ml-dash-agent flush``.
+    offline: bool = False
+    #: Group-commit window of the spool: records are fsynced at most this long after write, seconds.
+    fsync_interval: float = 1.0
+    #: Spool size at which a warning is printed, bytes.
+    spool_warn_bytes: int = 10 * 1024 * 1024 * 1024
+
+    def with_overrides(self, **overrides) -> "Config":
+        """A copy with the given fields replaced; None values are ignored."""
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def _convert(raw: str, default):
+    if isinstance(default, bool):
+        return raw.strip().lower() in _TRUE
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    return raw
+
+
+def load_config(environ: Optional[Mapping[str, str]] = None) -> Config:
+    """Build a :class:`Config` from ``ML_DASH_*`` variables (``os.environ`` by default)."""
+    env = os.environ if environ is None else environ
+    values = {}
+    defaults = Config()
+    aliases = {"dash_root": "ML_DASH_ROOT", "dash_url": "ML_DASH_URL"}
+    for f in fields(Config):
+        name = aliases.get(f.name, "ML_DASH_" + f.name.upper())
+        raw = env.get(name)
+        if raw is None or raw == "":
+            continue
+        try:
+            values[f.name] = _convert(raw, getattr(defaults, f.name))
+        except ValueError as exc:
+            raise ValueError(f"{name}={raw!r}: {exc}") from None
+    if "user" not in values:
+        values["user"] = env.get("USER") or env.get("USERNAME") or "unknown"
+    if values.get("drop_policy", "drop") not in ("drop", "raise"):
+        raise ValueError("ML_DASH_DROP_POLICY must be 'drop' or 'raise'")
+    if "spool_dir" in values:
+        values["spool_dir"] = str(Path(values["spool_dir"]).expanduser())
+    return Config(**values)

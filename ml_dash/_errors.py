@@ -1,0 +1,67 @@
+"""Every exception ml-dash raises, in one place.
+
+    MlDashError
+    ├── InvalidPrefix (ValueError)          a prefix, metric name or file name that cannot be stored
+    ├── InvalidValue (TypeError)            a logged value that cannot be serialized
+    ├── ValueTooLarge (ValueError)          a string or field set over the configured limit
+    ├── ExperimentStateError (RuntimeError) use before start / after close
+    ├── QueueFull (RuntimeError)            backpressure gave up (only with drop_policy="raise")
+    └── RemoteError                         a server answer the SDK cannot act on
+        ├── AuthError                       401/403: the token is missing, wrong, or not allowed here
+        └── ProtocolError                   the server speaks another protocol version or answered garbage
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MlDashError",
+    "InvalidPrefix",
+    "InvalidValue",
+    "ValueTooLarge",
+    "ExperimentStateError",
+    "QueueFull",
+    "RemoteError",
+    "AuthError",
+    "ProtocolError",
+]
+
+
+class MlDashError(Exception):
+    """Base class of every error ml-dash raises on purpose."""
+
+
+class InvalidPrefix(MlDashError, ValueError):
+    """A prefix, metric name or file name that cannot name a place in the store."""
+
+
+class InvalidValue(MlDashError, TypeError):
+    """A value that cannot be serialized; raised at the call, in the caller's thread."""
+
+
+class ValueTooLarge(MlDashError, ValueError):
+    """A value over a configured size limit (see ``Config.max_string_bytes``)."""
+
+
+class ExperimentStateError(MlDashError, RuntimeError):
+    """An operation that needs a running experiment was called before start or after close."""
+
+
+class QueueFull(MlDashError, RuntimeError):
+    """The in-process queue stayed full past the backpressure window."""
+
+
+class RemoteError(MlDashError):
+    """The server answered in a way the client cannot recover from by retrying."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class AuthError(RemoteError):
+    """401/403: no token, a wrong token, or a token that may not write this prefix."""
+
+
+class ProtocolError(RemoteError):
+    """The server's answer is not the protocol this client speaks."""

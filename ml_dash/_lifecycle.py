@@ -1,0 +1,121 @@
+"""Process-wide hooks that keep data safe: atexit, SIGTERM, uncaught exceptions and fork.
+
+* **atexit**: every experiment still running is drained and closed (COMPLETED, or FAILED when an
+  uncaught exception ended the program). One deadline, ``Config.shutdown_timeout``, covers all.
+* **SIGTERM**: installed on the first start, from the main thread only, and only when the
+  program has not chosen to ignore SIGTERM. With the default disposition we drain, mark runs
+  CANCELLED, then re-deliver SIGTERM with the default action so the exit status stays 143. With a
+  handler of the program's own, we flush everything and then call that handler, which decides.
+* **fork**: in the child the parent's queued events are dropped (the parent writes them), the
+  worker is restarted, and the child never changes the experiment's status.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import sys
+import threading
+import time
+import weakref
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:
+    from ._experiment import Experiment
+
+__all__ = ["register", "unregister", "running_experiments"]
+
+_lock = threading.Lock()
+_live: "weakref.WeakSet[Experiment]" = weakref.WeakSet()
+_installed = False
+_uncaught: Optional[BaseException] = None
+_previous_sigterm = None
+
+
+def running_experiments() -> list:
+    with _lock:
+        return [e for e in _live if e._pipe.running]
+
+
+def register(exp: "Experiment") -> None:
+    global _installed
+    with _lock:
+        _live.add(exp)
+        if _installed:
+            return
+        _installed = True
+    atexit.register(_at_exit)
+    _wrap_excepthook()
+    _install_sigterm()
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def unregister(exp: "Experiment") -> None:
+    with _lock:
+        _live.discard(exp)
+
+
+def _close_all(status: str, reason: Optional[str]) -> None:
+    exps = running_experiments()
+    if not exps:
+        return
+    deadline = time.monotonic() + max(e.config.shutdown_timeout for e in exps)
+    for exp in exps:
+        try:
+            exp._close(status, reason, deadline)
+        except Exception as exc:  # one experiment's trouble must not stop the others draining
+            print(f"ml-dash: closing {exp.prefix} failed: {exc}", file=sys.stderr)
+
+
+def _at_exit() -> None:
+    if _uncaught is not None:
+        _close_all("FAILED", f"uncaught {type(_uncaught).__name__}: {_uncaught}")
+    else:
+        _close_all("COMPLETED", "process exited without complete()")
+
+
+def _wrap_excepthook() -> None:
+    previous = sys.excepthook
+
+    def hook(exc_type, exc, tb):
+        global _uncaught
+        _uncaught = exc
+        previous(exc_type, exc, tb)
+
+    sys.excepthook = hook
+
+
+def _install_sigterm() -> None:
+    global _previous_sigterm
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        previous = signal.getsignal(signal.SIGTERM)
+    except (ValueError, OSError):
+        return
+    if previous in (signal.SIG_IGN, None):
+        return  # the program ignores SIGTERM (or it was set outside Python): not ours to change
+    _previous_sigterm = previous
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _on_sigterm(signum, frame) -> None:
+    previous = _previous_sigterm
+    if callable(previous):
+        deadline = time.monotonic() + 10.0
+        for exp in running_experiments():
+            exp._pipe.flush(max(0.0, deadline - time.monotonic()))
+        previous(signum, frame)
+        return
+    _close_all("CANCELLED", "terminated by SIGTERM")
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()
+    for exp in list(_live):
+        exp._after_fork_in_child()

@@ -1,0 +1,107 @@
+"""Validation of every user-given name that becomes a path: prefixes, metric names, file paths.
+
+Rules (one place, so local mode, the agent and the server agree):
+
+* a segment is non-empty, not ``.`` or ``..``, has no ``/`` or ``\\``, no control character
+  (below U+0020, or U+007F) and is at most 255 bytes in UTF-8;
+* a prefix is ``owner/project/path.../name``: at least three segments, relative (no leading ``/``);
+* a metric name or file path may have ``/`` between valid segments (it becomes sub-folders);
+* a file name is one segment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Tuple
+
+from ._errors import InvalidPrefix
+
+__all__ = ["Prefix", "parse_prefix", "check_segment", "check_relpath", "check_filename"]
+
+_MAX_SEGMENT_BYTES = 255
+_MAX_PREFIX_BYTES = 1024
+
+
+def check_segment(segment: str, what: str) -> str:
+    """Return ``segment`` if it is a safe single path segment, else raise InvalidPrefix."""
+    if not isinstance(segment, str):
+        raise InvalidPrefix(f"{what} must be a str, got {type(segment).__name__}")
+    if segment == "":
+        raise InvalidPrefix(f"{what} has an empty segment")
+    if segment in (".", ".."):
+        raise InvalidPrefix(f"{what} may not contain the segment {segment!r}")
+    if "/" in segment or "\\" in segment:
+        raise InvalidPrefix(f"{what} segment {segment!r} may not contain '/' or '\\'")
+    for ch in segment:
+        if ch < " " or ch == "\x7f":
+            raise InvalidPrefix(f"{what} segment {segment!r} contains a control character")
+    if len(segment.encode("utf-8", "surrogatepass")) > _MAX_SEGMENT_BYTES:
+        raise InvalidPrefix(f"{what} segment is longer than {_MAX_SEGMENT_BYTES} bytes")
+    return segment
+
+
+def _split(value: str, what: str) -> Tuple[str, ...]:
+    if not isinstance(value, str):
+        raise InvalidPrefix(f"{what} must be a str, got {type(value).__name__}")
+    if value == "":
+        raise InvalidPrefix(f"{what} is empty")
+    if "\\" in value:
+        raise InvalidPrefix(f"{what} {value!r} may not contain a backslash")
+    if value.startswith("/"):
+        raise InvalidPrefix(f"{what} {value!r} must be relative, not an absolute path")
+    if len(value.encode("utf-8", "surrogatepass")) > _MAX_PREFIX_BYTES:
+        raise InvalidPrefix(f"{what} is longer than {_MAX_PREFIX_BYTES} bytes")
+    parts = tuple(value.split("/"))
+    for part in parts:
+        check_segment(part, what)
+    return parts
+
+
+def check_relpath(value: str, what: str) -> str:
+    """A relative path of safe segments (metric names, file folders). Leading/trailing '/' are trimmed."""
+    stripped = value.strip("/") if isinstance(value, str) else value
+    return "/".join(_split(stripped, what))
+
+
+def check_filename(value: str) -> str:
+    """A file name: exactly one safe segment."""
+    return check_segment(value, "file name")
+
+
+@dataclass(frozen=True)
+class Prefix:
+    """A parsed experiment prefix ``owner/project/path.../name``."""
+
+    parts: Tuple[str, ...]
+
+    @property
+    def owner(self) -> str:
+        return self.parts[0]
+
+    @property
+    def project(self) -> str:
+        return self.parts[1]
+
+    @property
+    def name(self) -> str:
+        return self.parts[-1]
+
+    @property
+    def folder(self) -> str:
+        """The path between project and name ('' when there is none)."""
+        return "/".join(self.parts[2:-1])
+
+    def __str__(self) -> str:
+        return "/".join(self.parts)
+
+
+def parse_prefix(prefix: str) -> Prefix:
+    """Parse and validate ``owner/project/path.../name``; raise InvalidPrefix naming the problem."""
+    if isinstance(prefix, str):
+        prefix = prefix.rstrip("/") if prefix.strip("/") else prefix
+    parts = _split(prefix, "prefix")
+    if len(parts) < 3:
+        raise InvalidPrefix(
+            f"prefix {prefix!r} has {len(parts)} segment(s); it needs at least 3: owner/project/name"
+        )
+    return Prefix(parts)

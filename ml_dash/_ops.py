@@ -1,0 +1,244 @@
+"""The operations on a running experiment: ``exp.params``, ``exp.metrics``, ``exp.logs``, ``exp.files``.
+
+Writes go through the experiment's pipeline (never waiting on I/O); reads flush first, then ask
+the experiment's reader, which is the same interface in local and remote mode.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
+
+from ._errors import InvalidPrefix, InvalidValue
+from ._files import FileInfo, Source, new_file_id
+from ._names import check_filename, check_relpath
+from ._values import FAST_TYPES, normalize_fields, normalize_value
+
+if TYPE_CHECKING:
+    from ._experiment import Experiment
+
+__all__ = ["Params", "Metrics", "MetricBuilder", "Logs", "Files", "FileScope", "flatten", "unflatten", "LEVELS"]
+
+#: Accepted log levels, with the stdlib spellings mapped onto upstream's.
+LEVELS = {"debug": "debug", "info": "info", "warn": "warn", "warning": "warn", "error": "error",
+          "fatal": "fatal", "critical": "fatal"}
+
+
+def flatten(d: Dict[str, Any], parent: str = "") -> Dict[str, Any]:
+    """``{"model": {"layers": 2}}`` -> ``{"model.layers": 2}``."""
+    out: Dict[str, Any] = {}
+    for key, value in d.items():
+        if not isinstance(key, str):
+            raise InvalidValue(f"parameter names must be str, got {type(key).__name__}")
+        full = f"{parent}.{key}" if parent else key
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, full))
+        else:
+            out[full] = value
+    return out
+
+
+def unflatten(d: Dict[str, Any]) -> Dict[str, Any]:
+    """Inverse of :func:`flatten`."""
+    out: Dict[str, Any] = {}
+    for key, value in d.items():
+        node = out
+        *parents, last = key.split(".")
+        for p in parents:
+            nxt = node.get(p)
+            if not isinstance(nxt, dict):
+                nxt = node[p] = {}
+            node = nxt
+        node[last] = value
+    return out
+
+
+class Params:
+    """``exp.params``: hyper-parameters, stored flattened with dots."""
+
+    def __init__(self, exp: "Experiment"):
+        self._exp = exp
+
+    def set(self, **params: Any) -> "Params":
+        """Merge parameters (nested dicts are flattened to ``a.b.c`` keys)."""
+        flat = flatten(params)
+        flat = normalize_fields(flat, self._exp.config.max_string_bytes, "params")
+        self._exp._pipe.put(("p", time.time(), flat))
+        return self
+
+    log = set  # upstream's alias
+
+    def get(self, flatten: bool = True) -> Dict[str, Any]:
+        """Every parameter stored so far (by any run of this experiment)."""
+        data = self._exp._read().params()
+        return data if flatten else unflatten(data)
+
+
+class MetricBuilder:
+    """``exp.metrics(name)``: appends rows to one metric."""
+
+    __slots__ = ("_name", "_pipe", "_exp", "_limit")
+
+    def __init__(self, exp: "Experiment", name: Optional[str]):
+        self._exp = exp
+        self._name = name
+        self._pipe = exp._pipe
+        self._limit = exp.config.max_string_bytes
+
+    def log(self, **fields: Any) -> "MetricBuilder":
+        """Append one row. Fields are stored as given, plus ``_ts`` (epoch seconds of this call)."""
+        for v in fields.values():
+            if type(v) not in FAST_TYPES:
+                fields = normalize_fields(fields, self._limit, f"metric {self._name!r}")
+                break
+        fields["_ts"] = time.time()
+        pipe = self._pipe
+        q = pipe._q
+        if len(q) >= pipe._wake_at:
+            pipe._crowded(("m", self._name, fields))
+        else:
+            q.append(("m", self._name, fields))
+        return self
+
+    def read(self, start: int = 0, limit: Optional[int] = None) -> List[Dict[str, Any]]:
+        """Rows ``{"index", "data", "createdAt"}`` from ``start``, in index order."""
+        return self._exp._read().metric_rows(self._name, start, limit)
+
+    @property
+    def name(self) -> Optional[str]:
+        return self._name
+
+
+class Metrics:
+    """``exp.metrics``: ``exp.metrics("train").log(...)``, or ``exp.metrics.log(...)`` for the unnamed metric."""
+
+    def __init__(self, exp: "Experiment"):
+        self._exp = exp
+        self._builders: Dict[Optional[str], MetricBuilder] = {}
+
+    def __call__(self, name: Optional[str] = None) -> MetricBuilder:
+        b = self._builders.get(name)
+        if b is None:
+            if name is not None:
+                check_relpath(name, "metric name")
+                if name.strip("/") == "None":
+                    raise InvalidPrefix("metric name 'None' is reserved for the unnamed metric")
+                name = name.strip("/")
+            b = self._builders[name] = MetricBuilder(self._exp, name)
+        return b
+
+    def log(self, **fields: Any) -> MetricBuilder:
+        """Append a row to the unnamed metric (stored in the folder ``None``)."""
+        return self(None).log(**fields)
+
+    def names(self) -> List[Optional[str]]:
+        """Every metric of the experiment that has rows."""
+        return self._exp._read().metric_names()
+
+
+class Logs:
+    """``exp.logs``: read log records back (``exp.log(...)`` writes them)."""
+
+    def __init__(self, exp: "Experiment"):
+        self._exp = exp
+
+    def read(self, start: int = 0, limit: Optional[int] = None, level: Optional[str] = None) -> List[Dict[str, Any]]:
+        """Records ``{"sequenceNumber", "timestamp", "level", "message"[, "metadata"]}`` in order."""
+        if level is not None:
+            level = LEVELS.get(level.lower(), level)
+        return self._exp._read().logs(start, limit, level)
+
+    __call__ = read
+
+
+def make_log_item(message: str, level: str, metadata: Dict[str, Any], limit: int) -> tuple:
+    if not isinstance(message, str):
+        raise InvalidValue(f"log message must be str, got {type(message).__name__}")
+    lvl = LEVELS.get(level.lower()) if isinstance(level, str) else None
+    if lvl is None:
+        raise ValueError(f"unknown log level {level!r}; use one of debug, info, warn(ing), error, fatal")
+    normalize_value(message, limit, "log message")
+    md = normalize_fields(metadata, limit, "log metadata") if metadata else None
+    return ("l", time.time(), lvl, message, md)
+
+
+class FileScope:
+    """``exp.files(path)``: files under one logical folder such as ``"models"``."""
+
+    def __init__(self, exp: "Experiment", path: str):
+        self._exp = exp
+        self._path = "/" + check_relpath(path, "file path") if path.strip("/") else "/"
+
+    def save(
+        self,
+        source: Source,
+        *,
+        name: Optional[str] = None,
+        description: Optional[str] = None,
+        tags: Optional[List[str]] = None,
+        metadata: Optional[Dict[str, Any]] = None,
+    ) -> FileInfo:
+        """Store a file (a path, or bytes with ``name=``). The content is copied now; returns its FileInfo."""
+        exp = self._exp
+        exp._require_running()
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            if name is None:
+                raise ValueError("saving bytes needs a file name: files(...).save(data, name='weights.bin')")
+        elif isinstance(source, (str, os.PathLike)):
+            if not os.path.isfile(source):
+                raise FileNotFoundError(f"no such file: {source}")
+            name = name or os.path.basename(os.fspath(source))
+        else:
+            raise InvalidValue(f"files.save takes a path or bytes, got {type(source).__name__}")
+        check_filename(name)
+        md = normalize_fields(metadata, exp.config.max_string_bytes, "file metadata") if metadata else None
+        file_id = new_file_id()
+        entry: Dict[str, Any] = {
+            "id": file_id,
+            "experimentId": exp.prefix,
+            "path": self._path,
+            "filename": name,
+            "description": description,
+            "tags": list(tags or []),
+            "bindrs": [],
+            "contentType": mimetypes.guess_type(name)[0] or "application/octet-stream",
+            "sizeBytes": 0,
+            "checksum": "",
+            "metadata": md,
+        }
+        size, checksum = exp._sink.stage_file(source, entry)
+        from ._store._jsonio import iso_utc
+
+        now = iso_utc()
+        entry.update(sizeBytes=size, checksum=checksum, uploadedAt=now, updatedAt=now, deletedAt=None)
+        exp._pipe.put(("f", time.time(), entry))
+        return FileInfo.from_entry(entry)
+
+    def list(self) -> List[FileInfo]:
+        """Files under this folder (and its sub-folders), oldest first."""
+        return [FileInfo.from_entry(e) for e in self._exp._read().files(self._path)]
+
+    def download(self, file: Union[FileInfo, str], dest: Union[str, os.PathLike, None] = None) -> Path:
+        """Copy a stored file to ``dest`` (a path or folder; default: its file name in the working folder)."""
+        reader = self._exp._read()
+        wanted = file.id if isinstance(file, FileInfo) else str(file)
+        for entry in reader.files(None):
+            if str(entry.get("id")) == wanted:
+                target = Path(dest) if dest is not None else Path(entry["filename"])
+                if target.is_dir():
+                    target = target / entry["filename"]
+                return reader.download(entry, target)
+        raise FileNotFoundError(f"no file with id {wanted} in {self._exp.prefix}")
+
+
+class Files(FileScope):
+    """``exp.files``: ``exp.files("models").save(...)``; ``exp.files.save(...)`` stores at the top."""
+
+    def __init__(self, exp: "Experiment"):
+        super().__init__(exp, "")
+
+    def __call__(self, path: str = "") -> FileScope:
+        return FileScope(self._exp, path)

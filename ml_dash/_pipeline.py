@@ -1,0 +1,239 @@
+"""The spine: a bounded in-process queue drained by one background worker into a sink.
+
+The caller's cost of an event is one tuple and one ``deque.append``. The worker wakes once per
+``batch_events`` events (or every ``flush_interval``), takes everything queued, and hands it to the
+sink in one call, so serialization and I/O never run in the caller's thread.
+
+Queue items are tuples whose first element is the kind:
+
+    ("m", name, fields)                     metric row; fields holds the user's fields plus "_ts"
+    ("l", ts, level, message, metadata)     log line
+    ("p", ts, flat_params)                  parameters (already flattened)
+    ("f", ts, entry)                        file entry (bytes already snapshotted)
+    ("e", ts, fields)                       experiment upsert (description, tags, ...)
+    ("s", ts, status, reason)               status change
+    ("x", threading.Event)                  flush marker, handled here and never given to the sink
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import sys
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional, Protocol
+
+from ._config import Config
+from ._errors import ExperimentStateError, QueueFull
+
+__all__ = ["Pipeline", "Sink", "FLUSH"]
+
+FLUSH = "x"
+
+
+class Sink(Protocol):
+    """Where the worker puts batches. Local mode writes the layout; remote mode writes the spool."""
+
+    def write(self, items: List[tuple]) -> None:
+        """Store a batch (called in the worker thread only). Must not raise for one bad item."""
+
+    def sync(self) -> None:
+        """Make everything written so far as durable as the sink promises (called at flush)."""
+
+    def close(self, deadline: float) -> None:
+        """Release resources; may upload until ``deadline`` (a ``time.monotonic()`` value)."""
+
+    def after_fork_in_child(self) -> None:
+        """Forget the parent's state in a forked child."""
+
+
+class _Refusing:
+    """Stands in for the deque before start and after close, so the hot path needs no state check."""
+
+    __slots__ = ("_why",)
+
+    def __init__(self, why: str):
+        self._why = why
+
+    def __len__(self) -> int:
+        return 0
+
+    def append(self, item) -> None:
+        raise ExperimentStateError(self._why)
+
+
+class Pipeline:
+    """Bounded queue + background worker for one experiment."""
+
+    def __init__(self, sink: Sink, config: Config, name: str):
+        self._sink = sink
+        self._config = config
+        self._name = name
+        self._max = config.queue_max_events
+        self._batch = max(1, min(config.batch_events, self._max))
+        self._q: Any = _Refusing(f"experiment {name} is not started: call exp.run.start() or use `with exp.run:`")
+        #: Crossing this length takes the slow path (wake the worker; block when full).
+        self._wake_at = self._batch
+        self._bytes = 0
+        self._woken = False
+        self._wake = threading.Event()
+        self._space = threading.Condition(threading.Lock())
+        self._thread: Optional[threading.Thread] = None
+        self._closing = False
+        self.drops: Dict[str, int] = collections.Counter()
+        self.errors: Dict[str, int] = collections.Counter()
+        self.last_error: Optional[str] = None
+
+    # -- caller side ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._q = collections.deque()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name=f"ml-dash-worker:{self._name}", daemon=True)
+        self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return isinstance(self._q, collections.deque)
+
+    def put(self, item: tuple) -> bool:
+        """Queue an item; False when it was dropped (counted in ``drops``)."""
+        q = self._q
+        if len(q) >= self._wake_at:
+            return self._crowded(item)
+        q.append(item)
+        return True
+
+    def put_log(self, item: tuple) -> bool:
+        """Queue a log item; its message counts against ``queue_max_bytes`` as well."""
+        nbytes = len(item[3])
+        if self._bytes + nbytes > self._config.queue_max_bytes and self.running:
+            self._wake.set()
+            if not self._wait_for_space(lambda: self._bytes + nbytes <= self._config.queue_max_bytes or not self._bytes):
+                return self._drop(item, "queue_bytes_full")
+        self._bytes += nbytes
+        return self.put(item)
+
+    def _crowded(self, item: tuple) -> bool:
+        q = self._q
+        if not self._woken:
+            self._woken = True
+            self._wake.set()
+        if len(q) >= self._max:
+            if threading.current_thread() is self._thread:
+                return self._drop(item, "queue_full")
+            if not self._wait_for_space(lambda: len(self._q) < self._max):
+                return self._drop(item, "queue_full")
+        self._q.append(item)
+        return True
+
+    def _wait_for_space(self, ready: Callable[[], bool]) -> bool:
+        deadline = time.monotonic() + self._config.backpressure_timeout
+        with self._space:
+            while not ready():
+                left = deadline - time.monotonic()
+                if left <= 0 or self._thread is None or not self._thread.is_alive():
+                    return ready()
+                self._wake.set()
+                self._space.wait(min(left, 0.1))
+        return True
+
+    def _drop(self, item: tuple, reason: str) -> bool:
+        self.drops[reason] += 1
+        if self._config.drop_policy == "raise":
+            raise QueueFull(
+                f"ml-dash queue for {self._name} stayed full for {self._config.backpressure_timeout}s "
+                f"({reason}); the event was not stored"
+            )
+        if self.drops[reason] == 1:
+            print(f"ml-dash: {self._name}: dropping events ({reason}); counts are reported at close", file=sys.stderr)
+        return False
+
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        """Block until every item queued before this call has been handed to the sink and synced."""
+        if not self.running or self._thread is None:
+            return True
+        done = threading.Event()
+        self._q.append((FLUSH, done))
+        self._wake.set()
+        return done.wait(timeout)
+
+    def close(self, deadline: float) -> bool:
+        """Drain the queue, stop the worker, close the sink; True when everything was written in time."""
+        if not self.running:
+            return True
+        self._closing = True
+        drained = self.flush(max(0.0, deadline - time.monotonic()))
+        self._q = _Refusing(f"experiment {self._name} is closed")
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(max(0.0, deadline - time.monotonic()))
+        try:
+            self._sink.close(deadline)
+        except Exception as exc:  # closing must never raise into the user's exit path
+            self._record_error("sink_close", exc)
+        return drained
+
+    # -- worker side ---------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        wake, interval = self._wake, self._config.flush_interval
+        while True:
+            wake.wait(interval)
+            wake.clear()
+            self._woken = False
+            q = self._q
+            if isinstance(q, collections.deque) and q:
+                n = len(q)
+                pop = q.popleft
+                self._process([pop() for _ in range(n)])
+                with self._space:
+                    self._space.notify_all()
+            elif not isinstance(q, collections.deque):
+                return
+
+    def _process(self, batch: List[tuple]) -> None:
+        start = 0
+        for i, item in enumerate(batch):
+            if item[0] == FLUSH:
+                self._write(batch[start:i], sync=True)
+                item[1].set()
+                start = i + 1
+        self._write(batch[start:], sync=False)
+
+    def _write(self, items: List[tuple], sync: bool) -> None:
+        if items:
+            try:
+                self._sink.write(items)
+            except Exception as exc:
+                # A sink that cannot write (disk full, permissions) must not kill the worker.
+                self.drops["sink_error"] += len(items)
+                self._record_error("sink_write", exc)
+            if self._bytes:
+                self._bytes -= sum(len(it[3]) for it in items if it[0] == "l")
+        if sync:
+            try:
+                self._sink.sync()
+            except Exception as exc:
+                self._record_error("sink_sync", exc)
+
+    def _record_error(self, where: str, exc: BaseException) -> None:
+        self.errors[where] += 1
+        self.last_error = f"{where}: {type(exc).__name__}: {exc}"
+        if self.errors[where] == 1:
+            print(f"ml-dash: {self._name}: {self.last_error}", file=sys.stderr)
+
+    # -- fork ------------------------------------------------------------------------------------------
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: drop the parent's queued items (the parent writes them) and restart."""
+        was_running = self.running
+        self._wake = threading.Event()
+        self._space = threading.Condition(threading.Lock())
+        self._woken = False
+        self._bytes = 0
+        self._thread = None
+        self._sink.after_fork_in_child()
+        if was_running:
+            self.start()

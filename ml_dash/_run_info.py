@@ -1,0 +1,103 @@
+"""``RUN``: facts about the current run that prefixes are built from.
+
+Rule for ``RUN.path_stem`` (documented in the README): take the entry's folder (the file's parent
+folder for a file, the folder itself for a directory), make it relative to the project root, and
+drop a leading ``experiments/`` folder if there is one. So ``my-project/experiments/vision/resnet/train.py``
+gives ``vision/resnet``; ``my-project/sweeps/lr/`` gives ``sweeps/lr``.
+
+The project root is the nearest folder, walking up from the entry, that holds one of
+``pyproject.toml``, ``setup.py``, ``setup.cfg``, ``requirements.txt`` or ``.git``; ``RUN.project`` is
+that folder's name.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from pathlib import Path
+from typing import Optional, Union
+
+__all__ = ["RUN", "RunInfo", "find_project_root"]
+
+PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", "requirements.txt", ".git")
+#: A leading folder of this name is dropped from ``path_stem``.
+EXPERIMENTS_FOLDER = "experiments"
+
+
+def find_project_root(start: Union[str, os.PathLike]) -> Path:
+    """Nearest folder at or above ``start`` holding a project marker; the start folder if none does."""
+    start = Path(start).resolve()
+    folder = start if start.is_dir() else start.parent
+    for candidate in (folder, *folder.parents):
+        if any((candidate / marker).exists() for marker in PROJECT_MARKERS):
+            return candidate
+    return folder
+
+
+class RunInfo:
+    """The type of :data:`RUN`. Set ``entry`` first; the other attributes follow from it."""
+
+    def __init__(self) -> None:
+        self.now: _dt.datetime = _dt.datetime.now()
+        self._entry: Optional[Path] = None
+        self._project_root: Optional[Path] = None
+        self._user: Optional[str] = None
+
+    @property
+    def entry(self) -> Optional[Path]:
+        """Entry point: a script (``__file__``) or a sweep directory."""
+        return self._entry
+
+    @entry.setter
+    def entry(self, value: Union[str, os.PathLike, None]) -> None:
+        self._entry = None if value is None else Path(value).resolve()
+        self._project_root = None
+
+    @property
+    def project_root(self) -> Path:
+        """Auto-detected from ``entry`` (or the working folder); may be set explicitly."""
+        if self._project_root is None:
+            self._project_root = find_project_root(self._entry or Path.cwd())
+        return self._project_root
+
+    @project_root.setter
+    def project_root(self, value: Union[str, os.PathLike]) -> None:
+        self._project_root = Path(value).resolve()
+
+    @property
+    def project(self) -> str:
+        """The project root folder's name."""
+        return self.project_root.name
+
+    @property
+    def path_stem(self) -> str:
+        """The entry's folder relative to the project root, without a leading ``experiments/``."""
+        if self._entry is None:
+            raise RuntimeError("RUN.path_stem needs RUN.entry: set RUN.entry = __file__ first")
+        folder = self._entry if self._entry.is_dir() else self._entry.parent
+        try:
+            rel = folder.relative_to(self.project_root)
+        except ValueError:
+            raise RuntimeError(f"RUN.entry {self._entry} is not inside RUN.project_root {self.project_root}") from None
+        parts = rel.parts
+        if parts and parts[0] == EXPERIMENTS_FOLDER and len(parts) > 1:
+            parts = parts[1:]
+        return "/".join(parts) if parts else self.project_root.name
+
+    @property
+    def user(self) -> str:
+        """``$ML_DASH_USER``, else ``$USER``; may be set explicitly."""
+        if self._user is not None:
+            return self._user
+        return os.environ.get("ML_DASH_USER") or os.environ.get("USER") or os.environ.get("USERNAME") or "unknown"
+
+    @user.setter
+    def user(self, value: str) -> None:
+        self._user = value
+
+    def __repr__(self) -> str:
+        return f"RUN(entry={self._entry}, user={self.user!r}, now={self.now:%Y-%m-%d %H:%M:%S})"
+
+
+#: The process-wide run facts. ``RUN.now`` is the time ``ml_dash`` was imported.
+RUN = RunInfo()

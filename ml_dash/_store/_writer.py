@@ -1,0 +1,275 @@
+"""Appends to one experiment's local layout. Safe for several threads and processes at once.
+
+Every public method expects the caller to hold :meth:`ExperimentWriter.lock` (one lock per batch,
+not per row). The next metric index and log sequence number are read from the data files
+themselves (their last complete line), so a crash, another process, or an upstream tree can never
+make us repeat or skip a number; a cached value is used only while the file is exactly as we left it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+import orjson
+
+from .._names import Prefix
+from .._values import encode_nonfinite
+from ._jsonio import atomic_write_json, ensure_newline_end, iso_utc, last_value_of, locked, read_json
+from ._layout import ExperimentPaths
+
+__all__ = ["ExperimentWriter", "LogRow"]
+
+_NL = orjson.OPT_APPEND_NEWLINE
+_CHUNK_ROWS = 1024  # join orjson outputs in small chunks: each held output costs ~4 KB of RSS
+_INT_RANGE = (-(2**63), 2**64 - 1)
+
+#: (epoch seconds, level, message, metadata or None)
+LogRow = Tuple[float, str, str, Optional[Dict[str, Any]]]
+
+
+def _sanitize(value: Any) -> Any:
+    """Last resort for a row orjson refused: non-finite floats named, huge ints as strings."""
+    t = type(value)
+    if t is int and not _INT_RANGE[0] <= value <= _INT_RANGE[1]:
+        return str(value)
+    if t is dict:
+        return {str(k): _sanitize(v) for k, v in value.items()}
+    if t is list or t is tuple:
+        return [_sanitize(v) for v in value]
+    return encode_nonfinite(value)
+
+
+def _has_nonfinite(value: Any) -> bool:
+    t = type(value)
+    if t is float:
+        return not math.isfinite(value)
+    if t is dict:
+        return any(_has_nonfinite(v) for v in value.values())
+    if t is list:
+        return any(_has_nonfinite(v) for v in value)
+    return False
+
+
+def encode_lines(records: Sequence[dict]) -> Iterator[bytes]:
+    """JSONL chunks for ``records``; non-finite floats become strings; one bad record never fails the rest."""
+    dumps = orjson.dumps
+    for start in range(0, len(records), _CHUNK_ROWS):
+        chunk = records[start : start + _CHUNK_ROWS]
+        try:
+            blob = b"".join([dumps(r, option=_NL) for r in chunk])
+            # orjson writes NaN/inf as null: only then look closer.
+            if b"null" not in blob:
+                yield blob
+                continue
+        except orjson.JSONEncodeError:
+            pass
+        parts = []
+        for r in chunk:
+            if _has_nonfinite(r):
+                r = encode_nonfinite(r)
+            try:
+                parts.append(dumps(r, option=_NL))
+            except orjson.JSONEncodeError:
+                parts.append(dumps(_sanitize(r), option=_NL, default=repr))
+        yield b"".join(parts)
+
+
+class _Appender:
+    """An append handle on one JSONL file plus what we know of its end."""
+
+    __slots__ = ("path", "fh", "size", "next")
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.fh = open(path, "ab")
+        self.size = -1
+        self.next = 0
+
+    def next_number(self, key: str, floor: int = 0) -> int:
+        size = os.fstat(self.fh.fileno()).st_size
+        if size != self.size:  # someone else wrote, or first use: ask the file
+            last = last_value_of(self.path, key)
+            self.next = floor if last is None else last + 1
+            ensure_newline_end(self.fh)
+        return self.next
+
+    def write(self, chunks: Iterable[bytes], count: int) -> None:
+        for chunk in chunks:
+            self.fh.write(chunk)
+        self.fh.flush()
+        self.size = os.fstat(self.fh.fileno()).st_size
+        self.next += count
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+class ExperimentWriter:
+    """Writes one experiment in the upstream-compatible layout. Hold :meth:`lock` around calls."""
+
+    def __init__(self, root: os.PathLike | str, prefix: Prefix):
+        self.paths = ExperimentPaths(root, prefix)
+        self._appenders: Dict[Path, _Appender] = {}
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        with locked(self.paths.lock):
+            yield
+
+    def _appender(self, path: Path) -> _Appender:
+        app = self._appenders.get(path)
+        if app is None:
+            app = self._appenders[path] = _Appender(path)
+        return app
+
+    def close(self) -> None:
+        for app in self._appenders.values():
+            app.close()
+        self._appenders.clear()
+
+    # -- experiment.json ---------------------------------------------------------------------------
+
+    def upsert_experiment(self, fields: Dict[str, Any], ts: float) -> Dict[str, Any]:
+        """Create experiment.json, or merge the given non-None fields into it (``metadata`` merges by key)."""
+        p = self.paths
+        current = read_json(p.experiment_json)
+        now = iso_utc(ts)
+        if not isinstance(current, dict):
+            current = {
+                "name": p.prefix.name,
+                "project": p.prefix.project,
+                "description": None,
+                "tags": [],
+                "bindrs": [],
+                "prefix": str(p.prefix),
+                "metadata": None,
+                "created_at": now,
+                "write_protected": False,
+            }
+        else:
+            current["updated_at"] = now
+        for key, value in fields.items():
+            if value is None:
+                continue
+            if key == "metadata" and isinstance(current.get("metadata"), dict):
+                current["metadata"] = {**current["metadata"], **value}
+            else:
+                current[key] = value
+        atomic_write_json(p.experiment_json, current)
+        return current
+
+    def set_status(self, status: str, ts: float, reason: Optional[str] = None) -> None:
+        """Record a status change with its time; RUNNING also records ``started_at``, the others ``ended_at``."""
+        p = self.paths
+        current = read_json(p.experiment_json)
+        if not isinstance(current, dict):
+            current = self.upsert_experiment({}, ts)
+        when = iso_utc(ts)
+        current["status"] = status
+        current["status_updated_at"] = when
+        if status == "RUNNING":
+            current["started_at"] = when
+            current.pop("ended_at", None)
+            current.pop("status_reason", None)
+        else:
+            current["ended_at"] = when
+        if reason:
+            current["status_reason"] = reason
+        atomic_write_json(p.experiment_json, current)
+
+    # -- metrics -----------------------------------------------------------------------------------
+
+    def append_metric(self, name: Optional[str], rows: Sequence[Dict[str, Any]], ts: float) -> int:
+        """Append rows (each the user's fields plus ``_ts``); returns the first index given."""
+        mdir = self.paths.metric_dir(name)
+        app = self._appender(mdir / "data.jsonl")
+        meta_path = mdir / "metadata.json"
+        first = app.next_number("index")
+        created = iso_utc(ts)
+        records = [{"index": i, "data": r, "createdAt": created} for i, r in enumerate(rows, first)]
+        app.write(encode_lines(records), len(records))
+        meta = read_json(meta_path)
+        if not isinstance(meta, dict):
+            label = "None" if name is None else name
+            meta = {
+                "metricId": f"local-metric-{label}",
+                "name": name,
+                "description": None,
+                "tags": [],
+                "metadata": None,
+                "createdAt": created,
+            }
+        meta["totalDataPoints"] = max(app.next, int(meta.get("totalDataPoints") or 0))
+        meta["nextIndex"] = app.next
+        meta["updatedAt"] = created
+        atomic_write_json(meta_path, meta)
+        return first
+
+    # -- logs --------------------------------------------------------------------------------------
+
+    def append_logs(self, rows: Sequence[LogRow]) -> int:
+        """Append log rows; returns the first sequence number given."""
+        p = self.paths
+        app = self._appender(p.logs_jsonl)
+        try:  # upstream's counter, used only when the file has no readable line
+            floor = int(p.log_sequence.read_text().strip() or 0)
+        except (FileNotFoundError, ValueError):
+            floor = 0
+        first = app.next_number("sequenceNumber", floor)
+        records = []
+        for seq, (ts, level, message, metadata) in enumerate(rows, first):
+            rec = {"sequenceNumber": seq, "timestamp": iso_utc(ts), "level": level, "message": message}
+            if metadata:
+                rec["metadata"] = metadata
+            records.append(rec)
+        app.write(encode_lines(records), len(records))
+        tmp = p.log_sequence.with_name(".log_sequence.tmp")
+        tmp.write_text(str(app.next))
+        os.replace(tmp, p.log_sequence)
+        return first
+
+    # -- parameters --------------------------------------------------------------------------------
+
+    def merge_params(self, flat: Dict[str, Any], ts: float) -> Dict[str, Any]:
+        """Merge dot-flattened parameters into parameters.json, adding 1 to its version."""
+        p = self.paths
+        current = read_json(p.parameters_json)
+        now = iso_utc(ts)
+        if not isinstance(current, dict) or not isinstance(current.get("data"), dict):
+            current = {"version": 0, "data": {}, "createdAt": now}
+        current.setdefault("createdAt", now)  # upstream dropped it on update
+        current["data"].update(encode_nonfinite(flat))
+        current["version"] = int(current.get("version") or 0) + 1
+        current["updatedAt"] = now
+        atomic_write_json(p.parameters_json, current)
+        return current
+
+    # -- files -------------------------------------------------------------------------------------
+
+    def add_files(self, entries: Sequence[Dict[str, Any]]) -> None:
+        """Append entries to files/.files_metadata.json (the file bytes are already in place)."""
+        p = self.paths
+        current = read_json(p.files_metadata)
+        if not isinstance(current, dict) or not isinstance(current.get("files"), list):
+            current = {"files": []}
+        known = {e.get("id") for e in current["files"] if isinstance(e, dict)}
+        current["files"].extend(e for e in entries if e["id"] not in known)
+        atomic_write_json(p.files_metadata, current)
+
+    def delete_file(self, file_id: str, ts: float) -> bool:
+        """Soft delete: set ``deletedAt``. Returns False when there is no such file."""
+        p = self.paths
+        current = read_json(p.files_metadata)
+        if not isinstance(current, dict):
+            return False
+        for entry in current.get("files", []):
+            if isinstance(entry, dict) and entry.get("id") == file_id and not entry.get("deletedAt"):
+                entry["deletedAt"] = entry["updatedAt"] = iso_utc(ts)
+                atomic_write_json(p.files_metadata, current)
+                return True
+        return False
