@@ -35,6 +35,11 @@ class LocalSink:
         dest = self._writer.paths.file_dir(entry["path"], entry["id"]) / entry["filename"]
         return snapshot(source, dest)
 
+    def write_metrics(self, name: Optional[str], rows: List[dict]) -> None:
+        w = self._writer
+        with w.lock():
+            w.append_metric(name, rows, time.time())
+
     def write(self, items: List[tuple]) -> None:
         metrics: Dict[Optional[str], list] = {}
         logs = []

@@ -1,12 +1,17 @@
-"""The spine: a bounded in-process queue drained by one background worker into a sink.
+"""The spine: bounded in-process queues drained by one background worker into a sink.
 
-The caller's cost of an event is one tuple and one ``deque.append``. The worker wakes once per
-``batch_events`` events (or every ``flush_interval``), takes everything queued, and hands it to the
-sink in one call, so serialization and I/O never run in the caller's thread.
+Metric rows, by far the most frequent event, go to one deque per metric: the caller's cost is the
+fields dict it already built plus one ``deque.append``, and the worker needs no sorting by name.
+Everything else goes to the main deque as a tuple. The worker wakes once per ``batch_events``
+events in any one deque (or every ``flush_interval``), takes everything queued, and hands it to
+the sink, so serialization and I/O never run in the caller's thread.
 
-Queue items are tuples whose first element is the kind:
+A sink with ``write_metrics(name, rows)`` gets each metric's rows as one list (rows are the user's
+fields plus ``"_ts"``); a sink without it gets them as ``("m", name, fields)`` items in ``write``.
 
-    ("m", name, fields)                     metric row; fields holds the user's fields plus "_ts"
+Main queue items are tuples whose first element is the kind:
+
+    ("m", name, fields)                     metric row (only for sinks without write_metrics)
     ("l", ts, level, message, metadata)     log line
     ("p", ts, flat_params)                  parameters (already flattened)
     ("f", ts, entry)                        file entry (bytes already snapshotted)
@@ -37,6 +42,8 @@ class Sink(Protocol):
 
     def write(self, items: List[tuple]) -> None:
         """Store a batch (called in the worker thread only). Must not raise for one bad item."""
+
+    # Optional: ``write_metrics(name, rows)``, called before ``write`` with each metric's rows.
 
     def sync(self) -> None:
         """Make everything written so far as durable as the sink promises (called at flush)."""
@@ -80,6 +87,8 @@ class Pipeline:
         self._wake = threading.Event()
         self._space = threading.Condition(threading.Lock())
         self._thread: Optional[threading.Thread] = None
+        #: Objects with a ``_q`` attribute (MetricBuilder): one deque per metric, swapped like ``_q``.
+        self._metric_owners: List[Any] = []
         self._closing = False
         self.drops: Dict[str, int] = collections.Counter()
         self.errors: Dict[str, int] = collections.Counter()
@@ -87,8 +96,18 @@ class Pipeline:
 
     # -- caller side ---------------------------------------------------------------------------------
 
+    def add_metric(self, owner: Any) -> None:
+        """Give a metric its own deque (set as ``owner._q``), following the pipeline's state."""
+        owner._q = collections.deque() if self.running else self._q
+        self._metric_owners.append(owner)
+
+    def _set_queues(self, make: Callable[[], Any]) -> None:
+        self._q = make()
+        for owner in self._metric_owners:
+            owner._q = make() if isinstance(self._q, collections.deque) else self._q
+
     def start(self) -> None:
-        self._q = collections.deque()
+        self._set_queues(collections.deque)
         self._closing = False
         self._thread = threading.Thread(target=self._run, name=f"ml-dash-worker:{self._name}", daemon=True)
         self._thread.start()
@@ -101,7 +120,7 @@ class Pipeline:
         """Queue an item; False when it was dropped (counted in ``drops``)."""
         q = self._q
         if len(q) >= self._wake_at:
-            return self._crowded(item)
+            return self._crowded(q, item)
         q.append(item)
         return True
 
@@ -115,17 +134,17 @@ class Pipeline:
         self._bytes += nbytes
         return self.put(item)
 
-    def _crowded(self, item: tuple) -> bool:
-        q = self._q
+    def _crowded(self, q: Any, item: Any) -> bool:
+        """Slow path of a put into deque ``q``: wake the worker once; block briefly when full."""
         if not self._woken:
             self._woken = True
             self._wake.set()
         if len(q) >= self._max:
             if threading.current_thread() is self._thread:
                 return self._drop(item, "queue_full")
-            if not self._wait_for_space(lambda: len(self._q) < self._max):
+            if not self._wait_for_space(lambda: len(q) < self._max):
                 return self._drop(item, "queue_full")
-        self._q.append(item)
+        q.append(item)
         return True
 
     def _wait_for_space(self, ready: Callable[[], bool]) -> bool:
@@ -165,7 +184,8 @@ class Pipeline:
             return True
         self._closing = True
         drained = self.flush(max(0.0, deadline - time.monotonic()))
-        self._q = _Refusing(f"experiment {self._name} is closed")
+        closed = _Refusing(f"experiment {self._name} is closed")
+        self._set_queues(lambda: closed)
         self._wake.set()
         if self._thread is not None:
             self._thread.join(max(0.0, deadline - time.monotonic()))
@@ -184,16 +204,30 @@ class Pipeline:
             wake.clear()
             self._woken = False
             q = self._q
-            if isinstance(q, collections.deque) and q:
-                n = len(q)
-                pop = q.popleft
-                self._process([pop() for _ in range(n)])
+            if not isinstance(q, collections.deque):
+                return
+            # Take the main queue first: a flush marker in it then covers every metric row
+            # that was queued before it, because those are drained right after.
+            batch = _take(q)
+            metrics = [(o.name, _take(o._q)) for o in self._metric_owners]
+            metrics = [(name, rows) for name, rows in metrics if rows]
+            if batch or metrics:
+                self._process(batch, metrics)
                 with self._space:
                     self._space.notify_all()
-            elif not isinstance(q, collections.deque):
-                return
 
-    def _process(self, batch: List[tuple]) -> None:
+    def _process(self, batch: List[tuple], metrics: List[tuple]) -> None:
+        if metrics:
+            write_metrics = getattr(self._sink, "write_metrics", None)
+            if write_metrics is None:
+                batch = [("m", name, row) for name, rows in metrics for row in rows] + batch
+            else:
+                for name, rows in metrics:
+                    try:
+                        write_metrics(name, rows)
+                    except Exception as exc:
+                        self.drops["sink_error"] += len(rows)
+                        self._record_error("sink_write", exc)
         start = 0
         for i, item in enumerate(batch):
             if item[0] == FLUSH:
@@ -229,6 +263,8 @@ class Pipeline:
     def after_fork_in_child(self) -> None:
         """In a forked child: drop the parent's queued items (the parent writes them) and restart."""
         was_running = self.running
+        if was_running:
+            self._set_queues(collections.deque)  # the parent's queued items are the parent's
         self._wake = threading.Event()
         self._space = threading.Condition(threading.Lock())
         self._woken = False
@@ -237,3 +273,10 @@ class Pipeline:
         self._sink.after_fork_in_child()
         if was_running:
             self.start()
+
+
+def _take(q: Any) -> list:
+    """Pop exactly what is in ``q`` now; items appended meanwhile stay for the next round."""
+    n = len(q)
+    pop = q.popleft
+    return [pop() for _ in range(n)]
