@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Optional
 
 from ._files import Source, snapshot
 from ._names import Prefix
+from ._pipeline import SinkWriteError
 from ._store import ExperimentReader, ExperimentWriter
 
 __all__ = ["LocalSink"]
@@ -41,42 +42,49 @@ class LocalSink:
             w.append_metric(name, rows, time.time())
 
     def write(self, items: List[tuple]) -> None:
-        metrics: Dict[Optional[str], list] = {}
-        logs = []
-        others = []
+        """Apply a batch under one lock. Each file is written on its own, so a failure in one
+        (say, a full disk while appending logs) does not lose the others; failures are reported
+        together as one SinkWriteError with the count of items not stored."""
+        logs, files, rest = [], [], []
         for item in items:
             kind = item[0]
-            if kind == "m":
-                rows = metrics.get(item[1])
-                if rows is None:
-                    rows = metrics[item[1]] = []
-                rows.append(item[2])
-            elif kind == "l":
+            if kind == "l":
                 logs.append(item[1:])
+            elif kind == "f":
+                files.append(item[2])
+            elif kind == "m":  # only from a pipeline that bypassed write_metrics
+                self.write_metrics(item[1], [item[2]])
             else:
-                others.append(item)
+                rest.append(item)
         w = self._writer
-        now = time.time()
+        failed, first_error = 0, None
+        # Status changes go last so that COMPLETED is written after the data it completes.
+        ops = [(item, 1) for item in rest if item[0] != "s"]
+        ops += [(("l*", logs), len(logs))] if logs else []
+        ops += [(("f*", files), len(files))] if files else []
+        ops += [(item, 1) for item in rest if item[0] == "s"]
         with w.lock():
-            statuses, files = [], []
-            for item in others:
-                kind = item[0]
-                if kind == "e":
-                    w.upsert_experiment(item[2], item[1])
-                elif kind == "p":
-                    w.merge_params(item[2], item[1])
-                elif kind == "f":
-                    files.append(item[2])
-                elif kind == "s":
-                    statuses.append(item)
-            if files:
-                w.add_files(files)
-            for name, rows in metrics.items():
-                w.append_metric(name, rows, now)
-            if logs:
-                w.append_logs(logs)
-            for _, ts, status, reason in statuses:
-                w.set_status(status, ts, reason)
+            for op, count in ops:
+                try:
+                    self._apply(op)
+                except Exception as exc:
+                    failed += count
+                    first_error = first_error or exc
+        if first_error is not None:
+            raise SinkWriteError(failed, first_error)
+
+    def _apply(self, op: tuple) -> None:
+        w, kind = self._writer, op[0]
+        if kind == "l*":
+            w.append_logs(op[1])
+        elif kind == "f*":
+            w.add_files(op[1])
+        elif kind == "e":
+            w.upsert_experiment(op[2], op[1])
+        elif kind == "p":
+            w.merge_params(op[2], op[1])
+        elif kind == "s":
+            w.set_status(op[2], op[1], op[3])
 
     def sync(self) -> None:
         """Data is written with write(2) per batch; the OS holds it across a crash of this process."""

@@ -32,7 +32,7 @@ from typing import Any, Callable, Dict, List, Optional, Protocol
 from ._config import Config
 from ._errors import ExperimentStateError, QueueFull
 
-__all__ = ["Pipeline", "Sink", "FLUSH"]
+__all__ = ["Pipeline", "Sink", "SinkWriteError", "FLUSH"]
 
 FLUSH = "x"
 
@@ -53,6 +53,15 @@ class Sink(Protocol):
 
     def after_fork_in_child(self) -> None:
         """Forget the parent's state in a forked child."""
+
+
+class SinkWriteError(Exception):
+    """Raised by a sink that stored part of a batch: ``failed`` items were not stored."""
+
+    def __init__(self, failed: int, cause: BaseException):
+        super().__init__(f"{failed} item(s) not stored: {type(cause).__name__}: {cause}")
+        self.failed = failed
+        self.cause = cause
 
 
 class _Refusing:
@@ -240,6 +249,9 @@ class Pipeline:
         if items:
             try:
                 self._sink.write(items)
+            except SinkWriteError as exc:
+                self.drops["sink_error"] += exc.failed
+                self._record_error("sink_write", exc.cause)
             except Exception as exc:
                 # A sink that cannot write (disk full, permissions) must not kill the worker.
                 self.drops["sink_error"] += len(items)

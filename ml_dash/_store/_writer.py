@@ -113,7 +113,7 @@ class _Appender:
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.fh = open(path, "ab")
+        self.fh = open(path, "a+b")  # readable too: the torn-tail check preads the last byte
         self.size = -1
         self.next = 0
 
