@@ -4,6 +4,8 @@
   str-keyed dicts of them are stored as they are.
 * numpy, torch and jax scalars and 0-d arrays become Python numbers; they are recognised by
   duck typing (``.item()``), so none of those libraries is imported here.
+* An integer that does not fit in 64 bits is stored as its decimal string (lossless, and every
+  JSON reader agrees on it).
 * Non-finite floats are stored as the strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"`` so that
   every file stays strict JSON; our reader turns them back into floats. (Upstream wrote bare
   ``NaN`` literals; our reader accepts those too.)
@@ -32,9 +34,8 @@ def normalize_value(value: Any, limit: int, where: str) -> Any:
     if t is float or t is bool or value is None:
         return value
     if t is int:
-        if not _INT64_MIN <= value <= _INT64_MAX:
-            raise InvalidValue(f"{where}: integer {value} does not fit in 64 bits")
-        return value
+        # JSON readers differ beyond 64 bits; the decimal string keeps every digit.
+        return value if _INT64_MIN <= value <= _INT64_MAX else str(value)
     if t is str:
         if len(value) > limit:
             raise ValueTooLarge(f"{where}: string of {len(value):,} characters is over the limit of {limit:,}")
