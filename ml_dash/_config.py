@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, fields, replace
-from pathlib import Path
 from typing import Mapping, Optional
 
 __all__ = ["Config", "load_config"]
@@ -94,5 +93,5 @@ def load_config(environ: Optional[Mapping[str, str]] = None) -> Config:
     if values.get("drop_policy", "drop") not in ("drop", "raise"):
         raise ValueError("ML_DASH_DROP_POLICY must be 'drop' or 'raise'")
     if "spool_dir" in values:
-        values["spool_dir"] = str(Path(values["spool_dir"]).expanduser())
+        values["spool_dir"] = os.path.expanduser(values["spool_dir"])
     return Config(**values)

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import functools
-import inspect
 import os
 import sys
 import time
-from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 from . import _lifecycle
 from ._config import Config, load_config
@@ -17,6 +15,9 @@ from ._names import parse_prefix
 from ._ops import Files, Logs, Metrics, Params, make_log_item
 from ._pipeline import Pipeline
 from ._values import normalize_fields
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["Experiment", "RunControl", "ml_dash_experiment", "STATUSES"]
 
@@ -157,6 +158,8 @@ class Experiment:
         """The experiment's folder in local mode (None in remote mode)."""
         if self.mode != "local":
             return None
+        from pathlib import Path
+
         return Path(self.config.dash_root).joinpath(*self._prefix.parts)
 
     def __repr__(self) -> str:
@@ -203,7 +206,9 @@ class Experiment:
             from .agent import open_remote_sink  # imports aiohttp: only in remote mode
 
             return open_remote_sink(self.config, self._prefix)
-        from ._local_sink import LocalSink
+        from pathlib import Path
+
+        from ._local_sink import LocalSink  # the store modules load at the first start, not at import
 
         return LocalSink(Path(self.config.dash_root), self._prefix)
 
@@ -260,6 +265,8 @@ def ml_dash_experiment(prefix: str, **experiment_kwargs: Any) -> Callable:
     """
 
     def decorate(fn: Callable) -> Callable:
+        import inspect
+
         params = inspect.signature(fn).parameters
         kwarg = next((n for n in ("experiment", "exp") if n in params), None)
 

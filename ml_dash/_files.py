@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
-import random
-import shutil
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["FileInfo", "new_file_id", "snapshot", "Source"]
 
@@ -31,11 +29,15 @@ def new_file_id() -> str:
             ms = _last_ms
             _seq += 1
             if _seq >= 4096:  # more than 4096 ids in one ms: borrow the next ms
-                ms, _seq = ms + 1, random.getrandbits(8)
+                ms, _seq = ms + 1, _random_bits(8)
         else:
-            _seq = random.getrandbits(11)
+            _seq = _random_bits(11)
         _last_ms = ms
         return str((ms << 12) | _seq)
+
+
+def _random_bits(n: int) -> int:
+    return int.from_bytes(os.urandom(2), "little") >> (16 - n)
 
 
 _CHUNK = 1 << 20
@@ -47,6 +49,9 @@ def snapshot(source: Source, dest: Path) -> Tuple[int, str]:
     The copy is taken now, so later changes to the user's file cannot alter what was saved; the
     user's file is never moved or deleted. ``dest`` appears only when complete (temp + rename).
     """
+    import hashlib  # file saves are rare: keep these off the import path
+    import tempfile
+
     dest.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     size = 0

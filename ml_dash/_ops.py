@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
 
 from ._errors import InvalidPrefix, InvalidValue
@@ -17,6 +16,8 @@ from ._names import check_filename, check_relpath
 from ._values import FAST_TYPES, normalize_fields, normalize_value
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ._experiment import Experiment
 
 _now = time.time
@@ -236,6 +237,8 @@ class FileScope:
 
     def download(self, file: Union[FileInfo, str], dest: Union[str, os.PathLike, None] = None) -> Path:
         """Copy a stored file to ``dest`` (a path or folder; default: its file name in the working folder)."""
+        from pathlib import Path
+
         reader = self._exp._read()
         wanted = file.id if isinstance(file, FileInfo) else str(file)
         for entry in reader.files(None):

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-from pathlib import Path
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["RUN", "RunInfo", "find_project_root"]
 
@@ -26,6 +28,8 @@ EXPERIMENTS_FOLDER = "experiments"
 
 def find_project_root(start: Union[str, os.PathLike]) -> Path:
     """Nearest folder at or above ``start`` holding a project marker; the start folder if none does."""
+    from pathlib import Path
+
     start = Path(start).resolve()
     folder = start if start.is_dir() else start.parent
     for candidate in (folder, *folder.parents):
@@ -50,6 +54,8 @@ class RunInfo:
 
     @entry.setter
     def entry(self, value: Union[str, os.PathLike, None]) -> None:
+        from pathlib import Path  # pathlib costs ~10 ms to import: only when RUN is used
+
         self._entry = None if value is None else Path(value).resolve()
         self._project_root = None
 
@@ -57,11 +63,13 @@ class RunInfo:
     def project_root(self) -> Path:
         """Auto-detected from ``entry`` (or the working folder); may be set explicitly."""
         if self._project_root is None:
-            self._project_root = find_project_root(self._entry or Path.cwd())
+            self._project_root = find_project_root(self._entry or os.getcwd())
         return self._project_root
 
     @project_root.setter
     def project_root(self, value: Union[str, os.PathLike]) -> None:
+        from pathlib import Path
+
         self._project_root = Path(value).resolve()
 
     @property

@@ -1,0 +1,84 @@
+"""Bearer tokens: creation, hashing, and the write/read rules.
+
+A token is 32 random bytes (url-safe base64 with a ``mld_`` tag); the index keeps only its sha256,
+so a copy of the server root gives no token away. Tokens are never logged and never put in a URL.
+
+Rules: a token of owner ``alice`` may write only prefixes whose first segment is ``alice``; any valid
+token may read every experiment (a team server). With auth disabled (``--insecure-no-auth``, loopback
+only), everything is allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from pathlib import Path
+from typing import Optional
+
+from .._errors import InvalidPrefix
+from .._names import Prefix, check_segment
+from .errors import ApiError
+from .index import Index
+
+__all__ = ["create_token", "hash_token", "Authenticator", "check_owner"]
+
+_TAG = "mld_"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def check_owner(owner: str) -> str:
+    """An owner is one safe prefix segment that does not start with '.'."""
+    check_segment(owner, "owner")
+    if owner.startswith("."):
+        raise InvalidPrefix(f"owner {owner!r} may not start with '.'")
+    return owner
+
+
+def create_token(root: Path | str, owner: str, label: Optional[str] = None) -> str:
+    """Create a token for ``owner`` in the server root ``root`` and return it (it is not stored)."""
+    check_owner(owner)
+    token = _TAG + secrets.token_urlsafe(32)
+    index = Index(root)
+    try:
+        index.add_token(hash_token(token), owner, label)
+    finally:
+        index.close()
+    return token
+
+
+class Authenticator:
+    """Answers "who is this" (401 when unknown) and "may they write here" (403)."""
+
+    def __init__(self, index: Index, enabled: bool = True):
+        self.index = index
+        self.enabled = enabled
+
+    def identify(self, authorization: Optional[str]) -> Optional[str]:
+        """The token's owner; None when auth is off. Raises 401 for a missing or unknown token."""
+        if not self.enabled:
+            return None
+        if not authorization:
+            raise ApiError(401, "unauthorized", "this server needs a token: Authorization: Bearer <token>",
+                           headers={"WWW-Authenticate": "Bearer"})
+        scheme, _, token = authorization.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token or len(token) > 256:
+            raise ApiError(401, "unauthorized", "the Authorization header must be 'Bearer <token>'",
+                           headers={"WWW-Authenticate": "Bearer"})
+        owner = self.index.token_owner(hash_token(token))
+        if owner is None:
+            raise ApiError(401, "unauthorized", "unknown token", headers={"WWW-Authenticate": "Bearer"})
+        return owner
+
+    def require_write(self, owner: Optional[str], prefix: Prefix) -> None:
+        if not self.enabled:
+            return
+        if owner != prefix.owner:
+            raise ApiError(
+                403,
+                "forbidden",
+                f"a token of owner {owner!r} may write only prefixes that start with '{owner}/'",
+            )

@@ -1,0 +1,366 @@
+"""Ingest batches: NDJSON parsing, batch-level checks (400/409/413), per-event validation.
+
+The output is a :class:`Plan`: the events that are new for the session, already grouped the way the
+writer takes them (metric rows per name, log rows, and the few other events in order), plus what was
+rejected. Nothing here touches the disk; :mod:`.store` applies a plan.
+
+Cost matters here (ingest target: about a million metric rows a second): lines are parsed with one
+orjson call each, checks that are rarely needed (nesting depth, oversize lines) are gated by
+C-speed tests over the whole batch, and a metric event costs a handful of dict lookups.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+import orjson
+
+from .._errors import InvalidPrefix
+from .._names import Prefix, check_filename, check_relpath, parse_prefix
+from .errors import ApiError
+from .limits import Limits
+
+__all__ = ["Batch", "Plan", "parse_batch", "plan_batch", "parse_server_prefix", "STATUSES", "LEVELS"]
+
+PROTOCOL_VERSION = 1
+SESSION_RE = re.compile(r"[A-Za-z0-9_-]{8,64}")
+FILE_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+CHECKSUM_RE = re.compile(r"[0-9a-f]{64}")
+STATUSES = frozenset(("RUNNING", "COMPLETED", "FAILED", "CANCELLED"))
+#: Canonical levels, with the stdlib spellings the SDK also accepts.
+LEVELS = {"debug": "debug", "info": "info", "warn": "warn", "warning": "warn", "error": "error",
+          "fatal": "fatal", "critical": "fatal"}
+#: Folders of an experiment's own data: a deeper prefix segment with one of these names would
+#: nest an experiment inside another one's data.
+_DATA_DIRS = frozenset(("logs", "metrics", "files", "tracks"))
+#: Deepest nesting of one event line. orjson reads 1024 levels but writes only 254, so a deeper value
+#: would be accepted and then fail to store; refuse it up front.
+MAX_DEPTH = 128
+_TS_MAX = 1e11  # year 5138: past it, datetime cannot render the timestamp
+_NUM = (int, float)
+
+
+def parse_server_prefix(value: Any) -> Prefix:
+    """A prefix the server accepts: the SDK's rules, no segment starting with '.', no data-folder nesting."""
+    prefix = parse_prefix(value)
+    for i, seg in enumerate(prefix.parts):
+        if seg.startswith("."):
+            raise InvalidPrefix(f"prefix segment {seg!r} may not start with '.' on a server")
+        if i >= 3 and seg in _DATA_DIRS:
+            raise InvalidPrefix(
+                f"prefix segment {seg!r} would nest this experiment in the data folder of {'/'.join(prefix.parts[:i])!r}"
+            )
+    return prefix
+
+
+class Batch:
+    """A parsed batch: header fields and the events (dicts), seqs checked contiguous."""
+
+    __slots__ = ("session", "prefix", "events", "too_big", "first_seq")
+
+    def __init__(self, session: str, prefix: Prefix, events: List[dict], too_big: frozenset):
+        self.session = session
+        self.prefix = prefix
+        self.events = events
+        self.too_big = too_big  # positions of lines over max_event_bytes
+        self.first_seq = events[0]["seq"] if events else None
+
+
+def _depth(value: Any) -> int:
+    t = type(value)
+    if t is dict:
+        return 1 + max(map(_depth, value.values()), default=0)
+    if t is list:
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+def parse_header(line: bytes) -> Tuple[str, Prefix]:
+    """(session, prefix) of a batch header line; 400 for anything else."""
+    try:
+        header = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        raise ApiError(400, "bad_header", "the first line must be the batch header, a JSON object") from None
+    if not isinstance(header, dict):
+        raise ApiError(400, "bad_header", "the batch header must be a JSON object")
+    if header.get("v") != PROTOCOL_VERSION:
+        raise ApiError(400, "unsupported_version", f"this server speaks protocol v{PROTOCOL_VERSION}; header 'v' is {header.get('v')!r}")
+    session = header.get("session")
+    if not isinstance(session, str) or not SESSION_RE.fullmatch(session):
+        raise ApiError(400, "bad_session", "header 'session' must match [A-Za-z0-9_-]{8,64}")
+    try:
+        prefix = parse_server_prefix(header.get("prefix"))
+    except InvalidPrefix as exc:
+        raise ApiError(400, "invalid_prefix", str(exc)) from None
+    return session, prefix
+
+
+def split_header(body: bytes) -> Tuple[bytes, bytes]:
+    """(header line, the rest) without parsing the events (auth needs only the header)."""
+    body = body.lstrip()
+    nl = body.find(b"\n")
+    return (body, b"") if nl < 0 else (body[:nl], body[nl + 1 :])
+
+
+def parse_batch(body: bytes, limits: Limits) -> Batch:
+    """Parse a decoded NDJSON body. 400 when malformed, 413 when it has too many events."""
+    head, rest = split_header(body)
+    session, prefix = parse_header(head)
+    lines = [ln for ln in rest.split(b"\n") if ln]
+    if len(lines) > limits.max_events_per_batch:
+        raise ApiError(413, "too_many_events", f"the batch has {len(lines):,} events; the limit is {limits.max_events_per_batch:,}",
+                       limit=limits.max_events_per_batch)
+    loads = orjson.loads
+    try:
+        events = [loads(ln) for ln in lines]
+    except orjson.JSONDecodeError:
+        events = []
+        kept = []
+        for n, ln in enumerate(lines, 2):
+            if not ln.strip():
+                continue  # a blank line (\r\n endings, padding) is not an event
+            try:
+                events.append(loads(ln))
+            except orjson.JSONDecodeError as exc:
+                raise ApiError(400, "bad_json", f"event line {n} is not valid JSON: {exc}") from None
+            kept.append(ln)
+        lines = kept
+    too_big: frozenset = frozenset()
+    longest = max(map(len, lines), default=0)
+    if longest > limits.max_event_bytes:
+        too_big = frozenset(i for i, ln in enumerate(lines) if len(ln) > limits.max_event_bytes)
+    if longest >= 2 * MAX_DEPTH:  # a line shorter than that cannot nest deeper
+        for i, ln in enumerate(lines):
+            if len(ln) >= 2 * MAX_DEPTH and ln.count(b"[") + ln.count(b"{") > MAX_DEPTH and _depth(events[i]) > MAX_DEPTH:
+                raise ApiError(400, "too_deep", f"event line {i + 2} nests deeper than {MAX_DEPTH} levels")
+    # Identity: every event is an object with an int seq, contiguous. Without that, nothing in the
+    # batch can be acknowledged correctly, so it is malformed as a whole.
+    try:
+        seqs = [ev["seq"] for ev in events]
+    except (TypeError, KeyError):
+        raise ApiError(400, "bad_event", "every event must be a JSON object with an integer 'seq'") from None
+    if seqs:
+        first = seqs[0]
+        if type(first) is not int or first < 0 or seqs != list(range(first, first + len(seqs))):
+            raise ApiError(400, "bad_seq", "event seqs must be integers >= 0, increasing by 1 within a batch")
+    return Batch(session, prefix, events, too_big)
+
+
+class Plan:
+    """What to store for one batch, grouped for the writer, plus the answer's counts."""
+
+    __slots__ = ("metrics", "logs", "ops", "files", "rejected", "last_seq", "stored", "duplicates",
+                 "gaps", "blob_missing")
+
+    def __init__(self):
+        self.metrics: Dict[Optional[str], List[dict]] = {}
+        self.logs: List[tuple] = []
+        #: ("experiment", fields, ts) | ("status", status, reason, ts) | ("params", data, ts), in seq order
+        self.ops: List[tuple] = []
+        #: (file entry, checksum)
+        self.files: List[Tuple[Dict[str, Any], str]] = []
+        self.rejected: List[Dict[str, Any]] = []
+        self.last_seq = -1
+        self.stored = 0
+        self.duplicates = 0
+        self.gaps = 0
+        self.blob_missing: Optional[str] = None
+
+    def empty(self) -> bool:
+        return not (self.metrics or self.logs or self.ops or self.files)
+
+
+class _Reject(Exception):
+    def __init__(self, code: str, message: str):
+        self.code = code
+        self.message = message
+
+
+def _ts(ev: dict, now: float) -> float:
+    ts = ev.get("ts")
+    if ts is None:  # the client did not know the time of the call: store ours
+        return now
+    if type(ts) not in _NUM or not 0 <= ts < _TS_MAX:
+        raise _Reject("bad_ts", "'ts' must be epoch seconds (a number >= 0)")
+    return ts
+
+
+def _opt_str(ev: dict, key: str, limit: int) -> Optional[str]:
+    v = ev.get(key)
+    if v is not None and (type(v) is not str or len(v) > limit):
+        raise _Reject("bad_field", f"'{key}' must be a string of at most {limit:,} characters, or null")
+    return v
+
+
+def _opt_dict(ev: dict, key: str, limits: Limits) -> Optional[dict]:
+    v = ev.get(key)
+    if v is None:
+        return None
+    if type(v) is not dict:
+        raise _Reject("bad_field", f"'{key}' must be an object or null")
+    if len(v) > limits.max_fields:
+        raise _Reject("too_many_fields", f"'{key}' has {len(v):,} fields; the limit is {limits.max_fields:,}")
+    return v
+
+
+def _opt_strs(ev: dict, key: str, limits: Limits) -> Optional[List[str]]:
+    v = ev.get(key)
+    if v is None:
+        return None
+    if type(v) is not list or len(v) > limits.max_fields or any(type(s) is not str or len(s) > limits.max_name_bytes for s in v):
+        raise _Reject("bad_field", f"'{key}' must be a list of strings (at most {limits.max_fields} of {limits.max_name_bytes} chars)")
+    return v
+
+
+def _name(value: Any, what: str, limits: Limits) -> str:
+    """A metric name or file path: safe relative segments, at most max_name_bytes as a whole."""
+    try:
+        rel = check_relpath(value, what)
+    except InvalidPrefix as exc:
+        raise _Reject("invalid_name", str(exc)) from None
+    if len(rel.encode("utf-8", "surrogatepass")) > limits.max_name_bytes:
+        raise _Reject("name_too_long", f"{what} is over {limits.max_name_bytes} bytes")
+    return rel
+
+
+def plan_batch(batch: Batch, acked: int, limits: Limits, prefix: str, blob_size) -> Plan:
+    """Group the events after ``acked`` into a :class:`Plan`; 409 ``seq_gap`` if the batch starts later.
+
+    ``blob_size(checksum) -> int | None`` says whether a file event's bytes are there. A file event
+    whose blob is missing ends the plan before it (``plan.blob_missing``), so the events before it
+    are still stored and acknowledged.
+    """
+    plan = Plan()
+    events = batch.events
+    if not events:
+        plan.last_seq = acked
+        return plan
+    first = batch.first_seq
+    if first > acked + 1:
+        raise ApiError(409, "seq_gap", f"the batch starts at seq {first} but the server has up to {acked}; resend from {acked + 1}",
+                       acked_seq=acked)
+    skip = min(acked + 1 - first, len(events))
+    plan.duplicates = skip
+    plan.last_seq = max(acked, first + skip - 1)
+    now = time.time()
+    metrics = plan.metrics
+    good_names: set = set()
+    too_big = batch.too_big
+    max_fields = limits.max_fields
+    for pos in range(skip, len(events)):
+        ev = events[pos]
+        seq = ev["seq"]
+        try:
+            if pos in too_big:
+                raise _Reject("event_too_large", f"the event is over the limit of {limits.max_event_bytes:,} bytes")
+            kind = ev.get("kind")
+            if kind == "metric":  # the hot path: keep it short
+                name = ev.get("name")
+                if name not in good_names:
+                    if name is not None:
+                        name = _name(name, "metric name", limits)
+                    good_names.add(name)
+                data = ev.get("data")
+                if type(data) is not dict:
+                    raise _Reject("bad_field", "a metric event's 'data' must be an object")
+                if len(data) > max_fields:
+                    raise _Reject("too_many_fields", f"'data' has {len(data):,} fields; the limit is {max_fields:,}")
+                ts = ev.get("ts")
+                if type(ts) is not float or not 0 <= ts < _TS_MAX:
+                    ts = _ts(ev, now)
+                data["_ts"] = ts
+                rows = metrics.get(name)
+                if rows is None:
+                    rows = metrics[name] = []
+                rows.append(data)
+            elif kind == "log":
+                level = LEVELS.get(ev.get("level")) if type(ev.get("level")) is str else None
+                if level is None:
+                    raise _Reject("bad_level", f"log level must be one of {sorted(set(LEVELS.values()))}")
+                message = ev.get("message")
+                if type(message) is not str:
+                    raise _Reject("bad_field", "a log event's 'message' must be a string")
+                plan.logs.append((_ts(ev, now), level, message, _opt_dict(ev, "metadata", limits)))
+            elif kind == "params":
+                data = ev.get("data")
+                if type(data) is not dict or len(data) > max_fields:
+                    raise _Reject("bad_field", f"a params event's 'data' must be an object of at most {max_fields:,} fields")
+                plan.ops.append(("params", data, _ts(ev, now)))
+            elif kind == "experiment":
+                fields = {
+                    "description": _opt_str(ev, "description", limits.max_event_bytes),
+                    "tags": _opt_strs(ev, "tags", limits),
+                    "bindrs": _opt_strs(ev, "bindrs", limits),
+                    "metadata": _opt_dict(ev, "metadata", limits),
+                }
+                plan.ops.append(("experiment", fields, _ts(ev, now)))
+            elif kind == "status":
+                status = ev.get("status")
+                if status not in STATUSES:
+                    raise _Reject("bad_status", f"status must be one of {sorted(STATUSES)}")
+                plan.ops.append(("status", status, _opt_str(ev, "reason", limits.max_event_bytes), _ts(ev, now)))
+            elif kind == "file":
+                entry, checksum = _file_entry(ev, limits, prefix, now)
+                size = blob_size(checksum)
+                if size is None:
+                    plan.blob_missing = checksum
+                    break
+                if size != entry["sizeBytes"]:
+                    raise _Reject("size_mismatch", f"the blob {checksum} has {size} bytes, the event says {entry['sizeBytes']}")
+                plan.files.append((entry, checksum))
+            elif kind == "gap":  # the client lost this seq (e.g. a corrupt spool record): consume it
+                plan.gaps += 1
+            else:
+                raise _Reject("unknown_kind", f"unknown event kind {str(kind)[:64]!r}")
+            plan.stored += 1
+        except _Reject as rej:
+            plan.rejected.append({"seq": seq, "code": rej.code, "message": rej.message})
+        plan.last_seq = seq
+    return plan
+
+
+def _file_entry(ev: dict, limits: Limits, prefix: str, now: float) -> Tuple[Dict[str, Any], str]:
+    from .._store._jsonio import iso_utc
+
+    file_id = ev.get("id")
+    if type(file_id) is not str or not FILE_ID_RE.fullmatch(file_id):
+        raise _Reject("bad_file_id", "a file 'id' must match [A-Za-z0-9_-]{1,64}")
+    path = ev.get("path")
+    if path is None or (type(path) is str and not path.strip("/")):
+        path = "/"
+    else:
+        path = "/" + _name(path, "file path", limits)
+    filename = ev.get("filename")
+    try:
+        check_filename(filename)
+    except InvalidPrefix as exc:
+        raise _Reject("invalid_name", str(exc)) from None
+    if len(filename.encode("utf-8", "surrogatepass")) > limits.max_name_bytes:
+        raise _Reject("name_too_long", f"file name is over {limits.max_name_bytes} bytes")
+    checksum = ev.get("checksum")
+    if type(checksum) is not str or not CHECKSUM_RE.fullmatch(checksum):
+        raise _Reject("bad_checksum", "'checksum' must be the lowercase sha256 hex of the file")
+    size = ev.get("size")
+    if type(size) is not int or size < 0:
+        raise _Reject("bad_field", "'size' must be an integer >= 0")
+    when = iso_utc(_ts(ev, now))
+    entry = {
+        "id": file_id,
+        "experimentId": prefix,
+        "path": path,
+        "filename": filename,
+        "description": _opt_str(ev, "description", limits.max_event_bytes),
+        "tags": _opt_strs(ev, "tags", limits) or [],
+        "bindrs": [],
+        "contentType": _opt_str(ev, "content_type", limits.max_name_bytes) or "application/octet-stream",
+        "sizeBytes": size,
+        "checksum": checksum,
+        "metadata": _opt_dict(ev, "metadata", limits),
+        "uploadedAt": when,
+        "updatedAt": when,
+        "deletedAt": None,
+    }
+    return entry, checksum
