@@ -95,8 +95,11 @@ class Experiment:
     ):
         self._prefix = parse_prefix(prefix)
         base = config or load_config()
-        if dash_root is not None and dash_url is None:
-            base = base.with_overrides(dash_url=None) if base.dash_url is None else base
+        if dash_root is not None and dash_url is None and base.dash_url is not None:
+            # An explicit dash_root means local mode, even when ML_DASH_URL is set.
+            import dataclasses
+
+            base = dataclasses.replace(base, dash_url=None)
         self.config: Config = base.with_overrides(dash_root=dash_root, dash_url=dash_url, token=token, offline=offline)
         self._fields = {
             "description": description,

@@ -144,7 +144,8 @@ def parse_batch(body: bytes, limits: Limits) -> Batch:
         raise ApiError(400, "bad_event", "every event must be a JSON object with an integer 'seq'") from None
     if seqs:
         first = seqs[0]
-        if type(first) is not int or first < 0 or seqs != list(range(first, first + len(seqs))):
+        if (type(first) is not int or first < 0 or seqs != list(range(first, first + len(seqs)))
+                or any(type(s) is not int for s in seqs)):  # 1.0 and True compare equal to ints
             raise ApiError(400, "bad_seq", "event seqs must be integers >= 0, increasing by 1 within a batch")
     return Batch(session, prefix, events, too_big)
 
@@ -247,7 +248,7 @@ def plan_batch(batch: Batch, acked: int, limits: Limits, prefix: str, blob_size)
     plan.last_seq = max(acked, first + skip - 1)
     now = time.time()
     metrics = plan.metrics
-    good_names: set = set()
+    names: Dict[str, str] = {}  # as sent -> checked and normalized
     too_big = batch.too_big
     max_fields = limits.max_fields
     for pos in range(skip, len(events)):
@@ -259,10 +260,13 @@ def plan_batch(batch: Batch, acked: int, limits: Limits, prefix: str, blob_size)
             kind = ev.get("kind")
             if kind == "metric":  # the hot path: keep it short
                 name = ev.get("name")
-                if name not in good_names:
-                    if name is not None:
-                        name = _name(name, "metric name", limits)
-                    good_names.add(name)
+                if name is not None:
+                    if type(name) is not str:
+                        raise _Reject("invalid_name", "a metric 'name' must be a string or null")
+                    norm = names.get(name)
+                    if norm is None:
+                        norm = names[name] = _name(name, "metric name", limits)
+                    name = norm
                 data = ev.get("data")
                 if type(data) is not dict:
                     raise _Reject("bad_field", "a metric event's 'data' must be an object")

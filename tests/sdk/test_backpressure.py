@@ -1,0 +1,51 @@
+"""A full queue blocks the caller briefly, then drops (counted) or raises, as configured.
+
+The worker is stalled for real: the test holds the experiment's inter-process lock, which the
+worker needs for every batch, exactly as another process writing the same experiment would.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+
+import pytest
+
+from ml_dash import Config, Experiment, QueueFull
+from ml_dash._store import ExperimentReader
+
+
+def _hold_lock(exp_dir):
+    fd = os.open(exp_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+@pytest.mark.parametrize("policy", ["drop", "raise"])
+def test_full_queue(dash_root, capsys, policy):
+    cfg = Config(dash_root=str(dash_root), queue_max_events=10, batch_events=10, backpressure_timeout=0.05,
+                 drop_policy=policy)
+    exp = Experiment(prefix="a/b/full", config=cfg)
+    exp.run.start()
+    exp.flush()
+    fd = _hold_lock(exp.local_path)
+    stored_calls, refused = 0, 0
+    try:
+        for i in range(40):
+            try:
+                exp.metrics("m").log(i=i)
+                stored_calls += 1
+            except QueueFull:
+                refused += 1
+    finally:
+        os.close(fd)  # the worker goes on
+    exp.run.complete()
+    rows = ExperimentReader(dash_root, "a/b/full").metric_rows("m")
+    dropped = exp._pipe.drops["queue_full"]
+    assert dropped > 0
+    if policy == "raise":
+        assert refused == dropped and len(rows) == stored_calls == 40 - refused
+    else:
+        assert refused == 0 and len(rows) == 40 - dropped
+        assert "queue_full" in capsys.readouterr().err
+    assert [r["index"] for r in rows] == list(range(len(rows)))
