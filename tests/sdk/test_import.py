@@ -1,0 +1,23 @@
+"""`import ml_dash` stays light: no network stack until remote work starts."""
+
+from __future__ import annotations
+
+import json
+
+from ..conftest import run_script
+
+
+def test_import_and_local_run_do_not_load_aiohttp(tmp_path):
+    proc = run_script("""
+        import json, sys
+        import ml_dash
+        after_import = sorted(m for m in ("aiohttp", "asyncio", "aiofiles", "tenacity", "ml_dash.agent",
+                                          "ml_dash.server", "numpy") if m in sys.modules)
+        with ml_dash.Experiment(prefix="a/b/c", dash_root=".dash").run as exp:
+            exp.metrics("m").log(x=1.0)
+            exp.files.save(b"x", name="f.bin")
+        after_run = sorted(m for m in ("aiohttp", "ml_dash.agent", "ml_dash.server") if m in sys.modules)
+        print(json.dumps([after_import, after_run]))
+    """, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == [[], []]
