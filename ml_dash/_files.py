@@ -8,6 +8,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 
+from ._atomic import replacing
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -49,36 +51,25 @@ def snapshot(source: Source, dest: Path) -> Tuple[int, str]:
     The copy is taken now, so later changes to the user's file cannot alter what was saved; the
     user's file is never moved or deleted. ``dest`` appears only when complete (temp + rename).
     """
-    import hashlib  # file saves are rare: keep these off the import path
-    import tempfile
+    import hashlib  # file saves are rare: keep it off the import path
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     size = 0
-    fd, tmp = tempfile.mkstemp(prefix=".part-", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            if isinstance(source, (bytes, bytearray, memoryview)):
-                view = memoryview(source)
-                digest.update(view)
-                out.write(view)
-                size = view.nbytes
-            else:
-                with open(source, "rb") as src:
-                    while True:
-                        chunk = src.read(_CHUNK)
-                        if not chunk:
-                            break
-                        digest.update(chunk)
-                        out.write(chunk)
-                        size += len(chunk)
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with replacing(dest) as out:
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            view = memoryview(source)
+            digest.update(view)
+            out.write(view)
+            size = view.nbytes
+        else:
+            with open(source, "rb") as src:
+                while True:
+                    chunk = src.read(_CHUNK)
+                    if not chunk:
+                        break
+                    digest.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
     return size, digest.hexdigest()
 
 

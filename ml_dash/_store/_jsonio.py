@@ -6,13 +6,14 @@ import datetime as _dt
 import fcntl
 import json
 import os
-import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import orjson
+
+from .._atomic import replacing
 
 __all__ = [
     "iso_utc",
@@ -54,23 +55,10 @@ def read_json(path: Path, default: Any = None) -> Any:
         return default
 
 
-def atomic_write_json(path: Path, value: Any) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename: readers never see half a file."""
-    data = orjson.dumps(value, option=orjson.OPT_INDENT_2)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+def atomic_write_json(path: Path, value: Any, *, fsync: bool = True) -> None:
+    """Replace a JSON file atomically (temp file + rename): readers never see half a file."""
+    with replacing(path, fsync=fsync) as fh:
+        fh.write(orjson.dumps(value, option=orjson.OPT_INDENT_2))
 
 
 @contextmanager

@@ -233,7 +233,8 @@ class ExperimentWriter:
         meta["totalDataPoints"] = max(app.next, int(meta.get("totalDataPoints") or 0))
         meta["nextIndex"] = app.next
         meta["updatedAt"] = created
-        atomic_write_json(meta_path, meta)
+        # Derived from data.jsonl (which is the truth on resume): no fsync per batch for it.
+        atomic_write_json(meta_path, meta, fsync=False)
         return first
 
     # -- logs --------------------------------------------------------------------------------------
