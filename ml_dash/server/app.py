@@ -1,0 +1,327 @@
+"""HTTP only: routes, the error middleware, load shedding and the test-only fault hooks.
+
+Everything that blocks (decoding, parsing, disk, SQLite) runs in a small thread pool, so the event
+loop only moves bytes. The logic lives in :mod:`.ingest`, :mod:`.store`, :mod:`.reads`,
+:mod:`.blobs` and :mod:`.auth`; a handler here checks the token, picks arguments out of the
+request and renders the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import orjson
+from aiohttp import web
+
+from .auth import Authenticator
+from .blobs import BlobStore, check_checksum
+from .errors import ApiError
+from .faults import FaultPlan, Stats, route_class
+from .index import Index
+from .ingest import parse_batch, parse_header, split_header
+from .limits import Limits, accepted_encodings, decode_body, read_body
+from .reads import Reads
+from .store import Store
+
+__all__ = ["make_app", "State", "STATE"]
+
+log = logging.getLogger("ml_dash.server")
+
+STATE: web.AppKey["State"] = web.AppKey("ml_dash_state", object)  # type: ignore[arg-type]
+_JSON = "application/json"
+
+
+def _json(body: Any, status: int = 200, headers: Optional[Dict[str, str]] = None) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type=_JSON, headers=headers)
+
+
+class State:
+    """Everything a request handler needs, built once per server."""
+
+    def __init__(self, root: Path, *, auth: bool, fault_injection: bool, limits: Limits, workers: int = 4):
+        self.root = root
+        self.limits = limits
+        self.index = Index(root)
+        self.blobs = BlobStore(root)
+        self.store = Store(root, self.index, self.blobs, limits)
+        self.reads = Reads(root, self.index, limits.max_page)
+        self.auth = Authenticator(self.index, enabled=auth)
+        self.faults: Optional[FaultPlan] = FaultPlan() if fault_injection else None
+        self.stats: Optional[Stats] = Stats() if fault_injection else None
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ml-dash-server")
+        self.writes_in_flight = 0
+        self.shutting_down: Optional[asyncio.Event] = None
+
+    async def run(self, fn, *args, **kwargs):
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+
+    @asynccontextmanager
+    async def write_slot(self):
+        """Bound the ingest/blob requests handled at once; past it, shed load with 503 + Retry-After."""
+        if self.writes_in_flight >= self.limits.max_concurrent_writes:
+            raise ApiError(503, "overloaded", "the server is busy; retry after the Retry-After delay",
+                           headers={"Retry-After": "1"})
+        self.writes_in_flight += 1
+        try:
+            yield
+        finally:
+            self.writes_in_flight -= 1
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True)
+        self.store.close()
+        self.index.close()
+
+
+# -- middleware ------------------------------------------------------------------------------------
+
+_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+          413: "too_large", 415: "unsupported_media_type"}
+
+
+@web.middleware
+async def _errors(request: web.Request, handler):
+    """Every error becomes a JSON body; an unexpected exception is logged and answered 500, never leaked."""
+    st: State = request.app[STATE]
+    cls = route_class(request.path)
+    if st.stats is not None:
+        st.stats.arrive(cls)
+    try:
+        resp = await handler(request)
+    except ApiError as exc:
+        resp = _json(exc.body(), exc.status, exc.headers)
+    except web.HTTPException as exc:  # routing (404/405) and aiohttp's own refusals
+        if exc.status < 400:
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")}
+        resp = _json({"error": {"code": _CODES.get(exc.status, "error"), "message": exc.reason}}, exc.status, headers)
+    except (asyncio.CancelledError, ConnectionError):
+        raise
+    except Exception:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        resp = _json({"error": {"code": "internal", "message": "internal server error (logged on the server)"}}, 500)
+    if st.stats is not None:
+        st.stats.answered(cls, resp.status)
+    return resp
+
+
+async def _fault(request: web.Request, cls: str) -> Optional[Dict[str, Any]]:
+    """Apply the pre-storage part of a fault rule; returns a rule that acts after storage, if any."""
+    st: State = request.app[STATE]
+    if st.faults is None:
+        return None
+    rule = st.faults.take(cls)
+    if rule is None:
+        return None
+    action = rule["action"]
+    if action == "status":
+        headers = {}
+        if rule.get("retry_after") is not None:
+            headers["Retry-After"] = str(rule["retry_after"])
+        raise ApiError(rule["status"], "injected_fault", f"injected status {rule['status']}", headers=headers)
+    if action == "close_before":
+        raise _Abort()
+    if action == "hang":
+        await st.shutting_down.wait()
+        raise _Abort()
+    return rule  # drop_after_commit
+
+
+class _Abort(Exception):
+    """Close the connection without an answer (fault injection)."""
+
+
+def _abort(request: web.Request) -> web.Response:
+    if request.transport is not None:
+        request.transport.abort()
+    return web.Response(status=499)  # never sent: writing to the aborted transport fails quietly
+
+
+# -- routes ----------------------------------------------------------------------------------------
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/v1/info")
+async def info(request: web.Request) -> web.Response:
+    from .. import __version__
+
+    st: State = request.app[STATE]
+    return _json({
+        "protocol": 1,
+        "server": f"ml-dash/{__version__}",
+        "accept_encoding": accepted_encodings(),
+        "auth_required": st.auth.enabled,
+        "fault_injection": st.faults is not None,
+        "limits": st.limits.as_dict(),
+    })
+
+
+def _store_batch(st: State, raw: bytes, encoding: str, owner: Optional[str]) -> Dict[str, Any]:
+    body = decode_body(raw, encoding, st.limits.max_decoded_bytes)
+    del raw
+    _, prefix = parse_header(split_header(body)[0])
+    st.auth.require_write(owner, prefix)  # 403 before any event is looked at
+    return st.store.ingest(parse_batch(body, st.limits))
+
+
+@routes.post("/api/v1/ingest")
+async def ingest(request: web.Request) -> web.Response:
+    st: State = request.app[STATE]
+    owner = st.auth.identify(request.headers.get("Authorization"))
+    ctype = request.headers.get("Content-Type", "")
+    if ctype and "json" not in ctype.lower():
+        raise ApiError(415, "unsupported_media_type", "send the batch as Content-Type: application/x-ndjson")
+    encoding = request.headers.get("Content-Encoding", "")
+    async with st.write_slot():
+        try:
+            after = await _fault(request, "ingest")
+        except _Abort:
+            return _abort(request)
+        raw = await read_body(request, st.limits.max_body_bytes)
+        answer = await st.run(_store_batch, st, raw, encoding, owner)
+        if after is not None:  # drop_after_commit: stored and committed, but the client never hears
+            return _abort(request)
+        return _json(answer)
+
+
+@routes.head("/api/v1/blobs/{checksum}")
+async def blob_head(request: web.Request) -> web.Response:
+    st: State = request.app[STATE]
+    st.auth.identify(request.headers.get("Authorization"))
+    size = st.blobs.size(check_checksum(request.match_info["checksum"]))
+    if size is None:
+        return web.Response(status=404)
+    return web.Response(status=200, headers={"X-Blob-Size": str(size)})
+
+
+@routes.put("/api/v1/blobs/{checksum}")
+async def blob_put(request: web.Request) -> web.Response:
+    st: State = request.app[STATE]
+    st.auth.identify(request.headers.get("Authorization"))
+    checksum = check_checksum(request.match_info["checksum"])
+    if request.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity"):
+        raise ApiError(415, "unsupported_encoding", "blobs are sent as raw bytes (no Content-Encoding)")
+    limit = st.limits.max_blob_bytes
+    async with st.write_slot():
+        try:
+            after = await _fault(request, "blobs")
+        except _Abort:
+            return _abort(request)
+        if request.content_length is not None and request.content_length > limit:
+            raise ApiError(413, "blob_too_large", f"blob is over the limit of {limit:,} bytes", limit=limit)
+        size = st.blobs.size(checksum)
+        if size is not None:
+            answer, status = {"checksum": checksum, "size": size, "created": False}, 200
+        else:
+            upload = st.blobs.upload(checksum, limit)
+            try:
+                async for chunk in request.content.iter_chunked(1 << 20):
+                    upload.write(chunk)  # to the page cache: short; the fsync runs in the pool
+                created = await st.run(upload.finish)
+            except BaseException:
+                upload.abort()
+                raise
+            answer = {"checksum": checksum, "size": upload.size, "created": created}
+            status = 201 if created else 200
+        if after is not None:
+            return _abort(request)
+        return _json(answer, status)
+
+
+def _reader_route(path: str, method: str, *params: str):
+    """A read route: auth, then ``Reads.<method>(prefix, *query params)`` in the pool."""
+
+    async def handler(request: web.Request) -> web.Response:
+        st: State = request.app[STATE]
+        st.auth.identify(request.headers.get("Authorization"))
+        q = request.query
+        args = [q.get(p) for p in params]
+        if method != "experiments":
+            prefix = q.get("prefix")
+            if not prefix:
+                raise ApiError(400, "bad_query", "the 'prefix' query parameter is required")
+            args.insert(0, prefix)
+        return _json(await st.run(getattr(st.reads, method), *args))
+
+    routes.get(path)(handler)
+
+
+_reader_route("/api/v1/experiments", "experiments", "owner", "project", "glob")
+_reader_route("/api/v1/experiment", "experiment")
+_reader_route("/api/v1/params", "params")
+_reader_route("/api/v1/logs", "logs", "start", "limit", "level")
+_reader_route("/api/v1/metrics", "metric_names")
+_reader_route("/api/v1/metric", "metric_rows", "name", "start", "limit")
+_reader_route("/api/v1/files", "files", "path")
+
+
+@routes.get("/api/v1/file")
+async def file_download(request: web.Request) -> web.StreamResponse:
+    st: State = request.app[STATE]
+    st.auth.identify(request.headers.get("Authorization"))
+    prefix, file_id = request.query.get("prefix"), request.query.get("id")
+    if not prefix or not file_id:
+        raise ApiError(400, "bad_query", "'prefix' and 'id' are required")
+    path, entry = await st.run(st.reads.file, prefix, file_id)
+    return web.FileResponse(path, headers={"Content-Type": str(entry.get("contentType") or "application/octet-stream")})
+
+
+# -- test-only routes ------------------------------------------------------------------------------
+
+async def faults_put(request: web.Request) -> web.Response:
+    st: State = request.app[STATE]
+    try:
+        rules = orjson.loads(await read_body(request, 1 << 20))
+    except orjson.JSONDecodeError:
+        raise ApiError(400, "bad_json", "the fault plan must be JSON") from None
+    st.faults.set(rules)
+    return _json({"rules": st.faults.rules})
+
+
+async def faults_get(request: web.Request) -> web.Response:
+    return _json({"rules": request.app[STATE].faults.rules})
+
+
+async def stats_get(request: web.Request) -> web.Response:
+    return _json(request.app[STATE].stats.as_dict())
+
+
+# -- the application -------------------------------------------------------------------------------
+
+def make_app(root: Path | str, *, auth: bool = True, fault_injection: bool = False,
+             limits: Optional[Limits] = None) -> web.Application:
+    """The aiohttp application of a server on ``root``. Run it with ``auto_decompress=False``
+    (see :func:`ml_dash.server.launch.serve`): request bodies are decoded by us, under limits."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    app = web.Application(middlewares=[_errors])
+    state = State(root, auth=auth, fault_injection=fault_injection, limits=limits or Limits())
+    app[STATE] = state
+    app.add_routes(routes)
+    if fault_injection:
+        app.router.add_put("/api/v1/_test/faults", faults_put)
+        app.router.add_get("/api/v1/_test/faults", faults_get)
+        app.router.add_get("/api/v1/_test/stats", stats_get)
+
+    async def on_startup(app: web.Application) -> None:
+        state.shutting_down = asyncio.Event()
+        await state.run(state.store.recover)
+
+    async def on_shutdown(app: web.Application) -> None:
+        state.shutting_down.set()  # releases "hang" faults
+
+    async def on_cleanup(app: web.Application) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, state.close)
+
+    app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)
+    app.on_cleanup.append(on_cleanup)
+    return app

@@ -1,0 +1,117 @@
+"""``ml-dash server``: run the reference server; ``ml-dash server token ...``: manage its tokens."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import time
+from typing import List, Optional
+
+__all__ = ["main"]
+
+_DEFAULT_ROOT = ".dash-server"
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    from .limits import Limits
+
+    p = argparse.ArgumentParser(
+        prog="ml-dash server",
+        description="Run the ml-dash reference server (protocol v1). "
+        "Manage tokens with `ml-dash server token create --root DIR --owner NAME`.",
+    )
+    p.add_argument("--root", default=_DEFAULT_ROOT, help=f"data folder, readable as a dash_root (default: {_DEFAULT_ROOT})")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8765, help="port (default: 8765; 0 picks a free one)")
+    p.add_argument("--insecure-no-auth", action="store_true",
+                   help="accept every request without a token (loopback addresses only)")
+    p.add_argument("--fault-injection", action="store_true", help=argparse.SUPPRESS)  # tests only
+    for f in dataclasses.fields(Limits):
+        p.add_argument("--" + f.name.replace("_", "-"), type=int, default=None, help=f"limit (default: {f.default:,})")
+    return p
+
+
+def _token_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ml-dash server token", description="Manage the server's bearer tokens.")
+    sub = p.add_subparsers(dest="action", required=True)
+    c = sub.add_parser("create", help="create a token for an owner and print it (once)")
+    c.add_argument("--root", default=_DEFAULT_ROOT)
+    c.add_argument("--owner", required=True, help="the first prefix segment this token may write")
+    c.add_argument("--label", default=None, help="a note to recognise the token by in `token list`")
+    ls = sub.add_parser("list", help="list tokens (owner, label, hash prefix; never the token)")
+    ls.add_argument("--root", default=_DEFAULT_ROOT)
+    rv = sub.add_parser("revoke", help="revoke the tokens whose hash starts with HASH")
+    rv.add_argument("--root", default=_DEFAULT_ROOT)
+    rv.add_argument("hash", help="a prefix of the hash shown by `token list` (at least 8 characters)")
+    return p
+
+
+def _token(argv: List[str]) -> int:
+    from .auth import create_token
+    from .index import Index
+
+    args = _token_parser().parse_args(argv)
+    if args.action == "create":
+        try:
+            token = create_token(args.root, args.owner, args.label)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(token)
+        print(f"# token for owner {args.owner!r}; it is shown only this once. Use it as "
+              "ML_DASH_TOKEN or Authorization: Bearer <token>.", file=sys.stderr)
+        return 0
+    index = Index(args.root)
+    try:
+        if args.action == "list":
+            for h, owner, label, created in index.list_tokens():
+                when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created))
+                print(f"{h[:12]}  {owner}  {when}  {label or ''}")
+            return 0
+        if len(args.hash) < 8:
+            print("error: give at least 8 characters of the hash", file=sys.stderr)
+            return 2
+        print(f"revoked {index.revoke_tokens(args.hash)} token(s)")
+        return 0
+    finally:
+        index.close()
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "token":
+        return _token(argv[1:])
+    args = _run_parser().parse_args(argv)
+
+    from .launch import LISTENING, is_loopback, serve_forever
+    from .limits import Limits
+
+    if args.insecure_no_auth and not is_loopback(args.host):
+        print(f"error: --insecure-no-auth is allowed only on a loopback address, not {args.host!r}", file=sys.stderr)
+        return 2
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Limits) if getattr(args, f.name) is not None}
+    limits = Limits(**overrides)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def on_ready(url: str) -> None:
+        print(LISTENING + url, flush=True)
+        print(f"data: {args.root}", flush=True)
+        if args.insecure_no_auth:
+            banner = "WARNING: AUTH IS OFF (--insecure-no-auth): anyone who can reach this port can write and read."
+            print(banner, flush=True)
+            print("!" * len(banner) + "\n" + banner + "\n" + "!" * len(banner), file=sys.stderr, flush=True)
+        else:
+            print(f"get a token: ml-dash server token create --root {args.root} --owner <your-name>", flush=True)
+        if args.fault_injection:
+            print("fault injection is ON (tests only)", flush=True)
+
+    try:
+        serve_forever(args.root, args.host, args.port, auth=not args.insecure_no_auth,
+                      fault_injection=args.fault_injection, limits=limits, on_ready=on_ready)
+    except OSError as exc:
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    print("ml-dash server stopped", flush=True)
+    return 0

@@ -1,0 +1,173 @@
+"""Running the server: in the foreground (the CLI), in a thread, or as a subprocess (tests, benchmarks)."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Callable, Dict, Optional, Sequence, Tuple
+
+from aiohttp import web
+
+from .app import make_app
+from .limits import Limits
+
+__all__ = ["ServerHandle", "run_in_thread", "spawn_server", "serve_forever", "is_loopback", "LISTENING"]
+
+#: The first line the CLI prints; ``spawn_server`` reads the URL from it.
+LISTENING = "ml-dash server listening on "
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+async def _start(root, host: str, port: int, auth: bool, fault_injection: bool,
+                 limits: Optional[Limits]) -> Tuple[web.AppRunner, str]:
+    if not auth and not is_loopback(host):
+        raise ValueError(f"refusing to run without auth on {host!r}: --insecure-no-auth binds only to loopback")
+    app = make_app(root, auth=auth, fault_injection=fault_injection, limits=limits)
+    # auto_decompress=False: bodies are decoded by ml_dash.server.limits, under the size limits.
+    runner = web.AppRunner(app, auto_decompress=False, access_log=None, handle_signals=False, shutdown_timeout=5)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    bound = runner.addresses[0][1] if runner.addresses else port
+    return runner, _url(host, bound)
+
+
+class ServerHandle:
+    """A server running in a background thread: ``.url``, ``.root``, ``.stop()``."""
+
+    def __init__(self, url: str, root: Path, loop: asyncio.AbstractEventLoop, stop_event: asyncio.Event,
+                 thread: threading.Thread):
+        self.url = url
+        self.root = root
+        self._loop = loop
+        self._stop_event = stop_event
+        self._thread = thread
+
+    def stop(self, timeout: float = 30) -> None:
+        """Shut down cleanly (in-flight requests finish, files are closed) and wait for the thread."""
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop_event.set)
+            self._thread.join(timeout)
+
+    def __enter__(self) -> "ServerHandle":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def run_in_thread(root: os.PathLike | str, host: str = "127.0.0.1", port: int = 0, auth: bool = True,
+                  fault_injection: bool = False, limits: Optional[Limits] = None) -> ServerHandle:
+    """Start a server on ``root`` in a daemon thread and return once it listens (port 0: a free port)."""
+    ready = threading.Event()
+    box: Dict[str, object] = {}
+
+    def main() -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+
+        async def run() -> None:
+            stop_event = asyncio.Event()
+            try:
+                runner, url = await _start(root, host, port, auth, fault_injection, limits)
+            except BaseException as exc:
+                box["error"] = exc
+                ready.set()
+                return
+            box.update(url=url, loop=loop, stop=stop_event)
+            ready.set()
+            try:
+                await stop_event.wait()
+            finally:
+                await runner.cleanup()
+
+        try:
+            loop.run_until_complete(run())
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=main, name="ml-dash-server", daemon=True)
+    thread.start()
+    ready.wait()
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return ServerHandle(box["url"], Path(root), box["loop"], box["stop"], thread)  # type: ignore[arg-type]
+
+
+def serve_forever(root: os.PathLike | str, host: str, port: int, *, auth: bool, fault_injection: bool,
+                  limits: Optional[Limits], on_ready: Callable[[str], None]) -> None:
+    """Run until SIGTERM or SIGINT, then shut down cleanly. ``on_ready(url)`` is called once listening."""
+
+    async def run() -> None:
+        runner, url = await _start(root, host, port, auth, fault_injection, limits)
+        stop_event = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop_event.set)
+        on_ready(url)
+        try:
+            await stop_event.wait()
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(run())
+
+
+def spawn_server(root: os.PathLike | str, *, host: str = "127.0.0.1", port: int = 0, auth: bool = True,
+                 fault_injection: bool = False, extra_args: Sequence[str] = (), env: Optional[Dict[str, str]] = None,
+                 timeout: float = 30) -> Tuple[str, subprocess.Popen]:
+    """Start ``python -m ml_dash.server`` as a subprocess; (its URL, the Popen) once it listens.
+
+    For tests that need a real process (``kill -9``). The child's further output is drained by a
+    daemon thread so it can never block on a full pipe; stop it with ``proc.terminate()`` (clean)
+    or ``proc.kill()``.
+    """
+    cmd = [sys.executable, "-m", "ml_dash.server", "--root", os.fspath(root), "--host", host, "--port", str(port)]
+    if not auth:
+        cmd.append("--insecure-no-auth")
+    if fault_injection:
+        cmd.append("--fault-injection")
+    cmd.extend(extra_args)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    result: Dict[str, str] = {}
+    got = threading.Event()
+
+    def drain(stream, first: bool) -> None:
+        for line in stream:
+            if first and "url" not in result:
+                m = re.search(re.escape(LISTENING) + r"(\S+)", line)
+                if m:
+                    result["url"] = m.group(1)
+                    got.set()
+            result.setdefault("output", "")
+            if len(result["output"]) < 65536:
+                result["output"] += line
+        got.set()  # the child closed its output: it exited
+
+    threading.Thread(target=drain, args=(proc.stdout, True), daemon=True).start()
+    threading.Thread(target=drain, args=(proc.stderr, False), daemon=True).start()
+    got.wait(timeout)
+    if "url" not in result:
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"the server did not start: {result.get('output', '')[-4000:]}")
+    return result["url"], proc

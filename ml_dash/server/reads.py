@@ -1,0 +1,255 @@
+"""The read side: experiments, params, paged logs and metric rows, files.
+
+Paging a JSONL file from an index must not re-read the whole file for every page (a million-row
+metric read 10,000 rows at a time would be quadratic). :class:`JsonlPager` scans a file once,
+incrementally as it grows, remembering the byte offset of every 1024th record; a page then starts
+reading near its first record. That needs the file's keys to be strictly increasing, which is how
+the server writes them; a file that is not (an upstream tree with duplicate indices) is read with
+``ExperimentReader``, whose rules (first row of an index wins) then apply.
+
+Values go out as stored: non-finite floats stay the strings "NaN"/"Infinity"/"-Infinity".
+"""
+
+from __future__ import annotations
+
+import bisect
+import fnmatch
+import os
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import orjson
+
+from .._errors import InvalidPrefix
+from .._names import check_filename, check_relpath
+from .._store import ExperimentReader
+from .._store._jsonio import loads_lenient, read_json
+from .._values import encode_nonfinite
+from .errors import ApiError
+from .index import Index
+from .ingest import parse_server_prefix
+
+__all__ = ["Reads", "JsonlPager"]
+
+_MARK_EVERY = 1024
+_SCAN_CHUNK = 8 << 20
+
+
+def _parse(line: bytes) -> Optional[dict]:
+    try:
+        rec = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        try:
+            rec = encode_nonfinite(loads_lenient(line))  # upstream's bare NaN literals
+        except ValueError:
+            return None  # a torn or corrupt line: skipped, as the local reader does
+    return rec if isinstance(rec, dict) else None
+
+
+class _Marks:
+    __slots__ = ("ino", "scanned", "keys", "offsets", "last", "count", "regular")
+
+    def __init__(self, ino: int):
+        self.ino = ino
+        self.scanned = 0  # bytes of complete lines checked so far
+        self.keys: List[int] = []
+        self.offsets: List[int] = []
+        self.last = -1
+        self.count = 0
+        self.regular = True
+
+
+class JsonlPager:
+    """Pages of JSONL files ordered by an integer key, with remembered offsets (see module doc)."""
+
+    def __init__(self, max_files: int = 4096):
+        self._cache: "OrderedDict[Path, _Marks]" = OrderedDict()
+        self._lock = threading.Lock()
+        self._max = max_files
+
+    def _key_of(self, line: bytes, head: bytes, key: str) -> Any:
+        if line.startswith(head):  # how our writer starts every line: no need to parse it all
+            end = line.find(b",", len(head))
+            try:
+                return int(line[len(head) : end])
+            except ValueError:
+                pass
+        rec = _parse(line)
+        return None if rec is None else rec.get(key)
+
+    def _scan(self, path: Path, key: str) -> Optional[_Marks]:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return _Marks(-1)
+        with self._lock:
+            m = self._cache.get(path)
+            if m is None or m.ino != st.st_ino or st.st_size < m.scanned:
+                m = _Marks(st.st_ino)
+            self._cache[path] = m
+            self._cache.move_to_end(path)
+            while len(self._cache) > self._max:
+                self._cache.popitem(last=False)
+            if m.regular and st.st_size > m.scanned:
+                head = b'{"' + key.encode() + b'":'
+                with open(path, "rb") as fh:
+                    fh.seek(m.scanned)
+                    pos, carry = m.scanned, b""
+                    while m.regular:
+                        chunk = fh.read(_SCAN_CHUNK)
+                        if not chunk:
+                            break
+                        buf = carry + chunk
+                        cut = buf.rfind(b"\n") + 1
+                        carry = buf[cut:]
+                        for line in buf[:cut].split(b"\n")[:-1]:
+                            start, pos = pos, pos + len(line) + 1
+                            if not line.strip():
+                                continue
+                            k = self._key_of(line, head, key)
+                            if k is None:
+                                continue  # corrupt line: skipped on read too
+                            if type(k) is not int or k <= m.last:
+                                m.regular = False
+                                break
+                            if m.count % _MARK_EVERY == 0:
+                                m.keys.append(k)
+                                m.offsets.append(start)
+                            m.last, m.count = k, m.count + 1
+                        else:
+                            m.scanned = pos
+            return m
+
+    def page(self, path: Path, key: str, start: int, limit: int,
+             keep: Optional[Callable[[dict], bool]] = None) -> Optional[Tuple[List[dict], Optional[int]]]:
+        """(records with key >= start, next start or None); None when the file is not regular."""
+        m = self._scan(path, key)
+        if m is None or not m.regular:
+            return None
+        if m.count == 0:
+            return [], None
+        i = bisect.bisect_right(m.keys, start) - 1
+        offset = m.offsets[i] if i >= 0 else 0
+        rows: List[dict] = []
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            pos = offset
+            for line in fh:
+                pos += len(line)
+                if pos > m.scanned:
+                    break
+                rec = _parse(line)
+                if rec is None:
+                    continue
+                k = rec.get(key)
+                if type(k) is not int or k < start or (keep is not None and not keep(rec)):
+                    continue
+                rows.append(rec)
+                if len(rows) >= limit:
+                    return rows, k + 1
+        return rows, None
+
+
+def _metric_row(rec: dict) -> dict:
+    data = rec.get("data")
+    return {"index": rec["index"], "data": data if isinstance(data, dict) else {}, "createdAt": rec.get("createdAt")}
+
+
+class Reads:
+    """Read operations of the API, each returning the JSON body of its route."""
+
+    def __init__(self, root: Path | str, index: Index, max_page: int):
+        self.root = Path(root)
+        self.index = index
+        self.max_page = max_page
+        self.pager = JsonlPager()
+
+    def reader(self, prefix: str) -> ExperimentReader:
+        try:
+            return ExperimentReader(self.root, parse_server_prefix(prefix))
+        except InvalidPrefix as exc:
+            raise ApiError(400, "invalid_prefix", str(exc)) from None
+
+    def page_args(self, start: Any, limit: Any) -> Tuple[int, int]:
+        try:
+            start = int(start or 0)
+            limit = int(limit) if limit not in (None, "") else self.max_page
+        except (TypeError, ValueError):
+            raise ApiError(400, "bad_query", "'start' and 'limit' must be integers") from None
+        if start < 0 or limit < 1:
+            raise ApiError(400, "bad_query", "'start' must be >= 0 and 'limit' >= 1")
+        return start, min(limit, self.max_page)
+
+    def experiments(self, owner: Optional[str], project: Optional[str], glob: Optional[str]) -> Dict[str, Any]:
+        out = []
+        for prefix in self.index.experiments(owner, project):
+            if glob and not fnmatch.fnmatchcase(prefix, glob):
+                continue
+            exp = self.reader(prefix).experiment()
+            out.append({**exp, "prefix": prefix})
+        return {"experiments": out}
+
+    def experiment(self, prefix: str) -> Dict[str, Any]:
+        exp = self.reader(prefix).experiment()
+        if not exp:
+            raise ApiError(404, "not_found", f"no experiment {prefix!r}")
+        return exp
+
+    def params(self, prefix: str) -> Dict[str, Any]:
+        return {"data": encode_nonfinite(self.reader(prefix).params())}
+
+    def logs(self, prefix: str, start: Any, limit: Any, level: Optional[str]) -> Dict[str, Any]:
+        start, limit = self.page_args(start, limit)
+        reader = self.reader(prefix)
+        keep = (lambda r: r.get("level") == level) if level else None
+        got = self.pager.page(reader.paths.logs_jsonl, "sequenceNumber", start, limit, keep)
+        if got is None:  # not in order on disk: the tolerant reader decides
+            rows = reader.logs(start, None, level or None)
+            page = [encode_nonfinite(r) for r in rows[:limit]]
+            return {"logs": page, "next": page[-1]["sequenceNumber"] + 1 if len(rows) > limit else None}
+        rows, nxt = got
+        return {"logs": rows, "next": nxt}
+
+    def metric_names(self, prefix: str) -> Dict[str, Any]:
+        return {"metrics": self.reader(prefix).metric_names()}
+
+    def metric_rows(self, prefix: str, name: Optional[str], start: Any, limit: Any) -> Dict[str, Any]:
+        start, limit = self.page_args(start, limit)
+        reader = self.reader(prefix)
+        try:
+            path = reader.paths.metric_dir(name or None) / "data.jsonl"
+        except InvalidPrefix as exc:
+            raise ApiError(400, "invalid_name", str(exc)) from None
+        got = self.pager.page(path, "index", start, limit)
+        if got is None:
+            rows = reader.metric_rows(name or None, start, None)
+            page = [encode_nonfinite(r) for r in rows[:limit]]
+            return {"rows": page, "next": page[-1]["index"] + 1 if len(rows) > limit else None}
+        rows, nxt = got
+        return {"rows": [_metric_row(r) for r in rows], "next": nxt}
+
+    def files(self, prefix: str, path: Optional[str]) -> Dict[str, Any]:
+        if path and path.strip("/"):
+            try:
+                check_relpath(path, "file path")
+            except InvalidPrefix as exc:
+                raise ApiError(400, "invalid_name", str(exc)) from None
+        return {"files": self.reader(prefix).files(path or None)}
+
+    def file(self, prefix: str, file_id: Optional[str]) -> Tuple[Path, Dict[str, Any]]:
+        """(where the bytes are, the entry) of a file by id; 404 when there is none."""
+        reader = self.reader(prefix)
+        data = read_json(reader.paths.files_metadata, {})
+        for entry in data.get("files", []) if isinstance(data, dict) else []:
+            if isinstance(entry, dict) and str(entry.get("id")) == file_id and not entry.get("deletedAt"):
+                try:
+                    check_filename(entry.get("filename"))
+                    path = reader.file_path(entry)
+                except (InvalidPrefix, KeyError, TypeError):
+                    break  # an entry we did not write and cannot place safely
+                if path.is_file():
+                    return path, entry
+                break
+        raise ApiError(404, "not_found", f"no file with id {file_id!r} in {prefix!r}")
