@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
-__all__ = ["Child", "ChildResult", "spawn", "summary", "REPO_ROOT", "CHILD"]
+__all__ = ["Child", "ChildResult", "spawn", "run_command", "summary", "dig", "REPO_ROOT", "CHILD"]
 
 #: The checkout that holds ``ml_dash`` and ``benchmarks``.
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -68,16 +68,33 @@ def spawn(probe: str, args: Dict[str, Any], child: Child, timeout: float = 600.0
     """Run ``child.py PROBE ARGS`` to completion; never raises for a failing or hanging child."""
     with tempfile.TemporaryDirectory(prefix="mldash-bench-io-") as io_dir:
         result_path = os.path.join(io_dir, "result.json")
-        out_path = os.path.join(io_dir, "output.txt")
         cmd = [child.python, str(CHILD), probe, json.dumps(args), result_path]
+        res = run_command(cmd, child.environ(), args.get("cwd") or io_dir, timeout)
+        try:
+            with open(result_path) as f:
+                res.result = json.load(f)
+        except (OSError, ValueError):
+            res.result = {}
+    err = res.result.get("error")
+    if res.error and (not err or res.error.startswith("timed out")):
+        err = res.error
+    elif not res.result and not err:
+        err = "no result written: " + res.output_tail[-300:]
+    res.error, res.ok = err, err is None
+    return res
+
+
+def run_command(cmd: List[str], env: Dict[str, str], cwd: str, timeout: float) -> ChildResult:
+    """Run a command, measuring wall time from spawn to exit and its ``wait4`` resource usage."""
+    with tempfile.TemporaryDirectory(prefix="mldash-bench-out-") as out_dir:
+        out_path = os.path.join(out_dir, "output.txt")
         with open(out_path, "wb") as out:
             t0 = time.perf_counter()
             try:
                 proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        env=child.environ(), cwd=args.get("cwd") or io_dir,
-                                        start_new_session=True)
+                                        env=env, cwd=cwd, start_new_session=True)
             except OSError as exc:
-                return ChildResult(False, {}, 0.0, 0.0, 0.0, -1, f"cannot start {child.python}: {exc}")
+                return ChildResult(False, {}, 0.0, 0.0, 0.0, -1, f"cannot start {cmd[0]}: {exc}")
             timed_out = threading.Event()
 
             def kill() -> None:
@@ -98,21 +115,14 @@ def spawn(probe: str, args: Dict[str, Any], child: Child, timeout: float = 600.0
             proc.returncode = os.waitstatus_to_exitcode(status)
         _reap_group(proc.pid)
         tail = _tail(out_path)
-        try:
-            with open(result_path) as f:
-                result = json.load(f)
-        except (OSError, ValueError):
-            result = {}
-        err = result.get("error")
-        if timed_out.is_set():
-            err = f"timed out after {timeout:.0f} s"
-        elif proc.returncode != 0 and not err:
-            err = f"exit status {proc.returncode}: {tail[-300:]}"
-        elif not result and not err:
-            err = "no result written"
-        return ChildResult(ok=err is None, result=result, wall_s=wall, maxrss_mib=usage.ru_maxrss / 1024.0,
-                           cpu_s=usage.ru_utime + usage.ru_stime, returncode=proc.returncode, error=err,
-                           output_tail=tail[-2000:])
+    err = None
+    if timed_out.is_set():
+        err = f"timed out after {timeout:.0f} s"
+    elif proc.returncode != 0:
+        err = f"exit status {proc.returncode}: {tail[-300:]}"
+    return ChildResult(ok=err is None, result={}, wall_s=wall, maxrss_mib=usage.ru_maxrss / 1024.0,
+                       cpu_s=usage.ru_utime + usage.ru_stime, returncode=proc.returncode, error=err,
+                       output_tail=tail[-2000:])
 
 
 def _reap_group(pgid: int) -> None:
