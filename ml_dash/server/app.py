@@ -131,7 +131,7 @@ async def _fault(request: web.Request, cls: str) -> Optional[Dict[str, Any]]:
     if action == "hang":
         await st.shutting_down.wait()
         raise _Abort()
-    return rule  # drop_after_commit
+    return rule  # drop_after_commit, crash_before_commit: they act later
 
 
 class _Abort(Exception):
@@ -164,12 +164,12 @@ async def info(request: web.Request) -> web.Response:
     })
 
 
-def _store_batch(st: State, raw: bytes, encoding: str, owner: Optional[str]) -> Dict[str, Any]:
+def _store_batch(st: State, raw: bytes, encoding: str, owner: Optional[str], crash: bool = False) -> Dict[str, Any]:
     body = decode_body(raw, encoding, st.limits.max_decoded_bytes)
     del raw
     _, prefix = parse_header(split_header(body)[0])
     st.auth.require_write(owner, prefix)  # 403 before any event is looked at
-    return st.store.ingest(parse_batch(body, st.limits))
+    return st.store.ingest(parse_batch(body, st.limits), crash_before_commit=crash)
 
 
 @routes.post("/api/v1/ingest")
@@ -186,7 +186,8 @@ async def ingest(request: web.Request) -> web.Response:
         except _Abort:
             return _abort(request)
         raw = await read_body(request, st.limits.max_body_bytes)
-        answer = await st.run(_store_batch, st, raw, encoding, owner)
+        crash = after is not None and after["action"] == "crash_before_commit"
+        answer = await st.run(_store_batch, st, raw, encoding, owner, crash)
         if after is not None:  # drop_after_commit: stored and committed, but the client never hears
             return _abort(request)
         return _json(answer)

@@ -16,7 +16,7 @@ from .errors import ApiError
 
 __all__ = ["FaultPlan", "Stats", "ACTIONS", "route_class"]
 
-ACTIONS = frozenset(("status", "drop_after_commit", "hang", "close_before"))
+ACTIONS = frozenset(("status", "drop_after_commit", "hang", "close_before", "crash_before_commit"))
 _MATCHES = frozenset(("ingest", "blobs", "any"))
 
 

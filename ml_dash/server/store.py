@@ -111,8 +111,12 @@ class Store:
 
     # -- ingest ------------------------------------------------------------------------------------
 
-    def ingest(self, batch: Batch) -> Dict[str, Any]:
-        """Store the new events of ``batch``; the answer body. Raises ApiError (409) as PROTOCOL.md says."""
+    def ingest(self, batch: Batch, crash_before_commit: bool = False) -> Dict[str, Any]:
+        """Store the new events of ``batch``; the answer body. Raises ApiError (409) as PROTOCOL.md says.
+
+        ``crash_before_commit`` (fault injection only) ends the process after the data is written and
+        fsynced but before the commit: the crash the intents exist for.
+        """
         prefix = str(batch.prefix)
         slot = self._slot(prefix)
         with slot.lock:
@@ -122,7 +126,7 @@ class Store:
                                f"session {batch.session} writes {owner_prefix!r}, not {prefix!r}", acked_seq=acked)
             plan = plan_batch(batch, acked, self.limits, prefix, self.blobs.size)
             if plan.last_seq > acked:
-                self._apply(batch, plan, slot)
+                self._apply(batch, plan, slot, crash_before_commit)
         answer = {
             "session": batch.session,
             "acked_seq": plan.last_seq,
@@ -135,7 +139,7 @@ class Store:
                            checksum=plan.blob_missing, acked_seq=plan.last_seq, rejected=plan.rejected)
         return answer
 
-    def _apply(self, batch: Batch, plan: Plan, slot: _Slot) -> None:
+    def _apply(self, batch: Batch, plan: Plan, slot: _Slot, crash_before_commit: bool = False) -> None:
         prefix = batch.prefix
         key = str(prefix)
         intent_id = None
@@ -156,6 +160,8 @@ class Store:
                         raise ApiError(503, "storage_unavailable", f"the server could not store the batch: {exc.strerror}",
                                        headers={"Retry-After": "5"}) from None
                     raise
+                if crash_before_commit:
+                    os._exit(70)
         self.index.commit_batch(batch.session, plan.last_seq, intent_id, key, prefix.owner, prefix.project)
 
     # -- the three steps of a batch ----------------------------------------------------------------
@@ -246,6 +252,14 @@ class Store:
                 dirs.update(self._new_ancestors(p))
         for rel, before in intent["restore"]:
             p = self.root / rel
+            try:  # the writer may skip fsync for derived files; what we ack must be on disk
+                fd = os.open(p, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             dirs.add(p.parent)
             if before is None:
                 dirs.update(self._new_ancestors(p))

@@ -1,0 +1,133 @@
+"""The SDK's read interface against a server (protocol v1 read API), synchronous and stdlib-only.
+
+Same methods as ``ml_dash._local_sink.LocalReader``, so one test can check local and remote mode.
+The token travels only in the Authorization header. Pages are followed until the requested limit
+or the end; non-finite floats ("NaN", "Infinity", "-Infinity" on the wire) come back as floats.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from ._errors import AuthError, RemoteError
+from ._values import decode_nonfinite
+
+__all__ = ["RemoteReader"]
+
+_PAGE = 10_000
+
+
+class RemoteReader:
+    """Read one experiment of a server: ``RemoteReader(url, token, prefix)``."""
+
+    def __init__(self, url: str, token: Optional[str], prefix: str, timeout: float = 60.0):
+        self._base = url.rstrip("/") + "/api/v1/"
+        self._token = token
+        self._prefix = str(prefix)
+        self._timeout = timeout
+
+    def __repr__(self) -> str:  # never show the token
+        return f"RemoteReader({self._base!r}, prefix={self._prefix!r})"
+
+    # -- HTTP --------------------------------------------------------------------------------------
+
+    def _request(self, route: str, **query: Any):
+        params = {"prefix": self._prefix}
+        params.update({k: v for k, v in query.items() if v is not None})
+        req = urllib.request.Request(self._base + route + "?" + urllib.parse.urlencode(params))
+        if self._token:
+            req.add_header("Authorization", f"Bearer {self._token}")
+        try:
+            return urllib.request.urlopen(req, timeout=self._timeout)
+        except urllib.error.HTTPError as exc:
+            raise self._error(exc) from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise RemoteError(f"cannot reach the server at {self._base}: {exc}") from None
+
+    @staticmethod
+    def _error(exc: urllib.error.HTTPError) -> RemoteError:
+        code, message = None, exc.reason
+        try:
+            body = json.loads(exc.read() or b"{}")
+            code = body["error"]["code"]
+            message = body["error"]["message"]
+        except (ValueError, KeyError, TypeError, OSError):
+            pass
+        cls = AuthError if exc.code in (401, 403) else RemoteError
+        return cls(f"server answered {exc.code}: {message}", status=exc.code, code=code)
+
+    def _get(self, route: str, **query: Any) -> Any:
+        with self._request(route, **query) as resp:
+            try:
+                return json.loads(resp.read())
+            except ValueError:
+                raise RemoteError(f"the server's answer to {route} is not JSON") from None
+
+    def _paged(self, route: str, key: str, start: int, limit: Optional[int], **query: Any) -> List[dict]:
+        out: List[dict] = []
+        nxt: Optional[int] = start
+        while nxt is not None and (limit is None or len(out) < limit):
+            want = _PAGE if limit is None else min(_PAGE, limit - len(out))
+            body = self._get(route, start=nxt, limit=want, **query)
+            out.extend(body.get(key) or [])
+            nxt = body.get("next")
+        return out
+
+    # -- the reader interface ----------------------------------------------------------------------
+
+    def experiment(self) -> Dict[str, Any]:
+        """The experiment's metadata and status ({} when there is no such experiment)."""
+        try:
+            return self._get("experiment")
+        except RemoteError as exc:
+            if exc.status == 404:
+                return {}
+            raise
+
+    def params(self) -> Dict[str, Any]:
+        """The flattened parameters ({} when none)."""
+        return decode_nonfinite(self._get("params").get("data") or {})
+
+    def logs(self, start: int = 0, limit: Optional[int] = None, level: Optional[str] = None) -> List[dict]:
+        """Log records with ``sequenceNumber >= start``, in order, at most ``limit``."""
+        return [decode_nonfinite(r) for r in self._paged("logs", "logs", start, limit, level=level)]
+
+    def metric_names(self) -> List[Optional[str]]:
+        """Names of every metric with data; the unnamed metric is None."""
+        return list(self._get("metrics").get("metrics") or [])
+
+    def metric_rows(self, name: Optional[str], start: int = 0, limit: Optional[int] = None) -> List[dict]:
+        """Rows ``{"index", "data", "createdAt"}`` with ``index >= start``, ordered by index."""
+        rows = self._paged("metric", "rows", start, limit, name=name)
+        for r in rows:
+            r["data"] = decode_nonfinite(r.get("data") or {})
+        return rows
+
+    def files(self, path: Optional[str] = None) -> List[Dict[str, Any]]:
+        """File entries, optionally only those under ``path``."""
+        return list(self._get("files", path=path).get("files") or [])
+
+    def download(self, entry: Dict[str, Any], dest: Path) -> Path:
+        """Stream a file's bytes to ``dest`` (written to a temporary file, then renamed)."""
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".part-", dir=dest.parent)
+        try:
+            with os.fdopen(fd, "wb") as out, self._request("file", id=str(entry["id"])) as resp:
+                shutil.copyfileobj(resp, out, 1 << 20)
+            os.replace(tmp, dest)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+        return dest

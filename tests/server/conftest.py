@@ -1,0 +1,36 @@
+"""Fixtures: a real server on loopback (port 0) in a thread, with fault injection, and tokens."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from ml_dash.server import Limits, create_token, run_in_thread
+
+
+@pytest.fixture
+def server(tmp_path):
+    root = tmp_path / "server-root"
+    alice = create_token(root, "alice")
+    bob = create_token(root, "bob")
+    handle = run_in_thread(root, port=0, fault_injection=True)
+    try:
+        yield SimpleNamespace(url=handle.url, root=root, token=alice, alice=alice, bob=bob, handle=handle)
+    finally:
+        handle.stop()
+
+
+@pytest.fixture
+def small_server(tmp_path):
+    """A server with small limits, to test them cheaply."""
+    root = tmp_path / "small-root"
+    token = create_token(root, "alice")
+    limits = Limits(max_body_bytes=64 * 1024, max_decoded_bytes=256 * 1024, max_event_bytes=4096,
+                    max_events_per_batch=100, max_fields=10, max_name_bytes=40, max_blob_bytes=1024,
+                    max_concurrent_writes=1)
+    handle = run_in_thread(root, port=0, fault_injection=True, limits=limits)
+    try:
+        yield SimpleNamespace(url=handle.url, root=root, token=token, limits=limits)
+    finally:
+        handle.stop()
