@@ -54,6 +54,12 @@ class Config:
     fsync_interval: float = 1.0
     #: Spool size at which a warning is printed, bytes.
     spool_warn_bytes: int = 10 * 1024 * 1024 * 1024
+    #: Spool size at which new events are dropped (counted, reported), bytes (``ML_DASH_SPOOL_MAX_BYTES``).
+    spool_max_bytes: int = 20 * 1024 * 1024 * 1024
+    #: Longest wait between two tries of an upload, and between rounds while the server is down, seconds.
+    retry_max_wait: float = 10.0
+    #: An upload request without an answer for this long is abandoned and retried, seconds.
+    request_timeout: float = 60.0
 
     def with_overrides(self, **overrides) -> "Config":
         """A copy with the given fields replaced; None values are ignored."""

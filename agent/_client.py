@@ -1,0 +1,261 @@
+"""What the server's answers mean, and what to do about them (no I/O of its own: see _transport).
+
+``IngestClient.deliver`` takes a run of consecutive spool entries and gets the server to consume
+every seq in it, or says where to resume:
+
+* 200: acknowledged; per-event ``rejected`` entries are quarantined (the server consumed them).
+* 429/502/503/504, no connection, no answer: retried under the one :class:`~._retry.RetryPolicy`.
+* 400, 413 and 500 (the batch, or one event in it, is bad): the batch is split in halves and each
+  half sent on its own, down to single events; a single event that is still refused is
+  quarantined and replaced by a ``gap`` event, so everything else keeps flowing. A transient 500
+  costs a few extra requests and loses nothing.
+* 415: fall back to the next encoding (zstd, gzip, identity).
+* 409 ``seq_gap`` / an ack short of the batch: resume from the server's ``acked_seq + 1``.
+* 409 ``blob_missing``: upload the blob, send again.
+* 401/403: :class:`AuthFailed`: stop sending, keep the spool, tell the user.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+
+import orjson
+
+from ml_dash._errors import AuthError, ProtocolError
+
+from ._reader import Entry
+from ._retry import RETRY_STATUSES, Control, ConnectFailed, Retryable, RetryPolicy, parse_retry_after
+from ._transport import Response, Transport
+from ._wire import ENCODINGS, batch_body, compress, gap_event
+
+__all__ = ["IngestClient", "Outcome", "AuthFailed", "ServerInfo", "Quarantine"]
+
+#: Called with (seq or None, reason, bytes) before a record is given up on.
+Quarantine = Callable[[Optional[int], str, bytes], None]
+
+_SPLIT_STATUSES = frozenset({400, 413, 500})
+
+
+class AuthFailed(AuthError):
+    """401/403: sending stops until a human fixes the token or the permission."""
+
+
+@dataclass
+class ServerInfo:
+    encodings: Tuple[str, ...] = ("gzip", "identity")
+    max_events: int = 100_000
+    max_decoded_bytes: int = 64 << 20
+    auth_required: bool = True
+
+
+@dataclass
+class Outcome:
+    acked_seq: int = -1
+    duplicates: int = 0
+    quarantined: int = 0
+    #: Set when the server wants the session resent from this seq (seq_gap, short ack).
+    resume_from: Optional[int] = None
+    #: file id by seq, for the file events in what was delivered (their blobs can go).
+    files: Dict[int, str] = field(default_factory=dict)
+
+
+def _as_gap(e: Entry, reason: str) -> Entry:
+    return e._replace(payload=gap_event(e.seq, f"quarantined: {reason}"[:200]), kind=b"gap")
+
+
+class IngestClient:
+    """Policy for one server: discovery, blob upload, batch delivery."""
+
+    def __init__(self, transport: Transport, policy: RetryPolicy, control: Control):
+        self.transport = transport
+        self.policy = policy
+        self.control = control
+        self.info: Optional[ServerInfo] = None
+        self._encodings: Tuple[str, ...] = ()
+        self._blobs_present: Set[str] = set()
+        #: Human-readable last trouble (no token in it), and whether the server answered at all lately.
+        self.last_error: Optional[str] = None
+        self.reachable: Optional[bool] = None
+        self.requests = 0
+        self.retries = 0
+
+    # -- plumbing ----------------------------------------------------------------------------------
+
+    def _on_retry(self, exc: BaseException, wait: float) -> None:
+        self.retries += 1
+        self.last_error = str(exc)
+        self.reachable = not isinstance(exc, ConnectFailed)
+
+    async def _call(self, fn: Callable[[], Any]) -> Response:
+        async def attempt() -> Response:
+            self.requests += 1
+            try:
+                resp = await fn()
+            except ConnectFailed:
+                self.reachable = False
+                raise
+            self.reachable = True
+            if resp.status in RETRY_STATUSES:
+                raise Retryable(resp.status, parse_retry_after(resp.headers.get("retry-after")), resp.error())
+            if resp.status in (401, 403):
+                what = "no valid token" if resp.status == 401 else "the token may not write here"
+                self.last_error = f"HTTP {resp.status} ({what}): {resp.error()}"
+                raise AuthFailed(self.last_error, status=resp.status)
+            return resp
+
+        try:
+            return await self.policy.call(self.control, attempt, self._on_retry)
+        except Exception as exc:
+            self.last_error = str(exc)
+            raise
+
+    async def discover(self) -> ServerInfo:
+        """GET /info: encodings and limits (retried like everything else)."""
+        resp = await self._call(self.transport.info)
+        body = resp.json()
+        if resp.status != 200 or body.get("protocol") != 1:
+            raise ProtocolError(f"the server does not speak ml-dash protocol 1 (HTTP {resp.status}: {resp.error()})",
+                                status=resp.status)
+        limits = body.get("limits") or {}
+        offered = tuple(e for e in ENCODINGS if e in (body.get("accept_encoding") or ["identity"]))
+        self.info = ServerInfo(
+            encodings=offered or ("identity",),
+            max_events=int(limits.get("max_events_per_batch", 100_000)),
+            max_decoded_bytes=int(limits.get("max_decoded_bytes", 64 << 20)),
+            auth_required=bool(body.get("auth_required", True)),
+        )
+        self._encodings = self.info.encodings
+        return self.info
+
+    # -- delivery ----------------------------------------------------------------------------------
+
+    async def deliver(self, session: str, prefix: str, entries: List[Entry], blob_dir: str,
+                      quarantine: Quarantine) -> Outcome:
+        """Get the server to consume ``entries`` (consecutive seqs), splitting and quarantining as needed."""
+        out = Outcome()
+        spans: List[List[Entry]] = [entries]
+        blob_retries = 0
+        while spans:
+            span = spans.pop(0)
+            span = await self._with_blobs(span, blob_dir, quarantine, out)
+            resp = await self._post(session, prefix, span)
+            body = resp.json()
+            last = span[-1].seq
+            if resp.status == 200:
+                acked = int(body.get("acked_seq", -1))
+                out.acked_seq = max(out.acked_seq, acked)
+                out.duplicates += int(body.get("duplicates", 0))
+                self._quarantine_rejected(span, body.get("rejected") or [], quarantine, out)
+                if acked < last:
+                    out.resume_from = acked + 1
+                    return out
+                continue
+            code = (body.get("error") or {}).get("code") if isinstance(body.get("error"), dict) else None
+            if resp.status == 409 and code == "seq_gap":
+                acked = int(body.get("acked_seq", -1))
+                out.acked_seq = max(out.acked_seq, acked)
+                if acked < last:
+                    out.resume_from = acked + 1
+                    return out
+                continue
+            if resp.status == 409 and code == "blob_missing":
+                checksum = str(body.get("checksum"))
+                self._blobs_present.discard(checksum)
+                blob_retries += 1
+                if blob_retries > 3:  # uploaded, yet still missing: set that file event aside
+                    span = self._set_aside(span, checksum, "blob_missing after upload", quarantine, out)
+                spans.insert(0, span)
+                continue
+            if resp.status == 415 and len(self._encodings) > 1:
+                self._encodings = self._encodings[1:]
+                spans.insert(0, span)
+                continue
+            if resp.status in _SPLIT_STATUSES:
+                if len(span) > 1:
+                    mid = len(span) // 2
+                    spans[:0] = [span[:mid], span[mid:]]
+                    continue
+                e = span[0]
+                if e.kind != b"gap":
+                    # One event the server will not take, whatever we do: set it aside, send a gap instead.
+                    reason = f"http_{resp.status}: {resp.error()}"
+                    quarantine(e.seq, reason, e.payload)
+                    out.quarantined += 1
+                    spans.insert(0, [_as_gap(e, reason)])
+                    continue
+            raise ProtocolError(f"unexpected answer to ingest: HTTP {resp.status}: {resp.error()}", status=resp.status)
+        return out
+
+    async def _post(self, session: str, prefix: str, span: List[Entry]) -> Response:
+        body = batch_body(session, prefix, [e.payload for e in span])
+        encodings = self._encodings
+        data, encoding = compress(body, encodings)
+        del body
+        return await self._call(lambda: self.transport.ingest(data, encoding))
+
+    def _quarantine_rejected(self, span: List[Entry], rejected: List[Dict[str, Any]], quarantine: Quarantine,
+                             out: Outcome) -> None:
+        if not rejected:
+            return
+        by_seq = {e.seq: e for e in span}
+        for r in rejected:
+            e = by_seq.get(r.get("seq")) if isinstance(r, dict) else None
+            if e is None or e.kind == b"gap":
+                continue  # a gap's record is in the quarantine already
+            quarantine(e.seq, f"rejected {r.get('code')}: {r.get('message')}", e.payload)
+            out.quarantined += 1
+
+    def _set_aside(self, span: List[Entry], checksum: str, reason: str, quarantine: Quarantine,
+                   out: Outcome) -> List[Entry]:
+        result = []
+        for e in span:
+            if e.kind == b"file" and orjson.loads(e.payload).get("checksum") == checksum:
+                quarantine(e.seq, reason, e.payload)
+                out.quarantined += 1
+                e = _as_gap(e, reason)
+            result.append(e)
+        return result
+
+    # -- blobs -------------------------------------------------------------------------------------
+
+    async def _with_blobs(self, span: List[Entry], blob_dir: str, quarantine: Quarantine, out: Outcome) -> List[Entry]:
+        """Make sure every blob a file event of ``span`` names is on the server; events whose blob
+        cannot be uploaded are quarantined and replaced by gaps."""
+        if not any(e.kind == b"file" for e in span):
+            return span
+        result = []
+        for e in span:
+            if e.kind == b"file":
+                event = orjson.loads(e.payload)
+                problem = await self._ensure_blob(event, blob_dir)
+                if problem is not None:
+                    quarantine(e.seq, problem, e.payload)
+                    out.quarantined += 1
+                    e = _as_gap(e, problem)
+                else:
+                    out.files[e.seq] = str(event.get("id"))
+            result.append(e)
+        return result
+
+    async def _ensure_blob(self, event: Dict[str, Any], blob_dir: str) -> Optional[str]:
+        checksum = str(event.get("checksum") or "")
+        if checksum in self._blobs_present:
+            return None
+        resp = await self._call(lambda: self.transport.head_blob(checksum))
+        if resp.status == 200:
+            self._blobs_present.add(checksum)
+            return None
+        path = os.path.join(blob_dir, str(event.get("id")))
+        try:
+            size = os.path.getsize(path)
+        except OSError:
+            return "blob_lost: the file's bytes are no longer in the spool"
+        resp = await self._call(lambda: self.transport.put_blob(checksum, path, size))
+        if resp.status in (200, 201):
+            self._blobs_present.add(checksum)
+            return None
+        if resp.status in (400, 413):
+            return f"blob_refused http_{resp.status}: {resp.error()}"
+        raise ProtocolError(f"unexpected answer to blob upload: HTTP {resp.status}: {resp.error()}", status=resp.status)

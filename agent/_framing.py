@@ -1,0 +1,70 @@
+"""Record framing of the spool: one JSON event per line, guarded by a CRC32.
+
+A record is ``<crc32 of payload, 8 lowercase hex> <payload>\\n`` where the payload is the wire
+event as compact JSON (see ``ml_dash/server/PROTOCOL.md``) and always starts with
+``{"seq":<n>,"kind":"<kind>"``. JSON never contains a raw newline, so ``\\n`` ends a record; a
+line without its newline is a torn tail (a crash mid-write), and a line whose CRC does not match
+is corrupt (a flipped byte). Both are detected here and never sent to the server.
+
+Keeping the payload byte-identical to the wire event means the sender never re-encodes: it checks
+the CRC and forwards the bytes.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Iterator, NamedTuple, Optional
+
+__all__ = ["frame", "Line", "split_lines", "check_line", "seq_of", "kind_of"]
+
+_HEX = frozenset(b"0123456789abcdef")
+_SEQ_PREFIX = b'{"seq":'
+
+
+def frame(payload: bytes) -> bytes:
+    """The spool record for one JSON payload."""
+    return b"%08x %b\n" % (zlib.crc32(payload), payload)
+
+
+class Line(NamedTuple):
+    """One line of a segment: its bytes (without the newline), where it starts and ends."""
+
+    data: bytes
+    start: int
+    end: int  # offset just past the newline (or past the data when ``complete`` is False)
+    complete: bool
+
+
+def split_lines(buf: bytes, base: int) -> Iterator[Line]:
+    """Lines of ``buf`` (which starts at file offset ``base``); the last may be incomplete."""
+    pos, n = 0, len(buf)
+    find = buf.find
+    while pos < n:
+        nl = find(b"\n", pos)
+        if nl < 0:
+            yield Line(buf[pos:], base + pos, base + n, False)
+            return
+        yield Line(buf[pos:nl], base + pos, base + nl + 1, True)
+        pos = nl + 1
+
+
+def check_line(data: bytes) -> Optional[bytes]:
+    """The payload of a well-formed record line, or None when it is corrupt."""
+    if len(data) < 10 or data[8] != 0x20 or not _HEX.issuperset(data[:8]):
+        return None
+    payload = data[9:]
+    if zlib.crc32(payload) != int(data[:8], 16) or not payload.startswith(_SEQ_PREFIX):
+        return None
+    return payload
+
+
+def seq_of(payload: bytes) -> int:
+    """The ``seq`` of a checked payload, read without parsing the JSON."""
+    end = payload.index(b",", 7)
+    return int(payload[7:end])
+
+
+def kind_of(payload: bytes) -> bytes:
+    """The ``kind`` of a checked payload (``b"metric"``, ``b"file"``, ...), without parsing the JSON."""
+    start = payload.index(b',"kind":"', 7) + 9
+    return payload[start : payload.index(b'"', start)]

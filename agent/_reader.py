@@ -1,0 +1,183 @@
+"""The read side of the spool: records back from disk in order, checked, with their gaps explained.
+
+The sender never keeps events in memory beyond one batch: it reads them back from the segments,
+so an outage of any length costs disk, not RAM. Records that fail their CRC, and torn tails,
+are never sent. A run of unreadable records between two good ones becomes ``gap`` events for the
+seqs in between (the server consumes them, so the session keeps flowing) and the bad bytes go to
+the quarantine. Unreadable bytes after the last good record of a finished session hold no seq
+anyone waits for: they are quarantined and nothing is sent for them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import List, NamedTuple, Optional, Tuple
+
+from ._framing import Line, check_line, kind_of, seq_of, split_lines
+from ._session import SessionDir
+from ._wire import gap_event
+
+__all__ = ["Entry", "Chunk", "SessionReader"]
+
+_READ = 1 << 20
+
+
+class Entry(NamedTuple):
+    """One event to send: a record from the spool, or a gap standing in for unreadable ones."""
+
+    seq: int
+    payload: bytes
+    kind: bytes
+    size: int  # spool bytes it accounts for
+    reason: str = ""  # for gaps: why the record is missing
+    raw: bytes = b""  # for gaps: the unreadable bytes, for the quarantine
+
+
+class Chunk(NamedTuple):
+    entries: List[Entry]
+    #: Unreadable bytes with no seq (after the last good record of a finished session): (reason, bytes).
+    lost: List[Tuple[str, bytes]]
+    #: True when the reader has reached the end of everything there is (for now).
+    at_end: bool
+
+
+class SessionReader:
+    """A cursor over one session's records, from a given seq on."""
+
+    def __init__(self, sdir: SessionDir, start_seq: int = 0):
+        self.sdir = sdir
+        self.seek(start_seq)
+
+    @property
+    def next_seq(self) -> int:
+        return self._expect
+
+    def seek(self, seq: int) -> None:
+        """Continue from ``seq`` (after the server said where it stands)."""
+        self._expect = seq
+        self._seg: Optional[int] = None
+        self._off = 0
+        self._done = False
+
+    def read(self, max_events: int, max_bytes: int, finished: bool) -> Chunk:
+        """Up to ``max_events`` / about ``max_bytes`` of entries from the cursor on.
+
+        ``finished`` says the writer will add nothing more, so a torn or bad tail is final.
+        """
+        entries: List[Entry] = []
+        lost: List[Tuple[str, bytes]] = []
+        if self._done:
+            return Chunk(entries, lost, True)
+        segs = self.sdir.segments()
+        if not segs:
+            return Chunk(entries, lost, True)
+        if self._seg is None or self._seg not in segs:
+            self._position(segs, entries)
+        nbytes = 0
+        bad: List[Line] = []
+        scan = self._off
+        confirmed_next: Optional[int] = None
+        size = _READ
+        while True:
+            buf = self._read_at(self._seg, scan, size)
+            eof = len(buf) < size
+            tail: Optional[Line] = None
+            for line in split_lines(buf, scan):
+                if not line.complete:
+                    tail = line
+                    break
+                payload = check_line(line.data)
+                if payload is None:
+                    bad.append(line)
+                    continue
+                s = seq_of(payload)
+                if s < self._expect:  # before the cursor (after a seek): already handled
+                    bad = []
+                    self._off = line.end
+                    continue
+                if s > self._expect:
+                    nbytes += self._gaps(entries, s, bad, "corrupt_record" if bad else "missing_record")
+                bad = []
+                entries.append(Entry(s, payload, kind_of(payload), line.end - line.start))
+                nbytes += line.end - line.start
+                self._expect = s + 1
+                self._off = line.end
+                if len(entries) >= max_events or nbytes >= max_bytes:
+                    return Chunk(entries, lost, False)
+            if tail is not None and not eof:
+                if tail.start == scan:  # one record larger than the read size: read more at once
+                    size *= 2
+                scan = tail.start
+                continue
+            scan = tail.start if tail is not None else scan + len(buf)
+            if not eof:
+                continue
+            # End of this segment's data for now.
+            if confirmed_next is None:
+                nxt = next((f for f in self.sdir.segments() if f > self._seg), None)
+                if nxt is not None:
+                    confirmed_next = nxt  # the writer finished this segment: read its end once more
+                    continue
+                if not finished:
+                    return Chunk(entries, lost, True)
+                # The writer is done: whatever is unreadable at the end is final.
+                lost.extend(("corrupt_record", ln.data) for ln in bad)
+                if tail is not None:
+                    lost.append(("torn_tail", tail.data))
+                self._off = scan + (len(tail.data) if tail is not None else 0)
+                self._done = True
+                return Chunk(entries, lost, True)
+            # Move on to the next segment; bad lines here are the seqs up to its first.
+            if tail is not None:
+                bad.append(tail)
+            if confirmed_next > self._expect:
+                nbytes += self._gaps(entries, confirmed_next, bad, "corrupt_record" if bad else "missing_record")
+            elif bad:
+                lost.extend(("corrupt_record", ln.data) for ln in bad)
+            bad = []
+            self._seg, self._off, scan, confirmed_next, size = confirmed_next, 0, 0, None, _READ
+            if len(entries) >= max_events or nbytes >= max_bytes:
+                return Chunk(entries, lost, False)
+
+    def _gaps(self, entries: List[Entry], upto: int, bad: List[Line], reason: str) -> int:
+        """Gap entries for seqs ``expect .. upto-1``; the unreadable bytes ride on the first."""
+        raw = b"\n".join(ln.data for ln in bad)
+        total = size = sum(ln.end - ln.start for ln in bad)
+        for s in range(self._expect, upto):
+            entries.append(Entry(s, gap_event(s, reason), b"gap", size, reason, raw))
+            raw, size = b"", 0
+        self._expect = upto
+        return total
+
+    def _position(self, segs: List[int], entries: List[Entry]) -> None:
+        before = [f for f in segs if f <= self._expect]
+        if before:
+            self._seg, self._off = before[-1], 0
+            return
+        # The seqs wanted are no longer in the spool (trimmed after an acknowledgement the server
+        # has since lost): send gaps so the session can go on, and say so in the quarantine.
+        self._gaps(entries, segs[0], [], "missing_from_spool")
+        self._seg, self._off = segs[0], 0
+
+    def _read_at(self, seg: int, offset: int, size: int) -> bytes:
+        try:
+            with open(self.sdir.segment_path(seg), "rb") as f:
+                f.seek(offset)
+                return f.read(size)
+        except FileNotFoundError:
+            return b""
+
+    def trim(self, acked_seq: int) -> int:
+        """Delete segments whose records are all acknowledged (never the last one); returns bytes freed."""
+        segs = self.sdir.segments()
+        freed = 0
+        for first, nxt in zip(segs, segs[1:]):
+            if nxt > acked_seq + 1 or (self._seg is not None and first >= self._seg):
+                break
+            path = self.sdir.segment_path(first)
+            try:
+                freed += os.path.getsize(path)
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        return freed

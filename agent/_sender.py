@@ -1,0 +1,246 @@
+"""The live sender: one daemon thread running an asyncio loop that uploads this run's session.
+
+It starts with the run and never makes the caller wait: the first thing it does is ask the server
+for its limits (retrying while the server is down, the run just spools meanwhile), then it
+uploads what earlier crashed runs of the same experiment left in the spool, then follows its own
+session as the worker appends to it: the first batch goes out as soon as there is data, later ones
+every ``BATCH_INTERVAL`` or as soon as ``BATCH_TARGET`` events wait, whichever comes first. While
+a request is in flight, more data piles up on disk, so batches grow by themselves when the server
+is slow.
+
+Threads talk to it through ``notify_data``/``begin_close``/``abort`` (thread-safe) and read its
+progress through ``acked_seq``, ``done`` and ``wait_acked``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Callable, Optional
+
+from ml_dash._config import Config
+from ml_dash._errors import ProtocolError
+
+from ._client import AuthFailed, IngestClient
+from ._report import say
+from ._retry import ConnectFailed, Control, Retryable, RetryPolicy, TransportError
+from ._session import SessionDir, list_sessions, public_url
+from ._spool import SpoolWriter
+from ._uploader import SessionUploader, Tally
+
+__all__ = ["Sender", "BATCH_INTERVAL", "BATCH_TARGET"]
+
+#: After the first batch, wait up to this long for more data unless BATCH_TARGET events are waiting.
+BATCH_INTERVAL = 1.0
+BATCH_TARGET = 20_000
+
+
+class _GiveUp(Exception):
+    """The run is closing and the server cannot be reached: stop trying, the spool keeps the data."""
+
+
+class Sender:
+    """Uploads one session (and orphans of the same experiment) in a background thread."""
+
+    def __init__(self, config: Config, sdir: SessionDir, writer: SpoolWriter, url: str, token: Optional[str]):
+        self._config = config
+        self._sdir = sdir
+        self._writer = writer
+        self._url = url
+        self._token = token
+        self._prefix = str((sdir.manifest or {}).get("prefix"))
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._task: Optional[asyncio.Task] = None
+        self._data: Optional[asyncio.Event] = None
+        self._control: Optional[Control] = None
+        self._ready = threading.Event()
+        self._cond = threading.Condition(threading.Lock())
+        self._writer_closed = False
+        self._said_offline = False
+        #: Set once the thread will do nothing more (delivered everything, gave up, or was aborted).
+        self.done = threading.Event()
+        self.acked_seq = -1
+        self.acked_bytes = 0
+        self.tally = Tally()
+        #: None while working or after success; else why it stopped ("auth", "unreachable", "aborted", "error").
+        self.stopped: Optional[str] = None
+        self.client: Optional[IngestClient] = None
+        self.delivered_all = False
+        self._thread = threading.Thread(target=self._thread_main, name=f"ml-dash-sender:{sdir.id}", daemon=True)
+
+    # -- other threads -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait(5)
+
+    def _call(self, fn: Callable[[], None]) -> None:
+        loop = self._loop
+        if loop is None or self.done.is_set():
+            return
+        try:
+            loop.call_soon_threadsafe(fn)
+        except RuntimeError:  # the loop is closed: the sender has finished
+            pass
+
+    def notify_data(self) -> None:
+        """New records are on disk (called by the worker after each append)."""
+        data = self._data
+        if data is not None:
+            self._call(data.set)
+
+    def begin_close(self) -> None:
+        """The writer has closed: deliver the rest now, without lingering or long backoffs."""
+        self._writer_closed = True
+
+        def start_closing() -> None:
+            self._control.begin_close()
+            self._data.set()
+
+        self._call(start_closing)
+
+    def abort(self) -> None:
+        """Stop at once (deadline passed, second Ctrl-C): cancel any sleep or request in flight."""
+        if self._task is not None:
+            self._call(self._task.cancel)
+
+    def join(self, timeout: float) -> None:
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def wait_acked(self, seq: int, timeout: Optional[float]) -> bool:
+        """Block until every seq up to ``seq`` is acknowledged; False on timeout or if the sender stopped."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.acked_seq >= seq or self.done.is_set(), timeout)
+            return self.acked_seq >= seq
+
+    @property
+    def last_error(self) -> Optional[str]:
+        return self.client.last_error if self.client is not None else None
+
+    @property
+    def reachable(self) -> Optional[bool]:
+        return self.client.reachable if self.client is not None else None
+
+    # -- the thread ----------------------------------------------------------------------------------
+
+    def _thread_main(self) -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            self._data = asyncio.Event()
+            self._control = Control()
+            self._task = loop.create_task(self._main())
+            self._loop = loop
+            self._ready.set()
+            try:
+                loop.run_until_complete(self._task)
+            except asyncio.CancelledError:
+                self.stopped = self.stopped or "aborted"
+            if self.client is not None:
+                try:
+                    loop.run_until_complete(asyncio.wait_for(self.client.transport.close(), 1.0))
+                except BaseException:
+                    pass
+        finally:
+            self._ready.set()
+            with self._cond:
+                self.done.set()
+                self._cond.notify_all()
+            loop.close()
+
+    async def _main(self) -> None:
+        from ._transport import Transport  # aiohttp is imported here, in the sender thread, only
+
+        cfg = self._config
+        policy = RetryPolicy(max_wait=cfg.retry_max_wait)
+        self.client = IngestClient(Transport(self._url, self._token, read_timeout=cfg.request_timeout),
+                                   policy, self._control)
+        try:
+            await self._rounds(self.client.discover)
+            await self._adopt_orphans()
+            await self._upload_own()
+            self.delivered_all = True
+        except AuthFailed as exc:
+            self.stopped = "auth"
+            say(f"{self._prefix}: the server refused the token ({exc}). Nothing is lost: events stay in the "
+                f"spool. Set ML_DASH_TOKEN to a token of this prefix's owner (made on the server with "
+                f"`ml-dash server token create --owner {self._prefix.split('/')[0]}`), then run the flush "
+                f"command printed at exit.")
+        except _GiveUp:
+            self.stopped = "unreachable"
+        except ProtocolError as exc:
+            self.stopped = "error"
+            say(f"{self._prefix}: upload stopped: {exc}. Events stay in the spool.")
+        except asyncio.CancelledError:
+            self.stopped = "aborted"
+            raise
+        except Exception as exc:  # the thread must never die silently
+            self.stopped = "error"
+            say(f"{self._prefix}: upload stopped by an unexpected error: {type(exc).__name__}: {exc}")
+        finally:
+            if self.stopped is not None and self.client.last_error:
+                self._sdir.write_state({"last_error": self.client.last_error, "stopped": self.stopped})
+
+    async def _rounds(self, fn):
+        """Run ``fn`` (itself retried by the policy) until it succeeds; between failed rounds the run
+        keeps spooling. Gives up only when closing and the server refuses connections."""
+        while True:
+            try:
+                return await fn()
+            except (TransportError, Retryable) as exc:
+                if self._control.closing and isinstance(exc, ConnectFailed):
+                    raise _GiveUp() from None
+                if not self._said_offline:
+                    self._said_offline = True
+                    say(f"{self._prefix}: cannot reach {public_url(self._url)} ({exc}); spooling to "
+                        f"{self._sdir.path} and retrying in the background")
+                self._sdir.write_state({"last_error": str(exc)})
+                await self._control.sleep(self._config.retry_max_wait)
+
+    async def _adopt_orphans(self) -> None:
+        """Upload sessions of this experiment left by runs that died (their writer lock is free)."""
+        own_url = public_url(self._url)
+        for sdir in list_sessions(self._sdir.root):
+            m = sdir.manifest or {}
+            if sdir.id == self._sdir.id or m.get("prefix") != self._prefix or m.get("url") != own_url:
+                continue
+            if not sdir.writer_finished() or not sdir.claim_sender("live"):
+                continue
+            try:
+                up = SessionUploader(sdir, self.client)
+                await self._rounds(lambda: up.run_to_end(lambda: True))
+                self.tally.add(up.tally)
+            finally:
+                sdir.sender_lock.release()
+
+    def _progress(self, up: SessionUploader, nbytes: int) -> None:
+        with self._cond:
+            self.acked_seq = up.acked
+            self.acked_bytes += nbytes
+            self._cond.notify_all()
+
+    async def _upload_own(self) -> None:
+        up = SessionUploader(self._sdir, self.client, on_progress=lambda events, nbytes: self._progress(up, nbytes),
+                             on_trim=self._writer.note_trimmed)
+        loop = asyncio.get_running_loop()
+        data, writer = self._data, self._writer
+        next_send = 0.0  # the first data goes out at once
+        try:
+            while True:
+                if self._writer_closed:
+                    await self._rounds(lambda: up.run_to_end(lambda: True))
+                    return
+                unsent = writer.next_seq - up.reader.next_seq
+                wait = None if unsent <= 0 else next_send - loop.time()
+                if wait is None or (wait > 0 and unsent < BATCH_TARGET and not self._control.closing):
+                    data.clear()
+                    if writer.next_seq - up.reader.next_seq == unsent and not self._writer_closed:
+                        try:
+                            await asyncio.wait_for(data.wait(), wait)
+                        except asyncio.TimeoutError:
+                            pass
+                    continue
+                await self._rounds(lambda: up.step(False))
+                next_send = loop.time() + BATCH_INTERVAL
+        finally:
+            self.tally.add(up.tally)

@@ -1,0 +1,210 @@
+"""Remote mode's sink: the worker's batches go to the write-ahead spool, a sender uploads them.
+
+Nothing here waits on the network in the caller's thread: ``prepare`` creates the session folder
+(the experiment's creation is simply its first spooled event) and starts the sender; ``write``
+appends to disk; only ``close`` (with its deadline) and ``wait_delivered`` (``exp.flush()``) wait.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+import time
+import weakref
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from ml_dash._config import Config
+from ml_dash._files import Source
+
+from ._credentials import token_for
+from ._report import flush_command, human_bytes, say
+from ._sender import Sender
+from ._session import SessionDir
+from ._spool import SpoolWriter
+
+__all__ = ["RemoteSink"]
+
+#: Objects of the parent kept alive in a forked child, so that their finalizers never run there
+#: (closing the parent's event loop or connections from the child would disturb the parent).
+_left_by_parent: List[Any] = []
+_sinks: "weakref.WeakSet[RemoteSink]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for sink in list(_sinks):
+        sink.after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class RemoteSink:
+    """Spools one experiment's events and uploads them in the background."""
+
+    def __init__(self, config: Config, prefix: Any):
+        self._config = config
+        self._prefix = str(prefix)
+        self._url = str(config.dash_url)
+        self._token = config.token or token_for(self._url)
+        self._root = Path(config.spool_dir).expanduser()
+        self._init_state()
+        _sinks.add(self)
+
+    def _init_state(self) -> None:
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._sdir: Optional[SessionDir] = None
+        self._writer: Optional[SpoolWriter] = None
+        self._sender: Optional[Sender] = None
+        self._closed = False
+        self.drops: Dict[str, int] = collections.Counter()
+
+    # -- the Sink interface ----------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Open this run's writer session and start the sender; never touches the network here."""
+        self._session()
+
+    def _session(self) -> SpoolWriter:
+        if self._pid != os.getpid():
+            self.after_fork_in_child()
+        writer = self._writer
+        if writer is not None:
+            return writer
+        with self._lock:
+            if self._writer is None:
+                sdir = SessionDir.create(self._root, self._url, self._prefix)
+                sender = None
+                if not self._config.offline:
+                    sdir.claim_sender("live")
+                writer = SpoolWriter(sdir, fsync_interval=self._config.fsync_interval,
+                                     warn_bytes=self._config.spool_warn_bytes,
+                                     max_bytes=self._config.spool_max_bytes)
+                if not self._config.offline:
+                    sender = Sender(self._config, sdir, writer, self._url, self._token)
+                    writer._on_data = sender.notify_data
+                    sender.start()
+                self._sdir, self._sender, self._writer = sdir, sender, writer
+                self._closed = False
+            return self._writer
+
+    def stage_file(self, source: Source, entry: Dict[str, Any]) -> Tuple[int, str]:
+        """Copy the file's bytes into the spool now (caller's thread); returns (size, sha256)."""
+        return self._session().stage_blob(source, str(entry["id"]))
+
+    def write(self, items: List[tuple]) -> None:
+        """Append a batch to the spool (worker thread); bad items are counted, never raised."""
+        self._session().append(items)
+
+    def sync(self) -> None:
+        """fsync what is spooled (``exp.flush()``); the group commit does it within fsync_interval anyway."""
+        if self._writer is not None and self._pid == os.getpid():
+            self._writer.sync()
+
+    def wait_delivered(self, timeout: Optional[float]) -> bool:
+        """True once everything spooled so far is acknowledged by the server (False offline).
+
+        ``None`` waits at most ``shutdown_timeout``: a read must not hang on a server that is down.
+        """
+        writer, sender = self._writer, self._sender
+        if writer is None or self._pid != os.getpid():
+            return True
+        if sender is None:
+            return False
+        limit = self._config.shutdown_timeout if timeout is None else timeout
+        return sender.wait_acked(writer.next_seq - 1, limit)
+
+    def close(self, deadline: float) -> None:
+        """Deliver what is left until ``deadline``; then say exactly what is left and how to send it."""
+        writer, sender, sdir = self._writer, self._sender, self._sdir
+        if writer is None or self._closed or self._pid != os.getpid():
+            return
+        self._closed = True
+        writer.close()
+        if sender is not None:
+            sender.begin_close()
+            try:
+                self._wait(sender, deadline)
+            except KeyboardInterrupt:
+                sender.abort()
+                self._report_left(writer, sender, sdir, "interrupted")
+                raise
+            if not sender.done.is_set():
+                sender.abort()
+            sender.join(1.0)
+        if sender is None or not sender.delivered_all:
+            why = "offline mode" if sender is None else self._why(sender)
+            self._report_left(writer, sender, sdir, why)
+        else:
+            sdir.writer_lock.release()
+        self._report_drops(writer, sender)
+
+    def _wait(self, sender: Sender, deadline: float) -> None:
+        start = time.monotonic()
+        next_report = start + 1.0
+        while not sender.done.wait(max(0.0, min(0.1, deadline - time.monotonic()))):
+            now = time.monotonic()
+            if now >= deadline:
+                return
+            if now >= next_report:
+                events, nbytes = self._pending(self._writer, sender)
+                say(f"waiting for {events:,} events / {human_bytes(nbytes)} to reach {self._url_public()} "
+                    f"({deadline - now:.0f} s left; Ctrl-C leaves them in the spool)")
+                next_report = now + 5.0
+
+    def _url_public(self) -> str:
+        return (self._sdir.manifest or {}).get("url", "") if self._sdir else ""
+
+    @staticmethod
+    def _pending(writer: SpoolWriter, sender: Optional[Sender]) -> Tuple[int, int]:
+        acked = sender.acked_seq if sender is not None else -1
+        acked_bytes = sender.acked_bytes if sender is not None else 0
+        return max(0, writer.next_seq - 1 - acked), max(0, writer.bytes_written - acked_bytes + writer.blob_bytes)
+
+    def _why(self, sender: Sender) -> str:
+        error = sender.last_error or "no answer yet"
+        if sender.stopped == "auth":
+            return f"the server refused the token: {error}"
+        if sender.stopped == "unreachable" or sender.reachable is False:
+            return f"server unreachable: {error}"
+        if sender.stopped == "error":
+            return f"upload stopped: {error}"
+        return f"the exit deadline passed ({error})"
+
+    def _report_left(self, writer: SpoolWriter, sender: Optional[Sender], sdir: Optional[SessionDir], why: str) -> None:
+        events, nbytes = self._pending(writer, sender)
+        where = sdir.path if sdir is not None else self._root
+        say(f"{self._prefix}: {events:,} events / {human_bytes(nbytes)} not uploaded ({why}); "
+            f"they are kept in {where}")
+        say(f"to upload them: {flush_command(self._root, self._url_public() or self._url)}")
+        if sdir is not None:
+            sdir.writer_lock.release()
+            sdir.sender_lock.release()
+
+    def _report_drops(self, writer: SpoolWriter, sender: Optional[Sender]) -> None:
+        drops = {k: v for k, v in writer.drops.items() if v}
+        if sender is not None and sender.tally.quarantined:
+            drops["quarantined"] = sender.tally.quarantined
+        self.drops.update(drops)
+        if drops:
+            detail = ", ".join(f"{k}: {v:,}" for k, v in sorted(drops.items()))
+            say(f"{self._prefix}: events not delivered: {detail} (quarantine: {self._root / 'quarantine'})")
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: forget the parent's session without touching it; the child gets its
+        own session (and sender thread) only if it writes."""
+        if self._pid == os.getpid():
+            return
+        _left_by_parent.append((self._writer, self._sender, self._sdir))
+        if self._writer is not None:
+            self._writer.forget_after_fork()
+        self._init_state()
+
+    def reader(self):
+        """The read interface against the server (the same one local mode offers)."""
+        from ml_dash._remote_read import RemoteReader
+
+        return RemoteReader(self._config.dash_url, self._token, self._prefix)

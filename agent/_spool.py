@@ -1,0 +1,247 @@
+"""The write side of the spool: seqs, framing, segment files, group-commit fsync, the size cap.
+
+Durability (the fsync policy): a record reaches the operating system (it survives ``kill -9`` of
+the process) as soon as the worker writes its batch, which is at most ``Config.flush_interval``
+after the call. It reaches the disk (it survives a power cut or a kernel crash) at most
+``Config.fsync_interval`` later: a small thread fsyncs the active segment once per window while
+there is unsynced data, so a steady stream costs one fsync per window, not one per batch.
+``sync()`` (``exp.flush()``) and ``close()`` fsync at once. ``fsync_interval = 0`` fsyncs every
+batch.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import os
+import sys
+import threading
+import time
+from typing import Callable, Dict, List, Optional, Tuple
+
+from ml_dash._files import Source, snapshot
+
+from ._framing import frame
+from ._report import human_bytes
+from ._session import SessionDir
+from ._wire import encode_item
+
+__all__ = ["SpoolWriter", "SEGMENT_BYTES"]
+
+#: A segment is closed and a new one started past this size: trimming frees space segment by segment.
+SEGMENT_BYTES = 8 * 1024 * 1024
+#: Items encoded per write(2): bounds the memory a huge worker batch needs.
+_CHUNK_ITEMS = 4096
+
+
+class SpoolWriter:
+    """Appends a session's events to its segments; one instance per writer session."""
+
+    def __init__(self, sdir: SessionDir, *, fsync_interval: float, warn_bytes: int, max_bytes: int,
+                 on_data: Callable[[], None] = lambda: None, segment_bytes: int = SEGMENT_BYTES):
+        self.sdir = sdir
+        self.next_seq = 0
+        #: Bytes of records written, and of records the uploader has since trimmed (in this process).
+        self.bytes_written = 0
+        self.bytes_trimmed = 0
+        self.blob_bytes = 0
+        self.drops: Dict[str, int] = collections.Counter()
+        self.last_error: Optional[str] = None
+        self._fsync_interval = fsync_interval
+        self._warn_bytes = warn_bytes
+        self._max_bytes = max_bytes
+        self._segment_bytes = segment_bytes
+        self._on_data = on_data
+        self._lock = threading.Lock()
+        self._fd: Optional[int] = None
+        self._seg_size = 0
+        self._dirty_since: Optional[float] = None
+        self._dir_dirty = False
+        self._warned = False
+        self._told: set = set()
+        self._closed = False
+        self._fsync_wake = threading.Condition(threading.Lock())
+        self._fsync_thread: Optional[threading.Thread] = None
+
+    # -- appending -------------------------------------------------------------------------------
+
+    @property
+    def pending_bytes(self) -> int:
+        return self.bytes_written - self.bytes_trimmed + self.blob_bytes
+
+    def append(self, items: List[tuple]) -> int:
+        """Give each item the next seq and append it; returns how many were stored. Never raises."""
+        stored = 0
+        for start in range(0, len(items), _CHUNK_ITEMS):
+            stored += self._append_chunk(items[start : start + _CHUNK_ITEMS])
+        if stored:
+            self._on_data()
+        return stored
+
+    def _append_chunk(self, items: List[tuple]) -> int:
+        frames = []
+        seq = first = self.next_seq
+        for item in items:
+            try:
+                frames.append(frame(encode_item(seq, item)))
+            except Exception as exc:  # one bad item must not fail its batch; seq is not consumed
+                self._drop("encode_error", 1, f"{type(exc).__name__}: {exc}")
+                continue
+            seq += 1
+        if not frames:
+            return 0
+        data = b"".join(frames)
+        with self._lock:
+            if self._closed:
+                self._drop("closed", len(frames), "spool closed")
+                return 0
+            if self.pending_bytes + len(data) > self._max_bytes:
+                self._drop("spool_full", len(frames), f"spool over its cap of {human_bytes(self._max_bytes)}")
+                self._warn_full()
+                return 0
+            try:
+                self._write(data, first)
+            except OSError as exc:
+                reason = "disk_full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "spool_write_error"
+                self._drop(reason, len(frames), f"{type(exc).__name__}: {exc}")
+                return 0
+            self.next_seq = seq
+            self.bytes_written += len(data)
+        self._after_write()
+        return len(frames)
+
+    def _write(self, data: bytes, first_seq: int) -> None:
+        if self._fd is None:
+            path = self.sdir.segment_path(first_seq)
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            self._seg_size = 0
+            self._dir_dirty = True
+        view, done = memoryview(data), 0
+        try:
+            while done < len(data):
+                done += os.write(self._fd, view[done:])
+        except OSError:
+            # Cut the partial record off, so that the next record does not land behind garbage.
+            try:
+                os.ftruncate(self._fd, self._seg_size)
+            except OSError:
+                pass
+            raise
+        self._seg_size += len(data)
+        if self._dirty_since is None:
+            self._dirty_since = time.monotonic()
+        if self._seg_size >= self._segment_bytes:
+            self._fsync_locked()
+            os.close(self._fd)
+            self._fd = None  # the next append opens seg-<next seq>
+
+    def _after_write(self) -> None:
+        if self._fsync_interval <= 0:
+            self.sync()
+        elif self._fsync_thread is None:
+            self._fsync_thread = threading.Thread(target=self._fsync_loop, name="ml-dash-fsync", daemon=True)
+            self._fsync_thread.start()
+        else:
+            with self._fsync_wake:
+                self._fsync_wake.notify()
+        if not self._warned and self.pending_bytes > self._warn_bytes:
+            self._warned = True
+            print(f"ml-dash: the spool {self.sdir.path} holds {human_bytes(self.pending_bytes)} not yet uploaded; "
+                  f"at {human_bytes(self._max_bytes)} (ML_DASH_SPOOL_MAX_BYTES) new events are dropped", file=sys.stderr)
+
+    def stage_blob(self, source: Source, file_id: str) -> Tuple[int, str]:
+        """Copy a file's bytes into the spool now (caller's thread); returns (size, sha256)."""
+        size, checksum = snapshot(source, self.sdir.blobs / str(file_id))
+        self.blob_bytes += size
+        return size, checksum
+
+    def note_trimmed(self, record_bytes: int, blob_bytes: int = 0) -> None:
+        """The uploader deleted acknowledged data: it no longer counts against the cap."""
+        self.bytes_trimmed += record_bytes
+        self.blob_bytes -= blob_bytes
+
+    # -- durability ------------------------------------------------------------------------------
+
+    def sync(self) -> None:
+        """fsync everything written so far (the active segment and, after a new segment, the folder)."""
+        with self._lock:
+            self._fsync_locked()
+
+    def _fsync_locked(self) -> None:
+        if self._dirty_since is not None and self._fd is not None:
+            os.fsync(self._fd)
+        self._dirty_since = None
+        if self._dir_dirty:
+            self._dir_dirty = False
+            dfd = os.open(self.sdir.path, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+
+    def _fsync_loop(self) -> None:
+        # Group commit: one fsync per window while data keeps coming, none while idle.
+        interval = self._fsync_interval
+        while not self._closed:
+            with self._fsync_wake:  # checked under the condition, so a notify cannot slip in between
+                dirty_since = self._dirty_since
+                if dirty_since is None:
+                    self._fsync_wake.wait(interval * 4)
+                    continue
+            delay = dirty_since + interval - time.monotonic()
+            if delay > 0:
+                with self._fsync_wake:
+                    self._fsync_wake.wait(delay)
+                continue
+            try:
+                self.sync()
+            except OSError as exc:
+                self._error(f"fsync: {exc}")
+
+    # -- closing ---------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """fsync, close the segment and mark the session closed (no more records will come)."""
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                self._fsync_locked()
+            except OSError as exc:
+                self._error(f"fsync: {exc}")
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            self._closed = True
+        with self._fsync_wake:
+            self._fsync_wake.notify()
+        try:
+            self.sdir.mark_closed()
+        except OSError as exc:
+            self._error(f"close: {exc}")
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: close our copies of the parent's descriptors without touching its files."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._closed = True
+        self.sdir.writer_lock.forget()
+        self.sdir.sender_lock.forget()
+
+    # -- accounting ------------------------------------------------------------------------------
+
+    def _drop(self, reason: str, n: int, detail: str) -> None:
+        self.drops[reason] += n
+        self._error(f"{n} event(s) dropped ({reason}): {detail}", once_key=reason)
+
+    def _error(self, message: str, once_key: Optional[str] = None) -> None:
+        self.last_error = message
+        if once_key is not None:
+            if once_key in self._told:
+                return  # said once; the count is reported at close
+            self._told.add(once_key)
+        print(f"ml-dash: spool {self.sdir.id}: {message}", file=sys.stderr)

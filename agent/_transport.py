@@ -1,0 +1,130 @@
+"""All network I/O of the agent, and nothing else: aiohttp requests to the ingest API.
+
+The transport knows routes and headers, not policy: it returns every HTTP answer as a
+:class:`Response` and turns "no answer" into :class:`~._retry.ConnectFailed` or
+:class:`~._retry.RequestTimeout`. What an answer means is decided in ``_client``.
+
+The token goes only into the ``Authorization`` header; it is never part of a URL, an exception
+message or a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any, AsyncIterator, Dict, List, NamedTuple, Optional
+
+import aiohttp
+import orjson
+from aiohttp.abc import AbstractResolver, ResolveResult
+
+from ._retry import ConnectFailed, RequestTimeout
+
+__all__ = ["Transport", "Response"]
+
+_BLOB_CHUNK = 1 << 20
+
+
+class Response(NamedTuple):
+    status: int
+    headers: Dict[str, str]
+    body: bytes
+
+    def json(self) -> Dict[str, Any]:
+        """The body as a JSON object ({} when it is not one)."""
+        try:
+            value = orjson.loads(self.body) if self.body else {}
+        except orjson.JSONDecodeError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    def error(self) -> str:
+        """``code: message`` of a protocol error body, or the start of the body."""
+        err = self.json().get("error")
+        if isinstance(err, dict):
+            return f"{err.get('code', '?')}: {err.get('message', '')}"
+        return self.body[:200].decode("utf-8", "replace")
+
+
+class _InlineResolver(AbstractResolver):
+    """getaddrinfo in the sender's own thread.
+
+    aiohttp's default resolver runs getaddrinfo in the loop's thread pool, which refuses new work
+    once the interpreter starts shutting down, exactly when atexit asks us to flush.
+    """
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> List[ResolveResult]:
+        infos = socket.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
+        return [
+            ResolveResult(hostname=host, host=addr[0], port=addr[1], family=fam, proto=proto,
+                          flags=socket.AI_NUMERICHOST | socket.AI_NUMERICSERV)
+            for fam, _, proto, _, addr in infos
+        ]
+
+    async def close(self) -> None:
+        pass
+
+
+async def _file_chunks(path: str) -> AsyncIterator[bytes]:
+    # Plain reads, not the loop's executor (see _InlineResolver); the page cache makes them quick.
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(_BLOB_CHUNK)
+            if not chunk:
+                return
+            yield chunk
+
+
+class Transport:
+    """One HTTP connection pool to one server."""
+
+    def __init__(self, base_url: str, token: Optional[str], *, connect_timeout: float = 10.0,
+                 read_timeout: float = 60.0):
+        self._api = base_url.rstrip("/") + "/api/v1"
+        self._auth = {"Authorization": f"Bearer {token}"} if token else {}
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
+        self._session: Optional[aiohttp.ClientSession] = None
+
+    async def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=4, resolver=_InlineResolver(), ttl_dns_cache=60)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout,
+                                                  auto_decompress=True, trust_env=False)
+        return self._session
+
+    async def close(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    async def request(self, method: str, route: str, *, data: Any = None,
+                      headers: Optional[Dict[str, str]] = None) -> Response:
+        client = await self._client()
+        try:
+            async with client.request(method, self._api + route, data=data,
+                                      headers={**self._auth, **(headers or {})}) as resp:
+                body = await resp.read()
+                return Response(resp.status, {k.lower(): v for k, v in resp.headers.items()}, body)
+        except aiohttp.ClientConnectorError as exc:
+            raise ConnectFailed(f"cannot connect to {self._api}: {exc.os_error}") from None
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            what = "no answer in time" if isinstance(exc, asyncio.TimeoutError) else "connection broke"
+            raise RequestTimeout(f"{what} from {self._api}{route} ({type(exc).__name__})") from None
+
+    # -- routes ----------------------------------------------------------------------------------
+
+    async def info(self) -> Response:
+        return await self.request("GET", "/info")
+
+    async def ingest(self, body: bytes, encoding: Optional[str]) -> Response:
+        headers = {"Content-Type": "application/x-ndjson"}
+        if encoding:
+            headers["Content-Encoding"] = encoding
+        return await self.request("POST", "/ingest", data=body, headers=headers)
+
+    async def head_blob(self, checksum: str) -> Response:
+        return await self.request("HEAD", f"/blobs/{checksum}")
+
+    async def put_blob(self, checksum: str, path: str, size: int) -> Response:
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+        return await self.request("PUT", f"/blobs/{checksum}", data=_file_chunks(path), headers=headers)

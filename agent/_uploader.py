@@ -1,0 +1,145 @@
+"""Delivers one session folder to the server: read a batch back from disk, deliver it, record the
+acknowledgement, trim. Used by the live sender and by ``ml-dash-agent flush`` alike.
+
+Nothing is deleted before the server has acknowledged it: a segment goes when every record in it
+is at or below ``acked_seq``, a blob when its file event is, and the folder when the writer is
+done and everything in it is acknowledged or quarantined.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from ml_dash._errors import ProtocolError
+
+from ._client import IngestClient
+from ._reader import SessionReader
+from ._session import SessionDir
+
+__all__ = ["SessionUploader", "Tally", "BATCH_MAX_EVENTS", "BATCH_MAX_BYTES"]
+
+#: Largest batch, in events and in (uncompressed) bytes. Big enough that a request costs little
+#: per event, small enough that a retry resends little and a batch never nears the server's limits.
+BATCH_MAX_EVENTS = 50_000
+BATCH_MAX_BYTES = 4 << 20
+
+
+@dataclass
+class Tally:
+    """What a session's upload did, for progress and the final summary."""
+
+    events: int = 0
+    bytes: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+
+    def add(self, other: "Tally") -> None:
+        self.events += other.events
+        self.bytes += other.bytes
+        self.duplicates += other.duplicates
+        self.quarantined += other.quarantined
+
+
+class SessionUploader:
+    """Uploads one session; the caller holds its sender lock."""
+
+    def __init__(self, sdir: SessionDir, client: IngestClient,
+                 on_progress: Callable[[int, int], None] = lambda events, nbytes: None,
+                 on_trim: Callable[[int, int], None] = lambda record_bytes, blob_bytes: None):
+        self.sdir = sdir
+        manifest = sdir.manifest or {}
+        self.prefix = str(manifest.get("prefix"))
+        self.acked = sdir.read_ack()
+        self.reader = SessionReader(sdir, self.acked + 1)
+        self.client = client
+        self.tally = Tally()
+        self.removed = False
+        self._on_progress = on_progress
+        self._on_trim = on_trim
+
+    def _limits(self):
+        info = self.client.info
+        events, nbytes = BATCH_MAX_EVENTS, BATCH_MAX_BYTES
+        if info is not None:
+            events = max(1, min(events, info.max_events))
+            nbytes = max(1024, min(nbytes, info.max_decoded_bytes // 2))
+        return events, nbytes
+
+    def _quarantine(self, seq: Optional[int], reason: str, record: bytes) -> None:
+        self.tally.quarantined += 1
+        self.sdir.quarantine(seq, reason, record)
+
+    async def step(self, finished: bool) -> bool:
+        """Send one batch; True when there was nothing left to read (for now)."""
+        max_events, max_bytes = self._limits()
+        chunk = self.reader.read(max_events, max_bytes, finished)
+        for reason, raw in chunk.lost:
+            self._quarantine(None, reason, raw)
+        if not chunk.entries:
+            return chunk.at_end
+        for e in chunk.entries:
+            if e.raw or (e.kind == b"gap" and e.reason == "missing_from_spool"):
+                self._quarantine(e.seq, e.reason, e.raw)
+        try:
+            out = await self.client.deliver(self.sdir.id, self.prefix, chunk.entries, str(self.sdir.blobs),
+                                            self._quarantine)
+        except BaseException:
+            self.reader.seek(self.acked + 1)  # nothing more is known to be stored: read it again next time
+            raise
+        self.tally.duplicates += out.duplicates
+        self.tally.quarantined += out.quarantined
+        if out.acked_seq > self.acked:
+            new = out.acked_seq
+            nbytes = sum(e.size for e in chunk.entries if self.acked < e.seq <= new)
+            events = sum(1 for e in chunk.entries if self.acked < e.seq <= new and e.kind != b"gap")
+            self.tally.events += events
+            self.tally.bytes += nbytes
+            self.acked = new
+            self.sdir.write_ack(new)
+            blob_bytes = self._drop_blobs(out.files, new)
+            self._on_trim(self.reader.trim(new), blob_bytes)
+            self._on_progress(events, nbytes)
+        if out.resume_from is not None:
+            self.reader.seek(out.resume_from)
+            return False
+        return chunk.at_end
+
+    def _drop_blobs(self, files, acked: int) -> int:
+        freed = 0
+        for seq, file_id in files.items():
+            if seq <= acked:
+                path = self.sdir.blobs / file_id
+                try:
+                    freed += os.path.getsize(path)
+                    os.unlink(path)
+                except OSError:
+                    pass
+        return freed
+
+    async def run_to_end(self, finished: Callable[[], bool]) -> bool:
+        """Upload until nothing is left to read; remove the folder if the writer is done. True when removed."""
+        stalls = 0
+        while True:
+            done = finished()  # decided before reading, so nothing written after it is missed
+            acked_before = self.acked
+            if not await self.step(done):
+                continue
+            if not done:
+                if finished():
+                    continue  # the writer finished meanwhile: one more, final, read
+                return False
+            if self.reader.next_seq - 1 <= self.acked:
+                self.finish()
+                return True
+            # Read to the end but not all acknowledged: ask again from the acknowledgement.
+            stalls = 0 if self.acked > acked_before else stalls + 1
+            if stalls > 3:
+                raise ProtocolError(f"the server does not acknowledge session {self.sdir.id} past seq {self.acked}")
+            self.reader.seek(self.acked + 1)
+
+    def finish(self) -> None:
+        """Everything is acknowledged (or quarantined) and no more will come: delete the folder."""
+        self.sdir.remove()
+        self.removed = True
