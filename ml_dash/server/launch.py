@@ -51,6 +51,15 @@ async def _start(root, host: str, port: int, auth: bool, fault_injection: bool,
     return runner, _url(host, bound)
 
 
+async def _cancel_leftovers() -> None:
+    """Connection tasks a client left half-open outlive the runner; end them before the loop closes."""
+    me = asyncio.current_task()
+    tasks = [t for t in asyncio.all_tasks() if t is not me]
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 class ServerHandle:
     """A server running in a background thread: ``.url``, ``.root``, ``.stop()``."""
 
@@ -99,6 +108,7 @@ def run_in_thread(root: os.PathLike | str, host: str = "127.0.0.1", port: int = 
                 await stop_event.wait()
             finally:
                 await runner.cleanup()
+                await _cancel_leftovers()
 
         try:
             loop.run_until_complete(run())
@@ -128,6 +138,7 @@ def serve_forever(root: os.PathLike | str, host: str, port: int, *, auth: bool, 
             await stop_event.wait()
         finally:
             await runner.cleanup()
+            await _cancel_leftovers()
 
     asyncio.run(run())
 
