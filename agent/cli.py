@@ -1,0 +1,115 @@
+"""``ml-dash-agent``: upload what runs left in the spool, and show what is pending.
+
+    ml-dash-agent flush [SPOOL_DIR] [--dash-url URL]
+    ml-dash-agent status [SPOOL_DIR]
+
+SPOOL_DIR defaults to ``$ML_DASH_SPOOL_DIR`` or ``~/.cache/ml-dash/spool``. The token comes from
+``ML_DASH_TOKEN`` or ``~/.config/ml-dash/credentials.json`` (see ``_credentials``), never from the
+spool. ``flush`` exits with 0 when nothing is left, 1 when something is, 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+__all__ = ["main"]
+
+
+def _spool_dir(arg: Optional[str]) -> Path:
+    if arg:
+        return Path(arg).expanduser()
+    from ml_dash._config import load_config
+
+    return Path(load_config().spool_dir)
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f}d"
+
+
+def _status(root: Path) -> int:
+    from ._flush import session_status
+    from ._report import human_bytes
+    from ._session import list_sessions
+
+    rows = [session_status(s) for s in list_sessions(root)]
+    if not rows:
+        print(f"nothing pending in {root}")
+        return 0
+    print(f"{'SESSION':<28} {'EXPERIMENT':<36} {'EVENTS':>9} {'BYTES':>9} {'AGE':>6}  STATE / SERVER / LAST ERROR")
+    for r in rows:
+        print(f"{r.sdir.id:<28} {r.prefix:<36} {r.events:>9,} {human_bytes(r.bytes):>9} {_age(r.age):>6}  "
+              f"{r.state}, {r.url}" + (f", last error: {r.last_error}" if r.last_error else ""))
+    print(f"{len(rows)} session(s), {sum(r.events for r in rows):,} events pending in {root}")
+    return 0
+
+
+def _flush(root: Path, dash_url: Optional[str]) -> int:
+    from ml_dash._config import load_config
+
+    from ._credentials import token_for
+    from ._flush import flush_sessions, session_status
+    from ._report import human_bytes
+    from ._retry import RetryPolicy
+    from ._session import list_sessions
+
+    if not root.is_dir():
+        print(f"ml-dash-agent: no spool at {root}: nothing to upload")
+        return 0
+    total = sum(session_status(s).events for s in list_sessions(root))
+    config = load_config()
+    policy = RetryPolicy(attempts=8, max_delay=60.0, max_wait=config.retry_max_wait)
+    try:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="ev", unit_scale=True, desc="uploading", file=sys.stderr, disable=None)
+    except ImportError:  # tqdm is optional: no bar
+        bar = None
+    start = time.monotonic()
+    try:
+        summary = asyncio.run(flush_sessions(
+            root, dash_url, token_for, policy,
+            on_progress=(lambda events, nbytes: bar.update(events)) if bar is not None else (lambda e, b: None)))
+    finally:
+        if bar is not None:
+            bar.close()
+    t = summary.tally
+    print(f"ml-dash-agent: {summary.sessions} session(s), {t.events:,} events / {human_bytes(t.bytes)} uploaded "
+          f"in {time.monotonic() - start:.1f}s, {t.duplicates:,} already stored (duplicates), "
+          f"{t.quarantined:,} quarantined" + (f" (see {root / 'quarantine'})" if t.quarantined else ""))
+    if summary.left:
+        for session, why in summary.left.items():
+            print(f"ml-dash-agent: left {session}: {why}")
+        print(f"ml-dash-agent: {len(summary.left)} session(s) left in {root}; run this command again to retry")
+        return 1
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="ml-dash-agent", description="ml-dash spool tools: upload what runs left behind")
+    sub = parser.add_subparsers(dest="command", required=True)
+    fl = sub.add_parser("flush", help="upload every pending session (safe to run any time, twice, or next to a run)")
+    fl.add_argument("spool_dir", nargs="?", default=None, help="spool folder (default: $ML_DASH_SPOOL_DIR or ~/.cache/ml-dash/spool)")
+    fl.add_argument("--dash-url", default=None, help="send to this server instead of the one each session recorded")
+    st = sub.add_parser("status", help="list pending sessions: experiment, events and bytes pending, age, last error")
+    st.add_argument("spool_dir", nargs="?", default=None)
+    args = parser.parse_args(argv)
+    root = _spool_dir(args.spool_dir)
+    if args.command == "status":
+        return _status(root)
+    return _flush(root, args.dash_url)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
