@@ -27,6 +27,8 @@ PROBES = {
     "outage": "outage:run",
     "ingest": "ingest:run",
     "import-check": "steps:import_check",
+    "serve": "serve:run",
+    "proxy": "proxy:run",
 }
 
 
