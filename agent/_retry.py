@@ -26,7 +26,8 @@ from tenacity import (
     retry_if_exception_type,
     stop_after_attempt,
     stop_after_delay,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 __all__ = [
@@ -115,7 +116,8 @@ class RetryPolicy:
     closing_wait: float = 0.5
 
     def retrying(self, control: Control, on_retry: Optional[Callable[[BaseException, float], None]] = None) -> AsyncRetrying:
-        backoff = wait_exponential_jitter(initial=self.initial, max=self.max_wait, jitter=self.jitter)
+        # Exponential backoff plus random jitter (tenacity's wait_exponential_jitter, spelled the same on 8.x and 9.x).
+        backoff = wait_exponential(multiplier=self.initial, max=self.max_wait) + wait_random(0, self.jitter)
         floor = [0.0]  # Retry-After of the last answer; wait() sets it, the sleep() right after reads it
 
         def wait(rs: RetryCallState) -> float:

@@ -96,8 +96,8 @@ class SpoolWriter:
                 self._drop("closed", len(frames), "spool closed")
                 return 0
             if self.pending_bytes + len(data) > self._max_bytes:
-                self._drop("spool_full", len(frames), f"spool over its cap of {human_bytes(self._max_bytes)}")
-                self._warn_full()
+                self._drop("spool_full", len(frames), f"the spool is over its cap of {human_bytes(self._max_bytes)} "
+                           "(ML_DASH_SPOOL_MAX_BYTES); is the server reachable?")
                 return 0
             try:
                 self._write(data, first)

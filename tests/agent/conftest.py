@@ -1,0 +1,149 @@
+"""Fixtures for the agent tests: a real server on loopback, real client processes, real faults.
+
+Faults come from the server's test-only fault plan (``PUT /api/v1/_test/faults``) or from killing
+real processes; nothing in the client is patched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Callable, Dict, List, Optional
+
+import pytest
+
+from ml_dash.server import create_token, run_in_thread, spawn_server
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = 20.0, what: str = "condition", interval: float = 0.02) -> Any:
+    """Poll ``cond`` until it returns something truthy; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def _http(url: str, method: str = "GET", body: Optional[bytes] = None) -> Any:
+    req = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read() or b"null")
+
+
+def set_faults(url: str, rules: List[Dict[str, Any]]) -> None:
+    _http(url + "/api/v1/_test/faults", "PUT", json.dumps(rules).encode())
+
+
+def stats(url: str) -> Dict[str, Any]:
+    return _http(url + "/api/v1/_test/stats")
+
+
+def reader(url: str, token: str, prefix: str):
+    from ml_dash._remote_read import RemoteReader
+
+    return RemoteReader(url, token, prefix)
+
+
+def log_messages(url: str, token: str, prefix: str) -> List[str]:
+    return [r["message"] for r in reader(url, token, prefix).logs()]
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A server in a thread (port 0) with fault injection; ``token`` writes under ``alice/``."""
+    root = tmp_path / "server-root"
+    token = create_token(root, "alice")
+    handle = run_in_thread(root, port=0, fault_injection=True)
+    try:
+        yield SimpleNamespace(url=handle.url, root=root, token=token, handle=handle)
+    finally:
+        handle.stop()
+
+
+class Spawned:
+    """A server in its own process, so it can be killed with SIGKILL and started again on its port."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.token = create_token(root, "alice")
+        self.url, self.proc = spawn_server(root, port=0, fault_injection=True)
+        self.port = int(self.url.rsplit(":", 1)[1])
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def restart(self) -> None:
+        self.url, self.proc = spawn_server(self.root, port=self.port, fault_injection=True)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def spawned(tmp_path):
+    s = Spawned(tmp_path / "spawned-root")
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture
+def spool(tmp_path) -> Path:
+    return tmp_path / "spool"
+
+
+def client_env(spool: Path, url: Optional[str], token: Optional[str], **extra: Any) -> Dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ML_DASH_")}
+    env["ML_DASH_SPOOL_DIR"] = str(spool)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["XDG_CONFIG_HOME"] = str(spool.parent / "xdg-config")  # never the user's credentials file
+    if url:
+        env["ML_DASH_URL"] = url
+    if token:
+        env["ML_DASH_TOKEN"] = token
+    for key, value in extra.items():
+        env[f"ML_DASH_{key.upper()}"] = str(value)
+    return env
+
+
+def start_client(code: str, env: Dict[str, str]) -> subprocess.Popen:
+    """A client program in its own interpreter (stdout/stderr piped, text)."""
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def run_client(code: str, env: Dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def run_agent(args: List[str], env: Dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
+    """``ml-dash-agent ARGS`` in a subprocess (through the module, the same entry point as the script)."""
+    code = "import sys; from ml_dash.agent.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def spool_files(spool: Path) -> List[Path]:
+    return [p for p in spool.rglob("*") if p.is_file()] if spool.exists() else []
+
+
+def sessions(spool: Path) -> List[Path]:
+    return sorted(p for p in spool.iterdir() if (p / "manifest.json").exists()) if spool.exists() else []
