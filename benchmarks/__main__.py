@@ -39,6 +39,8 @@ def parse_args(argv: Optional[List[str]] = None) -> Settings:
     p.add_argument("--full-outage", action="store_true", help="the outage of the target: 600 s")
     p.add_argument("--out", help="JSON results path (default benchmarks/results/<date>.json)")
     p.add_argument("--workdir", help="where runs write their data (default: the system temp folder)")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a run of ours or of a baseline failed or "
+                   "its data did not read back (for CI; speed is never judged)")
     a = p.parse_args(argv)
     s = Settings()
     if a.quick:
@@ -62,6 +64,7 @@ def parse_args(argv: Optional[List[str]] = None) -> Settings:
         if unknown:
             p.error(f"unknown workloads {sorted(unknown)}; known: {WORKLOADS}")
     s.out = a.out  # type: ignore[attr-defined]
+    s.strict = a.strict  # type: ignore[attr-defined]
     return s
 
 
@@ -129,7 +132,32 @@ def main(argv: Optional[List[str]] = None) -> int:
     out.write_text(json.dumps(results, indent=1, default=str))
     print(text)
     progress(f"results written to {out} ({results['meta']['suite_seconds']:.0f} s)")
-    return 0
+    broken = broken_runs(results)
+    for b in broken:
+        progress(f"BROKEN: {b}")
+    return 1 if broken and getattr(s, "strict", False) else 0
+
+
+def broken_runs(results: Dict[str, Any]) -> List[str]:
+    """Runs of ours or of a baseline that failed or did not read back (peers are not our bug)."""
+    out = []
+    w = results["workloads"]
+    for name, e in w.get("steps", {}).get("tools", {}).items():
+        if e.get("peer"):
+            continue
+        if e["status"] != "ok":
+            out.append(f"steps/{name}: {e['status']}: {e.get('reason')}")
+        for key, runs in e.get("runs", {}).items():
+            out += [f"steps/{name}/{key}: {r.get('error') or r.get('verify')}" for r in runs if not r.get("valid")]
+    for name, runs in w.get("mixed", {}).get("runs", {}).items():
+        out += [f"mixed/{name}: {r.get('error') or r.get('verify')}" for r in runs if not r.get("valid")]
+    for key in ("remote", "outage", "ingest"):
+        runs = w.get(key, {}).get("runs", [])
+        runs = [r for rr in runs.values() for r in rr] if isinstance(runs, dict) else runs
+        out += [f"{key}: {r.get('error') or r.get('verify')}" for r in runs if not r.get("valid")]
+    if "wire" in w and not w["wire"].get("ok"):
+        out.append(f"wire: {w['wire'].get('error')}")
+    return out
 
 
 if __name__ == "__main__":

@@ -95,8 +95,9 @@ def steps_tables(steps: Dict[str, Any]) -> str:
         plain = e["runs"].get("plain", [])
         main = plain or timed
         mark = "" if plain else " †"
+        label = name if e.get("peer") is False else f"{name} (peer{', ' + e['reason'] if e.get('reason') else ''})"
         rows.append([
-            name if e.get("peer") is False else f"{name} (peer)",
+            label,
             cell(net(timed, "median_us")), cell(net(timed, "p99_us")), cell(net(timed, "max_us"), "{:.0f}"),
             cell(paired(net(timed, "median_us"), net(f_timed, "median_us")), "{:.1f}×"),
             cell(vals(timed, "result.loop_s"), "{:.3f}"), cell(vals(plain, "result.loop_s"), "{:.3f}"),

@@ -46,13 +46,14 @@ def evaluate(results: Dict[str, Any]) -> List[Dict[str, Any]]:
                      ratio=cell(paired(net(timed, "p99_us"), net(f_timed, "p99_us")), "{:.1f}×")))
     wall, f_wall = vals(plain, "wall_s"), vals(f_plain, "wall_s")
     ratio = paired(wall, f_wall)
-    rows.append(_row("100k steps until durable, process wall", "≤ 0.25 s", 0.25, wall, "{:.3f} s", _all_valid(plain),
+    n = w.get("steps", {}).get("n", 100_000)
+    rows.append(_row(f"{n:,} steps until durable, process wall", "≤ 0.25 s", 0.25, wall, "{:.3f} s", _all_valid(plain),
                      baseline="floor " + cell(f_wall, "{:.3f} s"), ratio=cell(ratio, "{:.2f}×")))
     rows.append(_row("… the same as a ratio to the floor", "≤ 2× floor", 2.0, ratio, "{:.2f}×", _all_valid(plain)))
     rows.append(_row(f"{k} threads: call p99", "≤ 20 µs", 20.0, net(thr, "p99_us"), "{:.2f} µs", _all_valid(thr),
                      baseline="floor " + cell(net(f_thr, "p99_us"), "{:.2f} µs"),
                      ratio=cell(paired(net(thr, "p99_us"), net(f_thr, "p99_us")), "{:.1f}×")))
-    rows += _remote_rows(w, wall, results.get("meta", {}).get("settings", {}).get("outage_s"))
+    rows += _remote_rows(w, wall, results.get("meta", {}).get("settings", {}).get("outage_s"), n)
     big = w.get("rss10m")
     if big and big.get("runs", {}).get("ours"):
         rr = big["runs"]["ours"]
@@ -69,13 +70,14 @@ def evaluate(results: Dict[str, Any]) -> List[Dict[str, Any]]:
     return rows
 
 
-def _remote_rows(w: Dict[str, Any], local_wall: List[Optional[float]], outage_s: Optional[float]) -> List[Dict[str, Any]]:
+def _remote_rows(w: Dict[str, Any], local_wall: List[Optional[float]], outage_s: Optional[float],
+                 n: int) -> List[Dict[str, Any]]:
     rows = []
     rem = w.get("remote", {})
     rr = rem.get("runs", {}).get("plain", [])
     why = rem.get("reason") or "server not available"
     rwall = vals(rr, "wall_s")
-    rows.append(_row("remote: 100k steps until acknowledged, process wall", "≤ 2× local", 2.0,
+    rows.append(_row(f"remote: {n:,} steps until acknowledged, process wall", "≤ 2× local", 2.0,
                      paired(rwall, local_wall), "{:.2f}×", _all_valid(rr),
                      baseline="local " + cell(local_wall, "{:.3f} s"), ratio="remote " + cell(rwall, "{:.3f} s"),
                      note=why))

@@ -201,8 +201,10 @@ class Trackio(Adapter):
         self._trackio = trackio
 
     def open(self, workdir: str) -> Dict[str, Any]:
-        self._trackio.init(project="bench")
-        return {"log": self._trackio.log}
+        # The Run's own log: trackio.log() finds the run in a context variable, which other threads
+        # do not see (it raises there); it only forwards to this method.
+        self._run = self._trackio.init(project="bench")
+        return {"log": self._run.log}
 
     def close(self) -> Dict[str, Any]:
         self._trackio.finish()

@@ -67,9 +67,14 @@ def _threaded(loop, n: int, threads: int, timed: bool):
     gate = threading.Barrier(threads + 1)
     pc = time.perf_counter_ns
 
+    errors: list = []
+
     def work(k: int) -> None:
         gate.wait()
-        loop(k * per, (k + 1) * per, n, outs[k], pc)
+        try:
+            loop(k * per, (k + 1) * per, n, outs[k], pc)
+        except BaseException as exc:  # a thread's exception must fail the run, not vanish on stderr
+            errors.append(exc)
 
     ts = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
     for t in ts:
@@ -78,14 +83,16 @@ def _threaded(loop, n: int, threads: int, timed: bool):
     t0 = time.perf_counter()
     for t in ts:
         t.join()
-    return t0, time.perf_counter(), outs
+    t1 = time.perf_counter()
+    if errors:
+        raise RuntimeError(f"{len(errors)} of {threads} threads failed; first: {type(errors[0]).__name__}: {errors[0]}")
+    return t0, t1, outs
 
 
 def verify(args: Dict[str, Any]) -> Dict[str, Any]:
     """Run after the measured process exited: count the stored rows, and the bytes on disk."""
     adapter = tools.get(args["tool"])
-    if args["tool"] in ("upstream-ml-dash",):
-        adapter.load(args["workdir"])  # sets the environment the reader needs
+    adapter.load(args["workdir"])  # sets the environment the tool's reader needs (e.g. mlflow's store)
     result = adapter.verify(args["workdir"], int(args["n"]))
     result["disk_bytes"] = dir_bytes(args["workdir"])
     return result

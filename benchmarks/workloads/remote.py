@@ -150,7 +150,7 @@ def tables(w: Dict[str, Any]) -> List[str]:
 
 
 def _na(title: str, reason: str) -> str:
-    return f"### {title}\n\nnot available: {reason}"
+    return f"### {title}\n\n{reason}"
 
 
 def _remote_table(rem: Dict[str, Any], local: Dict[str, Any]) -> str:
