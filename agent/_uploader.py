@@ -56,6 +56,7 @@ class SessionUploader:
         self.client = client
         self.tally = Tally()
         self.removed = False
+        self._set_aside: set = set()  # seqs quarantined in the current step: not counted as delivered
         self._on_progress = on_progress
         self._on_trim = on_trim
 
@@ -69,11 +70,13 @@ class SessionUploader:
 
     def _quarantine(self, seq: Optional[int], reason: str, record: bytes) -> None:
         self.tally.quarantined += 1
+        self._set_aside.add(seq)
         self.sdir.quarantine(seq, reason, record)
 
     async def step(self, finished: bool) -> bool:
         """Send one batch; True when there was nothing left to read (for now)."""
         max_events, max_bytes = self._limits()
+        self._set_aside = set()
         chunk = self.reader.read(max_events, max_bytes, finished)
         for reason, raw in chunk.lost:
             self._quarantine(None, reason, raw)
@@ -89,11 +92,11 @@ class SessionUploader:
             self.reader.seek(self.acked + 1)  # nothing more is known to be stored: read it again next time
             raise
         self.tally.duplicates += out.duplicates
-        self.tally.quarantined += out.quarantined
         if out.acked_seq > self.acked:
             new = out.acked_seq
             nbytes = sum(e.size for e in chunk.entries if self.acked < e.seq <= new)
-            events = sum(1 for e in chunk.entries if self.acked < e.seq <= new and e.kind != b"gap")
+            events = sum(1 for e in chunk.entries
+                         if self.acked < e.seq <= new and e.kind != b"gap" and e.seq not in self._set_aside)
             self.tally.events += events
             self.tally.bytes += nbytes
             self.acked = new
