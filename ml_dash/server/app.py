@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -164,12 +166,41 @@ async def info(request: web.Request) -> web.Response:
     })
 
 
+_gc_lock = threading.Lock()
+_gc_holders = 0
+_gc_was_enabled = False
+
+
+@contextmanager
+def _gc_paused():
+    """Pause the cyclic GC while a batch is parsed and stored.
+
+    A batch allocates one dict per event and keeps them all alive until it is written, which makes
+    the collector walk a growing heap again and again for nothing (parsed JSON has no cycles);
+    pausing it halves the cost of parsing. Counted, so overlapping batches in several threads nest.
+    """
+    global _gc_holders, _gc_was_enabled
+    with _gc_lock:
+        if _gc_holders == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_holders += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_holders -= 1
+            if _gc_holders == 0 and _gc_was_enabled:
+                gc.enable()
+
+
 def _store_batch(st: State, raw: bytes, encoding: str, owner: Optional[str], crash: bool = False) -> Dict[str, Any]:
     body = decode_body(raw, encoding, st.limits.max_decoded_bytes)
     del raw
     _, prefix = parse_header(split_header(body)[0])
     st.auth.require_write(owner, prefix)  # 403 before any event is looked at
-    return st.store.ingest(parse_batch(body, st.limits), crash_before_commit=crash)
+    with _gc_paused():
+        return st.store.ingest(parse_batch(body, st.limits), crash_before_commit=crash)
 
 
 @routes.post("/api/v1/ingest")
