@@ -124,9 +124,9 @@ def client_env(spool: Path, url: Optional[str], token: Optional[str], **extra: A
 
 
 def start_client(code: str, env: Dict[str, str]) -> subprocess.Popen:
-    """A client program in its own interpreter (stdout/stderr piped, text)."""
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    """A client program in its own interpreter (stdin/stdout/stderr piped, text, line-buffered)."""
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
 
 
 def run_client(code: str, env: Dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
