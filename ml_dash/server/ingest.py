@@ -60,13 +60,15 @@ def parse_server_prefix(value: Any) -> Prefix:
 class Batch:
     """A parsed batch: header fields and the events (dicts), seqs checked contiguous."""
 
-    __slots__ = ("session", "prefix", "events", "too_big", "first_seq")
+    __slots__ = ("session", "prefix", "events", "too_big", "too_deep", "first_seq")
 
-    def __init__(self, session: str, prefix: Prefix, events: List[dict], too_big: frozenset):
+    def __init__(self, session: str, prefix: Prefix, events: List[dict], too_big: frozenset,
+                 too_deep: frozenset = frozenset()):
         self.session = session
         self.prefix = prefix
         self.events = events
         self.too_big = too_big  # positions of lines over max_event_bytes
+        self.too_deep = too_deep  # positions of lines nesting deeper than MAX_DEPTH
         self.first_seq = events[0]["seq"] if events else None
 
 
@@ -133,10 +135,12 @@ def parse_batch(body: bytes, limits: Limits) -> Batch:
     longest = max(map(len, lines), default=0)
     if longest > limits.max_event_bytes:
         too_big = frozenset(i for i, ln in enumerate(lines) if len(ln) > limits.max_event_bytes)
+    too_deep: frozenset = frozenset()
     if longest >= 2 * MAX_DEPTH:  # a line shorter than that cannot nest deeper
-        for i, ln in enumerate(lines):
-            if len(ln) >= 2 * MAX_DEPTH and ln.count(b"[") + ln.count(b"{") > MAX_DEPTH and _depth(events[i]) > MAX_DEPTH:
-                raise ApiError(400, "too_deep", f"event line {i + 2} nests deeper than {MAX_DEPTH} levels")
+        too_deep = frozenset(
+            i for i, ln in enumerate(lines)
+            if len(ln) >= 2 * MAX_DEPTH and ln.count(b"[") + ln.count(b"{") > MAX_DEPTH and _depth(events[i]) > MAX_DEPTH
+        )
     # Identity: every event is an object with an int seq, contiguous. Without that, nothing in the
     # batch can be acknowledged correctly, so it is malformed as a whole.
     try:
@@ -148,7 +152,7 @@ def parse_batch(body: bytes, limits: Limits) -> Batch:
         if (type(first) is not int or first < 0 or seqs != list(range(first, first + len(seqs)))
                 or any(type(s) is not int for s in seqs)):  # 1.0 and True compare equal to ints
             raise ApiError(400, "bad_seq", "event seqs must be integers >= 0, increasing by 1 within a batch")
-    return Batch(session, prefix, events, too_big)
+    return Batch(session, prefix, events, too_big, too_deep)
 
 
 class Plan:
@@ -247,12 +251,13 @@ def plan_batch(batch: Batch, acked: int, limits: Limits, prefix: str, blob_size)
     skip = min(acked + 1 - first, len(events))
     plan.duplicates = skip
     plan.last_seq = max(acked, first + skip - 1)
-    if skip < len(events) and not batch.too_big and _all_metrics_fast(plan, events[skip:] if skip else events, limits):
+    if skip < len(events) and not batch.too_big and not batch.too_deep and _all_metrics_fast(plan, events[skip:] if skip else events, limits):
         return plan
     now = time.time()
     metrics = plan.metrics
     names: Dict[str, str] = {}  # as sent -> checked and normalized
     too_big = batch.too_big
+    too_deep = batch.too_deep
     max_fields = limits.max_fields
     for pos in range(skip, len(events)):
         ev = events[pos]
@@ -260,6 +265,8 @@ def plan_batch(batch: Batch, acked: int, limits: Limits, prefix: str, blob_size)
         try:
             if pos in too_big:
                 raise _Reject("event_too_large", f"the event is over the limit of {limits.max_event_bytes:,} bytes")
+            if pos in too_deep:
+                raise _Reject("too_deep", f"the event nests deeper than {MAX_DEPTH} levels")
             kind = ev.get("kind")
             if kind == "metric":  # the hot path: keep it short
                 name = ev.get("name")
