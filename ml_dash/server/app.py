@@ -26,7 +26,7 @@ from .blobs import BlobStore, check_checksum
 from .errors import ApiError
 from .faults import FaultPlan, Stats, route_class
 from .index import Index
-from .ingest import parse_batch, parse_header, split_header
+from .batch import parse_batch, parse_header, split_header
 from .limits import Limits, accepted_encodings, decode_body, read_body
 from .reads import Reads
 from .store import Store
@@ -53,6 +53,7 @@ class State:
         self.blobs = BlobStore(root)
         self.store = Store(root, self.index, self.blobs, limits)
         self.reads = Reads(root, self.index, limits.max_page)
+        self.store.on_rollback = self.reads.pager.clear
         self.auth = Authenticator(self.index, enabled=auth)
         self.faults: Optional[FaultPlan] = FaultPlan() if fault_injection else None
         self.stats: Optional[Stats] = Stats() if fault_injection else None

@@ -29,7 +29,7 @@ from .._store._jsonio import loads_lenient, read_json
 from .._values import encode_nonfinite
 from .errors import ApiError
 from .index import Index
-from .ingest import parse_server_prefix
+from .batch import parse_server_prefix
 
 __all__ = ["Reads", "JsonlPager"]
 
@@ -68,6 +68,11 @@ class JsonlPager:
         self._cache: "OrderedDict[Path, _Marks]" = OrderedDict()
         self._lock = threading.Lock()
         self._max = max_files
+
+    def clear(self) -> None:
+        """Forget every remembered offset (after a rollback cut files the pager had scanned)."""
+        with self._lock:
+            self._cache.clear()
 
     def _key_of(self, line: bytes, head: bytes, key: str) -> Any:
         if line.startswith(head):  # how our writer starts every line: no need to parse it all

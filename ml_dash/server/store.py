@@ -26,7 +26,7 @@ import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Set
+from typing import Any, Callable, Dict, List, Optional, Set
 
 import orjson
 
@@ -36,7 +36,8 @@ from .._store._layout import ExperimentPaths
 from .blobs import BlobStore, fsync_dir
 from .errors import ApiError
 from .index import Index
-from .ingest import Batch, Plan, parse_server_prefix, plan_batch
+from .batch import Batch, parse_server_prefix
+from .ingest import Plan, plan_batch
 from .limits import Limits
 
 __all__ = ["Store"]
@@ -67,6 +68,8 @@ class Store:
         self._slots: Dict[str, _Slot] = {}
         self._open: "OrderedDict[str, None]" = OrderedDict()  # prefixes with a cached writer, LRU order
         self._guard = threading.Lock()
+        #: Called after a rollback in a running server (readers drop what they cached of the files).
+        self.on_rollback: Optional[Callable[[], None]] = None
 
     # -- writers and locks -------------------------------------------------------------------------
 
@@ -155,6 +158,8 @@ class Store:
                     self._drop_writer(key, slot)  # its handles may point at files we are about to cut
                     self._rollback(intent)
                     self.index.drop_intent(intent_id)
+                    if self.on_rollback is not None:
+                        self.on_rollback()
                     if isinstance(exc, OSError):
                         log.error("storage error while storing a batch for %s: %s", key, exc)
                         raise ApiError(503, "storage_unavailable", f"the server could not store the batch: {exc.strerror}",

@@ -7,7 +7,7 @@ import http.client
 import json
 import time
 import urllib.parse
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional
 
 import orjson
 

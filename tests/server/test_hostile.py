@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import gzip
-import os
+import random
 import socket
 import urllib.parse
-import zlib
 
 import orjson
 import pytest
 
 from ml_dash.server import spawn_server, create_token
 
-from ._client import auth, batch_body, get, ingest, metric_events, post, request, wait_until
+from ._client import auth, batch_body, get, ingest, metric_events, post, request
 
 P = "alice/proj/run-1"
 
@@ -231,3 +230,35 @@ def test_garbage_on_the_socket_does_not_hurt(server):
         s.sendall(b"POST /api/v1/ingest HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nshort")
     # still serving
     assert ingest(server.url, server.token, "sessSOCK01", P, metric_events(0, 2)).json["acked_seq"] == 1
+
+
+def test_mutated_batches_never_500(server):
+    """A small deterministic fuzz: byte flips, cuts and type swaps of a valid batch are all 2xx/4xx."""
+    rnd = random.Random(1234)
+    valid = batch_body("sessFUZZ01", P, [
+        {"seq": 0, "kind": "experiment", "ts": 1.0, "description": "d", "tags": ["t"], "metadata": {"a": 1}},
+        {"seq": 1, "kind": "metric", "ts": 1.0, "name": "m/x", "data": {"a": 1.5, "b": [1, {"c": None}]}},
+        {"seq": 2, "kind": "log", "ts": 1.0, "level": "info", "message": "hello", "metadata": {"k": "v"}},
+        {"seq": 3, "kind": "params", "ts": 1.0, "data": {"lr": 0.1}},
+        {"seq": 4, "kind": "status", "ts": 1.0, "status": "RUNNING", "reason": None},
+        {"seq": 5, "kind": "file", "ts": 1.0, "id": "1", "path": "/p", "filename": "f", "checksum": "0" * 64, "size": 1},
+    ])
+    swaps = [b"null", b"true", b"-1", b"1e308", b"[]", b"{}", b'"x"', b"18446744073709551616", b'"\\u0000"']
+    statuses = set()
+    for i in range(300):
+        body = bytearray(valid)
+        op = i % 3
+        if op == 0:
+            for _ in range(rnd.randint(1, 4)):
+                body[rnd.randrange(len(body))] = rnd.randrange(256)
+        elif op == 1:
+            body = body[: rnd.randrange(len(body))]
+        else:
+            tokens = [m.span() for m in __import__("re").finditer(rb'[0-9.]+|"[^"]*"', bytes(body))]
+            a, b = rnd.choice(tokens)
+            body = body[:a] + rnd.choice(swaps) + body[b:]
+        session = f"sessFUZZ{i:04d}".encode()
+        a = post(server.url, server.token, bytes(body).replace(b"sessFUZZ01", session, 1))
+        assert a.status < 500, (bytes(body), a)
+        statuses.add(a.status)
+    assert 200 in statuses and 400 in statuses
