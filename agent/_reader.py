@@ -11,15 +11,19 @@ anyone waits for: they are quarantined and nothing is sent for them.
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
+from functools import partial
+from itertools import accumulate, repeat
 from typing import List, NamedTuple, Optional, Tuple
 
-from ._framing import Line, check_line, kind_of, seq_of, split_lines
+from ._framing import Line, check_block, check_line, kind_of, seq_of, split_lines
 from ._session import SessionDir
 from ._wire import gap_event
 
 __all__ = ["Entry", "Chunk", "SessionReader"]
 
 _READ = 1 << 20
+_FILE = b'"kind":"file"'
 
 
 class Entry(NamedTuple):
@@ -27,10 +31,14 @@ class Entry(NamedTuple):
 
     seq: int
     payload: bytes
-    kind: bytes
+    kind: bytes  # b"file", b"gap", or b"" for every other kind (the reader does not look closer)
     size: int  # spool bytes it accounts for
     reason: str = ""  # for gaps: why the record is missing
     raw: bytes = b""  # for gaps: the unreadable bytes, for the quarantine
+
+
+#: Entry from a tuple of its fields, in C (``Entry._make`` adds a Python-level check per entry).
+_new_entry = partial(tuple.__new__, Entry)
 
 
 class Chunk(NamedTuple):
@@ -73,44 +81,22 @@ class SessionReader:
             return Chunk(entries, lost, True)
         if self._seg is None or self._seg not in segs:
             self._position(segs, entries)
-        nbytes = 0
-        bad: List[Line] = []
+        room = [max_events, max_bytes]  # what this call may still return
+        bad: List[Line] = []  # unreadable lines not yet explained by a following good record
         scan = self._off
         confirmed_next: Optional[int] = None
         size = _READ
         while True:
             buf = self._read_at(self._seg, scan, size)
             eof = len(buf) < size
-            tail: Optional[Line] = None
-            for line in split_lines(buf, scan):
-                if not line.complete:
-                    tail = line
-                    break
-                payload = check_line(line.data)
-                if payload is None:
-                    bad.append(line)
-                    continue
-                s = seq_of(payload)
-                if s < self._expect:  # before the cursor (after a seek): already handled
-                    bad = []
-                    self._off = line.end
-                    continue
-                if s > self._expect:
-                    nbytes += self._gaps(entries, s, bad, "corrupt_record" if bad else "missing_record")
-                bad = []
-                entries.append(Entry(s, payload, kind_of(payload), line.end - line.start))
-                nbytes += line.end - line.start
-                self._expect = s + 1
-                self._off = line.end
-                if len(entries) >= max_events or nbytes >= max_bytes:
-                    return Chunk(entries, lost, False)
-            if tail is not None and not eof:
-                if tail.start == scan:  # one record larger than the read size: read more at once
-                    size *= 2
-                scan = tail.start
-                continue
-            scan = tail.start if tail is not None else scan + len(buf)
+            cut = buf.rfind(b"\n") + 1
+            if cut and self._take(buf[:cut], scan, entries, bad, room):
+                return Chunk(entries, lost, False)
+            scan += cut
+            tail = Line(buf[cut:], scan, scan + len(buf) - cut, False) if cut < len(buf) else None
             if not eof:
+                if not cut:  # one record larger than the read size: read more at once
+                    size *= 2
                 continue
             # End of this segment's data for now.
             if confirmed_next is None:
@@ -124,20 +110,70 @@ class SessionReader:
                 lost.extend(("corrupt_record", ln.data) for ln in bad)
                 if tail is not None:
                     lost.append(("torn_tail", tail.data))
-                self._off = scan + (len(tail.data) if tail is not None else 0)
                 self._done = True
                 return Chunk(entries, lost, True)
             # Move on to the next segment; bad lines here are the seqs up to its first.
             if tail is not None:
                 bad.append(tail)
             if confirmed_next > self._expect:
-                nbytes += self._gaps(entries, confirmed_next, bad, "corrupt_record" if bad else "missing_record")
+                room[1] -= self._gaps(entries, confirmed_next, bad, "corrupt_record" if bad else "missing_record")
             elif bad:
                 lost.extend(("corrupt_record", ln.data) for ln in bad)
-            bad = []
+            bad.clear()
             self._seg, self._off, scan, confirmed_next, size = confirmed_next, 0, 0, None, _READ
-            if len(entries) >= max_events or nbytes >= max_bytes:
+            if len(entries) >= max_events or room[1] <= 0:
                 return Chunk(entries, lost, False)
+
+    def _take(self, block: bytes, base: int, entries: List[Entry], bad: List[Line], room: List[int]) -> bool:
+        """Entries from ``block`` (complete lines starting at file offset ``base``); True when
+        ``room`` (events, bytes) ran out."""
+        lines = block[:-1].split(b"\n")
+        payloads = None if bad else check_block(lines)
+        if payloads is not None:
+            first = seq_of(payloads[0])
+            skip = self._expect - first
+            if seq_of(payloads[-1]) == first + len(lines) - 1 and 0 <= skip <= len(lines):
+                return self._take_intact(block, base, lines, payloads, first, skip, entries, room)
+        # Something in here is unreadable (or out of order): go line by line.
+        for line in split_lines(block, base):
+            payload = check_line(line.data)
+            if payload is None:
+                bad.append(line)
+                continue
+            s = seq_of(payload)
+            if s < self._expect:  # before the cursor (after a seek): already handled
+                bad.clear()
+                self._off = line.end
+                continue
+            if s > self._expect:
+                room[1] -= self._gaps(entries, s, bad, "corrupt_record" if bad else "missing_record")
+            bad.clear()
+            entries.append(Entry(s, payload, kind_of(payload) if _FILE in payload else b"", line.end - line.start))
+            room[0] -= 1
+            room[1] -= line.end - line.start
+            self._expect = s + 1
+            self._off = line.end
+            if room[0] <= 0 or room[1] <= 0:
+                return True
+        return False
+
+    def _take_intact(self, block, base, lines, payloads, first, skip, entries, room) -> bool:
+        # The common case, with the per-record work in C: every record intact and in order.
+        sizes = [len(ln) + 1 for ln in lines]
+        avail = len(lines) - skip
+        cum = list(accumulate(sizes[skip : skip + min(avail, room[0])]))
+        take = min(len(cum), bisect_left(cum, room[1]) + 1)
+        if take:
+            kinds = ([kind_of(p) if _FILE in p else b"" for p in payloads[skip : skip + take]]
+                     if _FILE in block else repeat(b""))
+            entries.extend(map(_new_entry, zip(range(first + skip, first + skip + take),
+                                                payloads[skip : skip + take], kinds,
+                                                sizes[skip : skip + take], repeat(""), repeat(b""))))
+            room[0] -= take
+            room[1] -= cum[take - 1]
+            self._expect = first + skip + take
+        self._off = base + sum(sizes[:skip]) + (cum[take - 1] if take else 0)
+        return take < avail
 
     def _gaps(self, entries: List[Entry], upto: int, bad: List[Line], reason: str) -> int:
         """Gap entries for seqs ``expect .. upto-1``; the unreadable bytes ride on the first."""

@@ -165,14 +165,16 @@ class RemoteSink:
         return max(0, writer.next_seq - 1 - acked), max(0, writer.bytes_written - acked_bytes + writer.blob_bytes)
 
     def _why(self, sender: Sender) -> str:
-        error = sender.last_error or "no answer yet"
+        error = sender.last_error
+        if error is None:
+            return "the exit deadline passed with the server's answer still pending"
         if sender.stopped == "auth":
             return f"the server refused the token: {error}"
         if sender.stopped == "unreachable" or sender.reachable is False:
             return f"server unreachable: {error}"
         if sender.stopped == "error":
             return f"upload stopped: {error}"
-        return f"the exit deadline passed ({error})"
+        return f"the exit deadline passed; last error: {error}"
 
     def _report_left(self, writer: SpoolWriter, sender: Optional[Sender], sdir: Optional[SessionDir], why: str) -> None:
         events, nbytes = self._pending(writer, sender)

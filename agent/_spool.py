@@ -21,10 +21,10 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from ml_dash._files import Source, snapshot
 
-from ._framing import frame
+from ._framing import frame_all
 from ._report import human_bytes
 from ._session import SessionDir
-from ._wire import encode_item
+from ._wire import encode_items
 
 __all__ = ["SpoolWriter", "SEGMENT_BYTES"]
 
@@ -79,36 +79,33 @@ class SpoolWriter:
         return stored
 
     def _append_chunk(self, items: List[tuple]) -> int:
-        frames = []
-        seq = first = self.next_seq
-        for item in items:
-            try:
-                frames.append(frame(encode_item(seq, item)))
-            except Exception as exc:  # one bad item must not fail its batch; seq is not consumed
-                self._drop("encode_error", 1, f"{type(exc).__name__}: {exc}")
-                continue
-            seq += 1
-        if not frames:
+        first = self.next_seq
+        payloads, bad = encode_items(first, items)
+        for _, why in bad:  # one bad item must not fail its batch; it takes no seq
+            self._drop("encode_error", 1, why)
+        if not payloads:
             return 0
-        data = b"".join(frames)
+        frames = frame_all(payloads)
+        seq = first + len(payloads)
+        data = frames
         with self._lock:
             if self._closed:
-                self._drop("closed", len(frames), "spool closed")
+                self._drop("closed", len(payloads), "spool closed")
                 return 0
             if self.pending_bytes + len(data) > self._max_bytes:
-                self._drop("spool_full", len(frames), f"the spool is over its cap of {human_bytes(self._max_bytes)} "
+                self._drop("spool_full", len(payloads), f"the spool is over its cap of {human_bytes(self._max_bytes)} "
                            "(ML_DASH_SPOOL_MAX_BYTES); is the server reachable?")
                 return 0
             try:
                 self._write(data, first)
             except OSError as exc:
                 reason = "disk_full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "spool_write_error"
-                self._drop(reason, len(frames), f"{type(exc).__name__}: {exc}")
+                self._drop(reason, len(payloads), f"{type(exc).__name__}: {exc}")
                 return 0
             self.next_seq = seq
             self.bytes_written += len(data)
         self._after_write()
-        return len(frames)
+        return len(payloads)
 
     def _write(self, data: bytes, first_seq: int) -> None:
         if self._fd is None:

@@ -7,6 +7,7 @@ and the sender rely on that to read ``seq`` and ``kind`` without parsing.
 from __future__ import annotations
 
 import gzip
+import math
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -14,7 +15,7 @@ import orjson
 
 from ml_dash._values import encode_nonfinite
 
-__all__ = ["encode_item", "gap_event", "batch_body", "compress", "ENCODINGS"]
+__all__ = ["encode_item", "encode_items", "gap_event", "batch_body", "compress", "ENCODINGS"]
 
 _dumps = orjson.dumps
 
@@ -71,6 +72,75 @@ def encode_item(seq: int, item: tuple) -> bytes:
     if b"null" in out:
         out = _dumps(encode_nonfinite(event))
     return out
+
+
+def _has_nonfinite(value: Any) -> bool:
+    t = type(value)
+    if t is float:
+        return value != value or value in (math.inf, -math.inf)
+    if t is dict:
+        return any(_has_nonfinite(v) for v in value.values())
+    if t is list:
+        return any(_has_nonfinite(v) for v in value)
+    return False
+
+
+def encode_items(first_seq: int, items: List[tuple]) -> Tuple[List[bytes], List[Tuple[tuple, str]]]:
+    """Wire events for ``items`` with seqs from ``first_seq`` on; returns (payloads, [(bad item, why)]).
+
+    One ``orjson.dumps`` serializes the whole list and the output is cut into events: one call per
+    event costs several times more (each output is a separate allocation of orjson's initial
+    buffer). The cut is exact only if no event holds the text ``,{"seq":`` as JSON structure; then,
+    and only then, there is one part per event, which is checked. Anything else (an item that
+    cannot be encoded, such nested data) takes the per-event path. Items that fail are returned
+    and take no seq.
+    """
+    events, bad = [], []
+    seq = first_seq
+    for item in items:
+        if item[0] == "m":  # the hot path, inlined
+            data = item[2].copy()
+            events.append({"seq": seq, "kind": "metric", "ts": data.pop("_ts", None), "name": item[1], "data": data})
+            seq += 1
+            continue
+        build = _BUILDERS.get(item[0])
+        if build is None:
+            bad.append((item, f"unknown queue item kind {item[0]!r}"))
+            continue
+        try:
+            events.append(build(seq, item))
+        except Exception as exc:  # a malformed item: its own problem, not the batch's
+            bad.append((item, f"{type(exc).__name__}: {exc}"))
+            continue
+        seq += 1
+    if not events:
+        return [], bad
+    try:
+        parts = _dumps(events)[1:-1].replace(b',{"seq":', b'\n{"seq":').split(b"\n")
+    except orjson.JSONEncodeError:
+        parts = []
+    if len(parts) != len(events):
+        return _one_by_one(first_seq, events, bad)
+    for i, part in enumerate(parts):
+        # orjson writes NaN and infinities as null: only then look closer (the protocol names them).
+        if b"null" in part and _has_nonfinite(events[i]):
+            parts[i] = _dumps(encode_nonfinite(events[i]))
+    return parts, bad
+
+
+def _one_by_one(first_seq: int, events: List[Dict[str, Any]], bad: List[Tuple[tuple, str]]):
+    payloads = []
+    for event in events:
+        event["seq"] = first_seq + len(payloads)
+        try:
+            out = _dumps(event)
+        except orjson.JSONEncodeError as exc:
+            bad.append((("?",), f"cannot encode {event.get('kind')!r} event: {exc}"))
+            continue
+        if b"null" in out and _has_nonfinite(event):
+            out = _dumps(encode_nonfinite(event))
+        payloads.append(out)
+    return payloads, bad
 
 
 def gap_event(seq: int, reason: str) -> bytes:
