@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tuple
 
 import orjson
 
@@ -27,8 +27,10 @@ from ml_dash._errors import AuthError, ProtocolError
 
 from ._reader import Entry
 from ._retry import RETRY_STATUSES, Control, ConnectFailed, Retryable, RetryPolicy, parse_retry_after
-from ._transport import Response, Transport
 from ._wire import ENCODINGS, batch_body, compress, gap_event
+
+if TYPE_CHECKING:  # aiohttp loads only in the sender thread, through _transport
+    from ._transport import Response, Transport
 
 __all__ = ["IngestClient", "Outcome", "AuthFailed", "ServerInfo", "Quarantine"]
 
@@ -68,7 +70,7 @@ def _as_gap(e: Entry, reason: str) -> Entry:
 class IngestClient:
     """Policy for one server: discovery, blob upload, batch delivery."""
 
-    def __init__(self, transport: Transport, policy: RetryPolicy, control: Control):
+    def __init__(self, transport: "Transport", policy: RetryPolicy, control: Control):
         self.transport = transport
         self.policy = policy
         self.control = control
@@ -88,8 +90,8 @@ class IngestClient:
         self.last_error = str(exc)
         self.reachable = not isinstance(exc, ConnectFailed)
 
-    async def _call(self, fn: Callable[[], Any]) -> Response:
-        async def attempt() -> Response:
+    async def _call(self, fn: Callable[[], Any]) -> "Response":
+        async def attempt() -> "Response":
             self.requests += 1
             try:
                 resp = await fn()
@@ -188,7 +190,7 @@ class IngestClient:
             raise ProtocolError(f"unexpected answer to ingest: HTTP {resp.status}: {resp.error()}", status=resp.status)
         return out
 
-    async def _post(self, session: str, prefix: str, span: List[Entry]) -> Response:
+    async def _post(self, session: str, prefix: str, span: List[Entry]) -> "Response":
         body = batch_body(session, prefix, [e.payload for e in span])
         encodings = self._encodings
         data, encoding = compress(body, encodings)

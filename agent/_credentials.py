@@ -44,5 +44,7 @@ def token_for(url: str, environ: Optional[Mapping[str, str]] = None) -> Optional
         print(f"ml-dash: warning: {path} is readable by others; run: chmod 600 {path}", file=sys.stderr)
     if not isinstance(table, dict):
         return None
-    value = table.get(public_url(url)) or table.get(url) or table.get("default")
+    wanted = public_url(url)
+    by_url = {public_url(k): v for k, v in table.items() if k != "default" and isinstance(k, str)}
+    value = by_url.get(wanted) or table.get("default")
     return value if isinstance(value, str) and value else None

@@ -13,16 +13,18 @@ import threading
 import time
 import weakref
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from ml_dash._config import Config
 from ml_dash._files import Source
 
 from ._credentials import token_for
 from ._report import flush_command, human_bytes, say
-from ._sender import Sender
 from ._session import SessionDir
 from ._spool import SpoolWriter
+
+if TYPE_CHECKING:
+    from ._sender import Sender
 
 __all__ = ["RemoteSink"]
 
@@ -58,7 +60,7 @@ class RemoteSink:
         self._lock = threading.Lock()
         self._sdir: Optional[SessionDir] = None
         self._writer: Optional[SpoolWriter] = None
-        self._sender: Optional[Sender] = None
+        self._sender: Optional["Sender"] = None
         self._closed = False
         self.drops: Dict[str, int] = collections.Counter()
 
@@ -84,6 +86,8 @@ class RemoteSink:
                                      warn_bytes=self._config.spool_warn_bytes,
                                      max_bytes=self._config.spool_max_bytes)
                 if not self._config.offline:
+                    from ._sender import Sender  # asyncio and tenacity: only when uploading
+
                     sender = Sender(self._config, sdir, writer, self._url, self._token)
                     writer._on_data = sender.notify_data
                     sender.start()
@@ -142,7 +146,7 @@ class RemoteSink:
             sdir.writer_lock.release()
         self._report_drops(writer, sender)
 
-    def _wait(self, sender: Sender, deadline: float) -> None:
+    def _wait(self, sender: "Sender", deadline: float) -> None:
         start = time.monotonic()
         next_report = start + 1.0
         while not sender.done.wait(max(0.0, min(0.1, deadline - time.monotonic()))):
@@ -159,12 +163,12 @@ class RemoteSink:
         return (self._sdir.manifest or {}).get("url", "") if self._sdir else ""
 
     @staticmethod
-    def _pending(writer: SpoolWriter, sender: Optional[Sender]) -> Tuple[int, int]:
+    def _pending(writer: SpoolWriter, sender: Optional["Sender"]) -> Tuple[int, int]:
         acked = sender.acked_seq if sender is not None else -1
         acked_bytes = sender.acked_bytes if sender is not None else 0
         return max(0, writer.next_seq - 1 - acked), max(0, writer.bytes_written - acked_bytes + writer.blob_bytes)
 
-    def _why(self, sender: Sender) -> str:
+    def _why(self, sender: "Sender") -> str:
         error = sender.last_error
         if error is None:
             return "the exit deadline passed with the server's answer still pending"
@@ -176,7 +180,7 @@ class RemoteSink:
             return f"upload stopped: {error}"
         return f"the exit deadline passed; last error: {error}"
 
-    def _report_left(self, writer: SpoolWriter, sender: Optional[Sender], sdir: Optional[SessionDir], why: str) -> None:
+    def _report_left(self, writer: SpoolWriter, sender: Optional["Sender"], sdir: Optional[SessionDir], why: str) -> None:
         events, nbytes = self._pending(writer, sender)
         where = sdir.path if sdir is not None else self._root
         say(f"{self._prefix}: {events:,} events / {human_bytes(nbytes)} not uploaded ({why}); "
@@ -186,7 +190,7 @@ class RemoteSink:
             sdir.writer_lock.release()
             sdir.sender_lock.release()
 
-    def _report_drops(self, writer: SpoolWriter, sender: Optional[Sender]) -> None:
+    def _report_drops(self, writer: SpoolWriter, sender: Optional["Sender"]) -> None:
         drops = {k: v for k, v in writer.drops.items() if v}
         if sender is not None and sender.tally.quarantined:
             drops["quarantined"] = sender.tally.quarantined

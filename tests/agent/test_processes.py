@@ -238,3 +238,62 @@ def test_flush_next_to_a_live_offline_run(server, spool):
     assert second.returncode == 0, second.stdout + second.stderr
     assert log_messages(server.url, server.token, "alice/p/live") == [f"m{i}" for i in range(150)]
     assert sessions(spool) == []
+
+
+INTERRUPTED = """
+import sys, time
+from ml_dash import Experiment
+with Experiment("alice/p/sigint").run as exp:
+    for i in range(50):
+        exp.log(f"m{i}")
+    print("READY", flush=True)
+    while True:
+        time.sleep(0.01)
+"""
+
+
+def test_second_ctrl_c_leaves_at_once_with_the_spool_intact(server, spool):
+    set_faults(server.url, [{"match": "ingest", "action": "hang", "times": 1000}])
+    env = client_env(spool, server.url, server.token, shutdown_timeout=60)
+    proc = start_client(INTERRUPTED, env)
+    try:
+        assert proc.stdout.readline().strip() == "READY"
+        proc.send_signal(signal.SIGINT)  # first Ctrl-C: the run closes and waits for the server
+        err = []
+        wait_for(lambda: err.append(proc.stderr.readline()) or "waiting for" in err[-1], timeout=20,
+                 what="the progress line", interval=0)
+        second = time.monotonic()
+        proc.send_signal(signal.SIGINT)  # second Ctrl-C: leave now
+        rest = proc.communicate(timeout=10)[1]
+        assert time.monotonic() - second < 1.5
+    finally:
+        proc.kill()
+    assert "ml-dash-agent flush" in rest and "not uploaded (interrupted)" in rest
+    set_faults(server.url, [])
+    done = run_agent(["flush", str(spool)], env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert log_messages(server.url, server.token, "alice/p/sigint") == [f"m{i}" for i in range(50)]
+
+
+def test_sigterm_with_the_server_down_exits_quickly_and_keeps_everything(server, spool):
+    from ml_dash.server import run_in_thread
+
+    url, port = server.url, int(server.url.rsplit(":", 1)[1])
+    server.handle.stop()
+    env = client_env(spool, url, server.token)
+    proc = start_client(INTERRUPTED.replace("sigint", "sigterm"), env)
+    assert proc.stdout.readline().strip() == "READY"
+    start = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=20)
+    assert time.monotonic() - start < 3.0
+    assert proc.returncode == -signal.SIGTERM  # the SDK re-delivers SIGTERM after the flush
+    assert f"ml-dash-agent flush {spool} --dash-url {url}" in err
+    handle = run_in_thread(server.root, port=port)
+    try:
+        assert run_agent(["flush", str(spool)], env).returncode == 0
+        assert log_messages(url, server.token, "alice/p/sigterm") == [f"m{i}" for i in range(50)]
+        from .conftest import reader
+        assert reader(url, server.token, "alice/p/sigterm").experiment()["status"] == "CANCELLED"
+    finally:
+        handle.stop()
