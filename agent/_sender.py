@@ -56,6 +56,7 @@ class Sender:
         self._ready = threading.Event()
         self._cond = threading.Condition(threading.Lock())
         self._writer_closed = False
+        self._wanted = -1  # highest seq a caller of wait_acked waits for
         self._said_offline = False
         #: Set once the thread will do nothing more (delivered everything, gave up, or was aborted).
         self.done = threading.Event()
@@ -110,6 +111,9 @@ class Sender:
 
     def wait_acked(self, seq: int, timeout: Optional[float]) -> bool:
         """Block until every seq up to ``seq`` is acknowledged; False on timeout or if the sender stopped."""
+        if seq > self._wanted:
+            self._wanted = seq  # someone waits: send what is there now instead of lingering
+            self.notify_data()
         with self._cond:
             self._cond.wait_for(lambda: self.acked_seq >= seq or self.done.is_set(), timeout)
             return self.acked_seq >= seq
@@ -230,11 +234,12 @@ class Sender:
                 if self._writer_closed:
                     await self._rounds(lambda: up.run_to_end(lambda: True))
                     return
-                unsent = writer.next_seq - up.reader.next_seq
+                unsent = up.unsent(writer.next_seq)
                 wait = None if unsent <= 0 else next_send - loop.time()
-                if wait is None or (wait > 0 and unsent < BATCH_TARGET and not self._control.closing):
+                urgent = self._control.closing or self._wanted > up.acked
+                if wait is None or (wait > 0 and unsent < BATCH_TARGET and not urgent):
                     data.clear()
-                    if writer.next_seq - up.reader.next_seq == unsent and not self._writer_closed:
+                    if up.unsent(writer.next_seq) == unsent and not self._writer_closed:
                         try:
                             await asyncio.wait_for(data.wait(), wait)
                         except asyncio.TimeoutError:

@@ -8,6 +8,7 @@ done and everything in it is acknowledged or quarantined.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -56,7 +57,8 @@ class SessionUploader:
         self.client = client
         self.tally = Tally()
         self.removed = False
-        self._set_aside: set = set()  # seqs quarantined in the current step: not counted as delivered
+        self._set_aside: set = set()
+        self._next = None  # (chunk, finished) read ahead while the previous batch was in flight
         self._on_progress = on_progress
         self._on_trim = on_trim
 
@@ -77,18 +79,28 @@ class SessionUploader:
         """Send one batch; True when there was nothing left to read (for now)."""
         max_events, max_bytes = self._limits()
         self._set_aside = set()
-        chunk = self.reader.read(max_events, max_bytes, finished)
+        ahead, self._next = self._next, None
+        chunk, read_finished = ahead if ahead is not None else (self.reader.read(max_events, max_bytes, finished), finished)
+        # A read made before the writer finished has not looked at a torn or bad tail: not the end yet.
+        at_end = chunk.at_end and read_finished == finished
         for reason, raw in chunk.lost:
             self._quarantine(None, reason, raw)
         if not chunk.entries:
-            return chunk.at_end
+            return at_end
         for e in chunk.entries:
             if e.raw or (e.kind == b"gap" and e.reason == "missing_from_spool"):
                 self._quarantine(e.seq, e.reason, e.raw)
+        sending = asyncio.ensure_future(self.client.deliver(self.sdir.id, self.prefix, chunk.entries,
+                                                            str(self.sdir.blobs), self._quarantine))
         try:
-            out = await self.client.deliver(self.sdir.id, self.prefix, chunk.entries, str(self.sdir.blobs),
-                                            self._quarantine)
+            if not chunk.at_end:
+                # Read the next batch from disk while the server works on this one (one batch ahead at most).
+                await asyncio.sleep(0)
+                self._next = (self.reader.read(max_events, max_bytes, finished), finished)
+            out = await sending
         except BaseException:
+            sending.cancel()
+            self._next = None
             self.reader.seek(self.acked + 1)  # nothing more is known to be stored: read it again next time
             raise
         self.tally.duplicates += out.duplicates
@@ -105,9 +117,15 @@ class SessionUploader:
             self._on_trim(self.reader.trim(new), blob_bytes)
             self._on_progress(events, nbytes)
         if out.resume_from is not None:
+            self._next = None
             self.reader.seek(out.resume_from)
             return False
-        return chunk.at_end
+        return at_end and self._next is None
+
+    def unsent(self, written: int) -> int:
+        """Events not yet sent when ``written`` seqs exist (a batch read ahead counts as unsent)."""
+        ahead = len(self._next[0].entries) if self._next is not None else 0
+        return written - self.reader.next_seq + ahead
 
     def _drop_blobs(self, files, acked: int) -> int:
         freed = 0
