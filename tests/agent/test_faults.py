@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 from ml_dash import Experiment, load_config
 from ml_dash.agent._flush import flush_sessions

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -297,3 +296,29 @@ def test_sigterm_with_the_server_down_exits_quickly_and_keeps_everything(server,
         assert reader(url, server.token, "alice/p/sigterm").experiment()["status"] == "CANCELLED"
     finally:
         handle.stop()
+
+
+RANK = """
+import os
+from ml_dash import Experiment
+rank = os.environ["RANK"]
+with Experiment("alice/p/ddp").run as exp:
+    for i in range(500):
+        exp.metrics("loss").log(rank=int(rank), i=i)
+        if i % 100 == 0:
+            exp.log(f"rank {rank} step {i}")
+"""
+
+
+def test_two_ranks_writing_one_experiment_are_merged(server, spool):
+    procs = [subprocess.Popen([sys.executable, "-c", RANK], env={**client_env(spool, server.url, server.token), "RANK": str(r)},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(2)]
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    from .conftest import reader
+    rows = reader(server.url, server.token, "alice/p/ddp").metric_rows("loss")
+    assert [r["index"] for r in rows] == list(range(1000))  # contiguous, unique
+    for rank in (0, 1):  # each rank's rows complete and in its own order
+        assert [r["data"]["i"] for r in rows if r["data"]["rank"] == rank] == list(range(500))
+    assert len(log_messages(server.url, server.token, "alice/p/ddp")) == 10
+    assert sessions(spool) == []
