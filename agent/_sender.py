@@ -168,7 +168,7 @@ class Sender:
             self.stopped = "auth"
             say(f"{self._prefix}: the server refused the token ({exc}). Nothing is lost: events stay in the "
                 f"spool. Set ML_DASH_TOKEN to a token of this prefix's owner (made on the server with "
-                f"`ml-dash server token create --owner {self._prefix.split('/')[0]}`), then run the flush "
+                f"`ml-dash server token create --root SERVER_ROOT --owner {self._prefix.split('/')[0]}`), then run the flush "
                 f"command printed at exit.")
         except _GiveUp:
             self.stopped = "unreachable"

@@ -69,7 +69,8 @@ def _flush(root: Path, dash_url: Optional[str]) -> int:
         return 0
     total = sum(session_status(s).events for s in list_sessions(root))
     config = load_config()
-    policy = RetryPolicy(attempts=8, max_delay=60.0, max_wait=config.retry_max_wait)
+    # A few tries (about 6 s against a dead server), then report: the user can run it again.
+    policy = RetryPolicy(attempts=6, max_delay=60.0, max_wait=config.retry_max_wait)
     try:
         from tqdm import tqdm
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 from ml_dash import Experiment, load_config
 from ml_dash.agent._flush import flush_sessions
@@ -11,7 +12,7 @@ from ml_dash.agent._retry import RetryPolicy
 from ml_dash.agent._session import SessionDir
 from ml_dash.agent._spool import SpoolWriter
 
-from .conftest import log_messages, reader, set_faults, stats
+from .conftest import log_messages, reader, set_faults, stats, wait_for
 
 
 def _exp(server, prefix, **overrides):
@@ -131,3 +132,16 @@ def test_spool_cut_at_every_byte_of_its_last_records(server, spool):
     reasons = [json.loads(line)["reason"] for q in (spool / "quarantine").iterdir() for line in q.read_text().splitlines()]
     torn = sum(1 for c in cuts if c not in ends)
     assert reasons.count("torn_tail") == torn and reasons.count("corrupt_record") == 1
+
+
+def test_backoff_sleeps_end_when_the_run_closes(server):
+    # Six 503s without Retry-After: backing off through them takes 6 s or more (0.2 s doubling).
+    set_faults(server.url, [{"match": "ingest", "action": "status", "status": 503, "times": 6}])
+    config = load_config().with_overrides(retry_max_wait=10.0)
+    exp = Experiment("alice/p/wake", dash_url=server.url, token=server.token, config=config).run.start()
+    exp.log("x")
+    wait_for(lambda: len(_ingest(server)[0]) >= 4, timeout=20, what="four tries")
+    start = time.monotonic()
+    exp.run.complete()
+    assert time.monotonic() - start < 3.0  # the remaining backoff (>= 3.2 s) was cut short
+    assert log_messages(server.url, server.token, "alice/p/wake") == ["x"]
