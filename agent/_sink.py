@@ -103,6 +103,10 @@ class RemoteSink:
         """Append a batch to the spool (worker thread); bad items are counted, never raised."""
         self._session().append(items)
 
+    def write_metrics(self, name: Optional[str], rows: List[Dict[str, Any]]) -> None:
+        """Append one metric's rows (worker thread): no per-row tuple on the way."""
+        self._session().append_metric_rows(name, rows)
+
     def sync(self) -> None:
         """fsync what is spooled (``exp.flush()``); the group commit does it within fsync_interval anyway."""
         if self._writer is not None and self._pid == os.getpid():

@@ -17,14 +17,14 @@ import os
 import sys
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ml_dash._files import Source, snapshot
 
 from ._framing import frame_all
 from ._report import human_bytes
 from ._session import SessionDir
-from ._wire import encode_items
+from ._wire import encode_items, encode_metric_rows
 
 __all__ = ["SpoolWriter", "SEGMENT_BYTES"]
 
@@ -54,6 +54,7 @@ class SpoolWriter:
         self._on_data = on_data
         self._lock = threading.Lock()
         self._fd: Optional[int] = None
+        self._retired: List[int] = []  # full segments, closed once fsynced
         self._seg_size = 0
         self._dirty_since: Optional[float] = None
         self._dir_dirty = False
@@ -71,16 +72,23 @@ class SpoolWriter:
 
     def append(self, items: List[tuple]) -> int:
         """Give each item the next seq and append it; returns how many were stored. Never raises."""
+        return self._append(items, encode_items)
+
+    def append_metric_rows(self, name: Optional[str], rows: List[Dict[str, Any]]) -> int:
+        """Append one metric's rows (the user's fields plus ``_ts``); like :meth:`append`."""
+        return self._append(rows, lambda first, chunk: encode_metric_rows(first, name, chunk))
+
+    def _append(self, items: list, encode) -> int:
         stored = 0
         for start in range(0, len(items), _CHUNK_ITEMS):
-            stored += self._append_chunk(items[start : start + _CHUNK_ITEMS])
+            stored += self._append_chunk(items[start : start + _CHUNK_ITEMS], encode)
         if stored:
             self._on_data()
         return stored
 
-    def _append_chunk(self, items: List[tuple]) -> int:
+    def _append_chunk(self, items: list, encode) -> int:
         first = self.next_seq
-        payloads, bad = encode_items(first, items)
+        payloads, bad = encode(first, items)
         for _, why in bad:  # one bad item must not fail its batch; it takes no seq
             self._drop("encode_error", 1, why)
         if not payloads:
@@ -128,8 +136,8 @@ class SpoolWriter:
         if self._dirty_since is None:
             self._dirty_since = time.monotonic()
         if self._seg_size >= self._segment_bytes:
-            self._fsync_locked()
-            os.close(self._fd)
+            # The fsync thread syncs and closes it; the worker never waits for the disk.
+            self._retired.append(self._fd)
             self._fd = None  # the next append opens seg-<next seq>
 
     def _after_write(self) -> None:
@@ -160,21 +168,26 @@ class SpoolWriter:
     # -- durability ------------------------------------------------------------------------------
 
     def sync(self) -> None:
-        """fsync everything written so far (the active segment and, after a new segment, the folder)."""
+        """fsync everything written so far (the active segment, segments just rolled over, and the
+        folder after a new segment). The disk is waited on outside the lock, so appends go on."""
         with self._lock:
-            self._fsync_locked()
-
-    def _fsync_locked(self) -> None:
-        if self._dirty_since is not None and self._fd is not None:
-            os.fsync(self._fd)
-        self._dirty_since = None
-        if self._dir_dirty:
-            self._dir_dirty = False
-            dfd = os.open(self.sdir.path, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            fds, self._retired = self._retired, []
+            if self._dirty_since is not None and self._fd is not None:
+                fds.append(os.dup(self._fd))  # a private handle: the segment may roll over meanwhile
+            self._dirty_since = None
+            dir_dirty, self._dir_dirty = self._dir_dirty, False
+        try:
+            for fd in fds:
+                os.fsync(fd)
+            if dir_dirty:
+                dfd = os.open(self.sdir.path, os.O_RDONLY)
+                try:
+                    os.fsync(dfd)
+                finally:
+                    os.close(dfd)
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     def _fsync_loop(self) -> None:
         # Group commit: one fsync per window while data keeps coming, none while idle.
@@ -202,14 +215,14 @@ class SpoolWriter:
         with self._lock:
             if self._closed:
                 return
-            try:
-                self._fsync_locked()
-            except OSError as exc:
-                self._error(f"fsync: {exc}")
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
             self._closed = True
+            if self._fd is not None:
+                self._retired.append(self._fd)
+                self._fd = None
+        try:
+            self.sync()
+        except OSError as exc:
+            self._error(f"fsync: {exc}")
         with self._fsync_wake:
             self._fsync_wake.notify()
         try:
@@ -219,12 +232,13 @@ class SpoolWriter:
 
     def forget_after_fork(self) -> None:
         """In a forked child: close our copies of the parent's descriptors without touching its files."""
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        fds, self._fd, self._retired = [self._fd, *self._retired], None, []
+        for fd in fds:
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
         self._closed = True
         self.sdir.writer_lock.forget()
         self.sdir.sender_lock.forget()
