@@ -132,11 +132,14 @@ def _serialize(first_seq: int, events: List[Dict[str, Any]], bad: List[Tuple[tup
     if not events:
         return [], bad
     try:
-        parts = _dumps(events)[1:-1].replace(b',{"seq":', b'\n{"seq":').split(b"\n")
+        blob = _dumps(events)
     except orjson.JSONEncodeError:
-        parts = []
+        return _one_by_one(first_seq, events, bad)
+    parts = blob[1:-1].replace(b',{"seq":', b'\n{"seq":').split(b"\n")
     if len(parts) != len(events):
         return _one_by_one(first_seq, events, bad)
+    if blob.count(b"null") <= known_nulls * len(events):
+        return parts, bad  # no null beyond the expected ones: no NaN or infinity anywhere
     for i, part in enumerate(parts):
         # orjson writes NaN and infinities as null: only then look closer (the protocol names them).
         if b"null" in part and (not known_nulls or part.count(b"null") > known_nulls) and _has_nonfinite(events[i]):
