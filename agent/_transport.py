@@ -19,6 +19,7 @@ import orjson
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from ._retry import ConnectFailed, RequestTimeout
+from ._session import public_url
 
 __all__ = ["Transport", "Response"]
 
@@ -81,6 +82,7 @@ class Transport:
     def __init__(self, base_url: str, token: Optional[str], *, connect_timeout: float = 10.0,
                  read_timeout: float = 60.0):
         self._api = base_url.rstrip("/") + "/api/v1"
+        self._shown = public_url(base_url) + "/api/v1"  # for messages: no user info
         self._auth = {"Authorization": f"Bearer {token}"} if token else {}
         self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
         self._session: Optional[aiohttp.ClientSession] = None
@@ -106,10 +108,10 @@ class Transport:
                 body = await resp.read()
                 return Response(resp.status, {k.lower(): v for k, v in resp.headers.items()}, body)
         except aiohttp.ClientConnectorError as exc:
-            raise ConnectFailed(f"cannot connect to {self._api}: {exc.os_error}") from None
+            raise ConnectFailed(f"cannot connect to {self._shown}: {exc.os_error}") from None
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             what = "no answer in time" if isinstance(exc, asyncio.TimeoutError) else "connection broke"
-            raise RequestTimeout(f"{what} from {self._api}{route} ({type(exc).__name__})") from None
+            raise RequestTimeout(f"{what} from {self._shown}{route} ({type(exc).__name__})") from None
 
     # -- routes ----------------------------------------------------------------------------------
 
