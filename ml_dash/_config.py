@@ -30,15 +30,17 @@ class Config:
     token: Optional[str] = field(default=None, repr=False)
     #: User name for ``RUN.user`` (``ML_DASH_USER``, else ``$USER``).
     user: str = "unknown"
-    #: Events the in-process queue holds before backpressure starts.
-    queue_max_events: int = 1_000_000
+    #: Events one in-process queue (each metric has its own) holds before backpressure starts.
+    #: A queued metric row costs ~250 bytes, so this bounds the queue near 12 MB per metric.
+    queue_max_events: int = 50_000
     #: Approximate bytes of large payloads (log text, file bytes) the queue holds.
     queue_max_bytes: int = 256 * 1024 * 1024
     #: Events that wake the background worker early (one wake-up per this many events).
     batch_events: int = 20_000
     #: Longest time an event waits in the queue before the worker writes it, seconds.
     flush_interval: float = 0.5
-    #: How long a caller blocks on a full queue before the drop policy applies, seconds.
+    #: How long a caller blocks on a full queue before the drop policy applies, seconds. After one
+    #: such timeout, calls that find the queue still full drop at once until the worker catches up.
     backpressure_timeout: float = 10.0
     #: What happens when backpressure times out: "drop" (counted, reported) or "raise".
     drop_policy: str = "drop"

@@ -93,6 +93,9 @@ class Pipeline:
         self._wake_at = self._batch
         self._bytes = 0
         self._woken = False
+        #: Set when a caller waited the whole backpressure window in vain; cleared by the worker
+        #: after each batch. While set, a full queue drops at once instead of blocking every call.
+        self._stalled = False
         self._wake = threading.Event()
         self._space = threading.Condition(threading.Lock())
         self._thread: Optional[threading.Thread] = None
@@ -149,9 +152,10 @@ class Pipeline:
             self._woken = True
             self._wake.set()
         if len(q) >= self._max:
-            if threading.current_thread() is self._thread:
+            if self._stalled or threading.current_thread() is self._thread:
                 return self._drop(item, "queue_full")
             if not self._wait_for_space(lambda: len(q) < self._max):
+                self._stalled = True
                 return self._drop(item, "queue_full")
         q.append(item)
         return True
@@ -222,6 +226,7 @@ class Pipeline:
             metrics = [(name, rows) for name, rows in metrics if rows]
             if batch or metrics:
                 self._process(batch, metrics)
+                self._stalled = False
                 with self._space:
                     self._space.notify_all()
 
