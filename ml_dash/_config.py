@@ -44,8 +44,10 @@ class Config:
     backpressure_timeout: float = 10.0
     #: What happens when backpressure times out: "drop" (counted, reported) or "raise".
     drop_policy: str = "drop"
-    #: One deadline for everything that happens at exit (flush, upload), seconds.
-    shutdown_timeout: float = 30.0
+    #: One deadline for everything that happens at exit (flush, upload), seconds. Schedulers send
+    #: SIGKILL 30 s after SIGTERM by default (Kubernetes' grace period, Slurm's KillWait): 20 s
+    #: leaves time to print what is left and the flush command before that.
+    shutdown_timeout: float = 20.0
     #: Largest string accepted in a log message or field, bytes (UTF-8 length is checked as chars).
     max_string_bytes: int = 1024 * 1024
     #: Where remote mode keeps its write-ahead spool (``ML_DASH_SPOOL_DIR``).
