@@ -3,12 +3,14 @@
 ``IngestClient.deliver`` takes a run of consecutive spool entries and gets the server to consume
 every seq in it, or says where to resume:
 
-* 200: acknowledged; per-event ``rejected`` entries are quarantined (the server consumed them).
+* 200: acknowledged; per-event ``rejected`` entries are quarantined (the server consumed them); a
+  rejected row of a columnar record is quarantined on its own, as a one-row record.
 * 429/502/503/504, no connection, no answer: retried under the one :class:`~._retry.RetryPolicy`.
 * 400, 413 and 500 (the batch, or one event in it, is bad): the batch is split in halves and each
-  half sent on its own, down to single events; a single event that is still refused is
-  quarantined and replaced by a ``gap`` event, so everything else keeps flowing. A transient 500
-  costs a few extra requests and loses nothing.
+  half sent on its own, down to single events; a columnar record is then split into records of
+  fewer rows, down to one row; a single event that is still refused is quarantined and replaced
+  by a ``gap`` event per seq, so everything else keeps flowing. A transient 500 costs a few extra
+  requests and loses nothing.
 * 415: fall back to the next encoding (zstd, gzip, identity).
 * 409 ``seq_gap`` / an ack short of the batch: resume from the server's ``acked_seq + 1``.
 * 409 ``blob_missing``: upload the blob, send again.
@@ -18,6 +20,7 @@ every seq in it, or says where to resume:
 from __future__ import annotations
 
 import os
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tuple
 
@@ -25,6 +28,7 @@ import orjson
 
 from ml_dash._errors import AuthError, ProtocolError
 
+from ._columns import slice_record
 from ._reader import Entry
 from ._retry import RETRY_STATUSES, Control, ConnectFailed, Retryable, RetryPolicy, parse_retry_after
 from ._wire import ENCODINGS, batch_body, compress, gap_event
@@ -34,8 +38,8 @@ if TYPE_CHECKING:  # aiohttp loads only in the sender thread, through _transport
 
 __all__ = ["IngestClient", "Outcome", "AuthFailed", "ServerInfo", "Quarantine"]
 
-#: Called with (seq or None, reason, bytes) before a record is given up on.
-Quarantine = Callable[[Optional[int], str, bytes], None]
+#: Called with (seq or None, reason, bytes[, seqs it stands for]) before a record is given up on.
+Quarantine = Callable[..., None]
 
 _SPLIT_STATUSES = frozenset({400, 413, 500})
 
@@ -63,8 +67,21 @@ class Outcome:
     files: Dict[int, str] = field(default_factory=dict)
 
 
-def _as_gap(e: Entry, reason: str) -> Entry:
-    return e._replace(payload=gap_event(e.seq, f"quarantined: {reason}"[:200]), kind=b"gap")
+def _as_gaps(e: Entry, reason: str) -> List[Entry]:
+    """Gap events for every seq of ``e`` (the spool bytes ride on the first)."""
+    why = f"quarantined: {reason}"[:200]
+    return [e._replace(seq=s, payload=gap_event(s, why), kind=b"gap", n=1, size=e.size if s == e.seq else 0)
+            for s in range(e.seq, e.seq + e.n)]
+
+
+def _halves(e: Entry) -> Optional[List[Entry]]:
+    """A columnar record of several rows as two records of half the rows (None if it cannot be read)."""
+    mid = e.seq + e.n // 2
+    a = slice_record(e.payload, e.seq, mid - 1)
+    b = slice_record(e.payload, mid, e.seq + e.n - 1)
+    if a is None or b is None:
+        return None
+    return [e._replace(payload=a, n=mid - e.seq), e._replace(seq=mid, payload=b, n=e.seq + e.n - mid, size=0)]
 
 
 class IngestClient:
@@ -144,7 +161,7 @@ class IngestClient:
             span = await self._with_blobs(span, blob_dir, quarantine, out)
             resp = await self._post(session, prefix, span)
             body = resp.json()
-            last = span[-1].seq
+            last = span[-1].last
             if resp.status == 200:
                 acked = int(body.get("acked_seq", -1))
                 out.acked_seq = max(out.acked_seq, acked)
@@ -180,12 +197,16 @@ class IngestClient:
                     spans[:0] = [span[:mid], span[mid:]]
                     continue
                 e = span[0]
+                halves = _halves(e) if e.n > 1 else None
+                if halves is not None:  # a columnar record: fewer rows, down to the bad one
+                    spans.insert(0, halves)
+                    continue
                 if e.kind != b"gap":
-                    # One event the server will not take, whatever we do: set it aside, send a gap instead.
+                    # One event the server will not take, whatever we do: set it aside, send gaps instead.
                     reason = f"http_{resp.status}: {resp.error()}"
-                    quarantine(e.seq, reason, e.payload)
-                    out.quarantined += 1
-                    spans.insert(0, [_as_gap(e, reason)])
+                    quarantine(e.seq, reason, e.payload, e.n)
+                    out.quarantined += e.n
+                    spans.insert(0, _as_gaps(e, reason))
                     continue
             raise ProtocolError(f"unexpected answer to ingest: HTTP {resp.status}: {resp.error()}", status=resp.status)
         return out
@@ -201,13 +222,21 @@ class IngestClient:
                              out: Outcome) -> None:
         if not rejected:
             return
-        by_seq = {e.seq: e for e in span}
+        firsts = [e.seq for e in span]
         for r in rejected:
-            e = by_seq.get(r.get("seq")) if isinstance(r, dict) else None
-            if e is None or e.kind == b"gap":
-                continue  # a gap's record is in the quarantine already
-            quarantine(e.seq, f"rejected {r.get('code')}: {r.get('message')}", e.payload)
-            out.quarantined += 1
+            seq = r.get("seq") if isinstance(r, dict) else None
+            if type(seq) is not int:
+                continue
+            e = span[max(0, bisect_right(firsts, seq) - 1)]
+            if not e.seq <= seq <= e.last or e.kind == b"gap":
+                continue  # not ours, or a gap (whose record is in the quarantine already)
+            n = r.get("n", 1)
+            hi = min(e.last, seq + (n if type(n) is int and n > 0 else 1) - 1)
+            record = e.payload
+            if (seq, hi) != (e.seq, e.last):  # some rows of a columnar record: set aside just those
+                record = slice_record(e.payload, seq, hi) or e.payload
+            quarantine(seq, f"rejected {r.get('code')}: {r.get('message')}", record, hi - seq + 1)
+            out.quarantined += hi - seq + 1
 
     def _set_aside(self, span: List[Entry], checksum: str, reason: str, quarantine: Quarantine,
                    out: Outcome) -> List[Entry]:
@@ -216,7 +245,7 @@ class IngestClient:
             if e.kind == b"file" and orjson.loads(e.payload).get("checksum") == checksum:
                 quarantine(e.seq, reason, e.payload)
                 out.quarantined += 1
-                e = _as_gap(e, reason)
+                e = _as_gaps(e, reason)[0]
             result.append(e)
         return result
 
@@ -235,7 +264,7 @@ class IngestClient:
                 if problem is not None:
                     quarantine(e.seq, problem, e.payload)
                     out.quarantined += 1
-                    e = _as_gap(e, problem)
+                    e = _as_gaps(e, problem)[0]
                 else:
                     out.files[e.seq] = str(event.get("id"))
             result.append(e)

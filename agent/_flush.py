@@ -40,11 +40,13 @@ class SessionStatus:
 
 def _pending(sdir: SessionDir) -> Tuple[int, int]:
     """Events and spool bytes after the acknowledged ones (reads the segments; no side effects)."""
-    reader = SessionReader(sdir, sdir.read_ack() + 1)
+    start = sdir.read_ack() + 1
+    reader = SessionReader(sdir, start)
     events = nbytes = 0
     while True:
         chunk = reader.read(100_000, 16 << 20, finished=True)
-        events += sum(1 for e in chunk.entries if e.kind != b"gap")
+        # Seqs, not records (a columnar record holds many); a record partly acknowledged counts its rest.
+        events += sum(e.seq + e.n - max(e.seq, start) for e in chunk.entries if e.kind != b"gap")
         nbytes += sum(e.size for e in chunk.entries)
         if chunk.at_end:
             break

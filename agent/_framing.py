@@ -6,6 +6,9 @@ event as compact JSON (see ``ml_dash/server/PROTOCOL.md``) and always starts wit
 line without its newline is a torn tail (a crash mid-write), and a line whose CRC does not match
 is corrupt (a flipped byte). Both are detected here and never sent to the server.
 
+A columnar ``metrics`` record covers several seqs: its payload starts
+``{"seq":<first>,"kind":"metrics","n":<rows>,`` and :func:`count_of` reads ``n`` the same way.
+
 Keeping the payload byte-identical to the wire event means the sender never re-encodes: it checks
 the CRC and forwards the bytes.
 """
@@ -16,10 +19,11 @@ import operator
 import zlib
 from typing import Iterator, List, NamedTuple, Optional
 
-__all__ = ["frame", "frame_all", "Line", "split_lines", "check_line", "check_block", "seq_of", "kind_of"]
+__all__ = ["frame", "frame_all", "Line", "split_lines", "check_line", "check_block", "seq_of", "kind_of", "count_of"]
 
 _HEX = frozenset(b"0123456789abcdef")
 _SEQ_PREFIX = b'{"seq":'
+_ROWS_HEAD = b',"kind":"metrics","n":'
 _HEAD = b"%08x "
 _SEQ_PREFIX_CHECK = operator.methodcaller("startswith", _SEQ_PREFIX)
 
@@ -90,3 +94,15 @@ def kind_of(payload: bytes) -> bytes:
     """The ``kind`` of a checked payload (``b"metric"``, ``b"file"``, ...), without parsing the JSON."""
     start = payload.index(b',"kind":"', 7) + 9
     return payload[start : payload.index(b'"', start)]
+
+
+def count_of(payload: bytes) -> int:
+    """How many seqs a checked payload covers: ``n`` of a columnar ``metrics`` record, else 1.
+
+    Exact without parsing: ``kind`` is always the second key, right after ``seq``.
+    """
+    end = payload.index(b",", 7)
+    if not payload.startswith(_ROWS_HEAD, end):
+        return 1
+    start = end + len(_ROWS_HEAD)
+    return int(payload[start : payload.index(b",", start)])

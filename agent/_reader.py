@@ -6,6 +6,11 @@ are never sent. A run of unreadable records between two good ones becomes ``gap`
 seqs in between (the server consumes them, so the session keeps flowing) and the bad bytes go to
 the quarantine. Unreadable bytes after the last good record of a finished session hold no seq
 anyone waits for: they are quarantined and nothing is sent for them.
+
+A record may cover several seqs (a columnar ``metrics`` record: ``Entry.n``); the cursor then
+moves past all of them, an unreadable one becomes a gap per seq it held, and a cursor placed
+inside a record (the server acknowledged part of it) returns the whole record: the server stores
+only its tail.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from functools import partial
 from itertools import accumulate, repeat
 from typing import List, NamedTuple, Optional, Tuple
 
-from ._framing import Line, check_block, check_line, kind_of, seq_of, split_lines
+from ._framing import Line, check_block, check_line, count_of, kind_of, seq_of, split_lines
 from ._session import SessionDir
 from ._wire import gap_event
 
@@ -24,6 +29,7 @@ __all__ = ["Entry", "Chunk", "SessionReader"]
 
 _READ = 1 << 20
 _FILE = b'"kind":"file"'
+_ROWS = b'"kind":"metrics"'
 
 
 class Entry(NamedTuple):
@@ -35,6 +41,11 @@ class Entry(NamedTuple):
     size: int  # spool bytes it accounts for
     reason: str = ""  # for gaps: why the record is missing
     raw: bytes = b""  # for gaps: the unreadable bytes, for the quarantine
+    n: int = 1  # seqs the record covers: seq .. seq + n - 1 (a columnar metrics record: its rows)
+
+    @property
+    def last(self) -> int:
+        return self.seq + self.n - 1
 
 
 #: Entry from a tuple of its fields, in C (``Entry._make`` adds a Python-level check per entry).
@@ -129,7 +140,11 @@ class SessionReader:
         ``room`` (events, bytes) ran out."""
         lines = block[:-1].split(b"\n")
         payloads = None if bad else check_block(lines)
-        if payloads is not None:
+        if payloads is not None and _ROWS in block:
+            done = self._take_records(base, lines, payloads, entries, room)
+            if done is not None:
+                return done
+        elif payloads is not None:
             first = seq_of(payloads[0])
             skip = self._expect - first
             if seq_of(payloads[-1]) == first + len(lines) - 1 and 0 <= skip <= len(lines):
@@ -141,17 +156,19 @@ class SessionReader:
                 bad.append(line)
                 continue
             s = seq_of(payload)
-            if s < self._expect:  # before the cursor (after a seek): already handled
+            n = count_of(payload)
+            if s + n <= self._expect:  # before the cursor (after a seek): already handled
                 bad.clear()
                 self._off = line.end
                 continue
             if s > self._expect:
                 room[1] -= self._gaps(entries, s, bad, "corrupt_record" if bad else "missing_record")
             bad.clear()
-            entries.append(Entry(s, payload, kind_of(payload) if _FILE in payload else b"", line.end - line.start))
-            room[0] -= 1
+            entries.append(Entry(s, payload, kind_of(payload) if _FILE in payload else b"", line.end - line.start,
+                                 "", b"", n))
+            room[0] -= n
             room[1] -= line.end - line.start
-            self._expect = s + 1
+            self._expect = s + n
             self._off = line.end
             if room[0] <= 0 or room[1] <= 0:
                 return True
@@ -168,12 +185,37 @@ class SessionReader:
                      if _FILE in block else repeat(b""))
             entries.extend(map(_new_entry, zip(range(first + skip, first + skip + take),
                                                 payloads[skip : skip + take], kinds,
-                                                sizes[skip : skip + take], repeat(""), repeat(b""))))
+                                                sizes[skip : skip + take], repeat(""), repeat(b""), repeat(1))))
             room[0] -= take
             room[1] -= cum[take - 1]
             self._expect = first + skip + take
         self._off = base + sum(sizes[:skip]) + (cum[take - 1] if take else 0)
         return take < avail
+
+    def _take_records(self, base, lines, payloads, entries, room) -> Optional[bool]:
+        """Like :meth:`_take_intact` for a block holding columnar records (a Python step per record,
+        each of up to a thousand rows); None when the block is not in order from the cursor."""
+        seqs = list(map(seq_of, payloads))
+        ns = list(map(count_of, payloads))
+        if list(accumulate(ns[:-1], initial=seqs[0])) != seqs:
+            return None
+        expect = self._expect
+        skip = bisect_left([s + n - 1 for s, n in zip(seqs, ns)], expect)  # records wholly before the cursor
+        if skip < len(seqs) and seqs[skip] > expect:
+            return None  # seqs missing before this block: the line-by-line path explains them
+        off = base + sum(len(ln) + 1 for ln in lines[:skip])
+        for i in range(skip, len(lines)):
+            if room[0] <= 0 or room[1] <= 0:
+                self._off = off
+                return True
+            p, size = payloads[i], len(lines[i]) + 1
+            entries.append(Entry(seqs[i], p, kind_of(p) if _FILE in p else b"", size, "", b"", ns[i]))
+            room[0] -= ns[i]
+            room[1] -= size
+            off += size
+            self._expect = seqs[i] + ns[i]
+        self._off = off
+        return room[0] <= 0 or room[1] <= 0
 
     def _gaps(self, entries: List[Entry], upto: int, bad: List[Line], reason: str) -> int:
         """Gap entries for seqs ``expect .. upto-1``; the unreadable bytes ride on the first."""

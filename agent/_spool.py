@@ -24,7 +24,8 @@ from ml_dash._files import Source, snapshot
 from ._framing import frame_all
 from ._report import human_bytes
 from ._session import SessionDir
-from ._wire import encode_items, encode_metric_rows
+from ._columns import encode_metric_rows
+from ._wire import encode_items
 
 __all__ = ["SpoolWriter", "SEGMENT_BYTES"]
 
@@ -32,6 +33,11 @@ __all__ = ["SpoolWriter", "SEGMENT_BYTES"]
 SEGMENT_BYTES = 8 * 1024 * 1024
 #: Items encoded per write(2): bounds the memory a huge worker batch needs.
 _CHUNK_ITEMS = 4096
+
+
+def _one_seq_each(first: int, items: List[tuple]):
+    payloads, bad = encode_items(first, items)
+    return payloads, None, bad  # None: one seq per payload
 
 
 class SpoolWriter:
@@ -72,10 +78,11 @@ class SpoolWriter:
 
     def append(self, items: List[tuple]) -> int:
         """Give each item the next seq and append it; returns how many were stored. Never raises."""
-        return self._append(items, encode_items)
+        return self._append(items, _one_seq_each)
 
     def append_metric_rows(self, name: Optional[str], rows: List[Dict[str, Any]]) -> int:
-        """Append one metric's rows (the user's fields plus ``_ts``); like :meth:`append`."""
+        """Append one metric's rows (the user's fields plus ``_ts``) as columnar records, a seq per
+        row; like :meth:`append`."""
         return self._append(rows, lambda first, chunk: encode_metric_rows(first, name, chunk))
 
     def _append(self, items: list, encode) -> int:
@@ -88,32 +95,31 @@ class SpoolWriter:
 
     def _append_chunk(self, items: list, encode) -> int:
         first = self.next_seq
-        payloads, bad = encode(first, items)
+        payloads, counts, bad = encode(first, items)
         for _, why in bad:  # one bad item must not fail its batch; it takes no seq
             self._drop("encode_error", 1, why)
         if not payloads:
             return 0
-        frames = frame_all(payloads)
-        seq = first + len(payloads)
-        data = frames
+        events = len(payloads) if counts is None else sum(counts)  # seqs used (a record may hold many)
+        data = frame_all(payloads)
         with self._lock:
             if self._closed:
-                self._drop("closed", len(payloads), "spool closed")
+                self._drop("closed", events, "spool closed")
                 return 0
             if self.pending_bytes + len(data) > self._max_bytes:
-                self._drop("spool_full", len(payloads), f"the spool is over its cap of {human_bytes(self._max_bytes)} "
+                self._drop("spool_full", events, f"the spool is over its cap of {human_bytes(self._max_bytes)} "
                            "(ML_DASH_SPOOL_MAX_BYTES); is the server reachable?")
                 return 0
             try:
                 self._write(data, first)
             except OSError as exc:
                 reason = "disk_full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "spool_write_error"
-                self._drop(reason, len(payloads), f"{type(exc).__name__}: {exc}")
+                self._drop(reason, events, f"{type(exc).__name__}: {exc}")
                 return 0
-            self.next_seq = seq
+            self.next_seq = first + events
             self.bytes_written += len(data)
         self._after_write()
-        return len(payloads)
+        return events
 
     def _write(self, data: bytes, first_seq: int) -> None:
         if self._fd is None:

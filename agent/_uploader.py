@@ -70,9 +70,13 @@ class SessionUploader:
             nbytes = max(1024, min(nbytes, info.max_decoded_bytes // 2))
         return events, nbytes
 
-    def _quarantine(self, seq: Optional[int], reason: str, record: bytes) -> None:
-        self.tally.quarantined += 1
-        self._set_aside.add(seq)
+    def _quarantine(self, seq: Optional[int], reason: str, record: bytes, n: int = 1) -> None:
+        """Set ``record`` aside; it stands for seqs ``seq .. seq + n - 1`` (rows of a columnar record)."""
+        self.tally.quarantined += n
+        if seq is None:
+            self._set_aside.add(seq)
+        else:
+            self._set_aside.update(range(seq, seq + n))
         self.sdir.quarantine(seq, reason, record)
 
     async def step(self, finished: bool) -> bool:
@@ -106,9 +110,7 @@ class SessionUploader:
         self.tally.duplicates += out.duplicates
         if out.acked_seq > self.acked:
             new = out.acked_seq
-            nbytes = sum(e.size for e in chunk.entries if self.acked < e.seq <= new)
-            events = sum(1 for e in chunk.entries
-                         if self.acked < e.seq <= new and e.kind != b"gap" and e.seq not in self._set_aside)
+            nbytes, events = self._newly_acked(chunk.entries, new)
             self.tally.events += events
             self.tally.bytes += nbytes
             self.acked = new
@@ -122,9 +124,30 @@ class SessionUploader:
             return False
         return at_end and self._next is None
 
+    def _newly_acked(self, entries, new: int):
+        """(spool bytes, events delivered) that an ack moving from ``self.acked`` to ``new`` accounts for.
+
+        A record's bytes count once its last seq is acknowledged; its events (seqs, not counting
+        gaps and what was quarantined) count as they are acknowledged, so a record the server
+        took in two parts is counted once.
+        """
+        old, aside = self.acked, self._set_aside
+        nbytes = events = 0
+        for e in entries:
+            lo, hi = max(e.seq, old + 1), min(e.seq + e.n - 1, new)
+            if lo > hi:
+                continue
+            if hi == e.seq + e.n - 1:
+                nbytes += e.size
+            if e.kind != b"gap":
+                events += hi - lo + 1
+                if aside:
+                    events -= sum(1 for s in aside if s is not None and lo <= s <= hi)
+        return nbytes, events
+
     def unsent(self, written: int) -> int:
         """Events not yet sent when ``written`` seqs exist (a batch read ahead counts as unsent)."""
-        ahead = len(self._next[0].entries) if self._next is not None else 0
+        ahead = sum(e.n for e in self._next[0].entries) if self._next is not None else 0
         return written - self.reader.next_seq + ahead
 
     def _drop_blobs(self, files, acked: int) -> int:

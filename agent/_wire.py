@@ -1,5 +1,8 @@
 """Queue items (see ``ml_dash._pipeline``) to wire events (see ``ml_dash/server/PROTOCOL.md``).
 
+One event per item and seq; metric rows handed over by ``write_metrics`` take the columnar path
+in ``_columns`` instead.
+
 Every payload starts with ``{"seq":n,"kind":"..."`` (dict order is kept by orjson); the framing
 and the sender rely on that to read ``seq`` and ``kind`` without parsing.
 """
@@ -15,7 +18,7 @@ import orjson
 
 from ml_dash._values import encode_nonfinite
 
-__all__ = ["encode_item", "encode_items", "encode_metric_rows", "gap_event", "batch_body", "compress", "ENCODINGS"]
+__all__ = ["encode_item", "encode_items", "gap_event", "batch_body", "compress", "ENCODINGS"]
 
 _dumps = orjson.dumps
 
@@ -116,19 +119,7 @@ def encode_items(first_seq: int, items: List[tuple]) -> Tuple[List[bytes], List[
     return _serialize(first_seq, events, bad)
 
 
-def encode_metric_rows(first_seq: int, name: Optional[str], rows: List[Dict[str, Any]]) -> Tuple[List[bytes], List[Tuple[tuple, str]]]:
-    """Like :func:`encode_items` for one metric's rows (the user's fields plus ``_ts``)."""
-    events = []
-    seq = first_seq
-    for row in rows:
-        data = row.copy()  # the row stays as the caller made it
-        events.append({"seq": seq, "kind": "metric", "ts": data.pop("_ts", None), "name": name, "data": data})
-        seq += 1
-    # An unnamed metric's events all hold one null (its name): look closer only when there are more.
-    return _serialize(first_seq, events, [], known_nulls=1 if name is None else 0)
-
-
-def _serialize(first_seq: int, events: List[Dict[str, Any]], bad: List[Tuple[tuple, str]], known_nulls: int = 0):
+def _serialize(first_seq: int, events: List[Dict[str, Any]], bad: List[Tuple[tuple, str]]):
     if not events:
         return [], bad
     try:
@@ -138,11 +129,11 @@ def _serialize(first_seq: int, events: List[Dict[str, Any]], bad: List[Tuple[tup
     parts = blob[1:-1].replace(b',{"seq":', b'\n{"seq":').split(b"\n")
     if len(parts) != len(events):
         return _one_by_one(first_seq, events, bad)
-    if blob.count(b"null") <= known_nulls * len(events):
-        return parts, bad  # no null beyond the expected ones: no NaN or infinity anywhere
+    if b"null" not in blob:
+        return parts, bad  # no NaN or infinity anywhere
     for i, part in enumerate(parts):
         # orjson writes NaN and infinities as null: only then look closer (the protocol names them).
-        if b"null" in part and (not known_nulls or part.count(b"null") > known_nulls) and _has_nonfinite(events[i]):
+        if b"null" in part and _has_nonfinite(events[i]):
             parts[i] = _dumps(encode_nonfinite(events[i]))
     return parts, bad
 

@@ -8,7 +8,8 @@ events one by one. Lines are parsed with one orjson call each; checks that are r
 from __future__ import annotations
 
 import re
-from typing import Any, List, Tuple
+from itertools import accumulate, repeat
+from typing import Any, List, Optional, Tuple
 
 import orjson
 
@@ -45,16 +46,18 @@ def parse_server_prefix(value: Any) -> Prefix:
 class Batch:
     """A parsed batch: header fields and the events (dicts), seqs checked contiguous."""
 
-    __slots__ = ("session", "prefix", "events", "too_big", "too_deep", "first_seq")
+    __slots__ = ("session", "prefix", "events", "too_big", "too_deep", "first_seq", "counts")
 
     def __init__(self, session: str, prefix: Prefix, events: List[dict], too_big: frozenset,
-                 too_deep: frozenset = frozenset()):
+                 too_deep: frozenset = frozenset(), counts: Optional[List[int]] = None):
         self.session = session
         self.prefix = prefix
         self.events = events
         self.too_big = too_big  # positions of lines over max_event_bytes
         self.too_deep = too_deep  # positions of lines nesting deeper than MAX_DEPTH
         self.first_seq = events[0]["seq"] if events else None
+        #: Seqs each event covers (a columnar ``metrics`` record: its ``n``); None when all cover one.
+        self.counts = counts
 
 
 def _depth(value: Any) -> int:
@@ -132,9 +135,32 @@ def parse_batch(body: bytes, limits: Limits) -> Batch:
         seqs = [ev["seq"] for ev in events]
     except (TypeError, KeyError):
         raise ApiError(400, "bad_event", "every event must be a JSON object with an integer 'seq'") from None
+    counts = None
+    if "metrics" in map(dict.get, events, repeat("kind")):  # columnar records: each covers n seqs
+        counts = [_count(ev, limits) for ev in events]
     if seqs:
         first = seqs[0]
-        if (type(first) is not int or first < 0 or seqs != list(range(first, first + len(seqs)))
-                or any(type(s) is not int for s in seqs)):  # 1.0 and True compare equal to ints
-            raise ApiError(400, "bad_seq", "event seqs must be integers >= 0, increasing by 1 within a batch")
-    return Batch(session, prefix, events, too_big, too_deep)
+        if type(first) is not int or first < 0:
+            expected = None
+        elif counts is None:
+            expected = list(range(first, first + len(seqs)))
+        else:
+            expected = list(accumulate(counts[:-1], initial=first))
+        if seqs != expected or any(type(s) is not int for s in seqs):  # 1.0 and True compare equal to ints
+            raise ApiError(400, "bad_seq", "event seqs must be integers >= 0, increasing by 1 within a batch "
+                           "(by n after a 'metrics' event)")
+        if counts is not None and sum(counts) > limits.max_events_per_batch:
+            raise ApiError(413, "too_many_events", f"the batch has {sum(counts):,} events (rows); the limit is "
+                           f"{limits.max_events_per_batch:,}", limit=limits.max_events_per_batch)
+    return Batch(session, prefix, events, too_big, too_deep, counts)
+
+
+def _count(ev: dict, limits: Limits) -> int:
+    """Seqs an event covers; a ``metrics`` event's ``n`` is part of its identity, so a bad one is a 400."""
+    if ev.get("kind") != "metrics":
+        return 1
+    n = ev.get("n")
+    if type(n) is not int or not 1 <= n <= limits.max_event_rows:
+        raise ApiError(400, "bad_seq", f"a 'metrics' event needs 'n', an integer from 1 to {limits.max_event_rows:,} "
+                       f"(the seqs it covers)")
+    return n

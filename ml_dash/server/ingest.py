@@ -6,13 +6,16 @@ rejected. Nothing here touches the disk; :mod:`.store` applies a plan.
 
 Cost matters (ingest target: about a million metric points a second): a batch of only well-formed
 metric events is checked column-wise with C-level passes (:func:`_all_metrics_fast`); anything
-else goes through the per-event loop, which gives the same result event by event.
+else goes through the per-event loop, which gives the same result event by event. A columnar
+``metrics`` event (many rows, one seq each) takes one step of that loop; its rows are checked and
+built per column in :mod:`.columns`.
 """
 
 from __future__ import annotations
 
 import re
 import time
+from bisect import bisect_left
 from collections import deque
 from itertools import repeat
 from typing import Any, Dict, List, Optional, Tuple
@@ -20,6 +23,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from .._errors import InvalidPrefix
 from .._names import check_filename, check_relpath
 from .batch import MAX_DEPTH, Batch
+from .columns import TS_MAX, RecordRejected, expand_metrics
 from .errors import ApiError
 from .limits import Limits
 
@@ -31,7 +35,7 @@ STATUSES = frozenset(("RUNNING", "COMPLETED", "FAILED", "CANCELLED"))
 #: Canonical levels, with the stdlib spellings the SDK also accepts.
 LEVELS = {"debug": "debug", "info": "info", "warn": "warn", "warning": "warn", "error": "error",
           "fatal": "fatal", "critical": "fatal"}
-_TS_MAX = 1e11  # year 5138: past it, datetime cannot render the timestamp
+_TS_MAX = TS_MAX
 _NUM = (int, float)
 
 
@@ -128,10 +132,20 @@ def plan_batch(batch: Batch, acked: int, limits: Limits, prefix: str, blob_size)
     if first > acked + 1:
         raise ApiError(409, "seq_gap", f"the batch starts at seq {first} but the server has up to {acked}; resend from {acked + 1}",
                        acked_seq=acked)
-    skip = min(acked + 1 - first, len(events))
-    plan.duplicates = skip
-    plan.last_seq = max(acked, first + skip - 1)
-    if skip < len(events) and not batch.too_big and not batch.too_deep and _all_metrics_fast(plan, events[skip:] if skip else events, limits):
+    counts = batch.counts
+    offset = 0  # rows of the first new event already stored (acked_seq fell inside a columnar event)
+    if counts is None:
+        skip = min(acked + 1 - first, len(events))
+        plan.duplicates = skip
+    else:
+        lasts = [ev["seq"] + n - 1 for ev, n in zip(events, counts)]
+        skip = bisect_left(lasts, acked + 1)  # events wholly at or below acked_seq
+        plan.duplicates = min(acked + 1, lasts[-1] + 1) - first
+        if skip < len(events):
+            offset = max(0, acked + 1 - events[skip]["seq"])
+    plan.last_seq = max(acked, first + plan.duplicates - 1)
+    if (counts is None and skip < len(events) and not batch.too_big and not batch.too_deep
+            and _all_metrics_fast(plan, events[skip:] if skip else events, limits)):
         return plan
     now = time.time()
     metrics = plan.metrics
@@ -145,9 +159,13 @@ def plan_batch(batch: Batch, acked: int, limits: Limits, prefix: str, blob_size)
         try:
             if pos in too_big:
                 raise _Reject("event_too_large", f"the event is over the limit of {limits.max_event_bytes:,} bytes")
+            kind = ev.get("kind")
+            if kind == "metrics":  # columnar: n rows, n seqs; its own rejections are per row
+                off = offset if pos == skip else 0
+                _columnar(plan, ev, off, names, limits, now, pos in too_deep)
+                continue
             if pos in too_deep:
                 raise _Reject("too_deep", f"the event nests deeper than {MAX_DEPTH} levels")
-            kind = ev.get("kind")
             if kind == "metric":  # the hot path: keep it short
                 name = ev.get("name")
                 if name is not None:
@@ -211,9 +229,42 @@ def plan_batch(batch: Batch, acked: int, limits: Limits, prefix: str, blob_size)
                 raise _Reject("unknown_kind", f"unknown event kind {str(kind)[:64]!r}")
             plan.stored += 1
         except _Reject as rej:
-            plan.rejected.append({"seq": seq, "code": rej.code, "message": rej.message})
+            # Every seq of the event is consumed; a columnar event is reported once, with its rows.
+            lo = seq + (offset if pos == skip else 0)
+            rows = seq + (counts[pos] if counts else 1) - lo
+            plan.rejected.append({"seq": lo, "code": rej.code, "message": rej.message, **({"n": rows} if rows > 1 else {})})
+            plan.last_seq = lo + rows - 1
+            continue
         plan.last_seq = seq
     return plan
+
+
+def _columnar(plan: Plan, ev: dict, offset: int, names: Dict[str, str], limits: Limits, now: float, deep: bool) -> None:
+    """Add the new rows of a columnar ``metrics`` event to ``plan``; raises _Reject for the whole event."""
+    name = ev.get("name")
+    if name is not None:
+        if type(name) is not str:
+            raise _Reject("invalid_name", "a metric 'name' must be a string or null")
+        norm = names.get(name)
+        if norm is None:
+            norm = names[name] = _name(name, "metric name", limits)
+        name = norm
+    try:
+        # A value may nest as deep as in a per-row event ({"data": {key: value}}), no deeper.
+        rows, bad = expand_metrics(ev, offset, limits.max_fields, now, MAX_DEPTH - 2, deep)
+    except RecordRejected as rej:
+        raise _Reject(rej.code, rej.message) from None
+    seq = ev["seq"]
+    if rows:
+        have = plan.metrics.get(name)
+        if have is None:
+            plan.metrics[name] = rows
+        else:
+            have.extend(rows)
+    for i, code, message in bad:
+        plan.rejected.append({"seq": seq + i, "code": code, "message": message})
+    plan.stored += len(rows)
+    plan.last_seq = seq + ev["n"] - 1
 
 
 def _all_metrics_fast(plan: Plan, new: List[dict], limits: Limits) -> bool:

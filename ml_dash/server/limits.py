@@ -35,7 +35,10 @@ class Limits:
     max_body_bytes: int = 8 * _MiB
     max_decoded_bytes: int = 64 * _MiB
     max_event_bytes: int = 1 * _MiB
+    #: Events per batch, counting each row of a columnar ``metrics`` event (each takes a seq).
     max_events_per_batch: int = 100_000
+    #: Rows (``n``) of one columnar ``metrics`` event; the event as a whole stays within max_event_bytes.
+    max_event_rows: int = 10_000
     max_fields: int = 1000
     max_name_bytes: int = 255
     max_blob_bytes: int = 5 * 1024 * _MiB
