@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import tempfile
@@ -54,7 +53,3 @@ def short(error: Optional[str], limit: int = 160) -> str:
         return ""
     line = error.strip().splitlines()[-1] if error.strip() else error
     return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def workdir_exists(path: str) -> bool:
-    return os.path.isdir(path)

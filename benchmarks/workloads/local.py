@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
-from ..harness import REPO_ROOT, Child, spawn
+from ..harness import REPO_ROOT, Child, run_command, spawn
 from ..settings import Settings
 from .common import classify_failure, measured_with_check, progress, short
 
@@ -133,8 +133,6 @@ def run_big(s: Settings, child: Child, scratch: str) -> Dict[str, Any]:
 
 def run_import(s: Settings, child: Child) -> Dict[str, Any]:
     """``python -c "import ml_dash"`` against ``python -c "pass"``, interleaved, many times."""
-    from ..harness import run_command
-
     env = child.environ()
     walls: Dict[str, list] = {"pass": [], "import ml_dash": []}
     for _ in range(s.import_repeat):

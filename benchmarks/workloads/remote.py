@@ -7,7 +7,6 @@ and the rest of the suite runs on. Each repetition gets a fresh server on an emp
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from typing import Any, Dict, List
