@@ -11,25 +11,40 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 
-def _bodies(session: str, prefix: str, steps: int, batch: int, encoding: str) -> List[bytes]:
+def _bodies(session: str, prefix: str, steps: int, batch: int, encoding: str) -> Tuple[List[bytes], str]:
+    """Compressed request bodies for one client, encoded as the agent encodes them when it can."""
     import orjson
 
+    from .wire import _bodies as pack, _limits
+
     now = time.time()
-    head = orjson.dumps({"v": 1, "session": session, "prefix": prefix})
-    events = [orjson.dumps({"seq": 0, "kind": "experiment", "ts": now, "description": "ingest benchmark"}),
-              orjson.dumps({"seq": 1, "kind": "status", "ts": now, "status": "RUNNING", "reason": None})]
-    out, seq = [], 2
-    for start in range(0, steps, batch):
-        for i in range(start, min(steps, start + batch)):
-            events.append(orjson.dumps({"seq": seq, "kind": "metric", "ts": now + i * 1e-5, "name": "train",
-                                        "data": {"loss": 1.0 / (i + 1), "acc": i / steps, "lr": 0.001}}))
-            seq += 1
-        out.append(_compress(b"\n".join([head, *events]) + b"\n", encoding))
-        events = []
-    return out
+    rows = [{"loss": 1.0 / (i + 1), "acc": i / steps, "lr": 0.001, "_ts": now + i * 1e-5} for i in range(steps)]
+    head = [orjson.dumps({"seq": 0, "kind": "experiment", "ts": now, "description": "ingest benchmark"}),
+            orjson.dumps({"seq": 1, "kind": "status", "ts": now, "status": "RUNNING", "reason": None})]
+    try:
+        from ml_dash.agent._columns import encode_metric_rows
+
+        payloads, _counts, _bad = encode_metric_rows(2, "train", rows)
+        max_events, max_bytes = _limits(batch)
+        how = "columnar records (the agent's encoder)"
+    except ImportError:  # an agent that sends one event per row
+        payloads = []
+        for i, r in enumerate(rows):
+            data = dict(r)
+            ts = data.pop("_ts")
+            payloads.append(orjson.dumps({"seq": 2 + i, "kind": "metric", "ts": ts, "name": "train", "data": data}))
+        max_events, max_bytes = batch, 4 << 20
+        how = "one event per row"
+    # pack() frames with the wire probe's header line; each client's body needs its own session.
+    bodies = []
+    for body in pack(head + payloads, max_events, max_bytes)[0]:
+        first_nl = body.index(b"\n")
+        body = orjson.dumps({"v": 1, "session": session, "prefix": prefix}) + body[first_nl:]
+        bodies.append(_compress(body, encoding))
+    return bodies, f"{how}, bodies of ≤{max_events:,} events and ≤{max_bytes / 2**20:g} MiB"
 
 
 def _compress(body: bytes, encoding: str) -> bytes:
@@ -64,7 +79,8 @@ async def _main(args: Dict[str, Any]) -> Dict[str, Any]:
     tag = os.urandom(4).hex()
     prefixes = [f"bench/ingest/c{c}-{tag}" for c in range(clients)]
     t_build = time.perf_counter()
-    bodies = [_bodies(f"ingest{c}{tag}", p, steps, batch, encoding) for c, p in enumerate(prefixes)]
+    built = [_bodies(f"ingest{c}{tag}", p, steps, batch, encoding) for c, p in enumerate(prefixes)]
+    bodies, framing = [b for b, _ in built], built[0][1]
     build_s = time.perf_counter() - t_build
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"}
     if encoding != "identity":
@@ -77,7 +93,8 @@ async def _main(args: Dict[str, Any]) -> Dict[str, Any]:
         rows = await _verify(session, url, token, prefixes, steps)
     stored_events = sum(a["stored"] for a in answers)
     metric_events = clients * steps
-    return {"clients": clients, "steps_per_client": steps, "batch": batch, "encoding": encoding,
+    return {"clients": clients, "steps_per_client": steps, "framing": framing, "requests": sum(map(len, bodies)),
+            "encoding": encoding,
             "elapsed_s": elapsed, "build_s": build_s, "stored_events": stored_events,
             "body_bytes": sum(len(b) for bs in bodies for b in bs),
             "points": metric_events * 3, "points_per_s": metric_events * 3 / elapsed,

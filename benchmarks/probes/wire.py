@@ -1,9 +1,11 @@
 """Bytes on the wire per float point, for identity / gzip / zstd.
 
-The metric records are made as the SDK makes them (the user's 3 fields plus ``_ts`` taken with
-``time.time()`` at loop speed), encoded with the agent's own encoder and batch framing when it
-can be imported (else with an encoder following PROTOCOL.md), cut into bodies of ``batch``
-events, and compressed with the agent's codec settings. Bytes per point = body bytes / (events × 3).
+The metric rows are made as the SDK makes them (the user's 3 fields plus ``_ts`` taken with
+``time.time()`` at loop speed) and encoded the way the agent sends them, with the agent's own
+code when it can be imported: columnar ``metrics`` records (``ml_dash.agent._columns``), packed
+into request bodies up to the uploader's batch limits, compressed with the agent's codec settings.
+Older agents (one event per row) and no agent at all (an encoder following PROTOCOL.md) are
+fallbacks; the result names the encoder used. Bytes per point = body bytes / (rows × 3).
 """
 
 from __future__ import annotations
@@ -12,45 +14,83 @@ import gzip
 import time
 from typing import Any, Callable, Dict, List, Tuple
 
+SESSION, PREFIX = "benchwire0001", "bench/wire/run"
 
-def _encoders() -> Tuple[Callable, Callable, str]:
+
+def _payloads(rows: List[Dict[str, Any]]) -> Tuple[List[bytes], str]:
+    """Wire events for the rows, and which encoder made them."""
     try:
-        from ml_dash.agent._wire import batch_body, encode_item
+        from ml_dash.agent._columns import MAX_ROWS, encode_metric_rows
 
-        return encode_item, batch_body, "the agent's encoder (ml_dash.agent._wire)"
-    except Exception:  # the agent is optional here: fall back to the protocol's event shape
+        payloads, counts, bad = encode_metric_rows(0, "train", rows)
+        if bad or sum(counts) != len(rows):
+            raise RuntimeError(f"agent encoder dropped rows: {bad[:1]}")
+        return payloads, f"the agent's columnar records (ml_dash.agent._columns, ≤{MAX_ROWS} rows each)"
+    except ImportError:
+        pass
+    try:
+        from ml_dash.agent._wire import encode_item
+
+        return ([encode_item(i, ("m", "train", r)) for i, r in enumerate(rows)],
+                "the agent's one-event-per-row encoder (ml_dash.agent._wire)")
+    except ImportError:
         import orjson
 
-        def encode_item(seq: int, item: tuple) -> bytes:
-            data = dict(item[2])
+        out = []
+        for i, r in enumerate(rows):
+            data = dict(r)
             ts = data.pop("_ts")
-            return orjson.dumps({"seq": seq, "kind": "metric", "ts": ts, "name": item[1], "data": data})
+            out.append(orjson.dumps({"seq": i, "kind": "metric", "ts": ts, "name": "train", "data": data}))
+        return out, "an encoder following PROTOCOL.md (agent not importable)"
 
-        def batch_body(session: str, prefix: str, payloads: List[bytes]) -> bytes:
-            return b"\n".join([orjson.dumps({"v": 1, "session": session, "prefix": prefix}), *payloads]) + b"\n"
 
-        return encode_item, batch_body, "an encoder following PROTOCOL.md (agent not importable)"
+def _bodies(payloads: List[bytes], max_events: int, max_bytes: int) -> Tuple[List[bytes], str]:
+    """Request bodies: a header line, then events, cut at the uploader's limits."""
+    try:
+        from ml_dash.agent._wire import batch_body
+    except ImportError:
+        import orjson
+
+        def batch_body(session: str, prefix: str, events: List[bytes]) -> bytes:
+            return b"\n".join([orjson.dumps({"v": 1, "session": session, "prefix": prefix}), *events]) + b"\n"
+    bodies, cur, size = [], [], 0
+    for p in payloads:
+        if cur and (len(cur) >= max_events or size + len(p) + 1 > max_bytes):
+            bodies.append(batch_body(SESSION, PREFIX, cur))
+            cur, size = [], 0
+        cur.append(p)
+        size += len(p) + 1
+    if cur:
+        bodies.append(batch_body(SESSION, PREFIX, cur))
+    return bodies, f"bodies of ≤{max_events:,} events and ≤{max_bytes / 2**20:g} MiB"
+
+
+def _limits(default_events: int) -> Tuple[int, int]:
+    try:
+        from ml_dash.agent._uploader import BATCH_MAX_BYTES, BATCH_MAX_EVENTS
+
+        return BATCH_MAX_EVENTS, BATCH_MAX_BYTES
+    except ImportError:
+        return default_events, 4 << 20
 
 
 def run(args: Dict[str, Any]) -> Dict[str, Any]:
-    n, batch = int(args["n"]), int(args["batch"])
-    encode_item, batch_body, how = _encoders()
+    n = int(args["n"])
     now = time.time
-    items = []
-    for i in range(n):
-        items.append(("m", "train", {"loss": 1.0 / (i + 1), "acc": i / n, "lr": 0.001, "_ts": now()}))
-    bodies = []
-    for start in range(0, n, batch):
-        payloads = [encode_item(start + k, it) for k, it in enumerate(items[start:start + batch])]
-        bodies.append(batch_body("benchwire0001", "bench/wire/run", payloads))
+    rows = [{"loss": 1.0 / (i + 1), "acc": i / n, "lr": 0.001, "_ts": now()} for i in range(n)]
+    payloads, how = _payloads(rows)
+    max_events, max_bytes = _limits(int(args["batch"]))
+    bodies, framing = _bodies(payloads, max_events, max_bytes)
     import zstandard
 
-    codecs = {"none": lambda b: b,
-              "gzip": lambda b: gzip.compress(b, compresslevel=1, mtime=0),
-              "zstd": lambda b: zstandard.ZstdCompressor(level=3).compress(b),
-              # Not what the agent sends: shown because level 1 compressed metric JSONL better in
-              # an earlier measurement on this kind of machine.
-              "zstd-1": lambda b: zstandard.ZstdCompressor(level=1).compress(b)}
+    codecs: Dict[str, Callable[[bytes], bytes]] = {
+        "none": lambda b: b,
+        "gzip": lambda b: gzip.compress(b, compresslevel=1, mtime=0),
+        "zstd": lambda b: zstandard.ZstdCompressor(level=3).compress(b),
+        # Not what the agent sends: shown because level 1 compressed metric JSONL better in an
+        # earlier measurement on this kind of machine.
+        "zstd-1": lambda b: zstandard.ZstdCompressor(level=1).compress(b),
+    }
     out: Dict[str, Any] = {}
     points = n * 3
     for name, fn in codecs.items():
@@ -58,5 +98,5 @@ def run(args: Dict[str, Any]) -> Dict[str, Any]:
         size = sum(len(fn(b)) for b in bodies)
         out[name] = {"bytes": size, "bytes_per_point": size / points, "bytes_per_row": size / n,
                      "compress_s": time.perf_counter() - t0}
-    return {"n": n, "batch": batch, "points": points, "encoder": how, "codecs": out,
-            "levels": {"gzip": 1, "zstd": 3}}
+    return {"n": n, "points": points, "encoder": how, "framing": framing, "bodies": len(bodies),
+            "events": len(payloads), "codecs": out, "levels": {"gzip": 1, "zstd": 3}}

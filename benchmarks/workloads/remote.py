@@ -182,9 +182,9 @@ def _wire_table(wire: Dict[str, Any]) -> str:
     head = ["encoding", "bytes per point", "bytes per row (3 points)", "total MB", "compress s"]
     rows = [[name, f"{c['bytes_per_point']:.2f}", f"{c['bytes_per_row']:.1f}", f"{c['bytes'] / 1e6:.2f}",
              f"{c['compress_s']:.3f}"] for name, c in r["codecs"].items()]
-    return "\n".join([f"### {title} ({r['n']:,} metric rows, bodies of {wire['result']['batch']:,} events)", "",
+    return "\n".join([f"### {title} ({r['n']:,} metric rows as {r['events']:,} events in {r['bodies']} bodies)", "",
                       table(head, rows), "",
-                      f"Encoded with {r['encoder']}; gzip level {r['levels']['gzip']} and zstd level "
+                      f"Encoded with {r['encoder']}, {r['framing']}; gzip level {r['levels']['gzip']} and zstd level "
                       f"{r['levels']['zstd']} as the agent sends them (zstd-1: level 1, for comparison). "
                       "HTTP headers (a few hundred bytes per request) are not counted."])
 
@@ -217,7 +217,8 @@ def _ingest_table(ing: Dict[str, Any]) -> str:
                      cell(vals(rr, "result.rows_per_s"), "{:.0f}", 1e-3), cell(vals(rr, "result.elapsed_s"), "{:.2f}"),
                      cell(vals(rr, "server.maxrss_mib"), "{:.0f}"), cell(vals(rr, "server.cpu_s"), "{:.1f}"),
                      rows_cell(rr)])
-    return "\n".join([f"### {title}: {ing['clients']} concurrent clients × {ing['steps']:,} rows, "
-                      f"{ing['batch']:,} events per POST", "", table(head, rows), "",
+    framing = next((r["result"].get("framing") for r in ing["runs"] if r.get("result", {}).get("framing")), "?")
+    return "\n".join([f"### {title}: {ing['clients']} concurrent clients × {ing['steps']:,} rows", "",
+                      f"Encoded as {framing}.", "", table(head, rows), "",
                       "A point is one scalar value (3 per row). Bodies are built before the clock starts; the "
                       "load generator and the server share this machine's cores."])
