@@ -222,8 +222,14 @@ class Pipeline:
             # Take the main queue first: a flush marker in it then covers every metric row
             # that was queued before it, because those are drained right after.
             batch = _take(q)
-            metrics = [(o.name, _take(o._q)) for o in self._metric_owners]
+            # One round takes at most a batch of rows per metric, so the rows being written and
+            # the rows still queued together stay near queue_max_events. A flush marker needs
+            # every row queued before it, so then the round takes everything.
+            limit = None if any(item[0] == FLUSH for item in batch) else self._batch
+            metrics = [(o.name, _take(o._q, limit)) for o in self._metric_owners]
             metrics = [(name, rows) for name, rows in metrics if rows]
+            if any(len(o._q) >= self._batch for o in self._metric_owners):
+                wake.set()  # more than a batch is waiting: go round again without sleeping
             if batch or metrics:
                 self._process(batch, metrics)
                 self._stalled = False
@@ -292,8 +298,8 @@ class Pipeline:
             self.start()
 
 
-def _take(q: Any) -> list:
-    """Pop exactly what is in ``q`` now; items appended meanwhile stay for the next round."""
-    n = len(q)
+def _take(q: Any, limit: Optional[int] = None) -> list:
+    """Pop what is in ``q`` now (at most ``limit``); items appended meanwhile stay for the next round."""
+    n = len(q) if limit is None else min(len(q), limit)
     pop = q.popleft
     return [pop() for _ in range(n)]
