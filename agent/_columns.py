@@ -45,29 +45,31 @@ def _has_nonfinite(value: Any) -> bool:
     return False
 
 
-def _runs(rows: List[Dict[str, Any]]) -> List[Tuple[int, int]]:
-    """(start, end) of the runs of rows sharing one key set, at most MAX_ROWS rows each."""
-    n = len(rows)
-    keys = list(map(dict.keys, rows))
-    # dict_keys compare as sets, in C: the only per-row check.
-    cuts = [0, *compress(range(1, n), map(ne, keys[1:], keys[:-1])), n]
-    out = []
-    for a, b in zip(cuts, cuts[1:]):
-        out.extend((s, min(b, s + MAX_ROWS)) for s in range(a, b, MAX_ROWS))
-    return out
+def _columns(rows: List[Dict[str, Any]]) -> Optional[Dict[str, list]]:
+    """The rows as columns, or None when they do not all have the first row's key set.
 
-
-def _record(seq: int, name: Optional[str], rows: List[Dict[str, Any]]) -> Dict[str, Any]:
+    Same size and every key of the first row present means the same key set; both are checked
+    in C (``map(len)``, and ``itemgetter`` raising KeyError), with no Python step per row.
+    """
     keys = list(rows[0])
-    if not keys:
-        columns = []
-    elif len(keys) == 1:
-        columns = [list(map(itemgetter(keys[0]), rows))]
-    else:
-        columns = list(map(list, zip(*map(itemgetter(*keys), rows))))
-    cols = dict(zip(keys, columns))
+    if set(map(len, rows)) != {len(keys)}:
+        return None
+    try:
+        return {k: list(map(itemgetter(k), rows)) for k in keys}
+    except KeyError:
+        return None
+
+
+def _runs(rows: List[Dict[str, Any]]) -> List[Tuple[int, int]]:
+    """(start, end) of the runs of rows sharing one key set (a rarer, slower look)."""
+    keys = list(map(dict.keys, rows))
+    cuts = [0, *compress(range(1, len(rows)), map(ne, keys[1:], keys[:-1])), len(rows)]  # dict_keys compare as sets
+    return list(zip(cuts, cuts[1:]))
+
+
+def _record(seq: int, name: Optional[str], n: int, cols: Dict[str, list]) -> Dict[str, Any]:
     ts = cols.pop("_ts", None)
-    return {"seq": seq, "kind": "metrics", "n": len(rows), "name": name, "ts": ts, "cols": cols}
+    return {"seq": seq, "kind": "metrics", "n": n, "name": name, "ts": ts, "cols": cols}
 
 
 def _dump(record: Dict[str, Any]) -> bytes:
@@ -81,10 +83,11 @@ def _dump(record: Dict[str, Any]) -> bytes:
 
 
 def _encode(seq: int, name: Optional[str], rows: List[Dict[str, Any]], payloads: List[bytes],
-            counts: List[int], bad: List[Tuple[tuple, str]]) -> int:
-    """Append the records of ``rows`` (one key set) from ``seq`` on; returns the next seq."""
+            counts: List[int], bad: List[Tuple[tuple, str]], cols: Optional[Dict[str, list]] = None) -> int:
+    """Append the records of ``rows`` (one key set; ``cols`` if already made) from ``seq`` on;
+    returns the next seq."""
     try:
-        out = _dump(_record(seq, name, rows))
+        out = _dump(_record(seq, name, len(rows), cols or _columns(rows)))
     except (orjson.JSONEncodeError, TypeError) as exc:
         if len(rows) == 1:  # one row that cannot be encoded: it takes no seq
             bad.append((("m", name, rows[0]), f"cannot encode metric row: {exc}"))
@@ -111,8 +114,14 @@ def encode_metric_rows(first_seq: int, name: Optional[str], rows: List[Dict[str,
     counts: List[int] = []
     bad: List[Tuple[tuple, str]] = []
     seq = first_seq
-    for a, b in _runs(rows):
-        seq = _encode(seq, name, rows[a:b], payloads, counts, bad)
+    for start in range(0, len(rows), MAX_ROWS):
+        part = rows[start : start + MAX_ROWS]
+        cols = _columns(part)
+        if cols is not None:  # one key set: the common case
+            seq = _encode(seq, name, part, payloads, counts, bad, cols)
+            continue
+        for a, b in _runs(part):
+            seq = _encode(seq, name, part[a:b], payloads, counts, bad)
     return payloads, counts, bad
 
 
