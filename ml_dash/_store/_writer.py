@@ -8,7 +8,6 @@ make us repeat or skip a number; a cached value is used only while the file is e
 
 from __future__ import annotations
 
-import math
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,91 +17,14 @@ import orjson
 
 from .._names import Prefix
 from .._values import encode_nonfinite
+from ._encode import ColumnRows, count_rows, encode_lines, encode_metric_parts
 from ._jsonio import atomic_write_json, ensure_newline_end, iso_utc, last_value_of, locked, read_json
 from ._layout import ExperimentPaths
 
-__all__ = ["ExperimentWriter", "LogRow"]
-
-_NL = orjson.OPT_APPEND_NEWLINE
-_CHUNK_ROWS = 1024  # join orjson outputs in small chunks: each held output costs ~4 KB of RSS
-_INT_RANGE = (-(2**63), 2**64 - 1)
+__all__ = ["ExperimentWriter", "LogRow", "ColumnRows"]
 
 #: (epoch seconds, level, message, metadata or None)
 LogRow = Tuple[float, str, str, Optional[Dict[str, Any]]]
-
-
-def _sanitize(value: Any) -> Any:
-    """Last resort for a row orjson refused: non-finite floats named, huge ints as strings."""
-    t = type(value)
-    if t is int and not _INT_RANGE[0] <= value <= _INT_RANGE[1]:
-        return str(value)
-    if t is dict:
-        return {str(k): _sanitize(v) for k, v in value.items()}
-    if t is list or t is tuple:
-        return [_sanitize(v) for v in value]
-    return encode_nonfinite(value)
-
-
-def _has_nonfinite(value: Any) -> bool:
-    t = type(value)
-    if t is float:
-        return not math.isfinite(value)
-    if t is dict:
-        return any(_has_nonfinite(v) for v in value.values())
-    if t is list:
-        return any(_has_nonfinite(v) for v in value)
-    return False
-
-
-def encode_lines(records: Sequence[dict]) -> Iterator[bytes]:
-    """JSONL chunks for ``records``; non-finite floats become strings; one bad record never fails the rest."""
-    dumps = orjson.dumps
-    for start in range(0, len(records), _CHUNK_ROWS):
-        chunk = records[start : start + _CHUNK_ROWS]
-        try:
-            blob = b"".join([dumps(r, option=_NL) for r in chunk])
-            # orjson writes NaN/inf as null: only then look closer.
-            if b"null" not in blob:
-                yield blob
-                continue
-        except orjson.JSONEncodeError:
-            pass
-        parts = []
-        for r in chunk:
-            if _has_nonfinite(r):
-                r = encode_nonfinite(r)
-            try:
-                parts.append(dumps(r, option=_NL))
-            except orjson.JSONEncodeError:
-                parts.append(dumps(_sanitize(r), option=_NL, default=repr))
-        yield b"".join(parts)
-
-
-_FAST_CHUNK = 4096
-
-
-def encode_metric_rows(rows: Sequence[Dict[str, Any]], first: int, created: str) -> Iterator[bytes]:
-    """JSONL chunks of ``{"index", "data", "createdAt"}`` for metric rows, without a dict per row.
-
-    One ``orjson.dumps`` serializes a whole chunk of rows; the output is split on ``},{``. That split
-    is exact only when no row holds a nested object or a string with ``},{``: then, and only then,
-    it yields exactly one part per row, which is checked. Anything else (or a non-finite float,
-    which orjson writes as null) takes the per-row path of :func:`encode_lines`.
-    """
-    fmt = b'{"index":%d,"data":{%b},"createdAt":"' + created.encode() + b'"}\n'
-    dumps = orjson.dumps
-    for start in range(0, len(rows), _FAST_CHUNK):
-        chunk = rows[start : start + _FAST_CHUNK]
-        try:
-            blob = dumps(chunk)
-        except orjson.JSONEncodeError:
-            blob = b"null"
-        parts = blob[2:-2].split(b"},{") if b"null" not in blob else ()
-        if len(parts) == len(chunk):
-            yield b"".join([fmt % ip for ip in zip(range(start + first, start + first + len(chunk)), parts)])
-        else:
-            records = [{"index": i, "data": r, "createdAt": created} for i, r in enumerate(chunk, start + first)]
-            yield from encode_lines(records)
 
 
 class _Appender:
@@ -211,14 +133,15 @@ class ExperimentWriter:
 
     # -- metrics -----------------------------------------------------------------------------------
 
-    def append_metric(self, name: Optional[str], rows: Sequence[Dict[str, Any]], ts: float) -> int:
-        """Append rows (each the user's fields plus ``_ts``); returns the first index given."""
+    def append_metric(self, name: Optional[str], rows: Sequence[Any], ts: float) -> int:
+        """Append rows, each the user's fields plus ``_ts`` (or a ColumnRows block of such rows,
+        in order among them); returns the first index given."""
         mdir = self.paths.metric_dir(name)
         app = self._appender(mdir / "data.jsonl")
         meta_path = mdir / "metadata.json"
         first = app.next_number("index")
         created = iso_utc(ts)
-        app.write(encode_metric_rows(rows, first, created), len(rows))
+        app.write(encode_metric_parts(rows, first, created), count_rows(rows))
         meta = read_json(meta_path)
         if not isinstance(meta, dict):
             label = "None" if name is None else name

@@ -10,7 +10,9 @@ too deep) rejects only that row, and the other rows are stored.
 from __future__ import annotations
 
 from itertools import repeat
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Tuple, Union
+
+from .._store._encode import ColumnRows
 
 __all__ = ["RecordRejected", "expand_metrics", "TS_MAX"]
 
@@ -48,8 +50,9 @@ def _bad_ts(ts: List[Any], now: float, bad: Dict[int, Tuple[str, str]]) -> List[
 
 
 def expand_metrics(ev: dict, offset: int, max_fields: int, now: float, max_value_depth: int,
-                   deep: bool) -> Tuple[List[dict], List[Tuple[int, str, str]]]:
-    """Rows ``offset ..`` of a ``metrics`` event (``n`` already checked) as dicts with ``_ts``.
+                   deep: bool) -> Tuple[Union[ColumnRows, List[dict]], List[Tuple[int, str, str]]]:
+    """Rows ``offset ..`` of a ``metrics`` event (``n`` already checked): a ColumnRows block when
+    every row is good, else the good rows as dicts with ``_ts``.
 
     Returns (rows to store, [(row position, code, message)] of the rows rejected). ``deep`` says
     the event nests deeply somewhere: then each value is checked against ``max_value_depth``, the
@@ -79,13 +82,16 @@ def expand_metrics(ev: dict, offset: int, max_fields: int, now: float, max_value
             for i, v in enumerate(col):
                 if type(v) in (dict, list) and _depth(v) > max_value_depth:
                     bad[i] = ("too_deep", f"the value nests deeper than a metric event may ({max_value_depth} levels)")
+    if not bad:
+        # The common case stays columns: the store writes JSONL from them without a dict per row.
+        ts = ts if type(ts) is list else list(ts)
+        block = ColumnRows(cols, columns, ts)
+        return (block.sliced(offset, n) if offset else block), []
     keys = (*cols, "_ts")
     # One dict per row, built in C: zip the columns into row tuples, then each with the keys.
     rows = list(map(dict, map(zip, repeat(keys), zip(*columns, ts))))
     if offset:
         rows = rows[offset:]
-    if not bad:
-        return rows, []
     rejected = sorted((i, code, msg) for i, (code, msg) in bad.items() if i >= offset)
     drop = {i - offset for i, _, _ in rejected}
     return [r for i, r in enumerate(rows) if i not in drop], rejected

@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from .._errors import InvalidPrefix
 from .._names import check_filename, check_relpath
 from .batch import MAX_DEPTH, Batch
+from .._store._encode import ColumnRows
 from .columns import TS_MAX, RecordRejected, expand_metrics
 from .errors import ApiError
 from .limits import Limits
@@ -46,7 +47,8 @@ class Plan:
                  "gaps", "blob_missing")
 
     def __init__(self):
-        self.metrics: Dict[Optional[str], List[dict]] = {}
+        #: Per metric, rows in order: dicts, or ColumnRows blocks from columnar events.
+        self.metrics: Dict[Optional[str], List[Any]] = {}
         self.logs: List[tuple] = []
         #: ("experiment", fields, ts) | ("status", status, reason, ts) | ("params", data, ts), in seq order
         self.ops: List[tuple] = []
@@ -258,7 +260,9 @@ def _columnar(plan: Plan, ev: dict, offset: int, names: Dict[str, str], limits: 
     if rows:
         have = plan.metrics.get(name)
         if have is None:
-            plan.metrics[name] = rows
+            have = plan.metrics[name] = []
+        if type(rows) is ColumnRows:
+            have.append(rows)  # the store encodes the block from its columns
         else:
             have.extend(rows)
     for i, code, message in bad:

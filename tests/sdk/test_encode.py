@@ -1,0 +1,46 @@
+"""The columnar JSONL encoder writes byte for byte what the per-row encoder writes."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from ml_dash._store._encode import ColumnRows, count_rows, encode_metric_parts, encode_metric_rows
+
+
+def _both(parts, first=0):
+    rows = []
+    for p in parts:
+        rows.extend(p.rows() if isinstance(p, ColumnRows) else [p])
+    fast = b"".join(encode_metric_parts(parts, first, "2026-11-26T00:00:00.000000Z"))
+    slow = b"".join(encode_metric_rows(rows, first, "2026-11-26T00:00:00.000000Z"))
+    return fast, slow
+
+
+@pytest.mark.parametrize("columns", [
+    {"loss": [0.5, 0.25, 1e-300], "step": [1, 2, 3], "ok": [True, False, True]},
+    {"s": ["a,b", "c", "},{"]},             # commas inside strings: the split is not exact
+    {"v": [None, 1.0, 2.0]},                 # null: could hide a NaN, so the row path decides
+    {"v": [math.nan, math.inf, -math.inf]},  # non-finite floats become strings
+    {"n": [[1, 2], {"a": 1}, []]},           # nested values
+    {"big": [2**70, 1, 2]},                  # beyond 64 bits: orjson refuses, the row path copes
+    {},                                      # only _ts
+    {"ключ \"q\"": [1, 2, 3]},               # keys that need escaping
+])
+def test_blocks_encode_like_rows(columns):
+    block = ColumnRows(list(columns), list(columns.values()), [1.5, 2.5, 3.5])
+    fast, slow = _both([{"x": 1, "_ts": 0.5}, block, {"y": 2, "_ts": 4.5}], first=10)
+    assert fast == slow
+    lines = [json.loads(l) for l in fast.splitlines()]
+    assert [l["index"] for l in lines] == [10, 11, 12, 13, 14]
+    assert [l["data"]["_ts"] for l in lines] == [0.5, 1.5, 2.5, 3.5, 4.5]
+
+
+def test_large_block_is_chunked_and_counted():
+    n = 10_000
+    block = ColumnRows(["loss"], [[i / 7 for i in range(n)]], [float(i) for i in range(n)])
+    fast, slow = _both([block])
+    assert fast == slow and fast.count(b"\n") == n
+    assert count_rows([block, {"a": 1, "_ts": 1.0}, block.sliced(5, 10)]) == n + 1 + 5
