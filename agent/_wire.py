@@ -168,6 +168,11 @@ def batch_body(session: str, prefix: str, payloads: List[bytes]) -> bytes:
 ENCODINGS = ("zstd", "gzip", "identity")
 
 
+#: zstd level 1: on metric JSONL it is both faster and smaller than level 3 (measured in benchmarks/).
+ZSTD_LEVEL = 1
+GZIP_LEVEL = 1
+
+
 def compress(body: bytes, offered: Tuple[str, ...]) -> Tuple[bytes, Optional[str]]:
     """Compress ``body`` with the best encoding the server offers; returns (data, Content-Encoding)."""
     if "zstd" in offered:
@@ -177,8 +182,8 @@ def compress(body: bytes, offered: Tuple[str, ...]) -> Tuple[bytes, Optional[str
             zstandard = None
         if zstandard is not None:
             # A compressor per call: they are not thread-safe, and making one costs microseconds.
-            return zstandard.ZstdCompressor(level=3).compress(body), "zstd"
+            return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(body), "zstd"
     if "gzip" in offered or not offered:
         # Level 1: on metric JSONL it is several times faster than 6 for a few % more bytes.
-        return gzip.compress(body, compresslevel=1, mtime=0), "gzip"
+        return gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0), "gzip"
     return body, None

@@ -185,7 +185,7 @@ def _wire_table(wire: Dict[str, Any]) -> str:
     return "\n".join([f"### {title} ({r['n']:,} metric rows as {r['events']:,} events in {r['bodies']} bodies)", "",
                       table(head, rows), "",
                       f"Encoded with {r['encoder']}, {r['framing']}; gzip level {r['levels']['gzip']} and zstd level "
-                      f"{r['levels']['zstd']} as the agent sends them (zstd-1: level 1, for comparison). "
+                      f"{r['levels']['zstd']} as the agent sends them (zstd-3: level 3, for comparison). "
                       "HTTP headers (a few hundred bytes per request) are not counted."])
 
 
