@@ -5,17 +5,19 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 
 from ._atomic import replacing
 
+TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations here are strings anyway
 if TYPE_CHECKING:
     from pathlib import Path
+    from typing import Any, Dict, List, Optional, Tuple, Union
+
+    Source = Union[str, os.PathLike, bytes, bytearray, memoryview]
+else:  # importable for annotations elsewhere, without importing typing at run time
+    Source = "str | os.PathLike | bytes | bytearray | memoryview"
 
 __all__ = ["FileInfo", "new_file_id", "snapshot", "Source"]
-
-Source = Union[str, os.PathLike, bytes, bytearray, memoryview]
 
 _id_lock = threading.Lock()
 _last_ms = 0
@@ -73,20 +75,37 @@ def snapshot(source: Source, dest: Path) -> Tuple[int, str]:
     return size, digest.hexdigest()
 
 
-@dataclass(frozen=True)
-class FileInfo:
-    """A stored file: what ``files(...).save()`` returns and ``files.list()`` lists."""
+_FILE_FIELDS = ("id", "path", "filename", "checksum", "size", "content_type", "description", "tags",
+                "metadata", "uploaded_at")
 
-    id: str
-    path: str
-    filename: str
-    checksum: str
-    size: int
-    content_type: Optional[str] = None
-    description: Optional[str] = None
-    tags: List[str] = field(default_factory=list)
-    metadata: Optional[Dict[str, Any]] = None
-    uploaded_at: Optional[str] = None
+
+class FileInfo:
+    """A stored file: what ``files(...).save()`` returns and ``files.list()`` lists.
+
+    Read-only; compares by value. (A plain class: a dataclass costs milliseconds at import.)
+    """
+
+    __slots__ = _FILE_FIELDS
+
+    def __init__(self, id: str, path: str, filename: str, checksum: str, size: int,
+                 content_type: Optional[str] = None, description: Optional[str] = None,
+                 tags: Optional[List[str]] = None, metadata: Optional[Dict[str, Any]] = None,
+                 uploaded_at: Optional[str] = None):
+        values = (id, path, filename, checksum, size, content_type, description, list(tags or []),
+                  metadata, uploaded_at)
+        for name, value in zip(_FILE_FIELDS, values):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"FileInfo is read-only ({name})")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FileInfo) and self.as_dict() == other.as_dict()
+
+    __hash__ = None  # type: ignore[assignment]  # holds a list and a dict
+
+    def __repr__(self) -> str:
+        return f"FileInfo(id={self.id!r}, path={self.path!r}, filename={self.filename!r}, size={self.size}, checksum={self.checksum[:12]!r}...)"
 
     @classmethod
     def from_entry(cls, e: Dict[str, Any]) -> "FileInfo":
@@ -104,7 +123,7 @@ class FileInfo:
         )
 
     def as_dict(self) -> Dict[str, Any]:
-        return asdict(self)
+        return {name: getattr(self, name) for name in _FILE_FIELDS}
 
     def __getitem__(self, key: str) -> Any:  # upstream returned dicts; keep info["id"] working
         return getattr(self, key)
