@@ -48,14 +48,17 @@ def _bodies(session: str, prefix: str, steps: int, batch: int, encoding: str) ->
 
 
 def _compress(body: bytes, encoding: str) -> bytes:
+    from .wire import agent_levels
+
+    gzip_level, zstd_level = agent_levels()  # as the agent compresses
     if encoding == "zstd":
         import zstandard
 
-        return zstandard.ZstdCompressor(level=3).compress(body)
+        return zstandard.ZstdCompressor(level=zstd_level).compress(body)
     if encoding == "gzip":
         import gzip
 
-        return gzip.compress(body, compresslevel=1)
+        return gzip.compress(body, compresslevel=gzip_level)
     return body
 
 

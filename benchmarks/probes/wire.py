@@ -65,6 +65,16 @@ def _bodies(payloads: List[bytes], max_events: int, max_bytes: int) -> Tuple[Lis
     return bodies, f"bodies of ≤{max_events:,} events and ≤{max_bytes / 2**20:g} MiB"
 
 
+def agent_levels() -> Tuple[int, int]:
+    """(gzip, zstd) levels the agent compresses with; the protocol-era defaults without an agent."""
+    try:
+        from ml_dash.agent._wire import GZIP_LEVEL, ZSTD_LEVEL
+
+        return GZIP_LEVEL, ZSTD_LEVEL
+    except ImportError:
+        return 1, 3
+
+
 def _limits(default_events: int) -> Tuple[int, int]:
     try:
         from ml_dash.agent._uploader import BATCH_MAX_BYTES, BATCH_MAX_EVENTS
@@ -83,7 +93,7 @@ def run(args: Dict[str, Any]) -> Dict[str, Any]:
     bodies, framing = _bodies(payloads, max_events, max_bytes)
     import zstandard
 
-    from ml_dash.agent._wire import GZIP_LEVEL, ZSTD_LEVEL
+    GZIP_LEVEL, ZSTD_LEVEL = agent_levels()
 
     codecs: Dict[str, Callable[[bytes], bytes]] = {
         "none": lambda b: b,
