@@ -8,15 +8,14 @@ or the end; non-finite floats ("NaN", "Infinity", "-Infinity" on the wire) come 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from ._atomic import replacing
 from ._errors import AuthError, RemoteError
 from ._values import decode_nonfinite
 
@@ -118,16 +117,6 @@ class RemoteReader:
     def download(self, entry: Dict[str, Any], dest: Path) -> Path:
         """Stream a file's bytes to ``dest`` (written to a temporary file, then renamed)."""
         dest = Path(dest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".part-", dir=dest.parent)
-        try:
-            with os.fdopen(fd, "wb") as out, self._request("file", id=str(entry["id"])) as resp:
-                shutil.copyfileobj(resp, out, 1 << 20)
-            os.replace(tmp, dest)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        with replacing(dest) as out, self._request("file", id=str(entry["id"])) as resp:
+            shutil.copyfileobj(resp, out, 1 << 20)
         return dest

@@ -13,6 +13,7 @@ from itertools import repeat
 from typing import Any, Dict, List, Tuple, Union
 
 from .._store._encode import ColumnRows
+from .batch import _depth
 
 __all__ = ["RecordRejected", "expand_metrics", "TS_MAX"]
 
@@ -27,15 +28,6 @@ class RecordRejected(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-
-
-def _depth(value: Any) -> int:
-    t = type(value)
-    if t is dict:
-        return 1 + max(map(_depth, value.values()), default=0)
-    if t is list:
-        return 1 + max(map(_depth, value), default=0)
-    return 0
 
 
 def _bad_ts(ts: List[Any], now: float, bad: Dict[int, Tuple[str, str]]) -> List[Any]:

@@ -171,12 +171,7 @@ def plan_batch(batch: Batch, acked: int, limits: Limits, prefix: str, blob_size)
             if kind == "metric":  # the hot path: keep it short
                 name = ev.get("name")
                 if name is not None:
-                    if type(name) is not str:
-                        raise _Reject("invalid_name", "a metric 'name' must be a string or null")
-                    norm = names.get(name)
-                    if norm is None:
-                        norm = names[name] = _name(name, "metric name", limits)
-                    name = norm
+                    name = _metric_name(name, names, limits)
                 data = ev.get("data")
                 if type(data) is not dict:
                     raise _Reject("bad_field", "a metric event's 'data' must be an object")
@@ -241,16 +236,21 @@ def plan_batch(batch: Batch, acked: int, limits: Limits, prefix: str, blob_size)
     return plan
 
 
+def _metric_name(name: Any, names: Dict[str, str], limits: Limits) -> str:
+    """A metric name checked and normalized, once per distinct name in a batch (``names`` caches)."""
+    if type(name) is not str:
+        raise _Reject("invalid_name", "a metric 'name' must be a string or null")
+    norm = names.get(name)
+    if norm is None:
+        norm = names[name] = _name(name, "metric name", limits)
+    return norm
+
+
 def _columnar(plan: Plan, ev: dict, offset: int, names: Dict[str, str], limits: Limits, now: float, deep: bool) -> None:
     """Add the new rows of a columnar ``metrics`` event to ``plan``; raises _Reject for the whole event."""
     name = ev.get("name")
     if name is not None:
-        if type(name) is not str:
-            raise _Reject("invalid_name", "a metric 'name' must be a string or null")
-        norm = names.get(name)
-        if norm is None:
-            norm = names[name] = _name(name, "metric name", limits)
-        name = norm
+        name = _metric_name(name, names, limits)
     try:
         # A value may nest as deep as in a per-row event ({"data": {key: value}}), no deeper.
         rows, bad = expand_metrics(ev, offset, limits.max_fields, now, MAX_DEPTH - 2, deep)
