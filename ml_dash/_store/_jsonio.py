@@ -26,11 +26,25 @@ __all__ = [
 ]
 
 
+_second_cache = [-1, ""]  # [whole second, its "YYYY-mm-ddTHH:MM:SS"]: log lines come many per second
+
+
 def iso_utc(ts: Optional[float] = None) -> str:
     """ISO 8601 UTC with microseconds and a trailing Z, as upstream writes it."""
     if ts is None:
         ts = time.time()
-    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    whole = int(ts // 1)
+    micros = int(round((ts - whole) * 1e6))
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    cache = _second_cache
+    if cache[0] != whole:
+        # one list store: a racing thread sees the old pair or the new, never half of each
+        cache[:] = [whole, _dt.datetime.fromtimestamp(whole, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")]
+        prefix = cache[1]
+    else:
+        prefix = cache[1]
+    return f"{prefix}.{micros:06d}Z"
 
 
 def loads_lenient(raw: bytes | str) -> Any:
