@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
 
 from ._files import Source, snapshot
 from ._names import Prefix
 from ._pipeline import SinkWriteError
 from ._store import ExperimentReader, ExperimentWriter
+
+TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations here are strings anyway
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional
 
 __all__ = ["LocalSink"]
 
@@ -104,5 +106,7 @@ class LocalReader(ExperimentReader):
     """ExperimentReader plus download, the read interface the SDK uses in both modes."""
 
     def download(self, entry: Dict[str, Any], dest: Path) -> Path:
+        import shutil
+
         shutil.copyfile(self.file_path(entry), dest)
         return dest

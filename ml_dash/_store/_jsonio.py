@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import datetime as _dt
 import fcntl
-import json
 import os
 import time
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, Iterator, Optional
 
 import orjson
 
 from .._atomic import replacing
+
+TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations here are strings anyway
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any, Iterator, Optional
 
 __all__ = [
     "iso_utc",
@@ -52,6 +54,8 @@ def loads_lenient(raw: bytes | str) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
+        import json  # only for upstream files with bare NaN literals
+
         return json.loads(raw)
 
 
