@@ -42,11 +42,13 @@ class Config:
     batch_events: int = 20_000
     #: Longest time an event waits in the queue before the worker writes it, seconds.
     flush_interval: float = 0.5
-    #: How long a caller blocks on a full queue before the drop policy applies, seconds. After one
-    #: such timeout, calls that find the queue still full drop at once until the worker catches up.
+    #: With "block": after this long waiting on a full queue, say so once on stderr. With "drop" or
+    #: "raise": how long a caller waits before the policy applies; after one such timeout, calls
+    #: that find the queue still full drop (or raise) at once until the worker catches up. Seconds.
     backpressure_timeout: float = 10.0
-    #: What happens when backpressure times out: "drop" (counted, reported) or "raise".
-    drop_policy: str = "drop"
+    #: A full queue: "block" (default: the caller waits for the writer; nothing is lost), or,
+    #: opted into, "drop" (counted by reason, reported at close) or "raise" (QueueFull).
+    drop_policy: str = "block"
     #: One deadline for everything that happens at exit (flush, upload), seconds. Schedulers send
     #: SIGKILL 30 s after SIGTERM by default (Kubernetes' grace period, Slurm's KillWait): 20 s
     #: leaves time to print what is left and the flush command before that.
@@ -103,8 +105,8 @@ def load_config(environ: Optional[Mapping[str, str]] = None) -> Config:
             raise ValueError(f"{name}={raw!r}: {exc}") from None
     if "user" not in values:
         values["user"] = env.get("USER") or env.get("USERNAME") or "unknown"
-    if values.get("drop_policy", "drop") not in ("drop", "raise"):
-        raise ValueError("ML_DASH_DROP_POLICY must be 'drop' or 'raise'")
+    if values.get("drop_policy", "block") not in ("block", "drop", "raise"):
+        raise ValueError("ML_DASH_DROP_POLICY must be 'block', 'drop' or 'raise'")
     if "spool_dir" in values:
         values["spool_dir"] = os.path.expanduser(values["spool_dir"])
     return Config(**values)

@@ -155,23 +155,40 @@ class Pipeline:
             self._woken = True
             self._wake.set()
         if len(q) >= self._max:
-            if self._stalled or threading.current_thread() is self._thread:
+            if threading.current_thread() is self._thread:
+                return self._drop(item, "queue_full")  # the worker cannot wait for itself
+            if self._stalled and self._config.drop_policy != "block":
                 return self._drop(item, "queue_full")
             if not self._wait_for_space(lambda: len(q) < self._max):
                 self._stalled = True
-                return self._drop(item, "queue_full")
+                return self._drop(item, "queue_full" if self._thread_alive() else "worker_stopped")
         q.append(item)
         return True
 
+    def _thread_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def _wait_for_space(self, ready: Callable[[], bool]) -> bool:
-        deadline = time.monotonic() + self._config.backpressure_timeout
+        """Wait until ``ready()``; False when the policy's patience or the worker ran out first."""
+        block = self._config.drop_policy == "block"
+        started = time.monotonic()
+        deadline = started + self._config.backpressure_timeout
+        warned = False
         with self._space:
             while not ready():
-                left = deadline - time.monotonic()
-                if left <= 0 or self._thread is None or not self._thread.is_alive():
+                now = time.monotonic()
+                if not self._thread_alive():
                     return ready()
+                if now >= deadline:
+                    if not block:
+                        return ready()
+                    if not warned:
+                        warned = True
+                        print(f"ml-dash: {self._name}: the queue has been full for {now - started:.0f} s; "
+                              "the training loop is waiting for the writer (ML_DASH_DROP_POLICY=drop "
+                              "drops instead, counted)", file=sys.stderr)
                 self._wake.set()
-                self._space.wait(min(left, 0.1))
+                self._space.wait(0.1 if block else min(deadline - now, 0.1))
         return True
 
     def _drop(self, item: tuple, reason: str) -> bool:

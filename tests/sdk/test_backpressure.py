@@ -1,4 +1,5 @@
-"""A full queue blocks the caller briefly, then drops (counted) or raises, as configured.
+"""A full queue blocks the caller (the default: nothing is lost), or, opted into, drops
+(counted) or raises after a brief wait.
 
 The worker is stalled for real: the test holds the experiment's inter-process lock, which the
 worker needs for every batch, exactly as another process writing the same experiment would.
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
+import time
 
 import pytest
 
@@ -49,3 +52,36 @@ def test_full_queue(dash_root, capsys, policy):
         assert refused == 0 and len(rows) == 40 - dropped
         assert "queue_full" in capsys.readouterr().err
     assert [r["index"] for r in rows] == list(range(len(rows)))
+
+
+def test_default_policy_blocks_and_loses_nothing(dash_root, capsys):
+    cfg = Config(dash_root=str(dash_root), queue_max_events=10, batch_events=10, backpressure_timeout=0.05)
+    assert cfg.drop_policy == "block"
+    exp = Experiment(prefix="a/b/block", config=cfg)
+    exp.run.start()
+    exp.flush()
+    fd = _hold_lock(exp.local_path)
+    done = threading.Event()
+
+    def log_all():
+        for i in range(40):
+            exp.metrics("m").log(i=i)
+        done.set()
+
+    logger = threading.Thread(target=log_all)
+    logger.start()
+    try:
+        # The caller fills its queue, then waits; poll for that state, with a deadline.
+        deadline = time.monotonic() + 20
+        while not (len(exp.metrics("m")._q) >= 10 and "waiting for the writer" in capsys.readouterr().err):
+            assert time.monotonic() < deadline, "the caller never blocked"
+            assert not done.is_set(), "40 calls went through a queue of 10 with the writer stalled"
+            time.sleep(0.01)
+    finally:
+        os.close(fd)  # the worker goes on, and so does the caller
+    logger.join(20)
+    assert done.is_set()
+    exp.run.complete()
+    rows = ExperimentReader(dash_root, "a/b/block").metric_rows("m")
+    assert [r["data"]["i"] for r in rows] == list(range(40))
+    assert not any(exp._pipe.drops.values())
