@@ -6,7 +6,9 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 
@@ -37,3 +39,15 @@ def run_script(code: str, cwd: Path, env: dict | None = None, timeout: float = 6
         text=True,
         timeout=timeout,
     )
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = 20.0, what: str = "condition", interval: float = 0.02) -> Any:
+    """Poll ``cond`` until it returns something truthy (returned); fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)

@@ -22,19 +22,9 @@ import pytest
 
 from ml_dash.server import create_token, run_in_thread, spawn_server
 
+from ..conftest import wait_for  # noqa: F401  (re-exported for the agent tests)
+
 REPO = Path(__file__).resolve().parents[2]
-
-
-def wait_for(cond: Callable[[], Any], timeout: float = 20.0, what: str = "condition", interval: float = 0.02) -> Any:
-    """Poll ``cond`` until it returns something truthy; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def _http(url: str, method: str = "GET", body: Optional[bytes] = None) -> Any:

@@ -74,15 +74,3 @@ def get(url: str, token: Optional[str], route: str, **query: Any) -> Answer:
 def metric_events(start_seq: int, n: int, name: Optional[str] = "train", base: int = 0) -> List[dict]:
     return [{"seq": start_seq + i, "kind": "metric", "ts": 1700000000.0 + i, "name": name,
              "data": {"step": base + i, "loss": 1.0 / (base + i + 1)}} for i in range(n)]
-
-
-def wait_until(cond, timeout: float = 10.0, interval: float = 0.02):
-    """Poll ``cond()`` until it is truthy (returns it) or the deadline passes (AssertionError)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        time.sleep(interval)

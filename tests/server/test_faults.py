@@ -10,7 +10,8 @@ import pytest
 
 from ml_dash._remote_read import RemoteReader
 
-from ._client import batch_body, get, ingest, metric_events, post, request, wait_until
+from ..conftest import wait_for
+from ._client import batch_body, get, ingest, metric_events, post, request
 
 P = "alice/proj/faults"
 
@@ -75,7 +76,7 @@ def test_hang_then_load_shedding(small_server):
 
     t = threading.Thread(target=hang, daemon=True)
     t.start()
-    wait_until(lambda: get(s.url, None, "_test/stats").json["counts"].get("ingest") == 1)
+    wait_for(lambda: get(s.url, None, "_test/stats").json["counts"].get("ingest") == 1)
     a = ingest(s.url, s.token, "sessFLT005", P, metric_events(0, 1))
     assert a.status == 503 and a.json["error"]["code"] == "overloaded" and int(a.headers["retry-after"]) >= 1
     # reads are not writes: still served
