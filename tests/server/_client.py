@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import http.client
 import json
-import time
 import urllib.parse
 from typing import Any, Dict, Iterable, List, Optional
 
