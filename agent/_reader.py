@@ -15,14 +15,13 @@ only its tail.
 
 from __future__ import annotations
 
-import os
 from bisect import bisect_left
 from functools import partial
 from itertools import accumulate, repeat
 from typing import List, NamedTuple, Optional, Tuple
 
 from ._framing import Line, check_block, check_line, count_of, kind_of, seq_of, split_lines
-from ._session import SessionDir
+from ._session import SessionDir, unlink_counting
 from ._wire import gap_event
 
 __all__ = ["Entry", "Chunk", "SessionReader"]
@@ -252,10 +251,5 @@ class SessionReader:
         for first, nxt in zip(segs, segs[1:]):
             if nxt > acked_seq + 1 or (self._seg is not None and first >= self._seg):
                 break
-            path = self.sdir.segment_path(first)
-            try:
-                freed += os.path.getsize(path)
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
+            freed += unlink_counting(self.sdir.segment_path(first))
         return freed

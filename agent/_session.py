@@ -68,6 +68,19 @@ def write_private(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def unlink_counting(path: Path) -> int:
+    """Remove ``path``; its size in bytes, or 0 when it could not be removed.
+
+    Trimming acknowledged data is best effort: a file left behind is tried again at the next trim.
+    """
+    try:
+        size = os.path.getsize(path)
+        os.unlink(path)
+        return size
+    except OSError:
+        return 0
+
+
 def _read_json(path: Path) -> Optional[Dict[str, Any]]:
     try:
         value = json.loads(path.read_bytes())

@@ -9,7 +9,6 @@ done and everything in it is acknowledged or quarantined.
 from __future__ import annotations
 
 import asyncio
-import os
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -17,7 +16,7 @@ from ml_dash._errors import ProtocolError
 
 from ._client import IngestClient
 from ._reader import SessionReader
-from ._session import SessionDir
+from ._session import SessionDir, unlink_counting
 
 __all__ = ["SessionUploader", "Tally", "BATCH_MAX_EVENTS", "BATCH_MAX_BYTES"]
 
@@ -154,12 +153,7 @@ class SessionUploader:
         freed = 0
         for seq, file_id in files.items():
             if seq <= acked:
-                path = self.sdir.blobs / file_id
-                try:
-                    freed += os.path.getsize(path)
-                    os.unlink(path)
-                except OSError:
-                    pass
+                freed += unlink_counting(self.sdir.blobs / file_id)
         return freed
 
     async def run_to_end(self, finished: Callable[[], bool]) -> bool:

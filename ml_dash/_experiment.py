@@ -111,7 +111,7 @@ class Experiment:
         self.status: Optional[str] = None
         self._owner_pid = os.getpid()
         self._sink: Any = None
-        self._pipe = Pipeline(None, self.config, self.prefix)  # sink is set at start
+        self._pipe = Pipeline(self.config, self.prefix)
         self.run = RunControl(self)
         self.params = Params(self)
         self.metrics = Metrics(self)
@@ -227,9 +227,8 @@ class Experiment:
         if self._sink is None:
             self._sink = self._make_sink()
         self._sink.prepare()
-        self._pipe._sink = self._sink
         _lifecycle.register(self)
-        self._pipe.start()
+        self._pipe.start(self._sink)
         now = time.time()
         self._pipe.put(("e", now, dict(self._fields)))
         self._pipe.put(("s", now, "RUNNING", None))

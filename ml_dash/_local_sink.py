@@ -54,8 +54,6 @@ class LocalSink:
                 logs.append(item[1:])
             elif kind == "f":
                 files.append(item[2])
-            elif kind == "m":  # only from a pipeline that bypassed write_metrics
-                self.write_metrics(item[1], [item[2]])
             else:
                 rest.append(item)
         w = self._writer

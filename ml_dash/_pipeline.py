@@ -85,8 +85,8 @@ class _Refusing:
 class Pipeline:
     """Bounded queue + background worker for one experiment."""
 
-    def __init__(self, sink: Sink, config: Config, name: str):
-        self._sink = sink
+    def __init__(self, config: Config, name: str):
+        self._sink: Any = None  # given by start()
         self._config = config
         self._name = name
         self._max = config.queue_max_events
@@ -104,7 +104,6 @@ class Pipeline:
         self._thread: Optional[threading.Thread] = None
         #: Objects with a ``_q`` attribute (MetricBuilder): one deque per metric, swapped like ``_q``.
         self._metric_owners: List[Any] = []
-        self._closing = False
         self.drops: Dict[str, int] = collections.Counter()
         self.errors: Dict[str, int] = collections.Counter()
         self.last_error: Optional[str] = None
@@ -121,9 +120,9 @@ class Pipeline:
         for owner in self._metric_owners:
             owner._q = make() if isinstance(self._q, collections.deque) else self._q
 
-    def start(self) -> None:
+    def start(self, sink: Sink) -> None:
+        self._sink = sink
         self._set_queues(collections.deque)
-        self._closing = False
         self._thread = threading.Thread(target=self._run, name=f"ml-dash-worker:{self._name}", daemon=True)
         self._thread.start()
 
@@ -215,7 +214,6 @@ class Pipeline:
         """Drain the queue, stop the worker, close the sink; True when everything was written in time."""
         if not self.running:
             return True
-        self._closing = True
         drained = self.flush(max(0.0, deadline - time.monotonic()))
         closed = _Refusing(f"experiment {self._name} is closed")
         self._set_queues(lambda: closed)
@@ -306,16 +304,14 @@ class Pipeline:
     def after_fork_in_child(self) -> None:
         """In a forked child: drop the parent's queued items (the parent writes them) and restart."""
         was_running = self.running
-        if was_running:
-            self._set_queues(collections.deque)  # the parent's queued items are the parent's
         self._wake = threading.Event()
         self._space = threading.Condition(threading.Lock())
         self._woken = False
         self._bytes = 0
         self._thread = None
-        self._sink.after_fork_in_child()
         if was_running:
-            self.start()
+            self._sink.after_fork_in_child()
+            self.start(self._sink)  # fresh queues: the parent's queued items are the parent's
 
 
 def _take(q: Any, limit: Optional[int] = None) -> list:

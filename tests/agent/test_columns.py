@@ -14,6 +14,8 @@ from ml_dash.agent._reader import SessionReader
 from ml_dash.agent._session import SessionDir
 from ml_dash.agent._spool import SpoolWriter
 
+from .test_spool import _read_all
+
 
 def _rows(n, start=0):
     return [{"loss": 1.0 / (i + 1), "step": i, "_ts": 1700000000.0 + i} for i in range(start, start + n)]
@@ -91,17 +93,6 @@ def test_slice_record():
 def _writer(tmp_path):
     sdir = SessionDir.create(tmp_path / "spool", "http://127.0.0.1:1", "alice/p/e")
     return sdir, SpoolWriter(sdir, fsync_interval=0.05, warn_bytes=1 << 40, max_bytes=1 << 40)
-
-
-def _read_all(sdir, start=0, max_events=1000):
-    reader = SessionReader(sdir, start)
-    entries, lost = [], []
-    while True:
-        chunk = reader.read(max_events, 1 << 20, True)
-        entries += chunk.entries
-        lost += chunk.lost
-        if chunk.at_end:
-            return entries, lost
 
 
 def test_spooled_records_cover_their_seqs_mixed_with_single_events(tmp_path):
