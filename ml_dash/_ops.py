@@ -83,15 +83,15 @@ class Params:
 class MetricBuilder:
     """``exp.metrics(name)``: appends rows to one metric."""
 
-    __slots__ = ("name", "queue", "_pipe", "_wake_at", "_rec", "_limit")
+    __slots__ = ("name", "queue", "wake_at", "_pipe", "_rec", "_limit")
 
     def __init__(self, rec: Recorder, name: Optional[str]):
         self._rec = rec
         self.name = name
-        #: This metric's own deque of rows; set (and swapped at start and close) by the pipeline.
+        #: This metric's own deque of rows and its wake mark: both set by the pipeline.
         self.queue: Any = None
+        self.wake_at = 0
         self._pipe = rec.pipe
-        self._wake_at = self._pipe.wake_at
         self._limit = rec.config.max_string_bytes
         self._pipe.add_metric(self)
 
@@ -103,7 +103,7 @@ class MetricBuilder:
                 break
         fields["_ts"] = _now()
         q = self.queue
-        if len(q) >= self._wake_at:
+        if len(q) >= self.wake_at:
             self._pipe.overflow(q, fields)
         else:
             q.append(fields)

@@ -105,11 +105,12 @@ class Recorder:
 
         if not self.running:
             return
-        if self._owns_status:
-            self.pipe.put(StatusEvent(time.time(), status, reason))
-            self.status = status
-        self.pipe.close(deadline)
-        _lifecycle.unregister(self)
+        with _lifecycle.closing():
+            if self._owns_status:
+                self.pipe.put(StatusEvent(time.time(), status, reason))
+                self.status = status
+            self.pipe.close(deadline)
+            _lifecycle.unregister(self)
         drops = {k: v for k, v in self.pipe.drops.items() if v}
         if drops:
             from ._report import warn
