@@ -125,7 +125,7 @@ class Pipeline:
         """Queue a log event; its message counts against ``queue_max_bytes`` as well."""
         nbytes = len(event.message)
         if self._bytes + nbytes > self._config.queue_max_bytes and self.running:
-            WORKER.wake.set()
+            WORKER.poke(self)
             if not self._wait_for_space(lambda: self._bytes + nbytes <= self._config.queue_max_bytes or not self._bytes):
                 return self._drop(event, "queue_bytes_full")
         self._bytes += nbytes
@@ -141,7 +141,7 @@ class Pipeline:
                 return True
         if not self._woken:
             self._woken = True
-            WORKER.wake.set()
+            WORKER.poke(self)
         if len(q) >= self._max and isinstance(q, collections.deque):
             if not WORKER.serving:
                 self.drain()  # no worker thread (interpreter shutdown): make room in this thread
@@ -174,7 +174,7 @@ class Pipeline:
                         warn(f"{self._name}: the queue has been full for {now - started:.0f} s; "
                              "the training loop is waiting for the writer (ML_DASH_DROP_POLICY=drop "
                              "drops instead, counted)")
-                WORKER.wake.set()
+                WORKER.poke(self)
                 self._space.wait(0.1 if block else min(deadline - now, 0.1))
         return True
 
@@ -196,7 +196,7 @@ class Pipeline:
         done = threading.Event()
         self._q.append(FlushMarker(done))
         if WORKER.serving and not _fork.dormant:
-            WORKER.wake.set()
+            WORKER.poke(self)
             return done.wait(timeout)
         # No worker thread (stopped since a fork, or the interpreter is shutting down): drain here.
         while not done.is_set() and self.drain():

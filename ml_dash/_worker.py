@@ -1,11 +1,12 @@
 """The one background thread that drains every running experiment's queues into its sink.
 
 Each :class:`~ml_dash._pipeline.Pipeline` (one per running experiment) registers here at start.
-The thread wakes when a caller's queue crosses its wake mark (:attr:`Worker.wake`), or every
-``flush_interval`` (the smallest of the running experiments'), and drains every pipeline in turn;
-a pipeline drains under its own lock, so its events reach its sink in order whichever thread
-drains it. One thread serves any number of experiments: the thread count stays constant as they
-grow, and a slow sink delays the others by as long as its write takes.
+The thread drains a pipeline when the pipeline asks (:meth:`Worker.poke`: a queue crossed its
+wake mark, or ``flush()``), and every pipeline once per ``flush_interval`` (the smallest of the
+running experiments'); a flush therefore costs one pipeline's drain, not a round over all of
+them. A pipeline drains under its own lock, so its events reach its sink in order whichever
+thread drains it. One thread serves any number of experiments: the thread count stays constant
+as they grow, and a slow sink delays the others by as long as its write takes.
 
 After a fork the thread stays stopped (``ml_dash._fork``) and every pipeline's wake mark is 0, so
 the next call that queues anything takes the pipeline's slow path, which starts it again. When no
@@ -15,7 +16,9 @@ not :attr:`~Worker.serving`, and pipelines drain inline, in the thread that flus
 
 from __future__ import annotations
 
+import collections
 import threading
+import time
 
 from . import _fork
 
@@ -35,8 +38,8 @@ class Worker:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        #: Set by callers whose queue crossed its wake mark, and by ``flush()``.
-        self.wake = threading.Event()
+        self._wake = threading.Event()
+        self._poked: collections.deque = collections.deque()  # pipelines that asked to be drained
         self._pipes: List[Pipeline] = []  # replaced, never mutated: the thread iterates a snapshot
         self._interval = 0.5
         self._thread: Optional[threading.Thread] = None
@@ -68,6 +71,11 @@ class Worker:
             if self._pipes:
                 self._interval = min(p.interval for p in self._pipes)
 
+    def poke(self, pipe: Pipeline) -> None:
+        """Have ``pipe`` drained soon (thread-safe, cheap: one deque append and an event)."""
+        self._poked.append(pipe)
+        self._wake.set()
+
     def _start(self) -> None:
         token = self._run_token = object()
         self._thread = _fork.start_thread(lambda: self._run(token), "ml-dash-worker")
@@ -76,15 +84,27 @@ class Worker:
 
     def _run(self, token: object) -> None:
         _here.worker = True
-        wake = self.wake
+        wake, poked = self._wake, self._poked
+        next_round = time.monotonic() + self._interval
         while True:
-            wake.wait(self._interval)
+            wake.wait(max(0.0, next_round - time.monotonic()))
             wake.clear()
             stopping = self._run_token is not token  # paused for a fork: hand everything over, then exit
-            for pipe in self._pipes:
+            now = time.monotonic()
+            if stopping or now >= next_round:
+                next_round = now + self._interval
+                poked.clear()  # a poke from now on is seen next time round
+                pipes = self._pipes
+            else:
+                pipes = []
+                while poked:
+                    pipe = poked.popleft()
+                    if pipe not in pipes:
+                        pipes.append(pipe)
+            for pipe in pipes:
                 try:
                     if pipe.drain(everything=stopping):
-                        wake.set()  # more than a batch is waiting there: go round again without sleeping
+                        self.poke(pipe)  # more than a batch is waiting there: again, without sleeping
                 except Exception as exc:  # a bug in one pipeline must not stop the others' writes
                     pipe.record_error("worker", exc)
             if stopping:
@@ -97,7 +117,7 @@ class Worker:
             thread, self._thread = self._thread, None
             self._run_token = None
         if thread is not None:
-            self.wake.set()
+            self._wake.set()
             # If it does not stop in time it exits after its round; a new one starts at the next
             # call, and the pipelines' drain locks keep each experiment's order meanwhile.
             _fork.stop_thread(thread, deadline)
@@ -115,7 +135,8 @@ class Worker:
 
     def reset_in_child(self) -> None:
         self._lock = threading.Lock()
-        self.wake = threading.Event()
+        self._wake = threading.Event()
+        self._poked = collections.deque()
         self._pipes = []  # the experiments that keep running in the child register again
         self._thread = None
         self._run_token = None
