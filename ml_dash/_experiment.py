@@ -7,7 +7,7 @@ import os
 import sys
 import time
 
-from . import _lifecycle
+from . import _capture, _lifecycle
 from ._config import Config, load_config
 from ._errors import ExperimentStateError, InvalidValue
 from ._names import parse_prefix
@@ -111,6 +111,7 @@ class Experiment:
         self.status: Optional[str] = None
         self._owner_pid = os.getpid()
         self._sink: Any = None
+        self._captures: Any = None
         self._pipe = Pipeline(self.config, self.prefix)
         self.run = RunControl(self)
         self.params = Params(self)
@@ -233,6 +234,7 @@ class Experiment:
         self._pipe.put(("e", now, dict(self._fields)))
         self._pipe.put(("s", now, "RUNNING", None))
         self.status = "RUNNING"
+        self._captures = _capture.start(self)  # console, system metrics, environment: as Config says
 
     def _end(self, status: str, reason: Optional[str]) -> None:
         self._require_running()
@@ -241,6 +243,9 @@ class Experiment:
     def _close(self, status: str, reason: Optional[str], deadline: float) -> None:
         if not self._pipe.running:
             return
+        if self._captures is not None:  # what they captured lands before the final status
+            captures, self._captures = self._captures, None
+            captures.stop(deadline)
         if os.getpid() == self._owner_pid:
             self._pipe.put(("s", time.time(), status, reason))
             self.status = status
