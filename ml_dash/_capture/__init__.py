@@ -18,8 +18,6 @@ environment                ``ML_DASH_CAPTURE_ENV``      metadata ``environment``
 
 from __future__ import annotations
 
-import logging
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import List, Optional
@@ -27,8 +25,6 @@ if TYPE_CHECKING:
     from .._experiment import Experiment
 
 __all__ = ["start", "Captures"]
-
-log = logging.getLogger(__name__)
 
 
 class Captures:
@@ -46,7 +42,9 @@ class Captures:
             try:
                 part.stop(deadline)
             except Exception as exc:  # a capture's trouble must never block closing the run
-                log.warning("ml-dash: stopping %s failed: %s", type(part).__name__, exc)
+                from .._report import warn
+
+                warn(f"stopping {type(part).__name__} failed: {exc}")
         self._parts.clear()
 
 

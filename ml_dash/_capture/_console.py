@@ -25,11 +25,12 @@ How it works, and why:
 from __future__ import annotations
 
 import collections
-import logging
 import os
 import sys
 import threading
 import weakref
+
+from .._report import warn
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -38,8 +39,6 @@ if TYPE_CHECKING:
     from .._experiment import Experiment
 
 __all__ = ["ConsoleCapture", "LineSplitter"]
-
-log = logging.getLogger(__name__)
 
 #: Complete lines waiting for the forwarder; past this many, new lines are dropped (counted).
 MAX_QUEUED_LINES = 100_000
@@ -190,9 +189,8 @@ class ConsoleCapture:
             self._thread.join(max(0.0, deadline - time.monotonic()))
         lost = self._dropped + self._failed + len(self._lines)
         if lost:
-            log.warning("ml-dash: %s: %d console line(s) not stored (%d over the queue bound of %d, %d refused, "
-                        "%d left at the deadline)", self._exp.prefix, lost, self._dropped, MAX_QUEUED_LINES,
-                        self._failed, len(self._lines))
+            warn(f"{self._exp.prefix}: {lost} console line(s) not stored ({self._dropped} over the queue bound of "
+                 f"{MAX_QUEUED_LINES}, {self._failed} refused, {len(self._lines)} left at the deadline)")
 
     def _after_fork_in_child(self) -> None:
         # The forwarder does not exist in a forked child (a DataLoader worker, say): show its

@@ -20,11 +20,12 @@ it, so a secret in an uncommitted change travels with it.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import threading
 import time
+
+from .._report import warn
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -33,8 +34,6 @@ if TYPE_CHECKING:
     from .._experiment import Experiment
 
 __all__ = ["EnvironmentCapture", "collect", "strip_credentials", "git_state"]
-
-log = logging.getLogger(__name__)
 
 GIT_TIMEOUT = 10.0
 
@@ -67,15 +66,14 @@ class EnvironmentCapture:
                 env["git"]["diff_file"] = "environment/git.diff"
             _merge_metadata(exp, {"environment": env})
         except Exception as exc:  # the run goes on without its environment record, and says so
-            log.warning("ml-dash: %s: environment capture failed: %s", exp.prefix, exc)
+            warn(f"{exp.prefix}: environment capture failed: {exc}")
 
 
 def _merge_metadata(exp: "Experiment", metadata: Dict[str, Any]) -> None:
     # The experiment upsert merges metadata by key, so this adds to what the user gave.
     from .._values import normalize_fields
 
-    metadata = normalize_fields(metadata, exp.config.max_string_bytes, "environment metadata")
-    exp._pipe.put(("e", time.time(), {"metadata": metadata}))
+    exp._rec.merge_metadata(normalize_fields(metadata, exp.config.max_string_bytes, "environment metadata"))
 
 
 def collect(packages: bool = False, diff_max_bytes: int = 1024 * 1024) -> Tuple[Dict[str, Any], Optional[tuple]]:

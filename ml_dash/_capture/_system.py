@@ -23,9 +23,10 @@ imported as ``pynvml``, and a driver); otherwise there are no ``system/gpu`` row
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
+
+from .._report import warn
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 
 __all__ = ["SystemSampler", "gpu_handles"]
 
-log = logging.getLogger(__name__)
 _MIB = 1024.0 * 1024.0
 
 
@@ -61,8 +61,8 @@ class SystemSampler:
         try:
             import psutil
         except ImportError:
-            log.warning("ml-dash: ML_DASH_CAPTURE_SYSTEM is on but psutil is not installed "
-                        "(pip install 'ml-dash[system]'): no system metrics for %s", exp.prefix)
+            warn(f"ML_DASH_CAPTURE_SYSTEM is on but psutil is not installed (pip install 'ml-dash[system]'): "
+                 f"no system metrics for {exp.prefix}")
             return None
         sampler = cls(exp, psutil)
         sampler._thread.start()
@@ -101,7 +101,7 @@ class SystemSampler:
             self.samples += 1
         except Exception as exc:  # a closed run (stop raced the interval), or psutil trouble
             if self.samples == 0:
-                log.warning("ml-dash: %s: system sample failed: %s", self._exp.prefix, exc)
+                warn(f"{self._exp.prefix}: system sample failed: {exc}")
 
     def _sample(self) -> None:
         ps, proc, now = self._psutil, self._proc, time.monotonic()
@@ -143,13 +143,11 @@ def gpu_handles() -> tuple:
         return None, []
     try:
         pynvml.nvmlInit()
-    except Exception as exc:  # the package without a driver (any machine without an NVIDIA GPU)
-        log.debug("NVML did not start: %s", exc)
+    except Exception:  # the package without a driver (any machine without an NVIDIA GPU)
         return None, []
     try:
         return pynvml, [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
-    except Exception as exc:
-        log.debug("NVML listed no devices: %s", exc)
+    except Exception:
         return pynvml, []
 
 
