@@ -6,8 +6,6 @@ needs any of this.
 
 from __future__ import annotations
 
-import sys
-
 __all__ = ["check_dash_url", "is_loopback_host", "warn_plain_http"]
 
 _EXAMPLE = "http://127.0.0.1:8765"
@@ -89,6 +87,7 @@ def warn_plain_http(url: str, token) -> None:
     if key in _warned:
         return
     _warned.add(key)
-    print(f"ml-dash: warning: the token is sent to {_shown(url)} over plain http://, unencrypted: anyone on "
-          "the path can read it and write as you. Use https:// (a TLS server or a reverse proxy).",
-          file=sys.stderr, flush=True)
+    from ._report import warn
+
+    warn(f"warning: the token is sent to {_shown(url)} over plain http://, unencrypted: anyone on the "
+         "path can read it and write as you. Use https:// (a TLS server or a reverse proxy).")
