@@ -69,6 +69,8 @@ class Config:
     retry_max_wait: float = 10.0
     #: An upload request without an answer for this long is abandoned and retried, seconds.
     request_timeout: float = 60.0
+    #: Remote mode: print the run's dashboard URL (one line on stderr) at start (``ML_DASH_PRINT_URL``).
+    print_url: bool = True
 
     def with_overrides(self, **overrides) -> "Config":
         """A copy with the given fields replaced; None values are ignored."""

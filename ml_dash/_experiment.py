@@ -233,6 +233,10 @@ class Experiment:
         self._pipe.put(("e", now, dict(self._fields)))
         self._pipe.put(("s", now, "RUNNING", None))
         self.status = "RUNNING"
+        if self.mode == "remote":
+            from ._urls import announce_run
+
+            announce_run(self.config, self.prefix)
 
     def _end(self, status: str, reason: Optional[str]) -> None:
         self._require_running()
