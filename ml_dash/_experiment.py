@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 
+from . import _capture
 from ._config import Config, load_config
 from ._errors import InvalidValue
 from ._events import STATUSES
@@ -38,6 +39,7 @@ class RunControl:
     def start(self) -> "Experiment":
         """Open the experiment (status RUNNING). Creating or resuming is by prefix (upsert)."""
         self._rec.start()
+        self._rec.captures = _capture.start(self._exp)  # console, system, environment: as Config says
         return self._exp
 
     def complete(self) -> None:

@@ -38,6 +38,8 @@ class Recorder:
         self._sink: Optional[Sink] = None
         #: False in a forked child: the child writes its events but never changes the run's status.
         self._owns_status = True
+        #: The automatic captures (``_capture.start``), set once the run started; stopped first at close.
+        self.captures: Optional[Any] = None
 
     @property
     def mode(self) -> str:
@@ -109,6 +111,9 @@ class Recorder:
 
         if not self.running:
             return
+        if self.captures is not None:  # what they captured lands before the final status
+            captures, self.captures = self.captures, None
+            captures.stop(deadline)
         if self._owns_status:
             self.pipe.put(StatusEvent(time.time(), status, reason))
             self.status = status
@@ -119,6 +124,10 @@ class Recorder:
             from ._report import warn
 
             warn(f"{self.prefix}: events not stored: {drops}")
+
+    def merge_metadata(self, metadata: Dict[str, Any]) -> None:
+        """Merge keys into the experiment's stored metadata while the run is open (environment capture)."""
+        self.pipe.put(ExperimentEvent(time.time(), {"metadata": metadata}))
 
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Everything queued before the call stored (and, remotely, acknowledged); False on timeout."""
