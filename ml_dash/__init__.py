@@ -21,6 +21,7 @@ from ._errors import (
     MlDashError,
     ProtocolError,
     QueueFull,
+    SpoolNotPrivate,
     RemoteError,
     ValueTooLarge,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "ValueTooLarge",
     "ExperimentStateError",
     "QueueFull",
+    "SpoolNotPrivate",
     "RemoteError",
     "AuthError",
     "ProtocolError",
