@@ -65,7 +65,8 @@ def test_log_helpers_store_and_echo_as_upstream(dash_root, capsys):
         exp.logs.warn("lr constant")
         exp.logs.error("nan at step", step=150)
         exp.logs.fatal("oom")
-        exp.log(metadata={"run": 7}).info("fluent")  # upstream's deprecated builder
+        with pytest.warns(DeprecationWarning):
+            exp.log(metadata={"run": 7}).info("fluent")  # upstream's deprecated builder
     out, err = capsys.readouterr()
     assert out.splitlines() == ["[INFO] loading [shard=1]", "[DEBUG] shape", "[WARN] lr constant", "[INFO] fluent [run=7]"]
     assert err.splitlines() == ["[ERROR] nan at step [step=150]", "[FATAL] oom"]
