@@ -100,6 +100,10 @@ class Experiment:
 
             base = dataclasses.replace(base, dash_url=None)
         self.config: Config = base.with_overrides(dash_root=dash_root, dash_url=dash_url, token=token, offline=offline)
+        if self.config.dash_url:
+            from ._urls import check_dash_url  # remote mode only: keeps `import ml_dash` light
+
+            check_dash_url(self.config.dash_url)  # a typo fails here, not 20 s into the exit
         self._fields = {
             "description": description,
             "tags": _str_list(tags, "tags"),
