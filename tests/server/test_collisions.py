@@ -13,6 +13,7 @@ import subprocess
 
 import pytest
 
+from ..conftest import wait_for
 from ._client import auth, get, ingest, metric_events, request
 
 P = "alice/proj/names"
@@ -152,7 +153,9 @@ def test_a_rollback_the_disk_refuses_never_stops_the_start_and_loses_nothing(spa
     _chattr("+i", data)
     try:
         url = spawned.start()  # the old server exited 1 here ("Operation not permitted"), at every start
-        assert "could not undo" in spawned.proc.output() and "metrics/train/data.jsonl" in spawned.proc.output()
+        said = wait_for(lambda: "could not undo" in spawned.proc.output() and spawned.proc.output(),
+                        what="the server to say what it could not undo")  # on stderr, drained apart from the URL
+        assert "metrics/train/data.jsonl" in said
         assert ingest(url, tok, "sessOTHER1", "alice/proj/other", metric_events(0, 3)).json["acked_seq"] == 2
         a = ingest(url, tok, "sessROLL01", P, batch)
         assert a.status == 503 and a.json["error"]["code"] == "storage_unavailable" and a.headers["retry-after"]
