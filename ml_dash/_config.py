@@ -69,6 +69,8 @@ class Config:
     retry_max_wait: float = 10.0
     #: An upload request without an answer for this long is abandoned and retried, seconds.
     request_timeout: float = 60.0
+    #: Remote mode: print the run's dashboard URL (one line on stderr) at start (``ML_DASH_PRINT_URL``).
+    print_url: bool = True
     # -- automatic capture (ml_dash/_capture/), each off unless switched on -------------------------
     #: Tee stdout and stderr into the run's logs, line by line (``ML_DASH_CAPTURE_CONSOLE``).
     capture_console: bool = False

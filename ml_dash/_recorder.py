@@ -95,6 +95,10 @@ class Recorder:
         self.pipe.put(ExperimentEvent(now, dict(self.fields)))
         self.pipe.put(StatusEvent(now, "RUNNING"))
         self.status = "RUNNING"
+        if self.mode == "remote":
+            from ._urls import announce_run
+
+            announce_run(self.config, self.prefix)
 
     def end(self, status: str, reason: Optional[str]) -> None:
         """``run.complete()`` / ``fail()`` / ``cancel()``: drain, record ``status``, close."""

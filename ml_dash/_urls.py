@@ -1,4 +1,5 @@
-"""Server URLs: what a valid ``dash_url`` is, and the one warning about tokens over plain http.
+"""Server URLs: what a valid ``dash_url`` is, the one warning about tokens over plain http, and
+the dashboard URL of a run.
 
 Imports are local to the functions: ``import ml_dash`` must stay light, and only remote mode
 needs any of this.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-__all__ = ["check_dash_url", "is_loopback_host", "warn_plain_http"]
+__all__ = ["check_dash_url", "is_loopback_host", "warn_plain_http", "dashboard_url", "announce_run"]
 
 _EXAMPLE = "http://127.0.0.1:8765"
 _warned: set = set()
@@ -92,3 +93,16 @@ def warn_plain_http(url: str, token) -> None:
     print(f"ml-dash: warning: the token is sent to {_shown(url)} over plain http://, unencrypted: anyone on "
           "the path can read it and write as you. Use https:// (a TLS server or a reverse proxy).",
           file=sys.stderr, flush=True)
+
+
+def dashboard_url(dash_url: str, prefix: str) -> str:
+    """``{dash_url}/e/<owner>/<project>/.../<name>``, each segment percent-encoded."""
+    from urllib.parse import quote
+
+    return dash_url.rstrip("/") + "/e/" + "/".join(quote(seg, safe="") for seg in prefix.split("/"))
+
+
+def announce_run(config, prefix: str) -> None:
+    """Print where to watch a remote run (stderr; ``ML_DASH_PRINT_URL=0`` silences it)."""
+    if config.dash_url and config.print_url:
+        print(f"ml-dash: {prefix} → {dashboard_url(config.dash_url, prefix)}", file=sys.stderr, flush=True)

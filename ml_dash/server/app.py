@@ -22,6 +22,8 @@ import orjson
 from aiohttp import web
 
 from .auth import Authenticator
+from .dashboard.headers import content_disposition
+from .dashboard.session import COOKIE_NAME
 from .blobs import BlobStore, check_checksum, storage_error
 from .errors import ApiError
 from .faults import FaultPlan, Stats, route_class
@@ -275,12 +277,18 @@ async def blob_put(request: web.Request) -> web.Response:
         return _json(answer, status)
 
 
+def read_auth(request: web.Request) -> Optional[str]:
+    """Auth of a read route (GET): the bearer token, else the dashboard's login cookie."""
+    st: State = request.app[STATE]
+    return st.auth.identify_read(request.headers.get("Authorization"), request.cookies.get(COOKIE_NAME))
+
+
 def _reader_route(path: str, method: str, *params: str):
     """A read route: auth, then ``Reads.<method>(prefix, *query params)`` in the pool."""
 
     async def handler(request: web.Request) -> web.Response:
         st: State = request.app[STATE]
-        st.auth.identify(request.headers.get("Authorization"))
+        read_auth(request)
         q = request.query
         args = [q.get(p) for p in params]
         if method != "experiments":
@@ -305,12 +313,21 @@ _reader_route("/api/v1/files", "files", "path")
 @routes.get("/api/v1/file")
 async def file_download(request: web.Request) -> web.StreamResponse:
     st: State = request.app[STATE]
-    st.auth.identify(request.headers.get("Authorization"))
+    read_auth(request)
     prefix, file_id = request.query.get("prefix"), request.query.get("id")
     if not prefix or not file_id:
         raise ApiError(400, "bad_query", "'prefix' and 'id' are required")
     path, entry = await st.run(st.reads.file, prefix, file_id)
-    return web.FileResponse(path, headers={"Content-Type": str(entry.get("contentType") or "application/octet-stream")})
+    headers = {
+        "Content-Type": str(entry.get("contentType") or "application/octet-stream"),
+        # Uploaded bytes are the user's, not ours: a stored HTML or SVG file opened in the browser
+        # must not run as this origin (it would read the API with the dashboard's login cookie).
+        "Content-Security-Policy": "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandbox",
+        "X-Content-Type-Options": "nosniff",
+    }
+    if request.query.get("download"):
+        headers["Content-Disposition"] = content_disposition(str(entry.get("filename") or "file"))
+    return web.FileResponse(path, headers=headers)
 
 
 # -- test-only routes ------------------------------------------------------------------------------
@@ -336,15 +353,19 @@ async def stats_get(request: web.Request) -> web.Response:
 # -- the application -------------------------------------------------------------------------------
 
 def make_app(root: Path | str, *, auth: bool = True, fault_injection: bool = False,
-             limits: Optional[Limits] = None) -> web.Application:
+             limits: Optional[Limits] = None, read_only: bool = False) -> web.Application:
     """The aiohttp application of a server on ``root``. Run it with ``auto_decompress=False``
-    (see :func:`ml_dash.server.launch.serve`): request bodies are decoded by us, under limits."""
+    (see :func:`ml_dash.server.launch.serve`): request bodies are decoded by us, under limits.
+    ``read_only`` refuses every write (``ml-dash dashboard`` over a local folder)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     app = web.Application(middlewares=[_errors])
     state = State(root, auth=auth, fault_injection=fault_injection, limits=limits or Limits())
     app[STATE] = state
     app.add_routes(routes)
+    from .dashboard import mount as mount_dashboard  # after the API routes: its pages never shadow them
+
+    mount_dashboard(app, state, read_only=read_only)
     if fault_injection:
         app.router.add_put("/api/v1/_test/faults", faults_put)
         app.router.add_get("/api/v1/_test/faults", faults_get)
