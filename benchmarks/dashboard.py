@@ -107,7 +107,8 @@ WRITER = """
 import json, os, sys, time
 from ml_dash import Experiment
 root, stop, out, interval = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
-with Experiment(prefix="bench/dashboard/live", dash_root=root).run as exp, open(out, "w") as f:
+where = {"dash_root": root} if root else {}  # no root: remote mode, to $ML_DASH_URL
+with Experiment(prefix="bench/dashboard/live", **where).run as exp, open(out, "w") as f:
     m = exp.metrics("live")
     i = 0
     while not os.path.exists(stop):
@@ -149,12 +150,15 @@ def _watch_disk(path: Path, stop: threading.Event, seen: Dict[int, float]) -> No
         time.sleep(0.005)
 
 
-def bench_live(browser, url: str, root: Path, seconds: float, interval: float) -> Dict[str, Any]:
+def bench_live(browser, url: str, root: Path, seconds: float, interval: float, remote: bool) -> Dict[str, Any]:
+    """``remote``: the process logs to the server at ``url`` (agent, spool, HTTP), else into ``root``."""
     work = Path(tempfile.mkdtemp(prefix="ml-dash-live-"))
     stop_file, log_file = work / "stop", work / "logged.jsonl"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ML_DASH_")}
-    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(WRITER), str(root), str(stop_file),
-                               str(log_file), str(interval)], env=env)
+    if remote:
+        env.update(ML_DASH_URL=url, ML_DASH_SPOOL_DIR=str(work / "spool"), ML_DASH_PRINT_URL="0")
+    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(WRITER), "" if remote else str(root),
+                               str(stop_file), str(log_file), str(interval)], env=env)
     data = root / "bench/dashboard/live/metrics/live/data.jsonl"
     on_disk: Dict[int, float] = {}
     halt = threading.Event()
@@ -223,15 +227,19 @@ def main(argv: List[str] | None = None) -> int:
     seed_wide(root, a.metrics, a.rows)
     print(f"seeded {a.metrics} metrics x {a.rows:,} rows in {time.perf_counter() - t:.1f} s", file=sys.stderr)
     server = run_in_thread(root, auth=False, read_only=True)
+    remote_root = root.parent / "server-root"
+    remote_server = run_in_thread(remote_root, auth=False)  # loopback, no token: the remote run's target
     results: Dict[str, Any] = {"meta": collect_meta(Settings()), "metrics": a.metrics, "rows": a.rows}
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             results["page"] = bench_page(browser, server.url, a.metrics, a.repeat)
-            results["live"] = bench_live(browser, server.url, root, a.live_seconds, 0.25)
+            results["live"] = bench_live(browser, server.url, root, a.live_seconds, 0.25, remote=False)
+            results["live_remote"] = bench_live(browser, remote_server.url, remote_root, a.live_seconds, 0.25, remote=True)
             browser.close()
     finally:
         server.stop()
+        remote_server.stop()
     out = Path(a.out) if a.out else REPO / "benchmarks" / "results" / f"dashboard-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
@@ -245,6 +253,9 @@ def main(argv: List[str] | None = None) -> int:
     print(f"| baseline: page of an experiment with no metrics | {f(pg['empty_page_s'])} | |")
     print(f"| live: log() → point drawn ({lv['rows']} rows, one per 0.25 s) | {f(lv['latency_s'])}, p99 {lv['latency_s']['p99'] * 1000:.0f} ms | ≤ 3 s |")
     print(f"| baseline: log() → row on disk (SDK batching) | {f(lv['to_disk_s'])} | |")
+    lr = results["live_remote"]
+    print(f"| live, remote run: log() → server → point drawn ({lr['rows']} rows) | {f(lr['latency_s'])}, p99 {lr['latency_s']['p99'] * 1000:.0f} ms | ≤ 3 s |")
+    print(f"| baseline: log() → row on the server's disk (spool, upload, ingest) | {f(lr['to_disk_s'])} | |")
     print(f"\nJSON: {out}")
     return 0
 

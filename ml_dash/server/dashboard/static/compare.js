@@ -97,7 +97,7 @@
 
   async function live() {
     $("live").hidden = false;
-    D.every(1500, async () => {
+    D.every(1000, async () => {
       const running = prefixes.filter((p) => runs.get(p) && runs.get(p).exp.status === "RUNNING");
       if (!running.length) { $("live").hidden = true; return false; }
       const got = await Promise.all(running.map((p) => Promise.all([api("/api/v1/experiment", { prefix: p }), api("/api/v1/summary", { prefix: p })])));
