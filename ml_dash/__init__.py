@@ -21,6 +21,7 @@ from ._errors import (
     MlDashError,
     ProtocolError,
     QueueFull,
+    SpoolNotPrivate,
     RemoteError,
     ValueTooLarge,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "ValueTooLarge",
     "ExperimentStateError",
     "QueueFull",
+    "SpoolNotPrivate",
     "RemoteError",
     "AuthError",
     "ProtocolError",

@@ -7,6 +7,7 @@
     ├── ValueTooLarge (ValueError)          a string or field set over the configured limit
     ├── ExperimentStateError (RuntimeError) use before start / after close
     ├── QueueFull (RuntimeError)            backpressure gave up (only with drop_policy="raise")
+    ├── SpoolNotPrivate (PermissionError)   remote mode's spool folder is not the user's alone
     └── RemoteError                         a server answer the SDK cannot act on
         ├── AuthError                       401/403: the token is missing, wrong, or not allowed here
         └── ProtocolError                   the server speaks another protocol version or answered garbage
@@ -22,6 +23,7 @@ __all__ = [
     "ValueTooLarge",
     "ExperimentStateError",
     "QueueFull",
+    "SpoolNotPrivate",
     "RemoteError",
     "AuthError",
     "ProtocolError",
@@ -55,6 +57,14 @@ class ExperimentStateError(MlDashError, RuntimeError):
 
 class QueueFull(MlDashError, RuntimeError):
     """The in-process queue stayed full past the backpressure window."""
+
+
+class SpoolNotPrivate(MlDashError, PermissionError):
+    """The spool folder (``ML_DASH_SPOOL_DIR``) belongs to another user or others may write in it.
+
+    Like ssh with its keys, ml-dash trusts a spool only when it is the user's own: what is in it is
+    sent with the user's token. The message says how to fix it.
+    """
 
 
 class RemoteError(MlDashError):
