@@ -74,6 +74,11 @@ class Recorder:
         """Copy a file's bytes where the sink keeps them (caller's thread); returns (size, sha256)."""
         return self._get_sink().stage_file(source, entry)
 
+    def stored_track_topic(self, folder: str) -> Optional[str]:
+        """The topic the local store keeps in ``tracks/<folder>``, if any (None in remote mode)."""
+        ask = getattr(self._get_sink(), "stored_track_topic", None)
+        return None if ask is None else ask(folder)
+
     def reader(self) -> Reader:
         """The read interface, after everything logged so far is stored."""
         if self.running:
