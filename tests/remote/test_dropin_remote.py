@@ -78,3 +78,51 @@ def test_remote_log_helpers_and_metric_reads(server):
         logs = exp.logs.read()
         assert [(l["level"], l.get("metadata")) for l in logs] == [("warn", {"step": 1}), ("info", {"epoch": 2})]
         assert exp.mode == "remote" and exp.id == P + "-m"
+
+
+def test_hybrid_mode_stores_locally_and_uploads(server, tmp_path):
+    from ml_dash import OperationMode
+
+    root = tmp_path / "local"
+    src = tmp_path / "w.bin"
+    src.write_bytes(b"weights")
+    with Experiment(prefix=P + "-h", dash_url=server.url, dash_root=str(root)).run as exp:
+        assert exp.mode is OperationMode.HYBRID and exp.local_path == root / (P + "-h")
+        exp.log("both sides")
+        exp.params.set(lr=0.1)
+        for i in range(50):
+            exp.metrics("train").log(step=i)
+        exp.tracks("pos").append(x=1, _ts=1.0)
+        exp.files("models").upload(str(src), to="w.bin")
+        src.write_bytes(b"changed after the call")
+        assert exp.flush(timeout=30)
+    for where in (root, server.root):
+        r = ExperimentReader(where, P + "-h")
+        assert [l["message"] for l in r.logs()] == ["both sides"] and r.params() == {"lr": 0.1}
+        assert [x["data"]["step"] for x in r.metric_rows("train")] == list(range(50))
+        assert r.track_entries("pos") == [{"timestamp": 1.0, "x": 1}]
+        (f,) = r.files()
+        assert r.file_path(f).read_bytes() == b"weights"
+        assert r.experiment()["status"] == "COMPLETED"
+
+
+def test_auto_start_dxp_from_the_environment(server, tmp_path):
+    from ..conftest import run_script
+
+    code = """
+        from ml_dash.auto_start import dxp
+        assert dxp.run.status is None  # not started at import
+        with dxp.run:
+            dxp.log("hello from dxp")
+            dxp.metrics("train").log(loss=0.5)
+        dxp2 = __import__("ml_dash.auto_start", fromlist=["dxp"]).dxp
+        assert dxp2 is dxp
+    """
+    local = run_script(code, tmp_path, env={"ML_DASH_PREFIX": "alice/auto/local", "ML_DASH_ROOT": str(tmp_path / ".dash")})
+    assert local.returncode == 0, local.stderr
+    remote = run_script(code, tmp_path, env={"ML_DASH_PREFIX": "alice/auto/remote", "ML_DASH_URL": server.url,
+                                             "ML_DASH_TOKEN": server.token, "ML_DASH_SPOOL_DIR": str(tmp_path / "spool")})
+    assert remote.returncode == 0, remote.stderr
+    for root, prefix in ((tmp_path / ".dash", "alice/auto/local"), (server.root, "alice/auto/remote")):
+        r = ExperimentReader(root, prefix)
+        assert [l["message"] for l in r.logs()] == ["hello from dxp"] and r.experiment()["status"] == "COMPLETED"
