@@ -19,7 +19,7 @@ import os
 import time
 
 from ._errors import InvalidValue
-from ._events import FileDeleteEvent, FileEvent
+from ._events import FileDeleteEvent, FileEvent, FileUpdateEvent
 from ._files import FileInfo, new_file_id
 from ._names import check_filename, check_relpath
 from ._values import normalize_fields
@@ -404,6 +404,29 @@ class FileScope:
         if target.is_dir():
             target = target / entry["filename"]
         return reader.download(entry, target)
+
+    def update(self) -> Dict[str, Any]:
+        """Replace the description, tags or metadata given to ``files(file_id=..., description=...,
+        tags=..., metadata=...)`` on that stored file (upstream's call); returns the new entry."""
+        rec = self._rec
+        rec.require_running()
+        entry = self._find()
+        if entry is None:
+            raise FileNotFoundError(f"no file {self._file_id or self._path!r} in {rec.prefix}")
+        changes: Dict[str, Any] = {}
+        if self._description is not None:
+            changes["description"] = self._description
+        if self._tags is not None:
+            if isinstance(self._tags, str) or not all(isinstance(t, str) for t in self._tags):
+                raise InvalidValue("file tags must be a list of str")
+            changes["tags"] = list(self._tags)
+        if self._metadata is not None:
+            changes["metadata"] = normalize_fields(self._metadata, rec.config.max_string_bytes, "file metadata")
+        from ._store._jsonio import iso_utc
+
+        now = time.time()
+        rec.pipe.put(FileUpdateEvent(now, str(entry["id"]), changes))
+        return {**entry, **changes, "updatedAt": iso_utc(now)}
 
     # -- deleting --------------------------------------------------------------------------------------
 
