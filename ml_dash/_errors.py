@@ -6,6 +6,7 @@
     ├── ValueTooLarge (ValueError)          a string or field set over the configured limit
     ├── ExperimentStateError (RuntimeError) use before start / after close
     ├── QueueFull (RuntimeError)            backpressure gave up (only with drop_policy="raise")
+    ├── NotFound (LookupError)              reading an experiment (or a metric, a field) that does not exist
     └── RemoteError                         a server answer the SDK cannot act on
         ├── AuthError                       401/403: the token is missing, wrong, or not allowed here
         └── ProtocolError                   the server speaks another protocol version or answered garbage
@@ -20,6 +21,7 @@ __all__ = [
     "ValueTooLarge",
     "ExperimentStateError",
     "QueueFull",
+    "NotFound",
     "RemoteError",
     "AuthError",
     "ProtocolError",
@@ -48,6 +50,10 @@ class ExperimentStateError(MlDashError, RuntimeError):
 
 class QueueFull(MlDashError, RuntimeError):
     """The in-process queue stayed full past the backpressure window."""
+
+
+class NotFound(MlDashError, LookupError):
+    """A read named an experiment, metric or field that is not stored (in local or remote mode)."""
 
 
 class RemoteError(MlDashError):

@@ -9,7 +9,7 @@ import time
 
 from . import _lifecycle
 from ._config import Config, load_config
-from ._errors import ExperimentStateError, InvalidValue
+from ._errors import ExperimentStateError, InvalidValue, NotFound
 from ._names import parse_prefix
 from ._ops import Files, Logs, Metrics, Params, make_log_item
 from ._pipeline import Pipeline
@@ -109,6 +109,7 @@ class Experiment:
             "metadata": normalize_fields(metadata, self.config.max_string_bytes, "metadata") if metadata else None,
         }
         self.status: Optional[str] = None
+        self._stored = False  # known to exist in the store (reads check once)
         self._owner_pid = os.getpid()
         self._sink: Any = None
         self._pipe = Pipeline(self.config, self.prefix)
@@ -196,12 +197,25 @@ class Experiment:
         """The stored experiment record (description, tags, status and its timestamps, ...)."""
         return self._read().experiment()
 
+    def summary(self) -> Dict[str, Any]:
+        """Every metric with its row count, last index and per field last/min/max value, and the
+        numbers of log lines and files (``GET /api/v1/summary``, PROTOCOL.md)."""
+        return self._read().summary()
+
     def _read(self):
+        """The reader, after a flush. Every read raises NotFound when nothing was ever stored under
+        this prefix (instead of answering {} or [])."""
         if self._pipe.running:
             self.flush()
         if self._sink is None:
             self._sink = self._make_sink()
-        return self._sink.reader()
+        reader = self._sink.reader()
+        if not self._stored:
+            if not reader.exists():
+                where = self.config.dash_url or self.config.dash_root
+                raise NotFound(f"no experiment {self.prefix} in {where}: nothing was stored under this prefix")
+            self._stored = True
+        return reader
 
     # -- lifecycle -----------------------------------------------------------------------------------
 

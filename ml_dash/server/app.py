@@ -21,12 +21,14 @@ from typing import Any, Dict, Optional
 import orjson
 from aiohttp import web
 
+from .._readmodel import LayoutReadModel
+from . import read_routes
 from .auth import Authenticator
 from .blobs import BlobStore, check_checksum
 from .errors import ApiError
 from .faults import FaultPlan, Stats, route_class
-from .index import Index
-from .batch import parse_batch, parse_header, split_header
+from .index import Index, server_dir
+from .batch import parse_batch, parse_header, parse_server_prefix, split_header
 from .limits import Limits, accepted_encodings, decode_body, read_body
 from .reads import Reads
 from .store import Store
@@ -340,6 +342,9 @@ def make_app(root: Path | str, *, auth: bool = True, fault_injection: bool = Fal
     state = State(root, auth=auth, fault_injection=fault_injection, limits=limits or Limits())
     app[STATE] = state
     app.add_routes(routes)
+    read_routes.setup(app, LayoutReadModel(root, server_dir(root) / "series", parse=parse_server_prefix),
+                      authenticate=lambda request: state.auth.identify(request.headers.get("Authorization")),
+                      run=state.run, max_page=state.limits.max_page)
     if fault_injection:
         app.router.add_put("/api/v1/_test/faults", faults_put)
         app.router.add_get("/api/v1/_test/faults", faults_get)
