@@ -13,7 +13,7 @@ __all__ = ["open_remote_sink"]
 
 
 def open_remote_sink(config: Any, prefix: Any):
-    """The sink remote mode writes to (see ``ml_dash._pipeline.Sink``)."""
+    """The sink remote mode writes to (see ``ml_dash._sink.Sink``)."""
     from ._sink import RemoteSink
 
     return RemoteSink(config, prefix)

@@ -83,14 +83,14 @@ def _dump(record: Dict[str, Any]) -> bytes:
 
 
 def _encode(seq: int, name: Optional[str], rows: List[Dict[str, Any]], payloads: List[bytes],
-            counts: List[int], bad: List[Tuple[tuple, str]], cols: Optional[Dict[str, list]] = None) -> int:
+            counts: List[int], bad: List[Tuple[Any, str]], cols: Optional[Dict[str, list]] = None) -> int:
     """Append the records of ``rows`` (one key set; ``cols`` if already made) from ``seq`` on;
     returns the next seq."""
     try:
         out = _dump(_record(seq, name, len(rows), cols or _columns(rows)))
     except (orjson.JSONEncodeError, TypeError) as exc:
         if len(rows) == 1:  # one row that cannot be encoded: it takes no seq
-            bad.append((("m", name, rows[0]), f"cannot encode metric row: {exc}"))
+            bad.append((rows[0], f"cannot encode metric row: {exc}"))
             return seq
         out = None
     if out is not None and (len(out) <= MAX_RECORD_BYTES or len(rows) == 1):
@@ -104,7 +104,7 @@ def _encode(seq: int, name: Optional[str], rows: List[Dict[str, Any]], payloads:
 
 
 def encode_metric_rows(first_seq: int, name: Optional[str], rows: List[Dict[str, Any]]
-                       ) -> Tuple[List[bytes], List[int], List[Tuple[tuple, str]]]:
+                       ) -> Tuple[List[bytes], List[int], List[Tuple[Any, str]]]:
     """Columnar records for one metric's rows (the user's fields plus ``_ts``), seqs from ``first_seq``.
 
     Returns (payloads, rows per payload, [(bad row, why)]); a row that cannot be encoded takes no
@@ -112,7 +112,7 @@ def encode_metric_rows(first_seq: int, name: Optional[str], rows: List[Dict[str,
     """
     payloads: List[bytes] = []
     counts: List[int] = []
-    bad: List[Tuple[tuple, str]] = []
+    bad: List[Tuple[Any, str]] = []
     seq = first_seq
     for start in range(0, len(rows), MAX_ROWS):
         part = rows[start : start + MAX_ROWS]

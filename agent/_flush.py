@@ -19,7 +19,7 @@ from ml_dash._errors import ProtocolError
 
 from ._client import AuthFailed, IngestClient
 from ._reader import SessionReader
-from ._retry import Control, Retryable, RetryPolicy, TransportError
+from ._retry import Control, Retryable, RetryPolicy, TransportError, Unrecoverable
 from ._session import SessionDir, list_sessions
 from ._uploader import SessionUploader, Tally
 
@@ -124,6 +124,8 @@ async def flush_sessions(root: Path, url_override: Optional[str], token_for: Cal
             except (TransportError, Retryable, ProtocolError) as exc:
                 if isinstance(exc, TransportError):
                     refused[url] = f"server unreachable: {exc}"
+                elif isinstance(exc, Unrecoverable):
+                    refused[url] = str(exc)
                 summary.left[sdir.id] = str(exc)
                 sdir.write_state({"last_error": str(exc)})
             finally:

@@ -24,6 +24,9 @@ from ._session import SessionDir
 from ._spool import SpoolWriter
 
 if TYPE_CHECKING:
+    from ml_dash._events import Event
+    from ml_dash._remote_read import RemoteReader
+
     from ._sender import Sender
 
 __all__ = ["RemoteSink"]
@@ -44,7 +47,7 @@ if hasattr(os, "register_at_fork"):
 
 
 class RemoteSink:
-    """Spools one experiment's events and uploads them in the background."""
+    """Spools one experiment's events and uploads them in the background (a ``ml_dash._sink.Sink``)."""
 
     def __init__(self, config: Config, prefix: Any):
         self._config = config
@@ -89,7 +92,7 @@ class RemoteSink:
                     from ._sender import Sender  # asyncio and tenacity: only when uploading
 
                     sender = Sender(self._config, sdir, writer, self._url, self._token)
-                    writer._on_data = sender.notify_data
+                    writer.on_data = sender.notify_data
                     sender.start()
                 self._sdir, self._sender, self._writer = sdir, sender, writer
                 self._closed = False
@@ -99,9 +102,9 @@ class RemoteSink:
         """Copy the file's bytes into the spool now (caller's thread); returns (size, sha256)."""
         return self._session().stage_blob(source, str(entry["id"]))
 
-    def write(self, items: List[tuple]) -> None:
-        """Append a batch to the spool (worker thread); bad items are counted, never raised."""
-        self._session().append(items)
+    def write(self, events: List[Event]) -> None:
+        """Append a batch to the spool (worker thread); bad events are counted, never raised."""
+        self._session().append(events)
 
     def write_metrics(self, name: Optional[str], rows: List[Dict[str, Any]]) -> None:
         """Append one metric's rows (worker thread): no per-row tuple on the way."""
@@ -213,7 +216,7 @@ class RemoteSink:
             self._writer.forget_after_fork()
         self._init_state()
 
-    def reader(self):
+    def reader(self) -> "RemoteReader":
         """The read interface against the server (the same one local mode offers)."""
         from ml_dash._remote_read import RemoteReader
 

@@ -17,7 +17,7 @@ import os
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ml_dash._files import Source, snapshot
 
@@ -35,8 +35,8 @@ SEGMENT_BYTES = 8 * 1024 * 1024
 _CHUNK_ITEMS = 4096
 
 
-def _one_seq_each(first: int, items: List[tuple]):
-    payloads, bad = encode_items(first, items)
+def _one_seq_each(first: int, events: Sequence[tuple]):
+    payloads, bad = encode_items(first, events)
     return payloads, None, bad  # None: one seq per payload
 
 
@@ -57,7 +57,8 @@ class SpoolWriter:
         self._warn_bytes = warn_bytes
         self._max_bytes = max_bytes
         self._segment_bytes = segment_bytes
-        self._on_data = on_data
+        #: Called after each append that stored something (the sender's wake-up); set by the owner.
+        self.on_data = on_data
         self._lock = threading.Lock()
         self._fd: Optional[int] = None
         self._retired: List[int] = []  # full segments, closed once fsynced
@@ -76,24 +77,25 @@ class SpoolWriter:
     def pending_bytes(self) -> int:
         return self.bytes_written - self.bytes_trimmed + self.blob_bytes
 
-    def append(self, items: List[tuple]) -> int:
-        """Give each item the next seq and append it; returns how many were stored. Never raises."""
-        return self._append(items, _one_seq_each)
+    def append(self, events: Sequence[tuple]) -> int:
+        """Give each event (``ml_dash._events``) the next seq and append it; returns how many were
+        stored. Never raises."""
+        return self._append(events, _one_seq_each)
 
     def append_metric_rows(self, name: Optional[str], rows: List[Dict[str, Any]]) -> int:
         """Append one metric's rows (the user's fields plus ``_ts``) as columnar records, a seq per
         row; like :meth:`append`."""
         return self._append(rows, lambda first, chunk: encode_metric_rows(first, name, chunk))
 
-    def _append(self, items: list, encode) -> int:
+    def _append(self, items: Sequence[Any], encode) -> int:
         stored = 0
         for start in range(0, len(items), _CHUNK_ITEMS):
             stored += self._append_chunk(items[start : start + _CHUNK_ITEMS], encode)
         if stored:
-            self._on_data()
+            self.on_data()
         return stored
 
-    def _append_chunk(self, items: list, encode) -> int:
+    def _append_chunk(self, items: Sequence[Any], encode) -> int:
         first = self.next_seq
         payloads, counts, bad = encode(first, items)
         for _, why in bad:  # one bad item must not fail its batch; it takes no seq

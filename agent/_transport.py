@@ -18,12 +18,16 @@ import aiohttp
 import orjson
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from ._retry import ConnectFailed, RequestTimeout
+from ._retry import ConnectFailed, RequestTimeout, Unrecoverable
 from ._session import public_url
 
 __all__ = ["Transport", "Response"]
 
 _BLOB_CHUNK = 1 << 20
+#: Failures that the same request would meet again: a URL aiohttp cannot use, a TLS handshake or
+#: certificate that fails (https:// to a plain http port, an untrusted certificate). Not retried.
+_UNRECOVERABLE = tuple(c for c in (aiohttp.InvalidURL, getattr(aiohttp, "NonHttpUrlClientError", None),
+                                   aiohttp.ClientSSLError) if c is not None)
 
 
 class Response(NamedTuple):
@@ -107,6 +111,9 @@ class Transport:
                                       headers={**self._auth, **(headers or {})}) as resp:
                 body = await resp.read()
                 return Response(resp.status, {k.lower(): v for k, v in resp.headers.items()}, body)
+        except _UNRECOVERABLE as exc:
+            raise Unrecoverable(f"{self._shown}{route}: {type(exc).__name__}: {exc} (not retried: sending it again "
+                                "would fail the same way; check the URL and the server's TLS setup)") from None
         except aiohttp.ClientConnectorError as exc:
             raise ConnectFailed(f"cannot connect to {self._shown}: {exc.os_error}") from None
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:

@@ -1,7 +1,7 @@
-"""Queue items (see ``ml_dash._pipeline``) to wire events (see ``ml_dash/server/PROTOCOL.md``).
+"""Events (``ml_dash._events``) to wire events (``ml_dash/server/PROTOCOL.md``).
 
-One event per item and seq; metric rows handed over by ``write_metrics`` take the columnar path
-in ``_columns`` instead.
+One wire event per event and seq; metric rows handed over by ``write_metrics`` take the columnar
+path in ``_columns`` instead.
 
 Every payload starts with ``{"seq":n,"kind":"..."`` (dict order is kept by orjson); the framing
 and the sender rely on that to read ``seq`` and ``kind`` without parsing.
@@ -12,69 +12,50 @@ from __future__ import annotations
 import gzip
 import math
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import orjson
 
+from ml_dash._events import ExperimentEvent, FileEvent, LogEvent, ParamsEvent, StatusEvent
 from ml_dash._values import encode_nonfinite
 
-__all__ = ["encode_item", "encode_items", "gap_event", "batch_body", "compress", "ENCODINGS"]
+__all__ = ["encode_items", "gap_event", "batch_body", "compress", "ENCODINGS", "BUILDERS"]
 
 _dumps = orjson.dumps
 
 
-def _metric(seq: int, item: tuple) -> Dict[str, Any]:
-    data = dict(item[2])
-    ts = data.pop("_ts", None)
-    return {"seq": seq, "kind": "metric", "ts": ts, "name": item[1], "data": data}
+def _log(seq: int, e: LogEvent) -> Dict[str, Any]:
+    return {"seq": seq, "kind": "log", "ts": e.ts, "level": e.level, "message": e.message, "metadata": e.metadata}
 
 
-def _log(seq: int, item: tuple) -> Dict[str, Any]:
-    _, ts, level, message, metadata = item
-    return {"seq": seq, "kind": "log", "ts": ts, "level": level, "message": message, "metadata": metadata}
+def _params(seq: int, e: ParamsEvent) -> Dict[str, Any]:
+    return {"seq": seq, "kind": "params", "ts": e.ts, "data": e.data}
 
 
-def _params(seq: int, item: tuple) -> Dict[str, Any]:
-    return {"seq": seq, "kind": "params", "ts": item[1], "data": item[2]}
-
-
-def _file(seq: int, item: tuple) -> Dict[str, Any]:
-    e = item[2]
+def _file(seq: int, ev: FileEvent) -> Dict[str, Any]:
+    e = ev.entry
     return {
-        "seq": seq, "kind": "file", "ts": item[1], "id": str(e["id"]), "path": e.get("path") or "/",
+        "seq": seq, "kind": "file", "ts": ev.ts, "id": str(e["id"]), "path": e.get("path") or "/",
         "filename": e["filename"], "checksum": e["checksum"], "size": e.get("sizeBytes", 0),
         "content_type": e.get("contentType"), "description": e.get("description"),
         "tags": list(e.get("tags") or []), "metadata": e.get("metadata"),
     }
 
 
-def _experiment(seq: int, item: tuple) -> Dict[str, Any]:
-    event = {"seq": seq, "kind": "experiment", "ts": item[1]}
-    event.update(item[2])
+def _experiment(seq: int, e: ExperimentEvent) -> Dict[str, Any]:
+    event = {"seq": seq, "kind": "experiment", "ts": e.ts}
+    event.update(e.fields)
     return event
 
 
-def _status(seq: int, item: tuple) -> Dict[str, Any]:
-    return {"seq": seq, "kind": "status", "ts": item[1], "status": item[2], "reason": item[3]}
+def _status(seq: int, e: StatusEvent) -> Dict[str, Any]:
+    return {"seq": seq, "kind": "status", "ts": e.ts, "status": e.status, "reason": e.reason}
 
 
-_BUILDERS = {"m": _metric, "l": _log, "p": _params, "f": _file, "e": _experiment, "s": _status}
-
-
-def encode_item(seq: int, item: tuple) -> bytes:
-    """The wire event of one queue item as compact JSON; raises ValueError for an item it cannot encode."""
-    build = _BUILDERS.get(item[0])
-    if build is None:
-        raise ValueError(f"unknown queue item kind {item[0]!r}")
-    event = build(seq, item)
-    try:
-        out = _dumps(event)
-    except orjson.JSONEncodeError as exc:
-        raise ValueError(f"cannot encode {item[0]!r} event: {exc}") from None
-    # orjson writes NaN and infinities as null; only then look closer (the protocol names them).
-    if b"null" in out:
-        out = _dumps(encode_nonfinite(event))
-    return out
+#: The wire event of each event class (metric rows go through ``_columns``).
+BUILDERS: Dict[type, Callable[[int, Any], Dict[str, Any]]] = {
+    LogEvent: _log, ParamsEvent: _params, FileEvent: _file, ExperimentEvent: _experiment, StatusEvent: _status,
+}
 
 
 def _has_nonfinite(value: Any) -> bool:
@@ -88,38 +69,33 @@ def _has_nonfinite(value: Any) -> bool:
     return False
 
 
-def encode_items(first_seq: int, items: List[tuple]) -> Tuple[List[bytes], List[Tuple[tuple, str]]]:
-    """Wire events for ``items`` with seqs from ``first_seq`` on; returns (payloads, [(bad item, why)]).
+def encode_items(first_seq: int, events: Sequence[tuple]) -> Tuple[List[bytes], List[Tuple[Any, str]]]:
+    """Wire events for ``events`` with seqs from ``first_seq`` on; returns (payloads, [(bad event, why)]).
 
     One ``orjson.dumps`` serializes the whole list and the output is cut into events: one call per
     event costs several times more (each output is a separate allocation of orjson's initial
     buffer). The cut is exact only if no event holds the text ``,{"seq":`` as JSON structure; then,
-    and only then, there is one part per event, which is checked. Anything else (an item that
-    cannot be encoded, such nested data) takes the per-event path. Items that fail are returned
+    and only then, there is one part per event, which is checked. Anything else (an event that
+    cannot be encoded, such nested data) takes the per-event path. Events that fail are returned
     and take no seq.
     """
-    events, bad = [], []
+    wire, bad = [], []
     seq = first_seq
-    for item in items:
-        if item[0] == "m":  # the hot path, inlined
-            data = item[2].copy()
-            events.append({"seq": seq, "kind": "metric", "ts": data.pop("_ts", None), "name": item[1], "data": data})
-            seq += 1
-            continue
-        build = _BUILDERS.get(item[0])
+    for event in events:
+        build = BUILDERS.get(type(event))
         if build is None:
-            bad.append((item, f"unknown queue item kind {item[0]!r}"))
+            bad.append((event, f"unknown event kind {type(event).__name__}"))
             continue
         try:
-            events.append(build(seq, item))
-        except Exception as exc:  # a malformed item: its own problem, not the batch's
-            bad.append((item, f"{type(exc).__name__}: {exc}"))
+            wire.append(build(seq, event))
+        except Exception as exc:  # a malformed event: its own problem, not the batch's
+            bad.append((event, f"{type(exc).__name__}: {exc}"))
             continue
         seq += 1
-    return _serialize(first_seq, events, bad)
+    return _serialize(first_seq, wire, bad)
 
 
-def _serialize(first_seq: int, events: List[Dict[str, Any]], bad: List[Tuple[tuple, str]]):
+def _serialize(first_seq: int, events: List[Dict[str, Any]], bad: List[Tuple[Any, str]]):
     if not events:
         return [], bad
     try:
@@ -138,14 +114,14 @@ def _serialize(first_seq: int, events: List[Dict[str, Any]], bad: List[Tuple[tup
     return parts, bad
 
 
-def _one_by_one(first_seq: int, events: List[Dict[str, Any]], bad: List[Tuple[tuple, str]]):
+def _one_by_one(first_seq: int, events: List[Dict[str, Any]], bad: List[Tuple[Any, str]]):
     payloads = []
     for event in events:
         event["seq"] = first_seq + len(payloads)
         try:
             out = _dumps(event)
         except orjson.JSONEncodeError as exc:
-            bad.append((("?",), f"cannot encode {event.get('kind')!r} event: {exc}"))
+            bad.append((event, f"cannot encode {event.get('kind')!r} event: {exc}"))
             continue
         if b"null" in out and _has_nonfinite(event):
             out = _dumps(encode_nonfinite(event))

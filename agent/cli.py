@@ -109,6 +109,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     root = _spool_dir(args.spool_dir)
     if args.command == "status":
         return _status(root)
+    if args.dash_url is not None:
+        from ml_dash._errors import InvalidDashUrl
+        from ml_dash._urls import check_dash_url
+
+        try:
+            check_dash_url(args.dash_url)
+        except InvalidDashUrl as exc:
+            print(f"ml-dash-agent: --dash-url: {exc}", file=sys.stderr)
+            return 2
     return _flush(root, args.dash_url)
 
 

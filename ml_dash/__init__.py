@@ -15,6 +15,7 @@ from ._config import Config, load_config
 from ._errors import (
     AuthError,
     ExperimentStateError,
+    InvalidDashUrl,
     InvalidPrefix,
     InvalidValue,
     MlDashError,
@@ -39,6 +40,7 @@ __all__ = [
     "FileInfo",
     "MlDashError",
     "InvalidPrefix",
+    "InvalidDashUrl",
     "InvalidValue",
     "ValueTooLarge",
     "ExperimentStateError",

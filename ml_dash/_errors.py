@@ -2,6 +2,7 @@
 
     MlDashError
     ├── InvalidPrefix (ValueError)          a prefix, metric name or file name that cannot be stored
+    ├── InvalidDashUrl (ValueError)         a dash_url that is not http(s):// with a host
     ├── InvalidValue (TypeError)            a logged value that cannot be serialized
     ├── ValueTooLarge (ValueError)          a string or field set over the configured limit
     ├── ExperimentStateError (RuntimeError) use before start / after close
@@ -17,6 +18,7 @@ from __future__ import annotations
 __all__ = [
     "MlDashError",
     "InvalidPrefix",
+    "InvalidDashUrl",
     "InvalidValue",
     "ValueTooLarge",
     "ExperimentStateError",
@@ -34,6 +36,11 @@ class MlDashError(Exception):
 
 class InvalidPrefix(MlDashError, ValueError):
     """A prefix, metric name or file name that cannot name a place in the store."""
+
+
+class InvalidDashUrl(MlDashError, ValueError):
+    """A ``dash_url`` (argument or ``ML_DASH_URL``) that is not ``http://`` or ``https://`` with a host;
+    raised when the :class:`~ml_dash.Experiment` is built, before anything is spooled."""
 
 
 class InvalidValue(MlDashError, TypeError):

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import functools
-import os
-import sys
-import time
 
-from . import _lifecycle
+from . import _capture
 from ._config import Config, load_config
-from ._errors import ExperimentStateError, InvalidValue, NotFound
+from ._errors import InvalidValue
+from ._events import STATUSES
 from ._names import parse_prefix
-from ._ops import Files, Logs, Metrics, Params, make_log_item
-from ._pipeline import Pipeline
+from ._ops import Files, Logs, Metrics, Params, make_log_event
+from ._recorder import Recorder
 from ._values import normalize_fields
 
 TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations here are strings anyway
@@ -21,8 +19,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 __all__ = ["Experiment", "RunControl", "ml_dash_experiment", "STATUSES"]
-
-STATUSES = ("RUNNING", "COMPLETED", "FAILED", "CANCELLED")
 
 
 def _str_list(value: Optional[List[str]], what: str) -> Optional[List[str]]:
@@ -36,29 +32,31 @@ def _str_list(value: Optional[List[str]], what: str) -> Optional[List[str]]:
 class RunControl:
     """``exp.run``: start and end the run. Also a context manager that yields the experiment."""
 
-    def __init__(self, exp: "Experiment"):
+    def __init__(self, exp: "Experiment", rec: Recorder):
         self._exp = exp
+        self._rec = rec
 
     def start(self) -> "Experiment":
         """Open the experiment (status RUNNING). Creating or resuming is by prefix (upsert)."""
-        self._exp._start()
+        self._rec.start()
+        self._rec.captures = _capture.start(self._exp)  # console, system, environment: as Config says
         return self._exp
 
     def complete(self) -> None:
         """Drain everything, mark COMPLETED and close."""
-        self._exp._end("COMPLETED", None)
+        self._rec.end("COMPLETED", None)
 
     def fail(self, reason: Optional[str] = None) -> None:
         """Drain everything, mark FAILED and close."""
-        self._exp._end("FAILED", reason)
+        self._rec.end("FAILED", reason)
 
     def cancel(self, reason: Optional[str] = None) -> None:
         """Drain everything, mark CANCELLED and close."""
-        self._exp._end("CANCELLED", reason)
+        self._rec.end("CANCELLED", reason)
 
     @property
     def status(self) -> Optional[str]:
-        return self._exp.status
+        return self._rec.status
 
     def __enter__(self) -> "Experiment":
         return self.start()
@@ -67,9 +65,9 @@ class RunControl:
         if exc_type is None:
             self.complete()
         elif issubclass(exc_type, KeyboardInterrupt):
-            self._exp._end("CANCELLED", "KeyboardInterrupt")
+            self._rec.end("CANCELLED", "KeyboardInterrupt")
         else:
-            self._exp._end("FAILED", f"{exc_type.__name__}: {exc}")
+            self._rec.end("FAILED", f"{exc_type.__name__}: {exc}")
         return False  # never swallow the exception
 
 
@@ -102,22 +100,22 @@ class Experiment:
 
             base = dataclasses.replace(base, dash_url=None)
         self.config: Config = base.with_overrides(dash_root=dash_root, dash_url=dash_url, token=token, offline=offline)
+        if self.config.dash_url:
+            from ._urls import check_dash_url  # remote mode only: keeps `import ml_dash` light
+
+            check_dash_url(self.config.dash_url)  # a typo fails here, not 20 s into the exit
         self._fields = {
             "description": description,
             "tags": _str_list(tags, "tags"),
             "bindrs": _str_list(bindrs, "bindrs"),
             "metadata": normalize_fields(metadata, self.config.max_string_bytes, "metadata") if metadata else None,
         }
-        self.status: Optional[str] = None
-        self._stored = False  # known to exist in the store (reads check once)
-        self._owner_pid = os.getpid()
-        self._sink: Any = None
-        self._pipe = Pipeline(self.config, self.prefix)
-        self.run = RunControl(self)
-        self.params = Params(self)
-        self.metrics = Metrics(self)
-        self.logs = Logs(self)
-        self.files = Files(self)
+        self._rec = Recorder(self._prefix, self.config, self._fields)
+        self.run = RunControl(self, self._rec)
+        self.params = Params(self._rec)
+        self.metrics = Metrics(self._rec)
+        self.logs = Logs(self._rec)
+        self.files = Files(self._rec)
 
     # -- identity ------------------------------------------------------------------------------------
 
@@ -144,7 +142,12 @@ class Experiment:
 
     @property
     def mode(self) -> str:
-        return "remote" if self.config.dash_url else "local"
+        return self._rec.mode
+
+    @property
+    def status(self) -> Optional[str]:
+        """RUNNING while the run is open; COMPLETED, FAILED or CANCELLED once it ended (None before)."""
+        return self._rec.status
 
     @property
     def description(self) -> Optional[str]:
@@ -175,7 +178,7 @@ class Experiment:
 
     def log(self, message: str, level: str = "info", **metadata: Any) -> "Experiment":
         """Append a log line. ``level``: debug, info, warn (or warning), error, fatal."""
-        self._pipe.put_log(make_log_item(message, level, metadata, self.config.max_string_bytes))
+        self._rec.pipe.put_log(make_log_event(message, level, metadata, self.config.max_string_bytes))
         return self
 
     def flush(self, timeout: Optional[float] = None) -> bool:
@@ -183,89 +186,18 @@ class Experiment:
 
         Returns False if ``timeout`` (seconds) passed first.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        if not self._pipe.flush(timeout):
-            return False
-        wait = getattr(self._sink, "wait_delivered", None)
-        if wait is None:
-            return True
-        return wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return self._rec.flush(timeout)
 
     # -- reading -------------------------------------------------------------------------------------
 
     def info(self) -> Dict[str, Any]:
         """The stored experiment record (description, tags, status and its timestamps, ...)."""
-        return self._read().experiment()
+        return self._rec.reader().experiment()
 
     def summary(self) -> Dict[str, Any]:
         """Every metric with its row count, last index and per field last/min/max value, and the
         numbers of log lines and files (``GET /api/v1/summary``, PROTOCOL.md)."""
-        return self._read().summary()
-
-    def _read(self):
-        """The reader, after a flush. Every read raises NotFound when nothing was ever stored under
-        this prefix (instead of answering {} or [])."""
-        if self._pipe.running:
-            self.flush()
-        if self._sink is None:
-            self._sink = self._make_sink()
-        reader = self._sink.reader()
-        if not self._stored:
-            if not reader.exists():
-                where = self.config.dash_url or self.config.dash_root
-                raise NotFound(f"no experiment {self.prefix} in {where}: nothing was stored under this prefix")
-            self._stored = True
-        return reader
-
-    # -- lifecycle -----------------------------------------------------------------------------------
-
-    def _make_sink(self):
-        if self.mode == "remote":
-            from .agent import open_remote_sink  # imports aiohttp: only in remote mode
-
-            return open_remote_sink(self.config, self._prefix)
-        from pathlib import Path
-
-        from ._local_sink import LocalSink  # the store modules load at the first start, not at import
-
-        return LocalSink(Path(self.config.dash_root), self._prefix)
-
-    def _require_running(self) -> None:
-        if not self._pipe.running:
-            state = "closed" if self.status in STATUSES[1:] else "not started"
-            raise ExperimentStateError(f"experiment {self.prefix} is {state}: use `with exp.run:` or exp.run.start()")
-
-    def _start(self) -> None:
-        if self._pipe.running:
-            raise ExperimentStateError(f"experiment {self.prefix} is already running")
-        if self._sink is None:
-            self._sink = self._make_sink()
-        self._sink.prepare()
-        _lifecycle.register(self)
-        self._pipe.start(self._sink)
-        now = time.time()
-        self._pipe.put(("e", now, dict(self._fields)))
-        self._pipe.put(("s", now, "RUNNING", None))
-        self.status = "RUNNING"
-
-    def _end(self, status: str, reason: Optional[str]) -> None:
-        self._require_running()
-        self._close(status, reason, time.monotonic() + self.config.shutdown_timeout)
-
-    def _close(self, status: str, reason: Optional[str], deadline: float) -> None:
-        if not self._pipe.running:
-            return
-        if os.getpid() == self._owner_pid:
-            self._pipe.put(("s", time.time(), status, reason))
-            self.status = status
-        self._pipe.close(deadline)
-        _lifecycle.unregister(self)
-        drops = {k: v for k, v in self._pipe.drops.items() if v}
-        if drops:
-            print(f"ml-dash: {self.prefix}: events not stored: {drops}", file=sys.stderr)
-
-    def _after_fork_in_child(self) -> None:
-        self._pipe.after_fork_in_child()
+        return self._rec.reader().summary()
 
     def __enter__(self) -> "Experiment":
         return self.run.__enter__()

@@ -1,7 +1,8 @@
 """The operations on a running experiment: ``exp.params``, ``exp.metrics``, ``exp.logs``, ``exp.files``.
 
 Writes go through the experiment's pipeline (never waiting on I/O); reads flush first, then ask
-the experiment's reader, which is the same interface in local and remote mode.
+the experiment's reader, which is the same interface in local and remote mode. Each operation
+holds the experiment's :class:`~ml_dash._recorder.Recorder`, not the experiment.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import os
 import time
 
 from ._errors import InvalidPrefix, InvalidValue
+from ._events import LEVELS, FileEvent, LogEvent, ParamsEvent
 from ._files import FileInfo, new_file_id
 from ._names import check_filename, check_relpath
 from ._values import FAST_TYPES, normalize_fields, normalize_value
@@ -20,15 +22,12 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from ._files import Source
-    from ._experiment import Experiment
+    from ._recorder import Recorder
 
 _now = time.time
 
-__all__ = ["Params", "Metrics", "MetricBuilder", "Logs", "Files", "FileScope", "flatten", "unflatten", "LEVELS"]
-
-#: Accepted log levels, with the stdlib spellings mapped onto upstream's.
-LEVELS = {"debug": "debug", "info": "info", "warn": "warn", "warning": "warn", "error": "error",
-          "fatal": "fatal", "critical": "fatal"}
+__all__ = ["Params", "Metrics", "MetricBuilder", "Logs", "Files", "FileScope", "flatten", "unflatten",
+           "make_log_event"]
 
 
 def flatten(d: Dict[str, Any], parent: str = "") -> Dict[str, Any]:
@@ -63,36 +62,38 @@ def unflatten(d: Dict[str, Any]) -> Dict[str, Any]:
 class Params:
     """``exp.params``: hyper-parameters, stored flattened with dots."""
 
-    def __init__(self, exp: "Experiment"):
-        self._exp = exp
+    def __init__(self, rec: Recorder):
+        self._rec = rec
 
     def set(self, **params: Any) -> "Params":
         """Merge parameters (nested dicts are flattened to ``a.b.c`` keys)."""
         flat = flatten(params)
-        flat = normalize_fields(flat, self._exp.config.max_string_bytes, "params")
-        self._exp._pipe.put(("p", time.time(), flat))
+        flat = normalize_fields(flat, self._rec.config.max_string_bytes, "params")
+        self._rec.pipe.put(ParamsEvent(time.time(), flat))
         return self
 
     log = set  # upstream's alias
 
     def get(self, flatten: bool = True) -> Dict[str, Any]:
         """Every parameter stored so far (by any run of this experiment)."""
-        data = self._exp._read().params()
+        data = self._rec.reader().params()
         return data if flatten else unflatten(data)
 
 
 class MetricBuilder:
     """``exp.metrics(name)``: appends rows to one metric."""
 
-    __slots__ = ("name", "_q", "_pipe", "_wake_at", "_exp", "_limit")
+    __slots__ = ("name", "queue", "_pipe", "_wake_at", "_rec", "_limit")
 
-    def __init__(self, exp: "Experiment", name: Optional[str]):
-        self._exp = exp
+    def __init__(self, rec: Recorder, name: Optional[str]):
+        self._rec = rec
         self.name = name
-        self._pipe = exp._pipe
-        self._wake_at = self._pipe._wake_at
-        self._limit = exp.config.max_string_bytes
-        self._pipe.add_metric(self)  # sets self._q, this metric's own queue
+        #: This metric's own deque of rows; set (and swapped at start and close) by the pipeline.
+        self.queue: Any = None
+        self._pipe = rec.pipe
+        self._wake_at = self._pipe.wake_at
+        self._limit = rec.config.max_string_bytes
+        self._pipe.add_metric(self)
 
     def log(self, **fields: Any) -> "MetricBuilder":
         """Append one row. Fields are stored as given, plus ``_ts`` (epoch seconds of this call)."""
@@ -101,16 +102,16 @@ class MetricBuilder:
                 fields = normalize_fields(fields, self._limit, f"metric {self.name!r}")
                 break
         fields["_ts"] = _now()
-        q = self._q
+        q = self.queue
         if len(q) >= self._wake_at:
-            self._pipe._crowded(q, fields)
+            self._pipe.overflow(q, fields)
         else:
             q.append(fields)
         return self
 
     def read(self, start: int = 0, limit: Optional[int] = None) -> List[Dict[str, Any]]:
         """Rows ``{"index", "data", "createdAt"}`` from ``start``, in index order."""
-        return self._exp._read().metric_rows(self.name, start, limit)
+        return self._rec.reader().metric_rows(self.name, start, limit)
 
     def series(self, field: str, x: str = "index", start: Optional[float] = None, end: Optional[float] = None,
                buckets: int = 1000, *, after: Optional[int] = None, limit: Optional[int] = None) -> Dict[str, Any]:
@@ -123,7 +124,7 @@ class MetricBuilder:
         time. The answer is ``GET /api/v1/series``'s (PROTOCOL.md), with non-finite floats as
         floats. Raises NotFound when the metric or field does not exist.
         """
-        return self._exp._read().series(self.name, field, x, start, end, buckets, after, limit)
+        return self._rec.reader().series(self.name, field, x, start, end, buckets, after, limit)
 
 
 class Metrics(dict):
@@ -136,9 +137,9 @@ class Metrics(dict):
 
     __call__ = dict.__getitem__
 
-    def __init__(self, exp: "Experiment"):
+    def __init__(self, rec: Recorder):
         super().__init__()
-        self._exp = exp
+        self._rec = rec
 
     def __missing__(self, name: Optional[str]) -> MetricBuilder:
         key = name
@@ -149,7 +150,7 @@ class Metrics(dict):
                 raise InvalidPrefix("metric name 'None' is reserved for the unnamed metric")
         b = self.get(name)
         if b is None:
-            b = MetricBuilder(self._exp, name)
+            b = MetricBuilder(self._rec, name)
             self[name] = b
         self[key] = b
         return b
@@ -160,28 +161,28 @@ class Metrics(dict):
 
     def names(self) -> List[Optional[str]]:
         """Every metric of the experiment that has rows."""
-        return self._exp._read().metric_names()
+        return self._rec.reader().metric_names()
 
     def __repr__(self) -> str:
-        return f"<Metrics of {self._exp.prefix}: {sorted(str(k) for k in self)}>"
+        return f"<Metrics of {self._rec.prefix}: {sorted(str(k) for k in self)}>"
 
 
 class Logs:
     """``exp.logs``: read log records back (``exp.log(...)`` writes them)."""
 
-    def __init__(self, exp: "Experiment"):
-        self._exp = exp
+    def __init__(self, rec: Recorder):
+        self._rec = rec
 
     def read(self, start: int = 0, limit: Optional[int] = None, level: Optional[str] = None) -> List[Dict[str, Any]]:
         """Records ``{"sequenceNumber", "timestamp", "level", "message"[, "metadata"]}`` in order."""
         if level is not None:
             level = LEVELS.get(level.lower(), level)
-        return self._exp._read().logs(start, limit, level)
+        return self._rec.reader().logs(start, limit, level)
 
     __call__ = read
 
 
-def make_log_item(message: str, level: str, metadata: Dict[str, Any], limit: int) -> tuple:
+def make_log_event(message: str, level: str, metadata: Dict[str, Any], limit: int) -> LogEvent:
     if not isinstance(message, str):
         raise InvalidValue(f"log message must be str, got {type(message).__name__}")
     lvl = LEVELS.get(level.lower()) if isinstance(level, str) else None
@@ -189,14 +190,14 @@ def make_log_item(message: str, level: str, metadata: Dict[str, Any], limit: int
         raise ValueError(f"unknown log level {level!r}; use one of debug, info, warn(ing), error, fatal")
     normalize_value(message, limit, "log message")
     md = normalize_fields(metadata, limit, "log metadata") if metadata else None
-    return ("l", time.time(), lvl, message, md)
+    return LogEvent(time.time(), lvl, message, md)
 
 
 class FileScope:
     """``exp.files(path)``: files under one logical folder such as ``"models"``."""
 
-    def __init__(self, exp: "Experiment", path: str):
-        self._exp = exp
+    def __init__(self, rec: Recorder, path: str):
+        self._rec = rec
         self._path = "/" + check_relpath(path, "file path") if path.strip("/") else "/"
 
     def save(
@@ -209,8 +210,8 @@ class FileScope:
         metadata: Optional[Dict[str, Any]] = None,
     ) -> FileInfo:
         """Store a file (a path, or bytes with ``name=``). The content is copied now; returns its FileInfo."""
-        exp = self._exp
-        exp._require_running()
+        rec = self._rec
+        rec.require_running()
         if isinstance(source, (bytes, bytearray, memoryview)):
             if name is None:
                 raise ValueError("saving bytes needs a file name: files(...).save(data, name='weights.bin')")
@@ -221,13 +222,13 @@ class FileScope:
         else:
             raise InvalidValue(f"files.save takes a path or bytes, got {type(source).__name__}")
         check_filename(name)
-        md = normalize_fields(metadata, exp.config.max_string_bytes, "file metadata") if metadata else None
+        md = normalize_fields(metadata, rec.config.max_string_bytes, "file metadata") if metadata else None
         import mimetypes  # lazily: it reads the system's type tables
 
         file_id = new_file_id()
         entry: Dict[str, Any] = {
             "id": file_id,
-            "experimentId": exp.prefix,
+            "experimentId": rec.prefix,
             "path": self._path,
             "filename": name,
             "description": description,
@@ -238,23 +239,23 @@ class FileScope:
             "checksum": "",
             "metadata": md,
         }
-        size, checksum = exp._sink.stage_file(source, entry)
+        size, checksum = rec.stage_file(source, entry)
         from ._store._jsonio import iso_utc
 
         now = iso_utc()
         entry.update(sizeBytes=size, checksum=checksum, uploadedAt=now, updatedAt=now, deletedAt=None)
-        exp._pipe.put(("f", time.time(), entry))
+        rec.pipe.put(FileEvent(time.time(), entry))
         return FileInfo.from_entry(entry)
 
     def list(self) -> List[FileInfo]:
         """Files under this folder (and its sub-folders), oldest first."""
-        return [FileInfo.from_entry(e) for e in self._exp._read().files(self._path)]
+        return [FileInfo.from_entry(e) for e in self._rec.reader().files(self._path)]
 
     def download(self, file: Union[FileInfo, str], dest: Union[str, os.PathLike, None] = None) -> Path:
         """Copy a stored file to ``dest`` (a path or folder; default: its file name in the working folder)."""
         from pathlib import Path
 
-        reader = self._exp._read()
+        reader = self._rec.reader()
         wanted = file.id if isinstance(file, FileInfo) else str(file)
         for entry in reader.files(None):
             if str(entry.get("id")) == wanted:
@@ -262,14 +263,14 @@ class FileScope:
                 if target.is_dir():
                     target = target / entry["filename"]
                 return reader.download(entry, target)
-        raise FileNotFoundError(f"no file with id {wanted} in {self._exp.prefix}")
+        raise FileNotFoundError(f"no file with id {wanted} in {self._rec.prefix}")
 
 
 class Files(FileScope):
     """``exp.files``: ``exp.files("models").save(...)``; ``exp.files.save(...)`` stores at the top."""
 
-    def __init__(self, exp: "Experiment"):
-        super().__init__(exp, "")
+    def __init__(self, rec: Recorder):
+        super().__init__(rec, "")
 
     def __call__(self, path: str = "") -> FileScope:
-        return FileScope(self._exp, path)
+        return FileScope(self._rec, path)

@@ -2,69 +2,32 @@
 
 Metric rows, by far the most frequent event, go to one deque per metric: the caller's cost is the
 fields dict it already built plus one ``deque.append``, and the worker needs no sorting by name.
-Everything else goes to the main deque as a tuple. The worker wakes once per ``batch_events``
-events in any one deque (or every ``flush_interval``), takes everything queued, and hands it to
-the sink, so serialization and I/O never run in the caller's thread.
-
-A sink with ``write_metrics(name, rows)`` gets each metric's rows as one list (rows are the user's
-fields plus ``"_ts"``); a sink without it gets them as ``("m", name, fields)`` items in ``write``.
-
-Main queue items are tuples whose first element is the kind:
-
-    ("m", name, fields)                     metric row (only for sinks without write_metrics)
-    ("l", ts, level, message, metadata)     log line
-    ("p", ts, flat_params)                  parameters (already flattened)
-    ("f", ts, entry)                        file entry (bytes already snapshotted)
-    ("e", ts, fields)                       experiment upsert (description, tags, ...)
-    ("s", ts, status, reason)               status change
-    ("x", threading.Event)                  flush marker, handled here and never given to the sink
+Every other event (``ml_dash._events``) goes to the main deque. The worker wakes once per
+``batch_events`` events in any one deque (or every ``flush_interval``), takes everything queued,
+and hands it to the sink (``ml_dash._sink.Sink``): each metric's rows as one list to
+``write_metrics``, the other events in order to ``write``, so serialization and I/O never run in
+the caller's thread. A :class:`~ml_dash._events.FlushMarker` in the main deque makes the worker
+write and ``sync`` everything queued before it, then set its event.
 """
 
 from __future__ import annotations
 
 import collections
-import os
-import sys
 import threading
 import time
 
-TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations here are strings anyway
+TYPE_CHECKING = False  # typing costs ~3 ms to import; annotations here are strings anyway
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, Optional, Protocol
+    from typing import Any, Callable, Dict, List, Optional
+
+    from ._sink import Sink
 
 from ._config import Config
 from ._errors import ExperimentStateError, QueueFull
+from ._events import FlushMarker, LogEvent, SinkWriteError
+from ._report import warn
 
-__all__ = ["Pipeline", "SinkWriteError", "FLUSH"]
-
-FLUSH = "x"
-
-
-class Sink:  # the interface a sink implements (documentation; no base class is required)
-    """Where the worker puts batches. Local mode writes the layout; remote mode writes the spool."""
-
-    def write(self, items: List[tuple]) -> None:
-        """Store a batch (called in the worker thread only). Must not raise for one bad item."""
-
-    # Optional: ``write_metrics(name, rows)``, called before ``write`` with each metric's rows.
-
-    def sync(self) -> None:
-        """Make everything written so far as durable as the sink promises (called at flush)."""
-
-    def close(self, deadline: float) -> None:
-        """Release resources; may upload until ``deadline`` (a ``time.monotonic()`` value)."""
-
-    def after_fork_in_child(self) -> None:
-        """Forget the parent's state in a forked child."""
-
-
-class SinkWriteError(Exception):
-    """Raised by a sink that stored part of a batch: ``failed`` items were not stored."""
-
-    def __init__(self, failed: int, cause: BaseException):
-        super().__init__(f"{failed} item(s) not stored: {type(cause).__name__}: {cause}")
-        self.failed = failed
-        self.cause = cause
+__all__ = ["Pipeline"]
 
 
 class _Refusing:
@@ -92,8 +55,8 @@ class Pipeline:
         self._max = config.queue_max_events
         self._batch = max(1, min(config.batch_events, self._max))
         self._q: Any = _Refusing(f"experiment {name} is not started: call exp.run.start() or use `with exp.run:`")
-        #: Crossing this length takes the slow path (wake the worker; block when full).
-        self._wake_at = self._batch
+        #: Crossing this length takes the slow path, :meth:`overflow` (wake the worker; block when full).
+        self.wake_at = self._batch
         self._bytes = 0
         self._woken = False
         #: Set when a caller waited the whole backpressure window in vain; cleared by the worker
@@ -102,7 +65,7 @@ class Pipeline:
         self._wake = threading.Event()
         self._space = threading.Condition(threading.Lock())
         self._thread: Optional[threading.Thread] = None
-        #: Objects with a ``_q`` attribute (MetricBuilder): one deque per metric, swapped like ``_q``.
+        #: MetricBuilders: each has its own deque in its ``queue`` attribute, swapped like ``_q``.
         self._metric_owners: List[Any] = []
         self.drops: Dict[str, int] = collections.Counter()
         self.errors: Dict[str, int] = collections.Counter()
@@ -111,14 +74,14 @@ class Pipeline:
     # -- caller side ---------------------------------------------------------------------------------
 
     def add_metric(self, owner: Any) -> None:
-        """Give a metric its own deque (set as ``owner._q``), following the pipeline's state."""
-        owner._q = collections.deque() if self.running else self._q
+        """Give a metric its own deque (set as ``owner.queue``), following the pipeline's state."""
+        owner.queue = collections.deque() if self.running else self._q
         self._metric_owners.append(owner)
 
     def _set_queues(self, make: Callable[[], Any]) -> None:
         self._q = make()
         for owner in self._metric_owners:
-            owner._q = make() if isinstance(self._q, collections.deque) else self._q
+            owner.queue = make() if isinstance(self._q, collections.deque) else self._q
 
     def start(self, sink: Sink) -> None:
         self._sink = sink
@@ -130,26 +93,27 @@ class Pipeline:
     def running(self) -> bool:
         return isinstance(self._q, collections.deque)
 
-    def put(self, item: tuple) -> bool:
-        """Queue an item; False when it was dropped (counted in ``drops``)."""
+    def put(self, event: tuple) -> bool:
+        """Queue an event; False when it was dropped (counted in ``drops``)."""
         q = self._q
-        if len(q) >= self._wake_at:
-            return self._crowded(q, item)
-        q.append(item)
+        if len(q) >= self.wake_at:
+            return self.overflow(q, event)
+        q.append(event)
         return True
 
-    def put_log(self, item: tuple) -> bool:
-        """Queue a log item; its message counts against ``queue_max_bytes`` as well."""
-        nbytes = len(item[3])
+    def put_log(self, event: LogEvent) -> bool:
+        """Queue a log event; its message counts against ``queue_max_bytes`` as well."""
+        nbytes = len(event.message)
         if self._bytes + nbytes > self._config.queue_max_bytes and self.running:
             self._wake.set()
             if not self._wait_for_space(lambda: self._bytes + nbytes <= self._config.queue_max_bytes or not self._bytes):
-                return self._drop(item, "queue_bytes_full")
+                return self._drop(event, "queue_bytes_full")
         self._bytes += nbytes
-        return self.put(item)
+        return self.put(event)
 
-    def _crowded(self, q: Any, item: Any) -> bool:
-        """Slow path of a put into deque ``q``: wake the worker once; block briefly when full."""
+    def overflow(self, q: Any, item: Any) -> bool:
+        """The slow path of a put into deque ``q`` (this pipeline's, or one of its metrics') once it
+        holds ``wake_at`` items: wake the worker once; when full, apply the drop policy."""
         if not self._woken:
             self._woken = True
             self._wake.set()
@@ -183,9 +147,9 @@ class Pipeline:
                         return ready()
                     if not warned:
                         warned = True
-                        print(f"ml-dash: {self._name}: the queue has been full for {now - started:.0f} s; "
-                              "the training loop is waiting for the writer (ML_DASH_DROP_POLICY=drop "
-                              "drops instead, counted)", file=sys.stderr)
+                        warn(f"{self._name}: the queue has been full for {now - started:.0f} s; "
+                             "the training loop is waiting for the writer (ML_DASH_DROP_POLICY=drop "
+                             "drops instead, counted)")
                 self._wake.set()
                 self._space.wait(0.1 if block else min(deadline - now, 0.1))
         return True
@@ -198,7 +162,7 @@ class Pipeline:
                 f"({reason}); the event was not stored"
             )
         if self.drops[reason] == 1:
-            print(f"ml-dash: {self._name}: dropping events ({reason}); counts are reported at close", file=sys.stderr)
+            warn(f"{self._name}: dropping events ({reason}); counts are reported at close")
         return False
 
     def flush(self, timeout: Optional[float] = None) -> bool:
@@ -206,7 +170,7 @@ class Pipeline:
         if not self.running or self._thread is None:
             return True
         done = threading.Event()
-        self._q.append((FLUSH, done))
+        self._q.append(FlushMarker(done))
         self._wake.set()
         return done.wait(timeout)
 
@@ -243,10 +207,10 @@ class Pipeline:
             # One round takes at most a batch of rows per metric, so the rows being written and
             # the rows still queued together stay near queue_max_events. A flush marker needs
             # every row queued before it, so then the round takes everything.
-            limit = None if any(item[0] == FLUSH for item in batch) else self._batch
-            metrics = [(o.name, _take(o._q, limit)) for o in self._metric_owners]
+            limit = None if any(type(e) is FlushMarker for e in batch) else self._batch
+            metrics = [(o.name, _take(o.queue, limit)) for o in self._metric_owners]
             metrics = [(name, rows) for name, rows in metrics if rows]
-            if any(len(o._q) >= self._batch for o in self._metric_owners):
+            if any(len(o.queue) >= self._batch for o in self._metric_owners):
                 wake.set()  # more than a batch is waiting: go round again without sleeping
             if batch or metrics:
                 self._process(batch, metrics)
@@ -255,38 +219,34 @@ class Pipeline:
                     self._space.notify_all()
 
     def _process(self, batch: List[tuple], metrics: List[tuple]) -> None:
-        if metrics:
-            write_metrics = getattr(self._sink, "write_metrics", None)
-            if write_metrics is None:
-                batch = [("m", name, row) for name, rows in metrics for row in rows] + batch
-            else:
-                for name, rows in metrics:
-                    try:
-                        write_metrics(name, rows)
-                    except Exception as exc:
-                        self.drops["sink_error"] += len(rows)
-                        self._record_error("sink_write", exc)
+        sink = self._sink
+        for name, rows in metrics:
+            try:
+                sink.write_metrics(name, rows)
+            except Exception as exc:
+                self.drops["sink_error"] += len(rows)
+                self._record_error("sink_write", exc)
         start = 0
-        for i, item in enumerate(batch):
-            if item[0] == FLUSH:
+        for i, event in enumerate(batch):
+            if type(event) is FlushMarker:
                 self._write(batch[start:i], sync=True)
-                item[1].set()
+                event.done.set()
                 start = i + 1
         self._write(batch[start:], sync=False)
 
-    def _write(self, items: List[tuple], sync: bool) -> None:
-        if items:
+    def _write(self, events: List[tuple], sync: bool) -> None:
+        if events:
             try:
-                self._sink.write(items)
+                self._sink.write(events)
             except SinkWriteError as exc:
                 self.drops["sink_error"] += exc.failed
                 self._record_error("sink_write", exc.cause)
             except Exception as exc:
                 # A sink that cannot write (disk full, permissions) must not kill the worker.
-                self.drops["sink_error"] += len(items)
+                self.drops["sink_error"] += len(events)
                 self._record_error("sink_write", exc)
             if self._bytes:
-                self._bytes -= sum(len(it[3]) for it in items if it[0] == "l")
+                self._bytes -= sum(len(e.message) for e in events if type(e) is LogEvent)
         if sync:
             try:
                 self._sink.sync()
@@ -297,12 +257,13 @@ class Pipeline:
         self.errors[where] += 1
         self.last_error = f"{where}: {type(exc).__name__}: {exc}"
         if self.errors[where] == 1:
-            print(f"ml-dash: {self._name}: {self.last_error}", file=sys.stderr)
+            warn(f"{self._name}: {self.last_error}")
 
     # -- fork ------------------------------------------------------------------------------------------
 
     def after_fork_in_child(self) -> None:
-        """In a forked child: drop the parent's queued items (the parent writes them) and restart."""
+        """In a forked child: drop the parent's queued events (the parent writes them) and restart
+        with fresh queues and a worker of the child's own (the sink was reset by its owner)."""
         was_running = self.running
         self._wake = threading.Event()
         self._space = threading.Condition(threading.Lock())
@@ -310,8 +271,7 @@ class Pipeline:
         self._bytes = 0
         self._thread = None
         if was_running:
-            self._sink.after_fork_in_child()
-            self.start(self._sink)  # fresh queues: the parent's queued items are the parent's
+            self.start(self._sink)
 
 
 def _take(q: Any, limit: Optional[int] = None) -> list:

@@ -26,14 +26,7 @@ def _payloads(rows: List[Dict[str, Any]]) -> Tuple[List[bytes], str]:
         if bad or sum(counts) != len(rows):
             raise RuntimeError(f"agent encoder dropped rows: {bad[:1]}")
         return payloads, f"the agent's columnar records (ml_dash.agent._columns, ≤{MAX_ROWS} rows each)"
-    except ImportError:
-        pass
-    try:
-        from ml_dash.agent._wire import encode_item
-
-        return ([encode_item(i, ("m", "train", r)) for i, r in enumerate(rows)],
-                "the agent's one-event-per-row encoder (ml_dash.agent._wire)")
-    except ImportError:
+    except ImportError:  # the agent is not importable (a checkout without it): what PROTOCOL.md describes
         import orjson
 
         out = []

@@ -217,20 +217,31 @@ class Catalog:
         self._snapshot: List[Entry] = []
         self._refresh_lock = threading.Lock()
         self._refreshed_at = -1e18
+        self._stale = False
+        self._touched: set = set()
         self._stopped = False
 
     def stop(self) -> None:
         """End a refresh in progress early (server shutdown)."""
         self._stopped = True
 
+    def mark_stale(self, prefix: Optional[str] = None) -> None:
+        """Something was stored (under ``prefix``): the next :meth:`entries` refreshes first,
+        whatever its age, and looks at that experiment's data."""
+        if prefix is not None:
+            self._touched.add(prefix)
+        self._stale = True
+
     def entries(self, max_age: float = 1.0) -> List[Entry]:
-        """Every experiment, sorted by prefix, at most ``max_age`` seconds old. When another thread
-        is refreshing and a catalogue exists, the current one is answered without waiting."""
-        if time.monotonic() - self._refreshed_at > max_age:
-            blocking = self._refreshed_at < -1e17
+        """Every experiment, sorted by prefix, at most ``max_age`` seconds old (and newer than the
+        last :meth:`mark_stale`). When it is only old and another thread is refreshing it, the
+        current one is answered without waiting."""
+        stale = self._stale
+        if stale or time.monotonic() - self._refreshed_at > max_age:
+            blocking = stale or self._refreshed_at < -1e17
             if self._refresh_lock.acquire(blocking=blocking):
                 try:
-                    if time.monotonic() - self._refreshed_at > max_age:
+                    if self._stale or time.monotonic() - self._refreshed_at > max_age:
                         self._refresh()
                 finally:
                     self._refresh_lock.release()
@@ -244,6 +255,8 @@ class Catalog:
     # -- one refresh -----------------------------------------------------------------------------
 
     def _refresh(self) -> None:
+        self._stale = False  # a write from now on marks it again
+        touched, self._touched = self._touched, set()
         now = time.monotonic()
         found = self._discover()
         changed = False
@@ -253,7 +266,7 @@ class Catalog:
             state = self._states.get(rel)
             if state is None:
                 state = self._states[rel] = _State()
-            if self._update(rel, state, mtime, now) or rel not in self._entries:
+            if self._update(rel, state, mtime, now, rel in touched) or rel not in self._entries:
                 self._entries[rel] = Entry(rel, state.exp, state.params, self._metrics_of(state),
                                            (state.logs.last + 1) if state.logs.last is not None else 0, state.files)
                 changed = True
@@ -302,7 +315,7 @@ class Catalog:
             children = [c for c in children if c not in _DATA_DIRS]
         return _Dir(mtime, children, is_exp)
 
-    def _update(self, rel: str, s: _State, dir_mtime: int, now: float) -> bool:
+    def _update(self, rel: str, s: _State, dir_mtime: int, now: float, touched: bool = False) -> bool:
         """Read what changed of one experiment; True when its entry must be made again."""
         path = self.root / rel
         changed = False
@@ -315,7 +328,7 @@ class Catalog:
             s.params = {k: _short(v) for k, v in decode_nonfinite(data).items()} if isinstance(data, dict) else {}
             changed = True
         running = s.exp.get("status") in _RUNNING
-        if changed:
+        if changed or touched:
             due = True
         elif running and now - s.changed < _HOT_FOR:
             due = True

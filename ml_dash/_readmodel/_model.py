@@ -56,6 +56,9 @@ class ReadModel:
         """One page of the experiments table."""
         raise NotImplementedError
 
+    def stored(self, prefix: str) -> None:
+        """A hint from the store: it just stored data of ``prefix`` (the next table shows it)."""
+
     def warm(self) -> None:
         """Prepare what the first queries need (called in the background when a server starts)."""
 
@@ -143,6 +146,9 @@ class LayoutReadModel(ReadModel):
 
     def table(self, query, *, strict=False):
         return run_table(self.catalog.entries(self.max_age), query, strict=strict)
+
+    def stored(self, prefix: str) -> None:
+        self.catalog.mark_stale(prefix)
 
     def warm(self) -> None:
         self.catalog.refresh()

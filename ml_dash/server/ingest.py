@@ -21,6 +21,7 @@ from itertools import repeat
 from typing import Any, Dict, List, Optional, Tuple
 
 from .._errors import InvalidPrefix
+from .._events import LEVELS, STATUSES
 from .._names import check_filename, check_relpath
 from .batch import MAX_DEPTH, Batch
 from .._store._encode import ColumnRows
@@ -32,10 +33,7 @@ __all__ = ["Plan", "plan_batch", "STATUSES", "LEVELS"]
 
 FILE_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 CHECKSUM_RE = re.compile(r"[0-9a-f]{64}")
-STATUSES = frozenset(("RUNNING", "COMPLETED", "FAILED", "CANCELLED"))
-#: Canonical levels, with the stdlib spellings the SDK also accepts.
-LEVELS = {"debug": "debug", "info": "info", "warn": "warn", "warning": "warn", "error": "error",
-          "fatal": "fatal", "critical": "fatal"}
+# STATUSES and LEVELS: the SDK's own vocabularies (ml_dash/_events.py), one definition for both sides.
 _TS_MAX = TS_MAX
 _NUM = (int, float)
 

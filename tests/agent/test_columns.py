@@ -7,6 +7,7 @@ import math
 import orjson
 import pytest
 
+from ml_dash._events import LogEvent
 from ml_dash.agent import _columns
 from ml_dash.agent._columns import MAX_ROWS, encode_metric_rows, slice_record
 from ml_dash.agent._framing import check_line, count_of, frame, seq_of
@@ -97,9 +98,9 @@ def _writer(tmp_path):
 
 def test_spooled_records_cover_their_seqs_mixed_with_single_events(tmp_path):
     sdir, w = _writer(tmp_path)
-    assert w.append([("l", 1.0, "info", "a", None)]) == 1
+    assert w.append([LogEvent(1.0, "info", "a")]) == 1
     assert w.append_metric_rows("train", _rows(3000)) == 3000
-    assert w.append([("l", 2.0, "info", "b", None)]) == 1
+    assert w.append([LogEvent(2.0, "info", "b")]) == 1
     w.close()
     assert w.next_seq == 3002
     entries, lost = _read_all(sdir)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 
+from ml_dash._events import LogEvent
 from ml_dash import Experiment, load_config
 from ml_dash.agent._flush import flush_sessions
 from ml_dash.agent._retry import RetryPolicy
@@ -84,7 +85,7 @@ def test_event_the_server_rejects_is_quarantined_and_the_rest_flows(server, spoo
 def _spooled_session(root, url, prefix, n):
     sdir = SessionDir.create(root, url, prefix)
     w = SpoolWriter(sdir, fsync_interval=1.0, warn_bytes=1 << 40, max_bytes=1 << 40)
-    w.append([("l", 1.0, "info", f"m{i}", None) for i in range(n)])
+    w.append([LogEvent(1.0, "info", f"m{i}") for i in range(n)])
     w.close()
     sdir.writer_lock.release()  # as if the run had ended
     return sdir

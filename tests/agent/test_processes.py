@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+from ml_dash._events import LogEvent
 from ml_dash import Experiment, load_config
 from ml_dash.agent._reader import SessionReader
 from ml_dash.agent._session import SessionDir
@@ -183,7 +184,7 @@ def test_forked_child_that_logs_gets_its_own_session(server, spool):
 def _spooled(root, url, prefix, n):
     sdir = SessionDir.create(root, url, prefix)
     w = SpoolWriter(sdir, fsync_interval=1.0, warn_bytes=1 << 40, max_bytes=1 << 40)
-    w.append([("l", 1.0, "info", f"m{i}", None) for i in range(n)])
+    w.append([LogEvent(1.0, "info", f"m{i}") for i in range(n)])
     w.close()
     sdir.writer_lock.release()
 

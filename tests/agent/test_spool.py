@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from ml_dash._events import LogEvent
 from ml_dash.agent._framing import check_line, frame, kind_of, seq_of
 from ml_dash.agent._reader import SessionReader
 from ml_dash.agent._session import SessionDir, list_sessions, public_url
@@ -23,7 +24,7 @@ def _writer(root, prefix="alice/p/e", url="http://127.0.0.1:1", **kw):
 
 
 def _logs(n, start=0):
-    return [("l", 1.0 + i, "info", f"m{i}", None) for i in range(start, start + n)]
+    return [LogEvent(1.0 + i, "info", f"m{i}") for i in range(start, start + n)]
 
 
 def _read_all(sdir, start=0, finished=True, max_events=1000):
@@ -91,12 +92,17 @@ def test_seqs_segments_resume_and_trim(tmp_path):
 
 def test_bad_item_does_not_consume_a_seq_and_is_counted(tmp_path):
     sdir, w = _writer(tmp_path / "spool")
-    items = _logs(2) + [("m", "x", {"v": object(), "_ts": 1.0})] + _logs(2, 2) + [("m", None, {"v": float("nan"), "_ts": 2.0})]
-    assert w.append(items) == 5
+    events = (_logs(2) + [LogEvent(1.0, "info", "bad", {"v": object()})] + _logs(2, 2)
+              + [LogEvent(2.0, "info", "nan", {"v": float("nan")})])
+    assert w.append(events) == 5
     assert w.drops == {"encode_error": 1}
     entries, _ = _read_all(sdir)
     assert [e.seq for e in entries] == list(range(5))
-    assert json.loads(entries[-1].payload)["data"] == {"v": "NaN"}
+    assert [json.loads(e.payload)["message"] for e in entries] == ["m0", "m1", "m2", "m3", "nan"]
+    assert json.loads(entries[-1].payload)["metadata"] == {"v": "NaN"}
+    # a metric row that cannot be encoded is dropped alone too, and takes no seq
+    assert w.append_metric_rows("x", [{"v": 1, "_ts": 1.0}, {"v": object(), "_ts": 2.0}, {"v": 3, "_ts": 3.0}]) == 2
+    assert w.drops == {"encode_error": 2}
 
 
 def test_size_cap_drops_and_counts(tmp_path, capsys):

@@ -44,7 +44,7 @@ def test_full_queue(dash_root, capsys, policy):
         os.close(fd)  # the worker goes on
     exp.run.complete()
     rows = ExperimentReader(dash_root, "a/b/full").metric_rows("m")
-    dropped = exp._pipe.drops["queue_full"]
+    dropped = exp._rec.pipe.drops["queue_full"]
     assert dropped > 0
     if policy == "raise":
         assert refused == dropped and len(rows) == stored_calls == 40 - refused
@@ -73,7 +73,7 @@ def test_default_policy_blocks_and_loses_nothing(dash_root, capsys):
     try:
         # The caller fills its queue, then waits; poll for that state, with a deadline.
         deadline = time.monotonic() + 20
-        while not (len(exp.metrics("m")._q) >= 10 and "waiting for the writer" in capsys.readouterr().err):
+        while not (len(exp.metrics("m").queue) >= 10 and "waiting for the writer" in capsys.readouterr().err):
             assert time.monotonic() < deadline, "the caller never blocked"
             assert not done.is_set(), "40 calls went through a queue of 10 with the writer stalled"
             time.sleep(0.01)
@@ -84,4 +84,4 @@ def test_default_policy_blocks_and_loses_nothing(dash_root, capsys):
     exp.run.complete()
     rows = ExperimentReader(dash_root, "a/b/block").metric_rows("m")
     assert [r["data"]["i"] for r in rows] == list(range(40))
-    assert not any(exp._pipe.drops.values())
+    assert not any(exp._rec.pipe.drops.values())

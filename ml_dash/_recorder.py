@@ -1,0 +1,157 @@
+"""One experiment's write path and lifecycle: its pipeline, its sink, its status.
+
+``Experiment`` is the public face; the operations (``exp.params``, ``exp.metrics``, ``exp.logs``,
+``exp.files``) and the process-wide hooks (``_lifecycle``) talk to the :class:`Recorder` through
+the methods below, never to the experiment's or the pipeline's private state.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ._errors import ExperimentStateError
+from ._events import END_STATUSES, ExperimentEvent, StatusEvent
+from ._pipeline import Pipeline
+
+TYPE_CHECKING = False  # typing costs ~3 ms to import; annotations here are strings anyway
+if TYPE_CHECKING:
+    from typing import Any, Dict, Optional, Tuple
+
+    from ._config import Config
+    from ._files import Source
+    from ._names import Prefix
+    from ._sink import Reader, Sink
+
+__all__ = ["Recorder"]
+
+
+class Recorder:
+    """Starts, feeds, flushes and closes one experiment."""
+
+    def __init__(self, prefix: Prefix, config: Config, fields: Dict[str, Any]):
+        self.parts = prefix
+        self.prefix = str(prefix)
+        self.config = config
+        self.fields = fields
+        self.status: Optional[str] = None
+        self.pipe = Pipeline(config, self.prefix)
+        self._sink: Optional[Sink] = None
+        #: False in a forked child: the child writes its events but never changes the run's status.
+        self._owns_status = True
+        #: The automatic captures (``_capture.start``), set once the run started; stopped first at close.
+        self.captures: Optional[Any] = None
+        self._stored = False  # known to exist in the store: reads check once
+
+    @property
+    def mode(self) -> str:
+        return "remote" if self.config.dash_url else "local"
+
+    @property
+    def running(self) -> bool:
+        return self.pipe.running
+
+    # -- the sink ------------------------------------------------------------------------------------
+
+    def _get_sink(self) -> Sink:
+        if self._sink is None:
+            if self.mode == "remote":
+                from .agent import open_remote_sink  # imports the agent: only in remote mode
+
+                self._sink = open_remote_sink(self.config, self.parts)
+            else:
+                from pathlib import Path
+
+                from ._local_sink import LocalSink  # the store modules load at the first start, not at import
+
+                self._sink = LocalSink(Path(self.config.dash_root), self.parts)
+        return self._sink
+
+    def stage_file(self, source: Source, entry: Dict[str, Any]) -> Tuple[int, str]:
+        """Copy a file's bytes where the sink keeps them (caller's thread); returns (size, sha256)."""
+        return self._get_sink().stage_file(source, entry)
+
+    def reader(self) -> Reader:
+        """The read interface, after everything logged so far is stored. Raises NotFound when
+        nothing was ever stored under this prefix (reads never answer {} or [] for it)."""
+        if self.running:
+            self.flush()
+        reader = self._get_sink().reader()
+        if not self._stored:
+            if not reader.exists():
+                from ._errors import NotFound
+
+                where = self.config.dash_url or self.config.dash_root
+                raise NotFound(f"no experiment {self.prefix} in {where}: nothing was stored under this prefix")
+            self._stored = True
+        return reader
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    def require_running(self) -> None:
+        if not self.running:
+            state = "closed" if self.status in END_STATUSES else "not started"
+            raise ExperimentStateError(f"experiment {self.prefix} is {state}: use `with exp.run:` or exp.run.start()")
+
+    def start(self) -> None:
+        from . import _lifecycle
+
+        if self.running:
+            raise ExperimentStateError(f"experiment {self.prefix} is already running")
+        sink = self._get_sink()
+        sink.prepare()
+        _lifecycle.register(self)
+        self.pipe.start(sink)
+        now = time.time()
+        self.pipe.put(ExperimentEvent(now, dict(self.fields)))
+        self.pipe.put(StatusEvent(now, "RUNNING"))
+        self.status = "RUNNING"
+        if self.mode == "remote":
+            from ._urls import announce_run
+
+            announce_run(self.config, self.prefix)
+
+    def end(self, status: str, reason: Optional[str]) -> None:
+        """``run.complete()`` / ``fail()`` / ``cancel()``: drain, record ``status``, close."""
+        self.require_running()
+        self.close(status, reason, time.monotonic() + self.config.shutdown_timeout)
+
+    def close(self, status: str, reason: Optional[str], deadline: float) -> None:
+        """Drain and close by ``deadline`` (a ``time.monotonic()`` value); a no-op when not running."""
+        from . import _lifecycle
+
+        if not self.running:
+            return
+        if self.captures is not None:  # what they captured lands before the final status
+            captures, self.captures = self.captures, None
+            captures.stop(deadline)
+        if self._owns_status:
+            self.pipe.put(StatusEvent(time.time(), status, reason))
+            self.status = status
+        self.pipe.close(deadline)
+        _lifecycle.unregister(self)
+        drops = {k: v for k, v in self.pipe.drops.items() if v}
+        if drops:
+            from ._report import warn
+
+            warn(f"{self.prefix}: events not stored: {drops}")
+
+    def merge_metadata(self, metadata: Dict[str, Any]) -> None:
+        """Merge keys into the experiment's stored metadata while the run is open (environment capture)."""
+        self.pipe.put(ExperimentEvent(time.time(), {"metadata": metadata}))
+
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        """Everything queued before the call stored (and, remotely, acknowledged); False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self.pipe.flush(timeout):
+            return False
+        if self._sink is None:
+            return True
+        return self._sink.wait_delivered(None if deadline is None else max(0.0, deadline - time.monotonic()))
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: the parent's queued events are the parent's; the child writes its own
+        events through a fresh pipeline and sink state, and never changes the run's status."""
+        self._owns_status = False
+        if self.running and self._sink is not None:
+            self._sink.after_fork_in_child()
+        self.pipe.after_fork_in_child()
