@@ -9,10 +9,12 @@ values) and a refresh only reads what changed:
   again. An experiment is a folder with ``experiment.json`` (its data folders are not walked).
 * experiment.json and parameters.json are replaced atomically by every writer, which changes the
   experiment folder's mtime: they are read again only then.
-* Data (metric rows, logs, files) is looked at on every refresh for a running experiment (status
-  RUNNING, or none: upstream writes none) that changed in the last minute, every 10 s for one that
-  did not, and at least every 60 s for every other one. A metric's last values come from the
-  lines appended since the last look, at most the last 256 KiB of them: a field that appeared only
+* Data (metric rows, logs, files) is looked at on every refresh for an experiment whose folder
+  changed, that the server just stored data for (:meth:`Catalog.mark_stale`), or that is running
+  (status RUNNING, or none: upstream writes none) and changed in the last minute; every 10 s for a
+  running one that did not, at least every 60 s for every other one (at most 200 of these age-due
+  looks per refresh, the longest-waiting first). A metric's last values come from the lines
+  appended since the last look, at most the last 256 KiB of them: a field that appeared only
   before that window in a burst of growth keeps its previous last value.
 
 Counts: a metric's rows and the logs are the last index (sequence number) + 1, as the writers
@@ -43,6 +45,7 @@ _MAX_TEXT = 200
 _HOT_FOR = 60.0  # seconds a running experiment stays hot after its last change
 _WARM_EVERY = 10.0  # a running experiment that did not change lately: data looked at this often
 _SWEEP_EVERY = 60.0  # every experiment's data is looked at at least this often
+_BUDGET = 200  # data checks that are due only by age, at most, per refresh
 _RUNNING = ("RUNNING", None)
 
 
@@ -193,7 +196,7 @@ class _State:
         self.logs = _Tail()
         self.files_sig: Tuple[int, int] = (-1, -1)
         self.files = 0
-        self.changed = 0.0  # when its data last changed (monotonic)
+        self.changed = -1e18  # when its data last changed (monotonic)
         self.checked = 0.0  # when its data was last looked at
 
 
@@ -259,22 +262,36 @@ class Catalog:
         touched, self._touched = self._touched, set()
         now = time.monotonic()
         found = self._discover()
-        changed = False
+        remade: List[str] = []
+        later: List[Tuple[float, str]] = []
         for rel, mtime in found.items():
             if self._stopped:
                 return
-            state = self._states.get(rel)
-            if state is None:
-                state = self._states[rel] = _State()
-            if self._update(rel, state, mtime, now, rel in touched) or rel not in self._entries:
-                self._entries[rel] = Entry(rel, state.exp, state.params, self._metrics_of(state),
-                                           (state.logs.last + 1) if state.logs.last is not None else 0, state.files)
-                changed = True
-        for rel in [r for r in self._entries if r not in found]:
+            s = self._states.get(rel)
+            if s is None:
+                s = self._states[rel] = _State()
+            fresh = s.checked == 0.0
+            changed = self._update_meta(rel, s, mtime)
+            running = s.exp.get("status") in _RUNNING
+            if changed or rel in touched or fresh or (running and now - s.changed < _HOT_FOR):
+                changed |= self._check_data(rel, s, now, fresh)
+            elif now - s.checked >= (_WARM_EVERY if running else _SWEEP_EVERY):
+                later.append((s.checked, rel))
+            if changed or rel not in self._entries:
+                remade.append(rel)
+        # Checks that are only due by age: the longest-waiting first, a bounded number per refresh
+        for _, rel in sorted(later)[:_BUDGET]:
+            if self._check_data(rel, self._states[rel], now, False):
+                remade.append(rel)
+        for rel in remade:
+            s = self._states[rel]
+            self._entries[rel] = Entry(rel, s.exp, s.params, self._metrics_of(s),
+                                       (s.logs.last + 1) if s.logs.last is not None else 0, s.files)
+        gone = [r for r in self._entries if r not in found]
+        for rel in gone:
             del self._entries[rel]
             self._states.pop(rel, None)
-            changed = True
-        if changed or len(self._snapshot) != len(self._entries):
+        if remade or gone or len(self._snapshot) != len(self._entries):
             self._snapshot = [self._entries[k] for k in sorted(self._entries)]
         self._refreshed_at = time.monotonic()
 
@@ -283,10 +300,12 @@ class Catalog:
         found: Dict[str, int] = {}
         seen = set()
         stack = [""]
+        base = str(self.root) + os.sep
+        stat = os.stat
         while stack:
             rel = stack.pop()
             try:
-                st = os.stat(self.root / rel if rel else self.root)
+                st = stat(base + rel)
             except (FileNotFoundError, NotADirectoryError):
                 continue
             d = self._dirs.get(rel)
@@ -315,31 +334,26 @@ class Catalog:
             children = [c for c in children if c not in _DATA_DIRS]
         return _Dir(mtime, children, is_exp)
 
-    def _update(self, rel: str, s: _State, dir_mtime: int, now: float, touched: bool = False) -> bool:
-        """Read what changed of one experiment; True when its entry must be made again."""
+    def _update_meta(self, rel: str, s: _State, dir_mtime: int) -> bool:
+        """Read experiment.json and parameters.json again when the folder's mtime moved."""
+        if dir_mtime == s.dir_mtime:
+            return False
         path = self.root / rel
-        changed = False
-        if dir_mtime != s.dir_mtime:
-            s.dir_mtime = dir_mtime
-            exp = read_json(path / "experiment.json", {})
-            s.exp = exp if isinstance(exp, dict) else {}
-            params = read_json(path / "parameters.json", {})
-            data = params.get("data") if isinstance(params, dict) else None
-            s.params = {k: _short(v) for k, v in decode_nonfinite(data).items()} if isinstance(data, dict) else {}
-            changed = True
-        running = s.exp.get("status") in _RUNNING
-        if changed or touched:
-            due = True
-        elif running and now - s.changed < _HOT_FOR:
-            due = True
-        else:
-            due = now - s.checked >= (_WARM_EVERY if running else _SWEEP_EVERY)
-        if due:
-            s.checked = now
-            if self._update_data(path, s):
+        s.dir_mtime = dir_mtime
+        exp = read_json(path / "experiment.json", {})
+        s.exp = exp if isinstance(exp, dict) else {}
+        params = read_json(path / "parameters.json", {})
+        data = params.get("data") if isinstance(params, dict) else None
+        s.params = {k: _short(v) for k, v in decode_nonfinite(data).items()} if isinstance(data, dict) else {}
+        return True
+
+    def _check_data(self, rel: str, s: _State, now: float, fresh: bool) -> bool:
+        s.checked = now
+        if self._update_data(self.root / rel, s):
+            if not fresh:  # the first look finds data, but that is no sign of a live run
                 s.changed = now
-                changed = True
-        return changed
+            return True
+        return False
 
     def _update_data(self, path: Path, s: _State) -> bool:
         changed = s.logs.update(path / "logs" / "logs.jsonl", "sequenceNumber", False)

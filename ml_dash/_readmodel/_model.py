@@ -24,7 +24,7 @@ from .._values import encode_nonfinite
 from ._catalog import Catalog
 from ._columns import MetricColumns
 from ._series import QueryError, increments, metric_summary, series
-from ._table import TableQuery, run_table
+from ._table import TableCache, TableQuery, run_table
 
 __all__ = ["ReadModel", "LayoutReadModel", "QueryError"]
 
@@ -82,6 +82,8 @@ class LayoutReadModel(ReadModel):
         self._parse = parse
         self.max_age = max_age
         self.catalog = Catalog(self.root)
+        self._table_cache = TableCache()
+        self._table_lock = threading.Lock()
         self._open: "OrderedDict[Any, MetricColumns]" = OrderedDict()
         self._max_open = max_open if cache_dir is not None else min(max_open, 8)
         self._guard = threading.Lock()
@@ -145,7 +147,9 @@ class LayoutReadModel(ReadModel):
         return encode_nonfinite(answer) if strict else answer
 
     def table(self, query, *, strict=False):
-        return run_table(self.catalog.entries(self.max_age), query, strict=strict)
+        entries = self.catalog.entries(self.max_age)
+        with self._table_lock:
+            return run_table(entries, query, strict=strict, cache=self._table_cache)
 
     def stored(self, prefix: str) -> None:
         self.catalog.mark_stale(prefix)

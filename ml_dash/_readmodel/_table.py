@@ -8,8 +8,10 @@ what follows the last ``:``; ``m::loss`` is the unnamed metric) and ``p:<flatten
 from __future__ import annotations
 
 import fnmatch
+import math
 import re
 import time
+from operator import itemgetter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -17,7 +19,7 @@ from .._values import encode_nonfinite
 from ._catalog import Entry
 from ._series import QueryError
 
-__all__ = ["TableQuery", "run_table", "SORT_KEYS", "STATUSES", "MAX_LIMIT", "MAX_AVAILABLE"]
+__all__ = ["TableQuery", "TableCache", "run_table", "SORT_KEYS", "STATUSES", "MAX_LIMIT", "MAX_AVAILABLE"]
 
 STATUSES = ("RUNNING", "COMPLETED", "FAILED", "CANCELLED")
 SORT_KEYS = ("prefix", "name", "status", "createdAt", "startedAt", "endedAt", "duration", "rows", "logs", "files")
@@ -78,36 +80,48 @@ class TableQuery:
         return self
 
 
-def _sort_value(e: Entry, key: str, now: float) -> Any:
-    if key == "prefix":
-        return e.prefix
-    if key == "name":
-        return e.name
-    if key == "status":
-        return e.status
-    if key == "createdAt":
-        return e.created_at
-    if key == "startedAt":
-        return e.started
-    if key == "endedAt":
-        return e.ended
-    if key == "duration":
-        return e.duration(now)
-    if key == "rows":
-        return e.metric_rows
-    if key == "logs":
-        return e.logs
-    if key == "files":
-        return e.files
-    return e.value(key)
+def _getter(key: str, now: float) -> Callable[[Entry], Any]:
+    """The sort value of an entry under ``key`` (resolved once per query, not per row)."""
+    fixed = {
+        "prefix": lambda e: e.prefix, "name": lambda e: e.name, "status": lambda e: e.status,
+        "createdAt": lambda e: e.created_at, "startedAt": lambda e: e.started, "endedAt": lambda e: e.ended,
+        "duration": lambda e: e.duration(now), "rows": lambda e: e.metric_rows, "logs": lambda e: e.logs,
+        "files": lambda e: e.files,
+    }
+    if key in fixed:
+        return fixed[key]
+    if key.startswith("p:"):
+        param = key[2:]
+        return lambda e: e.params.get(param)
+    name, _, field = key[2:].rpartition(":")
+
+    def metric_value(e: Entry) -> Any:
+        m = e.metrics.get(name)
+        return None if m is None else m["last"].get(field)
+
+    return metric_value
 
 
-def _rank(v: Any) -> Tuple[int, Any]:
-    if isinstance(v, bool):
-        return (0, float(v))
-    if isinstance(v, (int, float)):
-        return (0, v if v == v else float("inf"))  # NaN after every number
-    return (1, str(v))
+def _sorted(rows: List[Entry], key: str, desc: bool, now: float) -> List[Entry]:
+    """Numbers (NaN after them), then strings, then rows without a value; reversed but for the last
+    group when ``desc``. Ties keep the prefix order."""
+    get = _getter(key, now)
+    nums: List[Tuple[float, Entry]] = []
+    texts: List[Tuple[str, Entry]] = []
+    none: List[Entry] = []
+    for e in rows:
+        v = get(e)
+        if v is None:
+            none.append(e)
+        elif type(v) in (int, float, bool):
+            nums.append((v if v == v else math.inf, e))
+        else:
+            texts.append((str(v), e))
+    first = itemgetter(0)
+    nums.sort(key=first, reverse=desc)
+    texts.sort(key=first, reverse=desc)
+    ordered = texts + nums if desc else nums + texts
+    return [e for _, e in ordered] + none
 
 
 def _row(e: Entry, columns: Sequence[str], now: float) -> Dict[str, Any]:
@@ -120,10 +134,28 @@ def _row(e: Entry, columns: Sequence[str], now: float) -> Dict[str, Any]:
     }
 
 
-def run_table(entries: Sequence[Entry], query: TableQuery, *, strict: bool = False,
-              now: Optional[float] = None) -> Dict[str, Any]:
-    """One page of the table over ``entries`` (sorted by prefix, as the catalogue gives them)."""
-    now = time.time() if now is None else now
+class TableCache:
+    """What the last queries over one catalogue snapshot computed (the matching rows, their
+    available keys, their order): paging through a table, or polling it, costs one page."""
+
+    def __init__(self) -> None:
+        self._snapshot: Any = None
+        self._filtered: Dict[Any, Tuple[List[Entry], Dict[str, Any]]] = {}
+        self._ordered: Dict[Any, List[Entry]] = {}
+
+    def get(self, snapshot: Any, kind: str, key: Any) -> Any:
+        if snapshot is not self._snapshot:
+            self._snapshot, self._filtered, self._ordered = snapshot, {}, {}
+        return (self._filtered if kind == "filtered" else self._ordered).get(key)
+
+    def put(self, kind: str, key: Any, value: Any) -> None:
+        store = self._filtered if kind == "filtered" else self._ordered
+        if len(store) >= 16:
+            store.clear()
+        store[key] = value
+
+
+def _filtered(entries: Sequence[Entry], query: TableQuery) -> Tuple[List[Entry], Dict[str, Any]]:
     rows: List[Entry] = list(entries)
     if query.glob:
         match = re.compile(fnmatch.translate(query.glob)).match
@@ -134,17 +166,6 @@ def run_table(entries: Sequence[Entry], query: TableQuery, *, strict: bool = Fal
     if query.q:
         needle = query.q.lower()
         rows = [e for e in rows if needle in e.text]
-    total = len(rows)
-    desc = query.order == "desc"
-    if query.sort == "prefix":
-        if desc:
-            rows.reverse()
-    else:
-        keyed = [(_sort_value(e, query.sort, now), e) for e in rows]
-        have = [(_rank(v), e) for v, e in keyed if v is not None]
-        have.sort(key=lambda t: t[0], reverse=desc)  # stable: ties keep prefix order
-        rows = [e for _, e in have] + [e for v, e in keyed if v is None]
-    page = [_row(e, query.columns, now) for e in rows[query.offset : query.offset + query.limit]]
     metric_keys: set = set()
     param_keys: set = set()
     for e in rows:
@@ -152,5 +173,31 @@ def run_table(entries: Sequence[Entry], query: TableQuery, *, strict: bool = Fal
         param_keys.update(e.param_keys)
     available = {"metrics": sorted(metric_keys)[:MAX_AVAILABLE], "params": sorted(param_keys)[:MAX_AVAILABLE],
                  "truncated": len(metric_keys) > MAX_AVAILABLE or len(param_keys) > MAX_AVAILABLE}
-    answer = {"total": total, "offset": query.offset, "limit": query.limit, "rows": page, "available": available}
+    return rows, available
+
+
+def run_table(entries: Sequence[Entry], query: TableQuery, *, strict: bool = False, now: Optional[float] = None,
+              cache: Optional[TableCache] = None) -> Dict[str, Any]:
+    """One page of the table over ``entries`` (sorted by prefix, as the catalogue gives them).
+    ``cache``: reuse what earlier queries over the same ``entries`` object computed."""
+    now = time.time() if now is None else now
+    fkey = (query.glob, query.q, query.status)
+    got = cache.get(entries, "filtered", fkey) if cache is not None else None
+    if got is None:
+        got = _filtered(entries, query)
+        if cache is not None:
+            cache.put("filtered", fkey, got)
+    rows, available = got
+    desc = query.order == "desc"
+    okey = fkey + (query.sort, desc)
+    ordered = cache.get(entries, "ordered", okey) if cache is not None and query.sort != "duration" else None
+    if ordered is None:
+        if query.sort == "prefix":
+            ordered = rows[::-1] if desc else rows
+        else:
+            ordered = _sorted(rows, query.sort, desc, now)
+        if cache is not None and query.sort != "duration":  # a running experiment's duration grows
+            cache.put("ordered", okey, ordered)
+    page = [_row(e, query.columns, now) for e in ordered[query.offset : query.offset + query.limit]]
+    answer = {"total": len(rows), "offset": query.offset, "limit": query.limit, "rows": page, "available": available}
     return encode_nonfinite(answer) if strict else answer
