@@ -18,6 +18,9 @@ import aiohttp
 import orjson
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from ml_dash._text import printable
+from ml_dash._urls import warn_plain_http
+
 from ._retry import ConnectFailed, RequestTimeout, Unrecoverable
 from ._session import public_url
 
@@ -44,11 +47,12 @@ class Response(NamedTuple):
         return value if isinstance(value, dict) else {}
 
     def error(self) -> str:
-        """``code: message`` of a protocol error body, or the start of the body."""
+        """``code: message`` of a protocol error body, or the start of the body; control characters
+        escaped, since this text is shown on terminals and kept in the spool's state file."""
         err = self.json().get("error")
         if isinstance(err, dict):
-            return f"{err.get('code', '?')}: {err.get('message', '')}"
-        return self.body[:200].decode("utf-8", "replace")
+            return printable(f"{err.get('code', '?')}: {err.get('message', '')}")
+        return printable(self.body[:200].decode("utf-8", "replace"))
 
 
 class _InlineResolver(AbstractResolver):
@@ -85,6 +89,8 @@ class Transport:
 
     def __init__(self, base_url: str, token: Optional[str], *, connect_timeout: float = 10.0,
                  read_timeout: float = 60.0):
+        if token:
+            warn_plain_http(base_url, token)
         self._api = base_url.rstrip("/") + "/api/v1"
         self._shown = public_url(base_url) + "/api/v1"  # for messages: no user info
         self._auth = {"Authorization": f"Bearer {token}"} if token else {}

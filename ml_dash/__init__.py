@@ -22,6 +22,7 @@ from ._errors import (
     NotFound,
     ProtocolError,
     QueueFull,
+    SpoolNotPrivate,
     RemoteError,
     ValueTooLarge,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "ExperimentStateError",
     "QueueFull",
     "NotFound",
+    "SpoolNotPrivate",
     "RemoteError",
     "AuthError",
     "ProtocolError",

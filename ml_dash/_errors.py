@@ -8,6 +8,7 @@
     ├── ExperimentStateError (RuntimeError) use before start / after close
     ├── QueueFull (RuntimeError)            backpressure gave up (only with drop_policy="raise")
     ├── NotFound (LookupError)              reading an experiment (or a metric, a field) that does not exist
+    ├── SpoolNotPrivate (PermissionError)   remote mode's spool folder is not the user's alone
     └── RemoteError                         a server answer the SDK cannot act on
         ├── AuthError                       401/403: the token is missing, wrong, or not allowed here
         └── ProtocolError                   the server speaks another protocol version or answered garbage
@@ -24,6 +25,7 @@ __all__ = [
     "ExperimentStateError",
     "QueueFull",
     "NotFound",
+    "SpoolNotPrivate",
     "RemoteError",
     "AuthError",
     "ProtocolError",
@@ -61,6 +63,14 @@ class QueueFull(MlDashError, RuntimeError):
 
 class NotFound(MlDashError, LookupError):
     """A read named an experiment, metric or field that is not stored (in local or remote mode)."""
+
+
+class SpoolNotPrivate(MlDashError, PermissionError):
+    """The spool folder (``ML_DASH_SPOOL_DIR``) belongs to another user or others may write in it.
+
+    Like ssh with its keys, ml-dash trusts a spool only when it is the user's own: what is in it is
+    sent with the user's token. The message says how to fix it.
+    """
 
 
 class RemoteError(MlDashError):

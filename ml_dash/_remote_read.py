@@ -30,6 +30,10 @@ class RemoteReader:
     def __init__(self, url: str, token: Optional[str], prefix: str, timeout: float = 60.0):
         self._base = url.rstrip("/") + "/api/v1/"
         self._token = token
+        if token:
+            from ._urls import warn_plain_http
+
+            warn_plain_http(url, token)
         self._prefix = str(prefix)
         self._timeout = timeout
 

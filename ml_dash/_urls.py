@@ -90,9 +90,10 @@ def warn_plain_http(url: str, token) -> None:
     if key in _warned:
         return
     _warned.add(key)
-    print(f"ml-dash: warning: the token is sent to {_shown(url)} over plain http://, unencrypted: anyone on "
-          "the path can read it and write as you. Use https:// (a TLS server or a reverse proxy).",
-          file=sys.stderr, flush=True)
+    from ._report import warn
+
+    warn(f"warning: the token is sent to {_shown(url)} over plain http://, unencrypted: anyone on the "
+         "path can read it and write as you. Use https:// (a TLS server or a reverse proxy).")
 
 
 def dashboard_url(dash_url: str, prefix: str) -> str:

@@ -39,8 +39,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         from ._store import list_experiments
 
         root = args.dash_root or load_config().dash_root
+        from ._text import printable
+
         for prefix in list_experiments(root, args.glob):
-            print(prefix)
+            print(printable(prefix))  # folder names on disk may hold anything, escape sequences included
         return 0
     return 2
 
