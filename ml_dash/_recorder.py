@@ -41,6 +41,11 @@ class Recorder:
         #: The automatic captures (``_capture.start``), set once the run started; stopped first at close.
         self.captures: Optional[Any] = None
         self._stored = False  # known to exist in the store: reads check once
+        #: The last explicit ``_ts`` or track timestamp, which ``_ts=-1`` repeats (upstream's rule).
+        self.last_ts: Optional[float] = None
+        self._summary_buffer: Optional[Any] = None
+        #: ``exp.metrics`` (set by it): what ``metrics.buffer.log_summary()`` logs through.
+        self.metrics: Optional[Any] = None
 
     @property
     def mode(self) -> str:
@@ -84,6 +89,14 @@ class Recorder:
                 raise NotFound(f"no experiment {self.prefix} in {where}: nothing was stored under this prefix")
             self._stored = True
         return reader
+
+    def summary_buffer(self) -> Any:
+        """The experiment's ``metrics.buffer`` (values kept for ``log_summary``), made on first use."""
+        if self._summary_buffer is None:
+            from ._summary import SummaryBuffer
+
+            self._summary_buffer = SummaryBuffer(lambda name: self.metrics(name))
+        return self._summary_buffer
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
