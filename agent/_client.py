@@ -30,6 +30,7 @@ from ml_dash._errors import AuthError, ProtocolError
 
 from ._columns import slice_record
 from ._reader import Entry
+from ._session import blob_path
 from ._retry import RETRY_STATUSES, Control, ConnectFailed, Retryable, RetryPolicy, parse_retry_after
 from ._wire import ENCODINGS, batch_body, compress, gap_event
 
@@ -283,7 +284,9 @@ class IngestClient:
         if resp.status == 200:
             self._blobs_present.add(checksum)
             return None
-        path = os.path.join(blob_dir, str(event.get("id")))
+        path = blob_path(blob_dir, event.get("id"))
+        if path is None:
+            return "blob_refused: the file id is not a plain name (it must not be a path)"
         try:
             size = os.path.getsize(path)
         except OSError:

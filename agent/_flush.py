@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Callable, Dict, Optional, Tuple
 
 from ml_dash._errors import ProtocolError
+from ml_dash._text import printable
 
 from ._client import AuthFailed, IngestClient
 from ._reader import SessionReader
-from ._retry import Control, Retryable, RetryPolicy, TransportError
+from ._report import flush_command
+from ._retry import Control, Retryable, RetryPolicy, TransportError, Unrecoverable
 from ._session import SessionDir, list_sessions
 from ._uploader import SessionUploader, Tally
 
@@ -93,9 +95,12 @@ async def flush_sessions(root: Path, url_override: Optional[str], token_for: Cal
     control = Control()
     clients: Dict[str, IngestClient] = {}
     refused: Dict[str, str] = {}
+    tokenless = set()  # servers no token is sent to: not configured now (see _credentials.flush_token)
     try:
         for sdir in list(list_sessions(root)):
             url = url_override or str((sdir.manifest or {}).get("url"))
+            if url not in refused and url_override is None:
+                refused.update(_unusable(url, root))
             if url in refused:
                 summary.left[sdir.id] = refused[url]
                 continue
@@ -107,7 +112,10 @@ async def flush_sessions(root: Path, url_override: Optional[str], token_for: Cal
             try:
                 client = clients.get(url)
                 if client is None:
-                    client = clients[url] = IngestClient(Transport(url, token_for(url)), policy, control)
+                    token = token_for(url)
+                    if token is None:
+                        tokenless.add(url)
+                    client = clients[url] = IngestClient(Transport(url, token), policy, control)
                     await client.discover()
                 up = SessionUploader(sdir, client, on_progress=on_progress)
                 try:
@@ -119,11 +127,18 @@ async def flush_sessions(root: Path, url_override: Optional[str], token_for: Cal
                     summary.left[sdir.id] = "its run is still writing (offline mode): flush again after it ends"
             except AuthFailed as exc:
                 refused[url] = f"the server refused the token: {exc}"
+                if url in tokenless:
+                    refused[url] = (f"the server refused the upload ({exc}); no token was sent, because "
+                                    f"{printable(url)} is not a server configured now (--dash-url, ML_DASH_URL, or "
+                                    f"its own entry in the credentials file); to send it there with ML_DASH_TOKEN: "
+                                    f"{flush_command(root, printable(url))}")
                 summary.left[sdir.id] = refused[url]
                 sdir.write_state({"last_error": str(exc)})
             except (TransportError, Retryable, ProtocolError) as exc:
                 if isinstance(exc, TransportError):
                     refused[url] = f"server unreachable: {exc}"
+                elif isinstance(exc, Unrecoverable):
+                    refused[url] = str(exc)
                 summary.left[sdir.id] = str(exc)
                 sdir.write_state({"last_error": str(exc)})
             finally:
@@ -132,6 +147,18 @@ async def flush_sessions(root: Path, url_override: Optional[str], token_for: Cal
         for client in clients.values():
             await client.transport.close()
     return summary
+
+
+def _unusable(url: str, root: Path) -> Dict[str, str]:
+    """{url: why} when a URL taken from a manifest is not a server URL at all, else {}."""
+    from ml_dash._errors import InvalidDashUrl
+    from ml_dash._urls import check_dash_url
+
+    try:
+        check_dash_url(url)
+    except InvalidDashUrl as exc:
+        return {url: f"its manifest names no usable server ({exc}); to send it: {flush_command(root, 'URL')}"}
+    return {}
 
 
 async def _claim(sdir: SessionDir, patience: float):

@@ -2,12 +2,14 @@
 
 What is retryable (PROTOCOL.md, "Retry rules"): connection errors, timeouts, and the answers
 429, 502, 503, 504. Nothing else is: a 400/413/415 is the batch's fault (the client quarantines
-it), 401/403 needs a human. Waits grow exponentially with jitter and are never shorter than the
+it), 401/403 needs a human, and so does :class:`Unrecoverable` (a URL aiohttp cannot use, a TLS
+handshake or certificate that fails: the same request would fail the same way). Waits grow exponentially with jitter and are never shorter than the
 server's ``Retry-After``.
 
 Shutdown: when the run begins to close, a backoff sleep ends at once and later waits are short,
 because the exit deadline is better spent trying than sleeping; a ``Retry-After`` is still
-honoured in full. When the deadline passes the closer cancels the sender, which ends any sleep or
+honoured in full. Short, never zero: a closing run pauses at least ``CLOSING_PAUSE`` before each
+new try, so a server that keeps answering 503 costs a few requests per second, not a spinning CPU. When the deadline passes the closer cancels the sender, which ends any sleep or
 request. A server that refuses connections while we close is taken to be down, and we stop at
 once so that the program exits quickly with the flush command.
 """
@@ -20,6 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Optional, TypeVar
 
+from ml_dash._errors import ProtocolError
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -32,7 +35,7 @@ from tenacity import (
 
 __all__ = [
     "RetryPolicy", "Control", "Retryable", "TransportError", "ConnectFailed", "RequestTimeout",
-    "RETRY_STATUSES", "parse_retry_after",
+    "Unrecoverable", "RETRY_STATUSES", "parse_retry_after", "CLOSING_PAUSE",
 ]
 
 T = TypeVar("T")
@@ -41,6 +44,9 @@ T = TypeVar("T")
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 #: Longest Retry-After we obey; a bigger one is clamped (a misconfigured proxy must not stall a run for hours).
 MAX_RETRY_AFTER = 300.0
+#: Once closing began, a wait before a new try (a backoff, or between rounds) lasts at most this
+#: long: the exit deadline is better spent trying, yet no try follows another without a pause. Seconds.
+CLOSING_PAUSE = 0.25
 
 
 class TransportError(Exception):
@@ -53,6 +59,11 @@ class ConnectFailed(TransportError):
 
 class RequestTimeout(TransportError):
     """Connected, but the answer did not come in time (or the connection broke mid-answer)."""
+
+
+class Unrecoverable(ProtocolError):
+    """The request cannot succeed by being sent again (bad URL for the transport, TLS failure):
+    never retried; the sender stops and the spool keeps the data until the user fixes the cause."""
 
 
 class Retryable(Exception):
@@ -93,8 +104,11 @@ class Control:
         self._wake.set()
 
     async def sleep(self, seconds: float) -> None:
-        """Sleep, but wake at once when closing begins."""
-        if seconds <= 0 or self.closing:
+        """Sleep, but wake at once when closing begins; once closing, pause ``CLOSING_PAUSE`` at most."""
+        if seconds <= 0:
+            return
+        if self.closing:
+            await asyncio.sleep(min(seconds, CLOSING_PAUSE))
             return
         try:
             await asyncio.wait_for(self._wake.wait(), seconds)

@@ -27,7 +27,7 @@ from ._client import AuthFailed, IngestClient
 from ._hub import HUB, Hub, Server
 from ._report import say
 from ._retry import ConnectFailed, Control, Retryable, RetryPolicy, TransportError
-from ._session import SessionDir, public_url
+from ._session import SessionDir, public_url, session_problem
 from ._spool import SpoolWriter
 from ._uploader import SessionUploader, Tally
 
@@ -238,8 +238,9 @@ _manifests: Dict[str, Tuple[str, str]] = {}
 
 
 def _orphans(root: Path, prefix: str, url: str, own: str) -> List[SessionDir]:
-    """Session folders under ``root`` of ``prefix`` and ``url`` other than ``own``, oldest first
-    (whether their writer is gone is for the caller to check)."""
+    """Trusted session folders under ``root`` of ``prefix`` and ``url`` other than ``own``, oldest
+    first (whether their writer is gone is for the caller to check); as ``list_sessions``, with
+    each manifest read once."""
     try:
         names = sorted(os.listdir(root))
     except OSError:
@@ -255,7 +256,7 @@ def _orphans(root: Path, prefix: str, url: str, own: str) -> List[SessionDir]:
             if m is None:
                 continue  # not a session, or its manifest is not written yet
             known = _manifests[name] = (str(m.get("prefix")), str(m.get("url")))
-        if known == (prefix, url):
+        if known == (prefix, url) and session_problem(root / name) is None:  # only folders we can trust
             sdir = SessionDir(root / name)
             if sdir.exists():
                 found.append(sdir)

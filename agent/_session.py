@@ -16,6 +16,12 @@ Layout (folder 0700, files 0600)::
 
 The locks are ``flock`` locks, released by the kernel when the holder dies, so ``kill -9`` never
 leaves a stale lock behind.
+
+Trust: what a spool holds is sent with the user's token, so, like ssh with its keys, a spool folder
+or session folder is used only when it belongs to the current user and neither group nor others
+may write in it (:func:`spool_problem`, :func:`session_problem`); anything else is refused with
+a message that says how to fix it. Blob files are found by validated id inside the session's own
+``blobs/`` folder only (:func:`blob_path`).
 """
 
 from __future__ import annotations
@@ -23,15 +29,18 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
+import stat
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["SessionDir", "FileLock", "new_session_id", "list_sessions", "public_url", "ensure_private_dir"]
+__all__ = ["SessionDir", "FileLock", "new_session_id", "list_sessions", "untrusted_sessions", "public_url",
+           "ensure_private_dir", "spool_problem", "check_spool", "session_problem", "blob_path"]
 
 _SEGMENT = "seg-{:012d}.jsonl"
 
@@ -49,6 +58,72 @@ def public_url(url: str) -> str:
         host = f"[{host}]"
     netloc = host + (f":{parts.port}" if parts.port else "")
     return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+#: What a file id (the name of a blob in ``blobs/``) may look like: one plain name, never a path.
+_FILE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _not_private(path: Path, st: os.stat_result, what: str) -> Optional[str]:
+    from ml_dash._text import printable
+
+    shown = printable(path)
+    if not stat.S_ISDIR(st.st_mode):
+        return f"{what} {shown} is not a folder"
+    me = os.geteuid()
+    if st.st_uid != me:
+        return (f"{what} {shown} belongs to uid {st.st_uid}, not to you (uid {me}): ml-dash sends what a spool "
+                f"holds with your token, so it uses only a spool of your own; set ML_DASH_SPOOL_DIR to a folder "
+                f"of yours (the default ~/.cache/ml-dash/spool is), and remove this one if it is not yours")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return (f"{what} {shown} is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o}): anyone who "
+                f"can write there could have your token sent where they choose; fix it with: chmod 700 {shown}")
+    return None
+
+
+def spool_problem(root: Path) -> Optional[str]:
+    """Why the spool folder ``root`` cannot be trusted, or None (also None when it does not exist yet).
+
+    ``root`` itself may be a symlink (a spool moved to another disk); the folder it leads to counts.
+    """
+    try:
+        st = os.stat(root)
+    except FileNotFoundError:
+        return None
+    return _not_private(Path(root), st, "the spool folder")
+
+
+def check_spool(root: Path) -> None:
+    """Raise :class:`~ml_dash.SpoolNotPrivate` unless ``root`` is the current user's alone."""
+    problem = spool_problem(root)
+    if problem is not None:
+        from ml_dash._errors import SpoolNotPrivate
+
+        raise SpoolNotPrivate(problem)
+
+
+def session_problem(path: Path) -> Optional[str]:
+    """Why a session folder cannot be trusted (a symlink, another user's, writable by others), or None."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return "it is gone"
+    if stat.S_ISLNK(st.st_mode):
+        from ml_dash._text import printable
+
+        return f"the session folder {printable(path)} is a symbolic link; remove it"
+    return _not_private(Path(path), st, "the session folder")
+
+
+def blob_path(blob_dir: "os.PathLike[str] | str", file_id: object) -> Optional[str]:
+    """The blob file of ``file_id`` inside ``blob_dir``, or None when the id is not a plain name.
+
+    The id comes from a spooled record: it is checked, never joined onto the folder as it stands
+    (an absolute path or ``..`` would read, or delete, a file outside the spool).
+    """
+    if not isinstance(file_id, str) or not _FILE_ID.fullmatch(file_id):
+        return None
+    return os.path.join(os.fspath(blob_dir), file_id)
 
 
 def ensure_private_dir(path: Path) -> Path:
@@ -144,8 +219,12 @@ class SessionDir:
 
     @classmethod
     def create(cls, root: Path, url: str, prefix: str) -> "SessionDir":
-        """Make a new session folder and its manifest; the caller becomes its writer."""
+        """Make a new session folder and its manifest; the caller becomes its writer.
+
+        Raises :class:`~ml_dash.SpoolNotPrivate` when ``root`` is not the current user's alone.
+        """
         ensure_private_dir(root)
+        check_spool(root)
         sdir = cls(root / new_session_id())
         sdir.path.mkdir(mode=0o700)
         sdir.blobs.mkdir(mode=0o700)
@@ -250,13 +329,32 @@ class SessionDir:
         self.writer_lock.release()
 
 
-def list_sessions(root: Path) -> Iterator[SessionDir]:
-    """Every session folder under ``root`` that has a manifest, oldest first."""
+def _session_names(root: Path) -> List[str]:
     try:
-        names = sorted(os.listdir(root))
+        return [n for n in sorted(os.listdir(root)) if n != "quarantine"]
     except (FileNotFoundError, NotADirectoryError):
-        return
-    for name in names:
-        sdir = SessionDir(Path(root) / name)
-        if name != "quarantine" and sdir.exists() and sdir.manifest is not None:
+        return []
+
+
+def list_sessions(root: Path) -> Iterator[SessionDir]:
+    """Every session folder under ``root`` that has a manifest and can be trusted, oldest first.
+
+    The caller checks ``root`` itself (:func:`check_spool`); folders that cannot be trusted are
+    left out here and listed by :func:`untrusted_sessions`.
+    """
+    for name in _session_names(root):
+        path = Path(root) / name
+        if session_problem(path) is not None:
+            continue
+        sdir = SessionDir(path)
+        if sdir.exists() and sdir.manifest is not None:
             yield sdir
+
+
+def untrusted_sessions(root: Path) -> Iterator[Tuple[str, str]]:
+    """(folder name, why) for every folder under ``root`` that looks like a session but cannot be trusted."""
+    for name in _session_names(root):
+        path = Path(root) / name
+        problem = session_problem(path)
+        if problem is not None and (os.path.islink(path) or os.path.isdir(path)):
+            yield name, problem

@@ -18,12 +18,19 @@ import aiohttp
 import orjson
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from ._retry import ConnectFailed, RequestTimeout
+from ml_dash._text import printable
+from ml_dash._urls import warn_plain_http
+
+from ._retry import ConnectFailed, RequestTimeout, Unrecoverable
 from ._session import public_url
 
 __all__ = ["Transport", "Response"]
 
 _BLOB_CHUNK = 1 << 20
+#: Failures that the same request would meet again: a URL aiohttp cannot use, a TLS handshake or
+#: certificate that fails (https:// to a plain http port, an untrusted certificate). Not retried.
+_UNRECOVERABLE = tuple(c for c in (aiohttp.InvalidURL, getattr(aiohttp, "NonHttpUrlClientError", None),
+                                   aiohttp.ClientSSLError) if c is not None)
 
 
 class Response(NamedTuple):
@@ -40,11 +47,12 @@ class Response(NamedTuple):
         return value if isinstance(value, dict) else {}
 
     def error(self) -> str:
-        """``code: message`` of a protocol error body, or the start of the body."""
+        """``code: message`` of a protocol error body, or the start of the body; control characters
+        escaped, since this text is shown on terminals and kept in the spool's state file."""
         err = self.json().get("error")
         if isinstance(err, dict):
-            return f"{err.get('code', '?')}: {err.get('message', '')}"
-        return self.body[:200].decode("utf-8", "replace")
+            return printable(f"{err.get('code', '?')}: {err.get('message', '')}")
+        return printable(self.body[:200].decode("utf-8", "replace"))
 
 
 class _InlineResolver(AbstractResolver):
@@ -81,6 +89,8 @@ class Transport:
 
     def __init__(self, base_url: str, token: Optional[str], *, connect_timeout: float = 10.0,
                  read_timeout: float = 60.0):
+        if token:
+            warn_plain_http(base_url, token)
         self._api = base_url.rstrip("/") + "/api/v1"
         self._shown = public_url(base_url) + "/api/v1"  # for messages: no user info
         self._auth = {"Authorization": f"Bearer {token}"} if token else {}
@@ -107,6 +117,9 @@ class Transport:
                                       headers={**self._auth, **(headers or {})}) as resp:
                 body = await resp.read()
                 return Response(resp.status, {k.lower(): v for k, v in resp.headers.items()}, body)
+        except _UNRECOVERABLE as exc:
+            raise Unrecoverable(f"{self._shown}{route}: {type(exc).__name__}: {exc} (not retried: sending it again "
+                                "would fail the same way; check the URL and the server's TLS setup)") from None
         except aiohttp.ClientConnectorError as exc:
             raise ConnectFailed(f"cannot connect to {self._shown}: {exc.os_error}") from None
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:

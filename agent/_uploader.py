@@ -16,7 +16,7 @@ from ml_dash._errors import ProtocolError
 
 from ._client import IngestClient
 from ._reader import SessionReader
-from ._session import SessionDir, unlink_counting
+from ._session import SessionDir, blob_path, unlink_counting
 
 __all__ = ["SessionUploader", "Tally", "BATCH_MAX_EVENTS", "BATCH_MAX_BYTES"]
 
@@ -152,8 +152,9 @@ class SessionUploader:
     def _drop_blobs(self, files, acked: int) -> int:
         freed = 0
         for seq, file_id in files.items():
-            if seq <= acked:
-                freed += unlink_counting(self.sdir.blobs / file_id)
+            path = blob_path(self.sdir.blobs, file_id)
+            if seq <= acked and path is not None:
+                freed += unlink_counting(path)
         return freed
 
     async def run_to_end(self, finished: Callable[[], bool]) -> bool:

@@ -15,15 +15,18 @@ from ._config import Config, load_config
 from ._errors import (
     AuthError,
     ExperimentStateError,
+    InvalidDashUrl,
     InvalidPrefix,
     InvalidValue,
     MlDashError,
+    NotFound,
     ProtocolError,
     QueueFull,
+    SpoolNotPrivate,
     RemoteError,
     ValueTooLarge,
 )
-from ._experiment import Experiment, ml_dash_experiment
+from ._experiment import Experiment, OperationMode, ml_dash_experiment
 from ._files import FileInfo
 from ._run_info import RUN
 
@@ -31,6 +34,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Experiment",
+    "OperationMode",
     "ml_dash_experiment",
     "RUN",
     "Config",
@@ -38,10 +42,13 @@ __all__ = [
     "FileInfo",
     "MlDashError",
     "InvalidPrefix",
+    "InvalidDashUrl",
     "InvalidValue",
     "ValueTooLarge",
     "ExperimentStateError",
     "QueueFull",
+    "NotFound",
+    "SpoolNotPrivate",
     "RemoteError",
     "AuthError",
     "ProtocolError",

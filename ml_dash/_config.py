@@ -69,6 +69,28 @@ class Config:
     retry_max_wait: float = 10.0
     #: An upload request without an answer for this long is abandoned and retried, seconds.
     request_timeout: float = 60.0
+    #: Remote mode: print the run's dashboard URL (one line on stderr) at start (``ML_DASH_PRINT_URL``).
+    print_url: bool = True
+    # -- automatic capture (ml_dash/_capture/), each off unless switched on -------------------------
+    #: Tee stdout and stderr into the run's logs, line by line (``ML_DASH_CAPTURE_CONSOLE``).
+    capture_console: bool = False
+    #: Sample process and machine load (psutil; GPUs through NVML when present) as ``system/...``
+    #: metrics (``ML_DASH_CAPTURE_SYSTEM``).
+    capture_system: bool = False
+    #: Seconds between two system samples (``ML_DASH_SYSTEM_INTERVAL``).
+    system_interval: float = 10.0
+    #: Record git state, command line, Python and host in the experiment's metadata at start
+    #: (``ML_DASH_CAPTURE_ENV``).
+    capture_env: bool = False
+    #: With ``capture_env``: also record the installed packages (``ML_DASH_CAPTURE_PACKAGES``).
+    capture_packages: bool = False
+    #: With ``capture_env``: the ``git diff`` of a dirty tree is saved as a file, cut at this many bytes.
+    git_diff_max_bytes: int = 1024 * 1024
+    #: ``exp.logs.info(...)`` and the other level helpers print the line as upstream does
+    #: (``ML_DASH_LOG_ECHO``); ``exp.log(...)`` never prints.
+    log_echo: bool = True
+    #: Prefix of the experiment a framework hook creates when it is given none (``ML_DASH_PREFIX``).
+    prefix: Optional[str] = None
 
     def with_overrides(self, **overrides) -> "Config":
         """A copy with the given fields replaced; None values are ignored."""
@@ -107,6 +129,9 @@ def load_config(environ: Optional[Mapping[str, str]] = None) -> Config:
         values["user"] = env.get("USER") or env.get("USERNAME") or "unknown"
     if values.get("drop_policy", "block") not in ("block", "drop", "raise"):
         raise ValueError("ML_DASH_DROP_POLICY must be 'block', 'drop' or 'raise'")
+    for name in ("system_interval", "git_diff_max_bytes"):
+        if name in values and values[name] <= 0:
+            raise ValueError(f"ML_DASH_{name.upper()} must be positive")
     if "spool_dir" in values:
         values["spool_dir"] = os.path.expanduser(values["spool_dir"])
     return Config(**values)

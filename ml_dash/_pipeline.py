@@ -121,6 +121,15 @@ class Pipeline:
         q.append(event)
         return True
 
+    def wake(self) -> None:
+        """Ask the worker to write what is queued now, without waiting for it."""
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Ask the worker to write what is queued now, without waiting for it."""
+        _fork.wake()
+        WORKER.poke(self)
+
     def put_log(self, event: LogEvent) -> bool:
         """Queue a log event; its message counts against ``queue_max_bytes`` as well."""
         nbytes = len(event.message)
@@ -225,7 +234,7 @@ class Pipeline:
         locked = drained and self._drain_lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
         try:
             events = [e for e in _take(left[0]) if type(e) is not FlushMarker]
-            metrics = [(o.name, rows) for o, rows in zip(self._metric_owners, map(_take, left[1:])) if rows]
+            metrics = [(o, rows) for o, rows in zip(self._metric_owners, map(_take, left[1:])) if rows]
             if locked:
                 self._process(events, metrics)
             else:
@@ -252,8 +261,8 @@ class Pipeline:
             # every row queued before it, so then the round takes everything.
             limit = None if everything or any(type(e) is FlushMarker for e in batch) else self._batch
             owners = self._metric_owners
-            metrics = [(o.name, _take(o.queue, limit)) for o in owners]
-            metrics = [(name, rows) for name, rows in metrics if rows]
+            metrics = [(o, _take(o.queue, limit)) for o in owners]
+            metrics = [(o, rows) for o, rows in metrics if rows]
             more = any(len(o.queue) >= self._batch for o in owners)
             if batch or metrics:
                 self._process(batch, metrics)
@@ -264,9 +273,10 @@ class Pipeline:
 
     def _process(self, batch: List[tuple], metrics: List[tuple]) -> None:
         sink = self._sink
-        for name, rows in metrics:
+        for owner, rows in metrics:
             try:
-                sink.write_metrics(name, rows)
+                # Metrics and track topics alike: the owner names its Sink method.
+                getattr(sink, owner.sink_method)(owner.name, rows)
             except Exception as exc:
                 self.drops["sink_error"] += len(rows)
                 self.record_error("sink_write", exc)

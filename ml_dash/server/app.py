@@ -21,12 +21,16 @@ from typing import Any, Dict, Optional
 import orjson
 from aiohttp import web
 
+from .._readmodel import LayoutReadModel
+from . import read_routes
 from .auth import Authenticator
-from .blobs import BlobStore, check_checksum
+from .dashboard.headers import content_disposition
+from .dashboard.session import COOKIE_NAME
+from .blobs import BlobStore, check_checksum, storage_error
 from .errors import ApiError
 from .faults import FaultPlan, Stats, route_class
-from .index import Index
-from .batch import parse_batch, parse_header, split_header
+from .index import Index, server_dir
+from .batch import parse_batch, parse_header, parse_server_prefix, split_header
 from .limits import Limits, accepted_encodings, decode_body, read_body
 from .reads import Reads
 from .store import Store
@@ -60,6 +64,8 @@ class State:
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ml-dash-server")
         self.writes_in_flight = 0
         self.shutting_down: Optional[asyncio.Event] = None
+        #: The read model behind /series, /summary, /table (set by make_app).
+        self.read_model: Optional[LayoutReadModel] = None
 
     async def run(self, fn, *args, **kwargs):
         loop = asyncio.get_running_loop()
@@ -201,7 +207,10 @@ def _store_batch(st: State, raw: bytes, encoding: str, owner: Optional[str], cra
     _, prefix = parse_header(split_header(body)[0])
     st.auth.require_write(owner, prefix)  # 403 before any event is looked at
     with _gc_paused():
-        return st.store.ingest(parse_batch(body, st.limits), crash_before_commit=crash)
+        answer = st.store.ingest(parse_batch(body, st.limits), crash_before_commit=crash)
+    if st.read_model is not None:
+        st.read_model.stored(str(prefix))  # the next table page shows it
+    return answer
 
 
 @routes.post("/api/v1/ingest")
@@ -254,14 +263,19 @@ async def blob_put(request: web.Request) -> web.Response:
         if size is not None:
             answer, status = {"checksum": checksum, "size": size, "created": False}, 200
         else:
-            upload = st.blobs.upload(checksum, limit)
+            upload = None
             try:
+                upload = st.blobs.upload(checksum, limit)
                 async for chunk in request.content.iter_chunked(1 << 20):
                     # sha256 of a MiB takes milliseconds: hash and write in the pool, not the loop
                     await st.run(upload.write, chunk)
                 created = await st.run(upload.finish)
-            except BaseException:
-                upload.abort()
+            except BaseException as exc:
+                if upload is not None:
+                    upload.abort()
+                if isinstance(exc, OSError) and not isinstance(exc, ConnectionError):
+                    log.warning("storage refused a blob upload: %s", exc)
+                    raise storage_error(exc, limit) from None
                 raise
             answer = {"checksum": checksum, "size": upload.size, "created": created}
             status = 201 if created else 200
@@ -270,12 +284,18 @@ async def blob_put(request: web.Request) -> web.Response:
         return _json(answer, status)
 
 
+def read_auth(request: web.Request) -> Optional[str]:
+    """Auth of a read route (GET): the bearer token, else the dashboard's login cookie."""
+    st: State = request.app[STATE]
+    return st.auth.identify_read(request.headers.get("Authorization"), request.cookies.get(COOKIE_NAME))
+
+
 def _reader_route(path: str, method: str, *params: str):
     """A read route: auth, then ``Reads.<method>(prefix, *query params)`` in the pool."""
 
     async def handler(request: web.Request) -> web.Response:
         st: State = request.app[STATE]
-        st.auth.identify(request.headers.get("Authorization"))
+        read_auth(request)
         q = request.query
         args = [q.get(p) for p in params]
         if method != "experiments":
@@ -295,17 +315,28 @@ _reader_route("/api/v1/logs", "logs", "start", "limit", "level")
 _reader_route("/api/v1/metrics", "metric_names")
 _reader_route("/api/v1/metric", "metric_rows", "name", "start", "limit")
 _reader_route("/api/v1/files", "files", "path")
+_reader_route("/api/v1/tracks", "track_topics")
+_reader_route("/api/v1/track", "track_entries", "topic", "start", "limit")
 
 
 @routes.get("/api/v1/file")
 async def file_download(request: web.Request) -> web.StreamResponse:
     st: State = request.app[STATE]
-    st.auth.identify(request.headers.get("Authorization"))
+    read_auth(request)
     prefix, file_id = request.query.get("prefix"), request.query.get("id")
     if not prefix or not file_id:
         raise ApiError(400, "bad_query", "'prefix' and 'id' are required")
     path, entry = await st.run(st.reads.file, prefix, file_id)
-    return web.FileResponse(path, headers={"Content-Type": str(entry.get("contentType") or "application/octet-stream")})
+    headers = {
+        "Content-Type": str(entry.get("contentType") or "application/octet-stream"),
+        # Uploaded bytes are the user's, not ours: a stored HTML or SVG file opened in the browser
+        # must not run as this origin (it would read the API with the dashboard's login cookie).
+        "Content-Security-Policy": "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandbox",
+        "X-Content-Type-Options": "nosniff",
+    }
+    if request.query.get("download"):
+        headers["Content-Disposition"] = content_disposition(str(entry.get("filename") or "file"))
+    return web.FileResponse(path, headers=headers)
 
 
 # -- test-only routes ------------------------------------------------------------------------------
@@ -331,15 +362,21 @@ async def stats_get(request: web.Request) -> web.Response:
 # -- the application -------------------------------------------------------------------------------
 
 def make_app(root: Path | str, *, auth: bool = True, fault_injection: bool = False,
-             limits: Optional[Limits] = None) -> web.Application:
+             limits: Optional[Limits] = None, read_only: bool = False) -> web.Application:
     """The aiohttp application of a server on ``root``. Run it with ``auto_decompress=False``
-    (see :func:`ml_dash.server.launch.serve`): request bodies are decoded by us, under limits."""
+    (see :func:`ml_dash.server.launch.serve`): request bodies are decoded by us, under limits.
+    ``read_only`` refuses every write (``ml-dash dashboard`` over a local folder)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     app = web.Application(middlewares=[_errors])
     state = State(root, auth=auth, fault_injection=fault_injection, limits=limits or Limits())
     app[STATE] = state
     app.add_routes(routes)
+    state.read_model = LayoutReadModel(root, server_dir(root) / "series", parse=parse_server_prefix)
+    read_routes.setup(app, state.read_model, authenticate=read_auth, run=state.run, max_page=state.limits.max_page)
+    from .dashboard import mount as mount_dashboard  # after the API routes: its pages never shadow them
+
+    mount_dashboard(app, state, read_only=read_only)
     if fault_injection:
         app.router.add_put("/api/v1/_test/faults", faults_put)
         app.router.add_get("/api/v1/_test/faults", faults_get)

@@ -55,6 +55,8 @@ class Authenticator:
     def __init__(self, index: Index, enabled: bool = True):
         self.index = index
         self.enabled = enabled
+        #: The dashboard's login cookies (``dashboard.session.CookieSessions``), set when it is mounted.
+        self.sessions = None
 
     def identify(self, authorization: Optional[str]) -> Optional[str]:
         """The token's owner; None when auth is off. Raises 401 for a missing or unknown token."""
@@ -72,6 +74,18 @@ class Authenticator:
         if owner is None:
             raise ApiError(401, "unauthorized", "unknown token", headers={"WWW-Authenticate": "Bearer"})
         return owner
+
+    def identify_read(self, authorization: Optional[str], cookie: Optional[str]) -> Optional[str]:
+        """Like :meth:`identify`, for read routes (GET) only: a dashboard login cookie also counts.
+
+        Write routes must call :meth:`identify`: a cookie rides along with any request the browser
+        makes, so accepting it for writes would open them to cross-site request forgery.
+        """
+        if self.enabled and not authorization and cookie and self.sessions is not None:
+            owner = self.sessions.owner(cookie)
+            if owner is not None:
+                return owner
+        return self.identify(authorization)
 
     def require_write(self, owner: Optional[str], prefix: Prefix) -> None:
         if not self.enabled:

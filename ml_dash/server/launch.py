@@ -38,10 +38,10 @@ def _url(host: str, port: int) -> str:
 
 
 async def _start(root, host: str, port: int, auth: bool, fault_injection: bool,
-                 limits: Optional[Limits]) -> Tuple[web.AppRunner, str]:
+                 limits: Optional[Limits], read_only: bool = False) -> Tuple[web.AppRunner, str]:
     if not auth and not is_loopback(host):
         raise ValueError(f"refusing to run without auth on {host!r}: --insecure-no-auth binds only to loopback")
-    app = make_app(root, auth=auth, fault_injection=fault_injection, limits=limits)
+    app = make_app(root, auth=auth, fault_injection=fault_injection, limits=limits, read_only=read_only)
     # auto_decompress=False: bodies are decoded by ml_dash.server.limits, under the size limits.
     runner = web.AppRunner(app, auto_decompress=False, access_log=None, handle_signals=False, shutdown_timeout=5)
     await runner.setup()
@@ -85,7 +85,8 @@ class ServerHandle:
 
 
 def run_in_thread(root: os.PathLike | str, host: str = "127.0.0.1", port: int = 0, auth: bool = True,
-                  fault_injection: bool = False, limits: Optional[Limits] = None) -> ServerHandle:
+                  fault_injection: bool = False, limits: Optional[Limits] = None,
+                  read_only: bool = False) -> ServerHandle:
     """Start a server on ``root`` in a daemon thread and return once it listens (port 0: a free port)."""
     ready = threading.Event()
     box: Dict[str, object] = {}
@@ -97,7 +98,7 @@ def run_in_thread(root: os.PathLike | str, host: str = "127.0.0.1", port: int = 
         async def run() -> None:
             stop_event = asyncio.Event()
             try:
-                runner, url = await _start(root, host, port, auth, fault_injection, limits)
+                runner, url = await _start(root, host, port, auth, fault_injection, limits, read_only)
             except BaseException as exc:
                 box["error"] = exc
                 ready.set()
@@ -124,11 +125,11 @@ def run_in_thread(root: os.PathLike | str, host: str = "127.0.0.1", port: int = 
 
 
 def serve_forever(root: os.PathLike | str, host: str, port: int, *, auth: bool, fault_injection: bool,
-                  limits: Optional[Limits], on_ready: Callable[[str], None]) -> None:
+                  limits: Optional[Limits], on_ready: Callable[[str], None], read_only: bool = False) -> None:
     """Run until SIGTERM or SIGINT, then shut down cleanly. ``on_ready(url)`` is called once listening."""
 
     async def run() -> None:
-        runner, url = await _start(root, host, port, auth, fault_injection, limits)
+        runner, url = await _start(root, host, port, auth, fault_injection, limits, read_only)
         stop_event = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -145,12 +146,12 @@ def serve_forever(root: os.PathLike | str, host: str, port: int, *, auth: bool, 
 
 def spawn_server(root: os.PathLike | str, *, host: str = "127.0.0.1", port: int = 0, auth: bool = True,
                  fault_injection: bool = False, extra_args: Sequence[str] = (), env: Optional[Dict[str, str]] = None,
-                 timeout: float = 30) -> Tuple[str, subprocess.Popen]:
+                 timeout: float = 30, preexec_fn: Optional[Callable[[], None]] = None) -> Tuple[str, subprocess.Popen]:
     """Start ``python -m ml_dash.server`` as a subprocess; (its URL, the Popen) once it listens.
 
     For tests that need a real process (``kill -9``). The child's further output is drained by a
-    daemon thread so it can never block on a full pipe; stop it with ``proc.terminate()`` (clean)
-    or ``proc.kill()``.
+    daemon thread so it can never block on a full pipe (its first 64 KiB, stdout and stderr
+    together, are kept: ``proc.output()``); stop it with ``proc.terminate()`` (clean) or ``proc.kill()``.
     """
     cmd = [sys.executable, "-m", "ml_dash.server", "--root", os.fspath(root), "--host", host, "--port", str(port)]
     if not auth:
@@ -158,9 +159,11 @@ def spawn_server(root: os.PathLike | str, *, host: str = "127.0.0.1", port: int 
     if fault_injection:
         cmd.append("--fault-injection")
     cmd.extend(extra_args)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+                            preexec_fn=preexec_fn)  # tests: resource limits of the child
     result: Dict[str, str] = {}
     got = threading.Event()
+    kept = threading.Lock()
 
     def drain(stream, first: bool) -> None:
         for line in stream:
@@ -169,13 +172,15 @@ def spawn_server(root: os.PathLike | str, *, host: str = "127.0.0.1", port: int 
                 if m:
                     result["url"] = m.group(1)
                     got.set()
-            result.setdefault("output", "")
-            if len(result["output"]) < 65536:
-                result["output"] += line
+            with kept:  # two drains append to one text
+                result.setdefault("output", "")
+                if len(result["output"]) < 65536:
+                    result["output"] += line
         got.set()  # the child closed its output: it exited
 
     threading.Thread(target=drain, args=(proc.stdout, True), daemon=True).start()
     threading.Thread(target=drain, args=(proc.stderr, False), daemon=True).start()
+    proc.output = lambda: result.get("output", "")  # type: ignore[attr-defined]
     got.wait(timeout)
     if "url" not in result:
         proc.kill()

@@ -103,6 +103,7 @@ def client_env(spool: Path, url: Optional[str], token: Optional[str], **extra: A
     env["ML_DASH_SPOOL_DIR"] = str(spool)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env["XDG_CONFIG_HOME"] = str(spool.parent / "xdg-config")  # never the user's credentials file
+    env["ML_DASH_PRINT_URL"] = "0"  # a clean run prints nothing else (the URL line: tests/dashboard)
     if url:
         env["ML_DASH_URL"] = url
     if token:

@@ -146,7 +146,7 @@ def test_server_holding_part_of_a_record_stores_only_the_rest(server, spool):
                            "data": {k: v[i] for k, v in rec["cols"].items()}})
     a = ingest(server.url, server.token, sdir.id, prefix, events[:1501])
     assert a.status == 200 and a.json["acked_seq"] == 1500, a
-    done = run_agent(["flush", str(spool)], client_env(spool, None, server.token))
+    done = run_agent(["flush", str(spool)], client_env(spool, server.url, server.token))
     assert done.returncode == 0, done.stdout + done.stderr
     rows = reader(server.url, server.token, prefix).metric_rows("train")
     assert [x["data"]["step"] for x in rows] == list(range(3000))

@@ -192,7 +192,7 @@ def _spooled(root, url, prefix, n):
 def test_two_flushes_at_the_same_time(server, spool):
     for s in range(4):
         _spooled(spool, server.url, f"alice/twice/s{s}", 3000)
-    env = client_env(spool, None, server.token)
+    env = client_env(spool, server.url, server.token)  # the token goes only to a server configured now
     code = "import sys; from ml_dash.agent.cli import main; sys.exit(main(sys.argv[1:]))"
     procs = [subprocess.Popen([sys.executable, "-c", code, "flush", str(spool)], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]

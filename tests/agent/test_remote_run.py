@@ -121,7 +121,7 @@ def test_wrong_token_keeps_the_spool_and_the_token_never_leaks(server, spool):
     assert len(sessions(spool)) == 1
     bad = run_agent(["flush", str(spool)], env)
     assert bad.returncode == 1 and "refused the token" in bad.stdout
-    good = run_agent(["flush", str(spool)], client_env(spool, None, server.token))
+    good = run_agent(["flush", str(spool)], client_env(spool, server.url, server.token))
     assert good.returncode == 0, good.stdout + good.stderr
     assert log_messages(server.url, server.token, "alice/proj/auth") == [f"m{i}" for i in range(50)]
     # A second run with the right token, then search every byte the agent wrote or printed.
