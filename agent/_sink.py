@@ -93,6 +93,11 @@ class RemoteSink:
         """Append one metric's rows (worker thread): no per-row tuple on the way."""
         self._session().append_metric_rows(name, rows)
 
+    def stored_track_topic(self, folder: str) -> Optional[str]:
+        """None: the spool does not know what the server stores; the server refuses a second topic
+        in one folder."""
+        return None
+
     def write_tracks(self, topic: str, rows: List[Dict[str, Any]]) -> None:
         """Append one track topic's entries (worker thread)."""
         from ml_dash._tracks import resolve_stamps

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional
 
     from ._recorder import Recorder
+    from ._sink import Sink
     from ._summary import SummaryBuffer, SummaryCache
 
 _now = time.time
@@ -84,8 +85,9 @@ class MetricBuilder:
     __slots__ = ("name", "queue", "wake_at", "_pipe", "_rec", "_limit", "_summary", "description", "tags",
                  "metadata")
 
-    #: The Sink method the pipeline hands this metric's rows to.
-    sink_method = "write_metrics"
+    def write_to(self, sink: Sink, rows: List[Dict[str, Any]]) -> None:
+        """Hand rows taken from ``queue`` to the sink (the pipeline's drain calls this)."""
+        sink.write_metrics(self.name, rows)
 
     def __init__(self, rec: Recorder, name: Optional[str]):
         self._rec = rec

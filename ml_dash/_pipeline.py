@@ -275,8 +275,7 @@ class Pipeline:
         sink = self._sink
         for owner, rows in metrics:
             try:
-                # Metrics and track topics alike: the owner names its Sink method.
-                getattr(sink, owner.sink_method)(owner.name, rows)
+                owner.write_to(sink, rows)  # a metric's rows to write_metrics, a topic's to write_tracks
             except Exception as exc:
                 self.drops["sink_error"] += len(rows)
                 self.record_error("sink_write", exc)

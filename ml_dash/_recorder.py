@@ -91,8 +91,7 @@ class Recorder:
 
     def stored_track_topic(self, folder: str) -> Optional[str]:
         """The topic the local store keeps in ``tracks/<folder>``, if any (None in remote mode)."""
-        ask = getattr(self._get_sink(), "stored_track_topic", None)
-        return None if ask is None else ask(folder)
+        return self._get_sink().stored_track_topic(folder)
 
     def reader(self) -> Reader:
         """The read interface, after everything logged so far is stored. Raises NotFound when

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from typing import Any, Dict, Iterator, List, Optional, Union
 
     from ._recorder import Recorder
+    from ._sink import Sink
 
 __all__ = ["Tracks", "TrackBuilder", "TrackSlice", "track_folder", "normalize_track_fields", "resolve_stamps",
            "AUTO_TS", "TRACK_FORMATS"]
@@ -86,8 +87,9 @@ class TrackBuilder:
 
     __slots__ = ("name", "queue", "wake_at", "_pipe", "_rec", "_limit", "_last")
 
-    #: The Sink method the pipeline hands this topic's rows to.
-    sink_method = "write_tracks"
+    def write_to(self, sink: Sink, rows: List[Dict[str, Any]]) -> None:
+        """Hand entries taken from ``queue`` to the sink (the pipeline's drain calls this)."""
+        sink.write_tracks(self.name, rows)
 
     def __init__(self, rec: Recorder, topic: str, last: List[Optional[float]]):
         self._rec = rec

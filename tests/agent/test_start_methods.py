@@ -155,7 +155,7 @@ def test_multiprocessing_children_lose_nothing(tmp_path, mode, method, kind):
     r = read("alice/p/pool")
     rows, by_task = _rows_by_task(r, "rows")
     for task in range(6):
-        assert by_task.get(task) == list(range(300)), (task, len(by_task.get(task, [])))
+        assert by_task.get(task) == list(range(300)), (task, len(by_task.get(task, [])), proc.stderr[-3000:])
     assert sorted(row["index"] for row in rows) == list(range(len(rows)))
     assert len(rows) == 6 * 300 + (method == "fork")
     assert sorted(x["message"].split(" in ")[0] for x in r.logs()) == [f"task {t}" for t in range(6)]
