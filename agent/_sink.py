@@ -19,7 +19,7 @@ from ml_dash._config import Config
 from ml_dash._files import Source
 
 from ._credentials import token_for
-from ._report import flush_command, human_bytes, say
+from ._report import flush_command, human_bytes, progress, say
 from ._session import SessionDir
 from ._spool import SpoolWriter
 
@@ -157,7 +157,7 @@ class RemoteSink:
                 return
             if now >= next_report:
                 events, nbytes = self._pending(self._writer, sender)
-                say(f"waiting for {events:,} events / {human_bytes(nbytes)} to reach {self._url_public()} "
+                progress(f"waiting for {events:,} events / {human_bytes(nbytes)} to reach {self._url_public()} "
                     f"({deadline - now:.0f} s left; Ctrl-C leaves them in the spool)")
                 next_report = now + 5.0
 
