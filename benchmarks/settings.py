@@ -34,7 +34,6 @@ class Settings:
     peers_python: Optional[str] = None # interpreter with the peers installed (upstream ml_dash!)
     peers: List[str] = field(default_factory=lambda: list(PEERS))
     sweep_rows: int = 100_000          # rows (3 scalars) of the concurrent-experiments workload, in all
-    sweep_repeat: int = 3              # its repetitions (12 runs each: 4 experiment counts × 3 modes)
     workloads: List[str] = field(default_factory=list)  # empty = all
     workdir: str = field(default_factory=tempfile.gettempdir)
     timeout: float = 900.0             # per child process
@@ -51,7 +50,6 @@ class Settings:
         self.ingest_steps = 20_000
         self.ingest_batch = 5_000
         self.sweep_rows = 10_000
-        self.sweep_repeat = 1
         self.timeout = 120.0
         return self
 

@@ -22,7 +22,8 @@ def run_sweep(s: Settings, ours: Child, scratch: str) -> Dict[str, Any]:
     counts = [c for c in COUNTS if c <= rows]
     no_remote = remote_sdk_missing(ours)
     runs: Dict[str, Dict[str, List[Dict[str, Any]]]] = {str(c): {t: [] for t in TOOLS} for c in counts}
-    for rep in range(s.sweep_repeat):
+    reps = min(s.repeat, 3)  # 12 processes a repetition, the biggest taking a minute
+    for rep in range(reps):
         for c in counts:
             for tool in TOOLS:
                 if tool == "remote" and no_remote:
@@ -30,7 +31,7 @@ def run_sweep(s: Settings, ours: Child, scratch: str) -> Dict[str, Any]:
                 runs[str(c)][tool].append(_one(s, ours, scratch, c, rows, tool))
                 rec = runs[str(c)][tool][-1]
                 r = rec.get("result", {})
-                progress(f"[sweep] {c} experiments, {tool}, rep {rep + 1}/{s.sweep_repeat}: "
+                progress(f"[sweep] {c} experiments, {tool}, rep {rep + 1}/{reps}: "
                          f"threads {r.get('threads_peak')} start {r.get('start_s', float('nan')):.2f}s "
                          f"{r.get('rows_per_s', 0):,.0f} rows/s "
                          f"{'ok' if rec['valid'] else 'INVALID ' + short(rec.get('error') or str(rec.get('verify')))}")
