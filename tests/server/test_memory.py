@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from ml_dash.server import Limits
+from ml_dash.server.batch import estimate
 
 from ._client import get, ingest, metric_events, post
 
@@ -42,10 +43,12 @@ def _event_line(seq: int, inner: bytes) -> bytes:
     return b'{"seq":%d,"kind":"metric","ts":1.0,"name":"m","data":{"x":%s}}' % (seq, inner)
 
 
-def _nested_lists(session: str, events: int = 18, per_event: int = 28000) -> bytes:
-    """About as many objects as the server accepts in one batch (lists of lists)."""
-    inner = b"[" + b"[[[[]]]]," * per_event + b"[]]"
-    return _head(session) + b"\n".join(_event_line(i, inner) for i in range(events)) + b"\n"
+def _nested_lists(session: str, extra: bytes = b"") -> bytes:
+    """As many lists of lists as the server accepts in one batch: its estimate just under the limit."""
+    inner = b"[" + b"[[[[]]]]," * 28000 + b"[]]"
+    one = estimate(_event_line(0, inner) + b"\n")
+    events = int(0.95 * Limits().max_parsed_bytes) // one - 1
+    return _head(session) + b"\n".join(_event_line(i, inner) for i in range(events)) + b"\n" + extra
 
 
 CASES = {
@@ -94,7 +97,7 @@ def test_a_server_under_default_limits_and_concurrency_stays_under_1_gb(spawned)
     url = spawned.start(fault_injection=False)
     pid = spawned.proc.pid
     n = Limits().max_concurrent_writes
-    heavy = [gzip.compress(_nested_lists(f"sessHEAVY{i:03d}", events=17) + _event_line(99, b"1") + b"\n", 6)
+    heavy = [gzip.compress(_nested_lists(f"sessHEAVY{i:03d}", extra=_event_line(999, b"1") + b"\n"), 6)
              for i in range(n)]  # a seq gap at the end: parsed in full, then refused (400), nothing to store
     bomb = gzip.compress(CASES["empty objects"][0](), 6)
     statuses = []
