@@ -357,6 +357,11 @@ class Experiment:
         """The stored experiment record (description, tags, status and its timestamps, ...)."""
         return self._rec.reader().experiment()
 
+    def summary(self) -> Dict[str, Any]:
+        """Every metric with its row count, last index and per field last/min/max value, and the
+        numbers of log lines and files (``GET /api/v1/summary``, PROTOCOL.md)."""
+        return self._rec.reader().summary()
+
     def __enter__(self) -> "Experiment":
         return self.run.__enter__()
 

@@ -150,7 +150,11 @@ _SINGLE = {
 
 
 class LocalReader(ExperimentReader):
-    """ExperimentReader plus download, the read interface the SDK uses in both modes."""
+    """ExperimentReader plus download and series, the read interface the SDK uses in both modes."""
+
+    def exists(self) -> bool:
+        """Whether anything was stored under this prefix (its experiment.json is there)."""
+        return self.paths.experiment_json.is_file()
 
     def download(self, entry: Dict[str, Any], dest: Path) -> Path:
         """Copy a stored file to ``dest`` (folders made; replaced atomically), checking its sha256."""
@@ -169,3 +173,49 @@ class LocalReader(ExperimentReader):
                 raise OSError(f"stored file {entry.get('filename')!r} (id {entry.get('id')}) does not match "
                               f"its checksum; not copied")
         return dest
+
+    def series(self, name: Optional[str], field: str, x: str = "index", start: Any = None, end: Any = None,
+               buckets: int = 1000, after: Optional[int] = None, limit: Optional[int] = None) -> Dict[str, Any]:
+        """``GET /api/v1/series`` computed here, by the same code as the server (see PROTOCOL.md)."""
+        model = _read_model(self.paths.root)
+        prefix = str(self.paths.prefix)
+        if after is not None:
+            return _local_query(model.increments, prefix, name, field, x, after, limit or 10_000)
+        return _local_query(model.series, prefix, name, field, x, start, end, buckets)
+
+    def summary(self) -> Dict[str, Any]:
+        """``GET /api/v1/summary`` computed here."""
+        return _local_query(_read_model(self.paths.root).summary, str(self.paths.prefix))
+
+
+_MODELS: "Dict[str, Any]" = {}
+
+
+def _read_model(root: Path):
+    """One in-memory read model per store folder, kept for the process: a second series call on a
+    growing metric reads only the rows appended since the first."""
+    import os
+
+    key = os.path.abspath(root)
+    model = _MODELS.get(key)
+    if model is None:
+        from ._readmodel import LayoutReadModel  # numpy: only when series are asked for
+
+        if len(_MODELS) >= 4:
+            _MODELS.pop(next(iter(_MODELS)))
+        model = _MODELS[key] = LayoutReadModel(root)
+    return model
+
+
+def _local_query(fn, *args: Any) -> Dict[str, Any]:
+    from ._errors import InvalidPrefix, NotFound
+    from ._readmodel._series import QueryError
+
+    try:
+        return fn(*args)
+    except QueryError as exc:
+        if exc.status == 404:
+            raise NotFound(str(exc)) from None
+        if exc.code in ("invalid_prefix", "invalid_name"):
+            raise InvalidPrefix(str(exc)) from None
+        raise ValueError(str(exc)) from None

@@ -21,14 +21,16 @@ from typing import Any, Dict, Optional
 import orjson
 from aiohttp import web
 
+from .._readmodel import LayoutReadModel
+from . import read_routes
 from .auth import Authenticator
 from .dashboard.headers import content_disposition
 from .dashboard.session import COOKIE_NAME
 from .blobs import BlobStore, check_checksum, storage_error
 from .errors import ApiError
 from .faults import FaultPlan, Stats, route_class
-from .index import Index
-from .batch import parse_body
+from .index import Index, server_dir
+from .batch import parse_body, parse_server_prefix
 from .connections import request_started
 from .decode import accepted_encodings, decoded_chunks
 from .limits import Limits
@@ -67,6 +69,8 @@ class State:
         self.in_flight = {"ingest": 0, "blobs": 0}
         self._slots = {"ingest": limits.max_concurrent_writes, "blobs": limits.max_concurrent_blobs}
         self.shutting_down: Optional[asyncio.Event] = None
+        #: The read model behind /series, /summary, /table (set by make_app).
+        self.read_model: Optional[LayoutReadModel] = None
 
     async def run(self, fn, *args, **kwargs):
         loop = asyncio.get_running_loop()
@@ -209,7 +213,10 @@ def _store_batch(st: State, raw: bytes, encoding: str, owner: Optional[str], cra
     with _gc_paused():
         # 403 as soon as the header is read, before any event is looked at
         batch = parse_body(pieces, st.limits, authorize=lambda prefix: st.auth.require_write(owner, prefix))
-        return st.store.ingest(batch, crash_before_commit=crash)
+        answer = st.store.ingest(batch, crash_before_commit=crash)
+    if st.read_model is not None:
+        st.read_model.stored(str(batch.prefix))  # the next table page shows it
+    return answer
 
 
 @routes.post("/api/v1/ingest")
@@ -377,6 +384,8 @@ def make_app(root: Path | str, *, auth: bool = True, fault_injection: bool = Fal
     state = State(root, auth=auth, fault_injection=fault_injection, limits=limits or Limits())
     app[STATE] = state
     app.add_routes(routes)
+    state.read_model = LayoutReadModel(root, server_dir(root) / "series", parse=parse_server_prefix)
+    read_routes.setup(app, state.read_model, authenticate=read_auth, run=state.run, max_page=state.limits.max_page)
     from .dashboard import mount as mount_dashboard  # after the API routes: its pages never shadow them
 
     mount_dashboard(app, state, read_only=read_only)
