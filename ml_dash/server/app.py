@@ -21,14 +21,16 @@ from typing import Any, Dict, Optional
 import orjson
 from aiohttp import web
 
+from .._readmodel import LayoutReadModel
+from . import read_routes
 from .auth import Authenticator
 from .dashboard.headers import content_disposition
 from .dashboard.session import COOKIE_NAME
 from .blobs import BlobStore, check_checksum, storage_error
 from .errors import ApiError
 from .faults import FaultPlan, Stats, route_class
-from .index import Index
-from .batch import parse_batch, parse_header, split_header
+from .index import Index, server_dir
+from .batch import parse_batch, parse_header, parse_server_prefix, split_header
 from .limits import Limits, accepted_encodings, decode_body, read_body
 from .reads import Reads
 from .store import Store
@@ -62,6 +64,8 @@ class State:
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ml-dash-server")
         self.writes_in_flight = 0
         self.shutting_down: Optional[asyncio.Event] = None
+        #: The read model behind /series, /summary, /table (set by make_app).
+        self.read_model: Optional[LayoutReadModel] = None
 
     async def run(self, fn, *args, **kwargs):
         loop = asyncio.get_running_loop()
@@ -203,7 +207,10 @@ def _store_batch(st: State, raw: bytes, encoding: str, owner: Optional[str], cra
     _, prefix = parse_header(split_header(body)[0])
     st.auth.require_write(owner, prefix)  # 403 before any event is looked at
     with _gc_paused():
-        return st.store.ingest(parse_batch(body, st.limits), crash_before_commit=crash)
+        answer = st.store.ingest(parse_batch(body, st.limits), crash_before_commit=crash)
+    if st.read_model is not None:
+        st.read_model.stored(str(prefix))  # the next table page shows it
+    return answer
 
 
 @routes.post("/api/v1/ingest")
@@ -365,6 +372,8 @@ def make_app(root: Path | str, *, auth: bool = True, fault_injection: bool = Fal
     state = State(root, auth=auth, fault_injection=fault_injection, limits=limits or Limits())
     app[STATE] = state
     app.add_routes(routes)
+    state.read_model = LayoutReadModel(root, server_dir(root) / "series", parse=parse_server_prefix)
+    read_routes.setup(app, state.read_model, authenticate=read_auth, run=state.run, max_page=state.limits.max_page)
     from .dashboard import mount as mount_dashboard  # after the API routes: its pages never shadow them
 
     mount_dashboard(app, state, read_only=read_only)
