@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ._events import ExperimentEvent, FileDeleteEvent, FileEvent, LogEvent, ParamsEvent, SinkWriteError, StatusEvent
+from ._events import ExperimentEvent, FileDeleteEvent, FileEvent, FileUpdateEvent, LogEvent, ParamsEvent, SinkWriteError, StatusEvent
 from ._files import Source, snapshot
 from ._names import Prefix
 from ._store import ExperimentReader, ExperimentWriter
@@ -26,6 +26,8 @@ class LocalSink:
         self._root = Path(root)
         self._prefix = prefix
         self._writer = ExperimentWriter(self._root, prefix)
+        #: Per topic, the last automatic track timestamp given (``_tracks.resolve_stamps``).
+        self._track_stamps: Dict[str, List[float]] = {}
 
     @property
     def experiment_dir(self) -> Path:
@@ -46,6 +48,9 @@ class LocalSink:
             w.append_metric(name, rows, time.time())
 
     def write_tracks(self, topic: str, rows: List[dict]) -> None:
+        from ._tracks import resolve_stamps
+
+        resolve_stamps(rows, self._track_stamps.setdefault(topic, [0.0]))
         w = self._writer
         with w.lock():
             w.append_track(topic, rows, time.time())
@@ -71,6 +76,7 @@ class LocalSink:
         logs: List[tuple] = []
         files: List[Dict[str, Any]] = []
         deletes: List[tuple] = []
+        updates: List[tuple] = []
         first: List[tuple] = []
         last: List[tuple] = []
         failed = 0
@@ -82,6 +88,8 @@ class LocalSink:
                 files.append(event.entry)
             elif type(event) is FileDeleteEvent:
                 deletes.append((event.file_id, event.ts))
+            elif type(event) is FileUpdateEvent:
+                updates.append((event.file_id, event.changes, event.ts))
             elif type(event) is StatusEvent:
                 last.append(event)
             elif type(event) in _SINGLE:
@@ -95,6 +103,8 @@ class LocalSink:
             ops.append((_append_logs, logs, len(logs)))
         if files:
             ops.append((_add_files, files, len(files)))
+        if updates:
+            ops.append((_update_files, updates, len(updates)))
         if deletes:
             ops.append((_delete_files, deletes, len(deletes)))
         ops += [(_set_status, e, 1) for e in last]
@@ -132,6 +142,10 @@ def _append_logs(w: ExperimentWriter, events: List[LogEvent]) -> None:
 
 def _add_files(w: ExperimentWriter, entries: List[Dict[str, Any]]) -> None:
     w.add_files(entries)
+
+
+def _update_files(w: ExperimentWriter, updates: List[tuple]) -> None:
+    w.update_files(updates)
 
 
 def _delete_files(w: ExperimentWriter, deletions: List[tuple]) -> None:
