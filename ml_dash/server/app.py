@@ -30,7 +30,7 @@ from .blobs import BlobStore, check_checksum, storage_error
 from .errors import ApiError
 from .faults import FaultPlan, Stats, route_class
 from .index import Index, server_dir
-from .batch import parse_body, parse_server_prefix
+from .batch import parse_body
 from .connections import request_started
 from .decode import accepted_encodings, decoded_chunks
 from .limits import Limits
@@ -384,7 +384,7 @@ def make_app(root: Path | str, *, auth: bool = True, fault_injection: bool = Fal
     state = State(root, auth=auth, fault_injection=fault_injection, limits=limits or Limits())
     app[STATE] = state
     app.add_routes(routes)
-    state.read_model = LayoutReadModel(root, server_dir(root) / "series", parse=parse_server_prefix)
+    state.read_model = LayoutReadModel(root, server_dir(root) / "series")
     read_routes.setup(app, state.read_model, authenticate=read_auth, run=state.run, max_page=state.limits.max_page)
     from .dashboard import mount as mount_dashboard  # after the API routes: its pages never shadow them
 
