@@ -20,6 +20,7 @@ from .._errors import InvalidPrefix
 from .._names import Prefix, parse_prefix
 from .._store._jsonio import last_value_of, read_json
 from .._store._layout import ExperimentPaths
+from .._store._nofollow import is_plain_chain
 from .._values import encode_nonfinite
 from ._catalog import Catalog
 from ._columns import MetricColumns
@@ -66,17 +67,26 @@ class ReadModel:
         """Stop background work."""
 
 
+def read_prefix(prefix: str) -> Prefix:
+    """The prefix rules of reads: the SDK's (upstream's two-segment ``owner/name`` included), and no
+    segment may start with ``.`` (the server keeps its own data in ``<root>/.ml-dash-server/``)."""
+    parsed = parse_prefix(prefix, 2)
+    if any(part.startswith(".") for part in parsed.parts):
+        raise InvalidPrefix(f"prefix {prefix!r}: a segment may not start with '.'")
+    return parsed
+
+
 class LayoutReadModel(ReadModel):
     """The read model of a layout folder.
 
     ``cache_dir``: where metric column caches persist (the server: ``.ml-dash-server/series``);
     None keeps them in memory, building only the fields a query needs (the SDK, the CLI).
-    ``parse``: how prefixes are checked (the server passes its stricter rules).
+    ``parse``: how prefixes are checked (default :func:`read_prefix`).
     ``max_age``: the table's catalogue is refreshed when older than this, seconds.
     """
 
     def __init__(self, root: Path | str, cache_dir: Optional[Path | str] = None,
-                 parse: Callable[[str], Prefix] = parse_prefix, max_age: float = 1.0, max_open: int = 256):
+                 parse: Callable[[str], Prefix] = read_prefix, max_age: float = 1.0, max_open: int = 256):
         self.root = Path(root)
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self._parse = parse
@@ -95,8 +105,8 @@ class LayoutReadModel(ReadModel):
             paths = ExperimentPaths(self.root, self._parse(prefix))
         except InvalidPrefix as exc:
             raise QueryError(400, "invalid_prefix", str(exc)) from None
-        if not paths.experiment_json.is_file():
-            raise QueryError(404, "not_found", f"no experiment {prefix!r}")
+        if not paths.experiment_json.is_file() or not is_plain_chain(self.root, paths.experiment_json):
+            raise QueryError(404, "not_found", f"no experiment {prefix!r}")  # a symlink is never followed
         return paths
 
     def _columns(self, paths: ExperimentPaths, name: Optional[str], fields: Optional[frozenset] = None) -> MetricColumns:
@@ -104,7 +114,7 @@ class LayoutReadModel(ReadModel):
             data = paths.metric_dir(name or None) / "data.jsonl"
         except InvalidPrefix as exc:
             raise QueryError(400, "invalid_name", str(exc)) from None
-        if not data.is_file():
+        if not data.is_file() or not is_plain_chain(self.root, data):
             raise QueryError(404, "not_found", f"no metric {name!r} in {str(paths.prefix)!r}")
         rel = data.relative_to(self.root).as_posix()
         key: Any = rel if self.cache_dir is not None else (rel, fields)
@@ -139,11 +149,13 @@ class LayoutReadModel(ReadModel):
 
         paths = self._paths(prefix)
         reader = ExperimentReader(self.root, paths.prefix)
-        metrics = [metric_summary(n, self._columns(paths, n)) for n in reader.metric_names()]
-        last_log = last_value_of(paths.logs_jsonl, "sequenceNumber")
+        plain = [n for n in reader.metric_names() if is_plain_chain(self.root, paths.metric_dir(n) / "data.jsonl")]
+        metrics = [metric_summary(n, self._columns(paths, n)) for n in plain]
+        last_log = last_value_of(paths.logs_jsonl, "sequenceNumber") if is_plain_chain(self.root, paths.logs_jsonl) else None
         exp = read_json(paths.experiment_json, {})
         answer = {"prefix": str(paths.prefix), "status": exp.get("status") if isinstance(exp, dict) else None,
-                  "metrics": metrics, "logs": 0 if last_log is None else last_log + 1, "files": len(reader.files())}
+                  "metrics": metrics, "logs": 0 if last_log is None else last_log + 1,
+                  "files": len(reader.files()) if is_plain_chain(self.root, paths.files_metadata) else 0}
         return encode_nonfinite(answer) if strict else answer
 
     def table(self, query, *, strict=False):
