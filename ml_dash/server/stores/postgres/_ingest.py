@@ -1,0 +1,160 @@
+"""Applying a batch to PostgreSQL, exactly once across any number of server processes.
+
+One transaction per batch:
+
+1. the session row is created if new and locked (``SELECT ... FOR UPDATE``): two processes holding
+   the same resend wait for each other here, and the second sees the first one's ``acked_seq``;
+2. the same planning as the embedded store (:func:`ml_dash.server.ingest.plan_batch`) decides which
+   events are new;
+3. the experiment row is locked, so metric indices and log sequence numbers are taken from counters
+   that only one batch at a time can move: contiguous with many writers on many processes;
+4. chunks of metric rows and log rows go in with binary ``COPY``; params, files and the documents
+   with plain statements; then ``acked_seq`` moves;
+5. COMMIT. The answer is sent only after it returns, and PostgreSQL's commit is durable
+   (``synchronous_commit`` on, the default), so an acknowledged batch survives ``kill -9`` of the
+   server process; a process killed before the commit leaves nothing (its connection ends, the
+   transaction is rolled back) and the client's resend stores the batch once.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Dict, Optional
+
+from psycopg.types.json import Jsonb
+
+from ....server.batch import Batch
+from ....server.errors import ApiError
+from ....server.ingest import Plan, plan_batch
+from ....server.limits import Limits
+from . import _docs
+from ._chunks import chunks_of
+
+__all__ = ["ingest_batch"]
+
+_CHUNK_COPY = ("COPY metric_chunks (metric_id, first_index, n, created_at, keys, ts, float_keys, floats, int_keys,"
+               " ints, json, stats) FROM STDIN (FORMAT BINARY)")
+_CHUNK_TYPES = ["int8", "int8", "int4", "float8", "text[]", "bytea", "text[]", "bytea", "text[]", "bytea", "bytea", "jsonb"]
+_LOG_COPY = "COPY logs (experiment_id, seq, ts, level, message, metadata) FROM STDIN (FORMAT BINARY)"
+_LOG_TYPES = ["int8", "int8", "float8", "text", "text", "jsonb"]
+
+
+def _jsonb(value: Any) -> Optional[Jsonb]:
+    return None if value is None else Jsonb(value)
+
+
+def ingest_batch(pool, batch: Batch, limits: Limits, crash_before_commit: bool = False,
+                 targets_for=None) -> Dict[str, Any]:
+    """Store the new events of ``batch``; the answer body. Raises ApiError (409) as PROTOCOL.md says."""
+    prefix = str(batch.prefix)
+    now = time.time()
+    with pool.connection() as conn:
+        with conn.transaction():
+            cur = conn.cursor()
+            cur.execute("INSERT INTO sessions (session, prefix, acked_seq, created_at, updated_at)"
+                        " VALUES (%s, %s, -1, %s, %s) ON CONFLICT (session) DO NOTHING",
+                        (batch.session, prefix, now, now))
+            owner_prefix, acked = cur.execute("SELECT prefix, acked_seq FROM sessions WHERE session = %s FOR UPDATE",
+                                              (batch.session,)).fetchone()
+            if owner_prefix != prefix:
+                raise ApiError(409, "session_prefix_mismatch",
+                               f"session {batch.session} writes {owner_prefix!r}, not {prefix!r}", acked_seq=acked)
+
+            def blob_size(checksum: str) -> Optional[int]:
+                row = cur.execute("SELECT size FROM blobs WHERE checksum = %s", (checksum,)).fetchone()
+                return None if row is None else row[0]
+
+            extra = {} if targets_for is None else {"targets": targets_for(cur, prefix)}
+            plan = plan_batch(batch, acked, limits, prefix, blob_size, **extra)
+            if plan.last_seq > acked:
+                _apply(cur, batch, plan, now)
+                cur.execute("UPDATE sessions SET acked_seq = %s, updated_at = %s WHERE session = %s",
+                            (plan.last_seq, now, batch.session))
+            if crash_before_commit:
+                os._exit(70)  # fault injection: the process dies before the commit
+    answer = {"session": batch.session, "acked_seq": plan.last_seq, "stored": plan.stored,
+              "duplicates": plan.duplicates, "rejected": plan.rejected}
+    if plan.blob_missing:
+        raise ApiError(409, "blob_missing", f"upload blob {plan.blob_missing} first, then resend",
+                       checksum=plan.blob_missing, acked_seq=plan.last_seq, rejected=plan.rejected)
+    return answer
+
+
+def _apply(cur, batch: Batch, plan: Plan, now: float) -> None:
+    prefix = batch.prefix
+    key = str(prefix)
+    cur.execute("INSERT INTO experiments (prefix, owner, project, doc, created_at, updated_at)"
+                " VALUES (%s, %s, %s, 'null'::jsonb, %s, %s) ON CONFLICT (prefix) DO NOTHING",
+                (key, prefix.owner, prefix.project, now, now))
+    exp_id, doc, next_log = cur.execute(
+        "SELECT id, doc, next_log_seq FROM experiments WHERE prefix = %s FOR UPDATE", (key,)).fetchone()
+    doc_changed = doc is None
+    if doc is None and not any(op[0] in ("experiment", "status") for op in plan.ops):
+        doc = _docs.new_experiment(prefix, now)  # the first stored batch creates the experiment
+    params = None
+    for op in plan.ops:
+        if op[0] == "experiment":
+            created = doc is None
+            if created:
+                doc = _docs.new_experiment(prefix, op[2])
+            _docs.upsert_experiment(doc, op[1], op[2], created)
+            doc_changed = True
+        elif op[0] == "status":
+            if doc is None:
+                doc = _docs.new_experiment(prefix, op[3])
+            _docs.set_status(doc, op[1], op[2], op[3])
+            doc_changed = True
+        elif op[0] == "params":
+            if params is None:
+                row = cur.execute("SELECT doc FROM params WHERE experiment_id = %s ORDER BY version DESC LIMIT 1",
+                                  (exp_id,)).fetchone()
+                params = row[0] if row else None
+            params = _docs.merge_params(params, op[1], op[2])
+            cur.execute("INSERT INTO params (experiment_id, version, doc) VALUES (%s, %s, %s)",
+                        (exp_id, params["version"], _jsonb(params)))
+    if plan.metrics:
+        _metrics(cur, exp_id, plan, now)
+    if plan.logs:
+        with cur.copy(_LOG_COPY) as cp:
+            cp.set_types(_LOG_TYPES)
+            for seq, (ts, level, message, metadata) in enumerate(plan.logs, next_log):
+                cp.write_row((exp_id, seq, ts, level, message, _jsonb(metadata) if metadata else None))
+        next_log += len(plan.logs)
+    for entry, _checksum in plan.files:  # idempotent by id: the first upload of an id stays
+        cur.execute("INSERT INTO files (experiment_id, id, entry) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                    (exp_id, entry["id"], _jsonb(entry)))
+    if doc_changed:
+        cur.execute("UPDATE experiments SET doc = %s, next_log_seq = %s, updated_at = %s WHERE id = %s",
+                    (_jsonb(doc), next_log, now, exp_id))
+    else:
+        cur.execute("UPDATE experiments SET next_log_seq = %s, updated_at = %s WHERE id = %s", (next_log, now, exp_id))
+
+
+def _metrics(cur, exp_id: int, plan: Plan, now: float) -> None:
+    from ...._store._jsonio import iso_utc
+
+    created = iso_utc(now)
+    targets = []  # no other statement may run while the COPY is open: look the metrics up first
+    for name, parts in plan.metrics.items():
+        stored_name = "" if name is None else name
+        cur.execute("INSERT INTO metrics (experiment_id, name, doc) VALUES (%s, %s, %s)"
+                    " ON CONFLICT (experiment_id, name) DO NOTHING",
+                    (exp_id, stored_name, _jsonb(_docs.new_metric_doc(name, now))))
+        metric_id, first, mdoc = cur.execute(
+            "SELECT id, next_index, doc FROM metrics WHERE experiment_id = %s AND name = %s",
+            (exp_id, stored_name)).fetchone()
+        targets.append((metric_id, first, mdoc, parts))
+    ends = []
+    with cur.copy(_CHUNK_COPY) as cp:
+        cp.set_types(_CHUNK_TYPES)
+        for metric_id, index, mdoc, parts in targets:
+            for chunk in chunks_of(parts):
+                cp.write_row(chunk.copy_row(metric_id, index, now))
+                index += chunk.n
+            ends.append(index)
+    for (metric_id, _first, mdoc, _parts), index in zip(targets, ends):
+        mdoc["totalDataPoints"] = index
+        mdoc["nextIndex"] = index
+        mdoc["updatedAt"] = created
+        cur.execute("UPDATE metrics SET next_index = %s, doc = %s WHERE id = %s", (index, _jsonb(mdoc), metric_id))

@@ -1,0 +1,104 @@
+-- ml-dash scale-out store, schema version 1.
+-- Documents (experiment, params, metric metadata, file entries) are kept as jsonb in the shapes the
+-- local layout's JSON files have, so reads answer the same bodies and an export writes the same files.
+
+CREATE TABLE experiments (
+    id           bigserial PRIMARY KEY,
+    prefix       text NOT NULL UNIQUE,
+    owner        text NOT NULL,
+    project      text NOT NULL,
+    doc          jsonb NOT NULL,            -- experiment.json
+    next_log_seq bigint NOT NULL DEFAULT 0, -- the next log sequence number (contiguous, per experiment)
+    created_at   double precision NOT NULL,
+    updated_at   double precision NOT NULL
+);
+CREATE INDEX experiments_owner_project ON experiments (owner, project);
+
+-- A writer session and the highest seq stored with everything before it (PROTOCOL.md).
+CREATE TABLE sessions (
+    session    text PRIMARY KEY,
+    prefix     text NOT NULL,
+    acked_seq  bigint NOT NULL,
+    created_at double precision NOT NULL,
+    updated_at double precision NOT NULL
+);
+
+CREATE TABLE tokens (
+    hash       text PRIMARY KEY,  -- sha256 of the token; the token itself is never stored
+    owner      text NOT NULL,
+    label      text,
+    created_at double precision NOT NULL
+);
+
+-- Every params event makes a version; the newest holds the merged parameters (parameters.json).
+CREATE TABLE params (
+    experiment_id bigint NOT NULL REFERENCES experiments (id) ON DELETE CASCADE,
+    version       integer NOT NULL,
+    doc           jsonb NOT NULL,
+    PRIMARY KEY (experiment_id, version)
+);
+
+CREATE TABLE logs (
+    experiment_id bigint NOT NULL REFERENCES experiments (id) ON DELETE CASCADE,
+    seq           bigint NOT NULL,
+    ts            double precision NOT NULL,
+    level         text NOT NULL,
+    message       text NOT NULL,
+    metadata      jsonb,
+    PRIMARY KEY (experiment_id, seq)
+);
+
+-- One metric of an experiment; name '' is the unnamed metric (no valid name is empty).
+CREATE TABLE metrics (
+    id            bigserial PRIMARY KEY,
+    experiment_id bigint NOT NULL REFERENCES experiments (id) ON DELETE CASCADE,
+    name          text NOT NULL,
+    next_index    bigint NOT NULL DEFAULT 0,  -- contiguous indices, per metric
+    doc           jsonb NOT NULL,             -- metrics/<name>/metadata.json
+    UNIQUE (experiment_id, name)
+);
+
+-- Metric rows in chunks of columns (at most 4,096 rows; a chunk never spans two batches).
+--   ts:     n float64 (little-endian), the rows' _ts
+--   floats: for each name in float_keys, n float64: columns of only floats
+--   ints:   for each name in int_keys, n int64: columns of only integers (no bool)
+--   json:   orjson {key: [n values]} for every other column; rows lacking a key are listed
+--           under the key "\u0000absent" as {key: [row offsets]}
+--   stats:  {key: [rows with the key, numeric rows, min, max, last value]} (non-finite as strings)
+CREATE TABLE metric_chunks (
+    metric_id   bigint NOT NULL REFERENCES metrics (id) ON DELETE CASCADE,
+    first_index bigint NOT NULL,
+    n           integer NOT NULL,
+    created_at  double precision NOT NULL,
+    keys        text[] NOT NULL,   -- every column, in the order of the rows' fields
+    ts          bytea NOT NULL,
+    float_keys  text[] NOT NULL,
+    floats      bytea NOT NULL,
+    int_keys    text[] NOT NULL,
+    ints        bytea NOT NULL,
+    json        bytea,
+    stats       jsonb NOT NULL,
+    PRIMARY KEY (metric_id, first_index)
+);
+
+CREATE TABLE files (
+    experiment_id bigint NOT NULL REFERENCES experiments (id) ON DELETE CASCADE,
+    id            text NOT NULL,
+    seq           bigserial,      -- the order entries were stored in
+    entry         jsonb NOT NULL, -- an entry of files/.files_metadata.json
+    PRIMARY KEY (experiment_id, id)
+);
+
+-- Blobs the blob store holds (written after the bytes are stored and checked): a file event may
+-- link one only when it is listed here.
+CREATE TABLE blobs (
+    checksum   text PRIMARY KEY,
+    size       bigint NOT NULL,
+    created_at double precision NOT NULL
+);
+
+-- Settings every server process must share (the dashboard's cookie secret).
+CREATE TABLE server_secrets (
+    name  text PRIMARY KEY,
+    value bytea NOT NULL
+);
