@@ -10,7 +10,20 @@ if TYPE_CHECKING:
     from typing import IO, Iterator
     from pathlib import Path
 
-__all__ = ["replacing"]
+__all__ = ["replacing", "temp_prefix"]
+
+#: Bytes of a name kept in its temporary sibling's name: with the dots and mkstemp's 8 random
+#: characters and ".tmp" the temporary name stays far below the 255-byte limit of a name, even
+#: for a 255-byte destination.
+_KEEP = 200
+
+
+def temp_prefix(name: str) -> str:
+    """The start of a temporary sibling's name for ``name`` (at most ~200 bytes of it are kept)."""
+    raw = name.encode("utf-8", "surrogatepass")
+    if len(raw) > _KEEP:
+        name = raw[:_KEEP].decode("utf-8", "ignore")  # never half a character
+    return "." + name + "."
 
 
 @contextmanager
@@ -23,7 +36,7 @@ def replacing(dest: "Path", *, fsync: bool = False) -> Iterator[IO[bytes]]:
     import tempfile
 
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + dest.name + ".", suffix=".tmp", dir=dest.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(dest.name), suffix=".tmp", dir=dest.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             yield fh

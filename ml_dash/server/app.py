@@ -24,7 +24,7 @@ from aiohttp import web
 from .auth import Authenticator
 from .dashboard.headers import content_disposition
 from .dashboard.session import COOKIE_NAME
-from .blobs import BlobStore, check_checksum
+from .blobs import BlobStore, check_checksum, storage_error
 from .errors import ApiError
 from .faults import FaultPlan, Stats, route_class
 from .index import Index
@@ -256,14 +256,19 @@ async def blob_put(request: web.Request) -> web.Response:
         if size is not None:
             answer, status = {"checksum": checksum, "size": size, "created": False}, 200
         else:
-            upload = st.blobs.upload(checksum, limit)
+            upload = None
             try:
+                upload = st.blobs.upload(checksum, limit)
                 async for chunk in request.content.iter_chunked(1 << 20):
                     # sha256 of a MiB takes milliseconds: hash and write in the pool, not the loop
                     await st.run(upload.write, chunk)
                 created = await st.run(upload.finish)
-            except BaseException:
-                upload.abort()
+            except BaseException as exc:
+                if upload is not None:
+                    upload.abort()
+                if isinstance(exc, OSError) and not isinstance(exc, ConnectionError):
+                    log.warning("storage refused a blob upload: %s", exc)
+                    raise storage_error(exc, limit) from None
                 raise
             answer = {"checksum": checksum, "size": upload.size, "created": created}
             status = 201 if created else 200

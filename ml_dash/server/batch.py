@@ -22,23 +22,24 @@ __all__ = ["Batch", "parse_batch", "parse_header", "split_header", "parse_server
 
 PROTOCOL_VERSION = 1
 SESSION_RE = re.compile(r"[A-Za-z0-9_-]{8,64}")
-#: Folders of an experiment's own data: a deeper prefix segment with one of these names would
-#: nest an experiment inside another one's data.
-_DATA_DIRS = frozenset(("logs", "metrics", "files", "tracks"))
+#: What an experiment folder holds besides nested experiments: a prefix segment after the third with
+#: one of these names would put an experiment inside another one's data (or onto one of its files).
+_EXPERIMENT_ENTRIES = frozenset(("logs", "metrics", "files", "tracks", "experiment.json", "parameters.json"))
 #: Deepest nesting of one event line. orjson reads 1024 levels but writes only 254, so a deeper value
 #: would be accepted and then fail to store; refuse it up front.
 MAX_DEPTH = 128
 
 
 def parse_server_prefix(value: Any) -> Prefix:
-    """A prefix the server accepts: the SDK's rules, no segment starting with '.', no data-folder nesting."""
+    """A prefix the server accepts: the SDK's rules, no segment starting with '.', and no segment after
+    the third naming what an experiment folder holds (``logs``, ``experiment.json``, ...)."""
     prefix = parse_prefix(value)
     for i, seg in enumerate(prefix.parts):
         if seg.startswith("."):
             raise InvalidPrefix(f"prefix segment {seg!r} may not start with '.' on a server")
-        if i >= 3 and seg in _DATA_DIRS:
+        if i >= 3 and seg in _EXPERIMENT_ENTRIES:
             raise InvalidPrefix(
-                f"prefix segment {seg!r} would nest this experiment in the data folder of {'/'.join(prefix.parts[:i])!r}"
+                f"prefix segment {seg!r} is a name the experiment {'/'.join(prefix.parts[:i])!r} uses for its own data"
             )
     return prefix
 

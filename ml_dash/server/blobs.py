@@ -8,6 +8,7 @@ filesystem cannot link), so the server root stays a readable local layout.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -16,10 +17,12 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
+from .._atomic import temp_prefix
 from .errors import ApiError
 from .index import server_dir
+from .storage_errors import code_for, is_transient
 
-__all__ = ["BlobStore", "BlobUpload", "check_checksum"]
+__all__ = ["BlobStore", "BlobUpload", "check_checksum", "storage_error"]
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -29,6 +32,16 @@ def check_checksum(value: object) -> str:
     if not isinstance(value, str) or not _HEX64.fullmatch(value):
         raise ApiError(400, "bad_checksum", "a blob is named by the lowercase sha256 hex of its bytes (64 chars)")
     return value
+
+
+def storage_error(exc: OSError, limit: int) -> ApiError:
+    """The answer to an upload the disk refused: 503 when it may pass, else the upload's own 4xx."""
+    if is_transient(exc):
+        return ApiError(503, "storage_unavailable", "the server could not store the blob now; retry later",
+                        headers={"Retry-After": "5"})
+    if exc.errno == errno.EFBIG:
+        return ApiError(413, "blob_too_large", "the server's disk cannot hold a file this large", limit=limit)
+    return ApiError(400, code_for(exc), f"the server's disk refused this blob: {exc.strerror or exc}")
 
 
 def fsync_dir(path: Path) -> None:
@@ -120,7 +133,7 @@ class BlobStore:
     def link_into(self, checksum: str, dest: Path) -> None:
         """Place the blob at ``dest`` (replacing what is there), by hard link or else by copy."""
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.link")
+        tmp = dest.with_name(f"{temp_prefix(dest.name)}{os.getpid()}.link")  # fits even a 255-byte name
         try:
             os.unlink(tmp)
         except FileNotFoundError:

@@ -28,6 +28,7 @@ from .._store._encode import ColumnRows
 from .columns import TS_MAX, RecordRejected, expand_metrics
 from .errors import ApiError
 from .limits import Limits
+from .places import Refused, Targets
 
 __all__ = ["Plan", "plan_batch", "STATUSES", "LEVELS"]
 
@@ -63,25 +64,19 @@ class Plan:
         return not (self.metrics or self.logs or self.ops or self.files)
 
 
-class _Reject(Exception):
-    def __init__(self, code: str, message: str):
-        self.code = code
-        self.message = message
-
-
 def _ts(ev: dict, now: float) -> float:
     ts = ev.get("ts")
     if ts is None:  # the client did not know the time of the call: store ours
         return now
     if type(ts) not in _NUM or not 0 <= ts < _TS_MAX:
-        raise _Reject("bad_ts", "'ts' must be epoch seconds (a number >= 0)")
+        raise Refused("bad_ts", "'ts' must be epoch seconds (a number >= 0)")
     return ts
 
 
 def _opt_str(ev: dict, key: str, limit: int) -> Optional[str]:
     v = ev.get(key)
     if v is not None and (type(v) is not str or len(v) > limit):
-        raise _Reject("bad_field", f"'{key}' must be a string of at most {limit:,} characters, or null")
+        raise Refused("bad_field", f"'{key}' must be a string of at most {limit:,} characters, or null")
     return v
 
 
@@ -90,9 +85,9 @@ def _opt_dict(ev: dict, key: str, limits: Limits) -> Optional[dict]:
     if v is None:
         return None
     if type(v) is not dict:
-        raise _Reject("bad_field", f"'{key}' must be an object or null")
+        raise Refused("bad_field", f"'{key}' must be an object or null")
     if len(v) > limits.max_fields:
-        raise _Reject("too_many_fields", f"'{key}' has {len(v):,} fields; the limit is {limits.max_fields:,}")
+        raise Refused("too_many_fields", f"'{key}' has {len(v):,} fields; the limit is {limits.max_fields:,}")
     return v
 
 
@@ -101,7 +96,7 @@ def _opt_strs(ev: dict, key: str, limits: Limits) -> Optional[List[str]]:
     if v is None:
         return None
     if type(v) is not list or len(v) > limits.max_fields or any(type(s) is not str or len(s) > limits.max_name_bytes for s in v):
-        raise _Reject("bad_field", f"'{key}' must be a list of strings (at most {limits.max_fields} of {limits.max_name_bytes} chars)")
+        raise Refused("bad_field", f"'{key}' must be a list of strings (at most {limits.max_fields} of {limits.max_name_bytes} chars)")
     return v
 
 
@@ -110,18 +105,19 @@ def _name(value: Any, what: str, limits: Limits) -> str:
     try:
         rel = check_relpath(value, what)
     except InvalidPrefix as exc:
-        raise _Reject("invalid_name", str(exc)) from None
+        raise Refused("invalid_name", str(exc)) from None
     if len(rel.encode("utf-8", "surrogatepass")) > limits.max_name_bytes:
-        raise _Reject("name_too_long", f"{what} is over {limits.max_name_bytes} bytes")
+        raise Refused("name_too_long", f"{what} is over {limits.max_name_bytes} bytes")
     return rel
 
 
-def plan_batch(batch: Batch, acked: int, limits: Limits, prefix: str, blob_size) -> Plan:
+def plan_batch(batch: Batch, acked: int, limits: Limits, prefix: str, blob_size, targets: Targets) -> Plan:
     """Group the events after ``acked`` into a :class:`Plan`; 409 ``seq_gap`` if the batch starts later.
 
     ``blob_size(checksum) -> int | None`` says whether a file event's bytes are there. A file event
     whose blob is missing ends the plan before it (``plan.blob_missing``), so the events before it
-    are still stored and acknowledged.
+    are still stored and acknowledged. ``targets`` says whether an event's files may be written
+    (:mod:`.places`); an event whose target collides is rejected.
     """
     plan = Plan()
     events = batch.events
@@ -145,7 +141,7 @@ def plan_batch(batch: Batch, acked: int, limits: Limits, prefix: str, blob_size)
             offset = max(0, acked + 1 - events[skip]["seq"])
     plan.last_seq = max(acked, first + plan.duplicates - 1)
     if (counts is None and skip < len(events) and not batch.too_big and not batch.too_deep
-            and _all_metrics_fast(plan, events[skip:] if skip else events, limits)):
+            and _all_metrics_fast(plan, events[skip:] if skip else events, limits, targets)):
         return plan
     now = time.time()
     metrics = plan.metrics
@@ -158,23 +154,21 @@ def plan_batch(batch: Batch, acked: int, limits: Limits, prefix: str, blob_size)
         seq = ev["seq"]
         try:
             if pos in too_big:
-                raise _Reject("event_too_large", f"the event is over the limit of {limits.max_event_bytes:,} bytes")
+                raise Refused("event_too_large", f"the event is over the limit of {limits.max_event_bytes:,} bytes")
             kind = ev.get("kind")
             if kind == "metrics":  # columnar: n rows, n seqs; its own rejections are per row
                 off = offset if pos == skip else 0
-                _columnar(plan, ev, off, names, limits, now, pos in too_deep)
+                _columnar(plan, ev, off, names, limits, now, pos in too_deep, targets)
                 continue
             if pos in too_deep:
-                raise _Reject("too_deep", f"the event nests deeper than {MAX_DEPTH} levels")
+                raise Refused("too_deep", f"the event nests deeper than {MAX_DEPTH} levels")
             if kind == "metric":  # the hot path: keep it short
-                name = ev.get("name")
-                if name is not None:
-                    name = _metric_name(name, names, limits)
+                name = _metric_name(ev.get("name"), names, limits, targets)
                 data = ev.get("data")
                 if type(data) is not dict:
-                    raise _Reject("bad_field", "a metric event's 'data' must be an object")
+                    raise Refused("bad_field", "a metric event's 'data' must be an object")
                 if len(data) > max_fields:
-                    raise _Reject("too_many_fields", f"'data' has {len(data):,} fields; the limit is {max_fields:,}")
+                    raise Refused("too_many_fields", f"'data' has {len(data):,} fields; the limit is {max_fields:,}")
                 ts = ev.get("ts")
                 if type(ts) is not float or not 0 <= ts < _TS_MAX:
                     ts = _ts(ev, now)
@@ -186,15 +180,17 @@ def plan_batch(batch: Batch, acked: int, limits: Limits, prefix: str, blob_size)
             elif kind == "log":
                 level = LEVELS.get(ev.get("level")) if type(ev.get("level")) is str else None
                 if level is None:
-                    raise _Reject("bad_level", f"log level must be one of {sorted(set(LEVELS.values()))}")
+                    raise Refused("bad_level", f"log level must be one of {sorted(set(LEVELS.values()))}")
                 message = ev.get("message")
                 if type(message) is not str:
-                    raise _Reject("bad_field", "a log event's 'message' must be a string")
+                    raise Refused("bad_field", "a log event's 'message' must be a string")
+                targets.logs()
                 plan.logs.append((_ts(ev, now), level, message, _opt_dict(ev, "metadata", limits)))
             elif kind == "params":
                 data = ev.get("data")
                 if type(data) is not dict or len(data) > max_fields:
-                    raise _Reject("bad_field", f"a params event's 'data' must be an object of at most {max_fields:,} fields")
+                    raise Refused("bad_field", f"a params event's 'data' must be an object of at most {max_fields:,} fields")
+                targets.params()
                 plan.ops.append(("params", data, _ts(ev, now)))
             elif kind == "experiment":
                 fields = {
@@ -207,23 +203,24 @@ def plan_batch(batch: Batch, acked: int, limits: Limits, prefix: str, blob_size)
             elif kind == "status":
                 status = ev.get("status")
                 if status not in STATUSES:
-                    raise _Reject("bad_status", f"status must be one of {sorted(STATUSES)}")
+                    raise Refused("bad_status", f"status must be one of {sorted(STATUSES)}")
                 plan.ops.append(("status", status, _opt_str(ev, "reason", limits.max_event_bytes), _ts(ev, now)))
             elif kind == "file":
                 entry, checksum = _file_entry(ev, limits, prefix, now)
+                targets.file(entry["path"], entry["id"], entry["filename"])
                 size = blob_size(checksum)
                 if size is None:
                     plan.blob_missing = checksum
                     break
                 if size != entry["sizeBytes"]:
-                    raise _Reject("size_mismatch", f"the blob {checksum} has {size} bytes, the event says {entry['sizeBytes']}")
+                    raise Refused("size_mismatch", f"the blob {checksum} has {size} bytes, the event says {entry['sizeBytes']}")
                 plan.files.append((entry, checksum))
             elif kind == "gap":  # the client lost this seq (e.g. a corrupt spool record): consume it
                 plan.gaps += 1
             else:
-                raise _Reject("unknown_kind", f"unknown event kind {str(kind)[:64]!r}")
+                raise Refused("unknown_kind", f"unknown event kind {kind[:64] if type(kind) is str else type(kind).__name__!r}")
             plan.stored += 1
-        except _Reject as rej:
+        except Refused as rej:
             # Every seq of the event is consumed; a columnar event is reported once, with its rows.
             lo = seq + (offset if pos == skip else 0)
             rows = seq + (counts[pos] if counts else 1) - lo
@@ -234,26 +231,30 @@ def plan_batch(batch: Batch, acked: int, limits: Limits, prefix: str, blob_size)
     return plan
 
 
-def _metric_name(name: Any, names: Dict[str, str], limits: Limits) -> str:
-    """A metric name checked and normalized, once per distinct name in a batch (``names`` caches)."""
+def _metric_name(name: Any, names: Dict[str, str], limits: Limits, targets: Targets) -> Optional[str]:
+    """A metric name checked and normalized (None: the unnamed metric), with its target checked;
+    once per distinct name in a batch (``names`` caches, and ``targets`` remembers its answers)."""
+    if name is None:
+        targets.metric(None)
+        return None
     if type(name) is not str:
-        raise _Reject("invalid_name", "a metric 'name' must be a string or null")
+        raise Refused("invalid_name", "a metric 'name' must be a string or null")
     norm = names.get(name)
     if norm is None:
         norm = names[name] = _name(name, "metric name", limits)
+    targets.metric(norm)  # remembered there: a name refused once is refused again at once
     return norm
 
 
-def _columnar(plan: Plan, ev: dict, offset: int, names: Dict[str, str], limits: Limits, now: float, deep: bool) -> None:
-    """Add the new rows of a columnar ``metrics`` event to ``plan``; raises _Reject for the whole event."""
-    name = ev.get("name")
-    if name is not None:
-        name = _metric_name(name, names, limits)
+def _columnar(plan: Plan, ev: dict, offset: int, names: Dict[str, str], limits: Limits, now: float, deep: bool,
+              targets: Targets) -> None:
+    """Add the new rows of a columnar ``metrics`` event to ``plan``; raises Refused for the whole event."""
+    name = _metric_name(ev.get("name"), names, limits, targets)
     try:
         # A value may nest as deep as in a per-row event ({"data": {key: value}}), no deeper.
         rows, bad = expand_metrics(ev, offset, limits.max_fields, now, MAX_DEPTH - 2, deep)
     except RecordRejected as rej:
-        raise _Reject(rej.code, rej.message) from None
+        raise Refused(rej.code, rej.message) from None
     seq = ev["seq"]
     if rows:
         have = plan.metrics.get(name)
@@ -269,7 +270,7 @@ def _columnar(plan: Plan, ev: dict, offset: int, names: Dict[str, str], limits: 
     plan.last_seq = seq + ev["n"] - 1
 
 
-def _all_metrics_fast(plan: Plan, new: List[dict], limits: Limits) -> bool:
+def _all_metrics_fast(plan: Plan, new: List[dict], limits: Limits, targets: Targets) -> bool:
     """The common batch, all well-formed metric events, checked with C-level passes over columns.
 
     Fills ``plan`` and returns True only when every event is valid, so the result is exactly what
@@ -292,14 +293,12 @@ def _all_metrics_fast(plan: Plan, new: List[dict], limits: Limits) -> bool:
         return False
     norm = {}
     for name in distinct:
-        if name is None:
-            norm[None] = None
-            continue
-        if type(name) is not str:
+        if name is not None and type(name) is not str:
             return False
         try:
-            norm[name] = _name(name, "metric name", limits)
-        except _Reject:
+            norm[name] = None if name is None else _name(name, "metric name", limits)
+            targets.metric(norm[name])
+        except Refused:
             return False
     deque(map(dict.__setitem__, datas, repeat("_ts"), tss), maxlen=0)  # data["_ts"] = ts, in C
     if len(distinct) == 1:
@@ -322,7 +321,7 @@ def _file_entry(ev: dict, limits: Limits, prefix: str, now: float) -> Tuple[Dict
 
     file_id = ev.get("id")
     if type(file_id) is not str or not FILE_ID_RE.fullmatch(file_id):
-        raise _Reject("bad_file_id", "a file 'id' must match [A-Za-z0-9_-]{1,64}")
+        raise Refused("bad_file_id", "a file 'id' must match [A-Za-z0-9_-]{1,64}")
     path = ev.get("path")
     if path is None or (type(path) is str and not path.strip("/")):
         path = "/"
@@ -332,15 +331,15 @@ def _file_entry(ev: dict, limits: Limits, prefix: str, now: float) -> Tuple[Dict
     try:
         check_filename(filename)
     except InvalidPrefix as exc:
-        raise _Reject("invalid_name", str(exc)) from None
+        raise Refused("invalid_name", str(exc)) from None
     if len(filename.encode("utf-8", "surrogatepass")) > limits.max_name_bytes:
-        raise _Reject("name_too_long", f"file name is over {limits.max_name_bytes} bytes")
+        raise Refused("name_too_long", f"file name is over {limits.max_name_bytes} bytes")
     checksum = ev.get("checksum")
     if type(checksum) is not str or not CHECKSUM_RE.fullmatch(checksum):
-        raise _Reject("bad_checksum", "'checksum' must be the lowercase sha256 hex of the file")
+        raise Refused("bad_checksum", "'checksum' must be the lowercase sha256 hex of the file")
     size = ev.get("size")
     if type(size) is not int or size < 0:
-        raise _Reject("bad_field", "'size' must be an integer >= 0")
+        raise Refused("bad_field", "'size' must be an integer >= 0")
     when = iso_utc(_ts(ev, now))
     entry = {
         "id": file_id,

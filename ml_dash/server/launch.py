@@ -146,12 +146,12 @@ def serve_forever(root: os.PathLike | str, host: str, port: int, *, auth: bool, 
 
 def spawn_server(root: os.PathLike | str, *, host: str = "127.0.0.1", port: int = 0, auth: bool = True,
                  fault_injection: bool = False, extra_args: Sequence[str] = (), env: Optional[Dict[str, str]] = None,
-                 timeout: float = 30) -> Tuple[str, subprocess.Popen]:
+                 timeout: float = 30, preexec_fn: Optional[Callable[[], None]] = None) -> Tuple[str, subprocess.Popen]:
     """Start ``python -m ml_dash.server`` as a subprocess; (its URL, the Popen) once it listens.
 
     For tests that need a real process (``kill -9``). The child's further output is drained by a
-    daemon thread so it can never block on a full pipe; stop it with ``proc.terminate()`` (clean)
-    or ``proc.kill()``.
+    daemon thread so it can never block on a full pipe (its first 64 KiB, stdout and stderr
+    together, are kept: ``proc.output()``); stop it with ``proc.terminate()`` (clean) or ``proc.kill()``.
     """
     cmd = [sys.executable, "-m", "ml_dash.server", "--root", os.fspath(root), "--host", host, "--port", str(port)]
     if not auth:
@@ -159,9 +159,11 @@ def spawn_server(root: os.PathLike | str, *, host: str = "127.0.0.1", port: int 
     if fault_injection:
         cmd.append("--fault-injection")
     cmd.extend(extra_args)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+                            preexec_fn=preexec_fn)  # tests: resource limits of the child
     result: Dict[str, str] = {}
     got = threading.Event()
+    kept = threading.Lock()
 
     def drain(stream, first: bool) -> None:
         for line in stream:
@@ -170,13 +172,15 @@ def spawn_server(root: os.PathLike | str, *, host: str = "127.0.0.1", port: int 
                 if m:
                     result["url"] = m.group(1)
                     got.set()
-            result.setdefault("output", "")
-            if len(result["output"]) < 65536:
-                result["output"] += line
+            with kept:  # two drains append to one text
+                result.setdefault("output", "")
+                if len(result["output"]) < 65536:
+                    result["output"] += line
         got.set()  # the child closed its output: it exited
 
     threading.Thread(target=drain, args=(proc.stdout, True), daemon=True).start()
     threading.Thread(target=drain, args=(proc.stderr, False), daemon=True).start()
+    proc.output = lambda: result.get("output", "")  # type: ignore[attr-defined]
     got.wait(timeout)
     if "url" not in result:
         proc.kill()

@@ -10,8 +10,13 @@ For each batch, under the experiment's lock:
 4. one index transaction moves ``acked_seq`` and drops the intent. Only then is the batch acked.
 
 A crash between 2 and 4 leaves the intent: at the next start :meth:`Store.recover` truncates the
-appended files back, restores the JSON files and removes created ones, so the batch is either
-wholly stored with its ``acked_seq`` or not at all, and a resend stores it once.
+appended files back, restores the JSON files and removes created ones (:mod:`.rollback`), so the
+batch is either wholly stored with its ``acked_seq`` or not at all, and a resend stores it once.
+
+Before step 2 every name is checked against the store's own files, the disk and the rest of the
+batch (:mod:`.places`). A storage error in step 3 is rolled back at once; a permanent one that
+belongs to one group of the batch (a metric, a file, the logs) rejects that group's events and
+the batch is planned and written again without them, so one bad event never holds up the rest.
 
 Metric indices and log sequence numbers come from the writer at step 3, under the lock, so several
 sessions writing one experiment get contiguous numbers.
@@ -19,26 +24,30 @@ sessions writing one experiment get contiguous numbers.
 
 from __future__ import annotations
 
-import base64
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections import OrderedDict
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Set
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import orjson
 
 from .._store import ExperimentWriter
 from .._store._jsonio import read_json
 from .._store._layout import ExperimentPaths
-from .blobs import BlobStore, fsync_dir
+from .batch import Batch, parse_server_prefix
+from .blobs import BlobStore
 from .errors import ApiError
 from .index import Index
-from .batch import Batch, parse_server_prefix
 from .ingest import Plan, plan_batch
 from .limits import Limits
+from .places import Refused, Targets
+from .rollback import capture, rollback, sync
+from .storage_errors import code_for, is_transient
 
 __all__ = ["Store"]
 
@@ -70,6 +79,8 @@ class Store:
         self._guard = threading.Lock()
         #: Called after a rollback in a running server (readers drop what they cached of the files).
         self.on_rollback: Optional[Callable[[], None]] = None
+        #: Per experiment, rollbacks not finished yet: (intent id, intent), oldest first.
+        self._pending: Dict[str, List[Tuple[Optional[int], Dict[str, List]]]] = {}
 
     # -- writers and locks -------------------------------------------------------------------------
 
@@ -122,14 +133,15 @@ class Store:
         """
         prefix = str(batch.prefix)
         slot = self._slot(prefix)
-        with slot.lock:
-            owner_prefix, acked = self.index.claim_session(batch.session, prefix)
-            if owner_prefix != prefix:
-                raise ApiError(409, "session_prefix_mismatch",
-                               f"session {batch.session} writes {owner_prefix!r}, not {prefix!r}", acked_seq=acked)
-            plan = plan_batch(batch, acked, self.limits, prefix, self.blobs.size)
-            if plan.last_seq > acked:
-                self._apply(batch, plan, slot, crash_before_commit)
+        try:
+            with slot.lock:
+                plan = self._ingest_locked(batch, prefix, slot, crash_before_commit)
+        except sqlite3.Error as exc:
+            raise _unavailable(prefix, exc) from None
+        except OSError as exc:  # outside the writes (looking at names on disk, settling a rollback)
+            if is_transient(exc):
+                raise _unavailable(prefix, exc) from None
+            raise ApiError(400, code_for(exc), f"the server's disk refused this batch: {exc.strerror or exc}") from None
         answer = {
             "session": batch.session,
             "acked_seq": plan.last_seq,
@@ -142,200 +154,208 @@ class Store:
                            checksum=plan.blob_missing, acked_seq=plan.last_seq, rejected=plan.rejected)
         return answer
 
+    def _ingest_locked(self, batch: Batch, prefix: str, slot: _Slot, crash_before_commit: bool) -> Plan:
+        self._settle(prefix, slot)
+        owner_prefix, acked = self.index.claim_session(batch.session, prefix)
+        if owner_prefix != prefix:
+            raise ApiError(409, "session_prefix_mismatch",
+                           f"session {batch.session} writes {owner_prefix!r}, not {prefix!r}", acked_seq=acked)
+        targets = Targets(self.root, ExperimentPaths(self.root, batch.prefix))
+        try:
+            targets.experiment()
+        except Refused as exc:
+            raise ApiError(400, exc.code, exc.message) from None
+        for _ in range(_MAX_PLANS):
+            plan = plan_batch(batch, acked, self.limits, prefix, self.blobs.size, targets)
+            if plan.last_seq <= acked:
+                return plan
+            try:
+                self._apply(batch, plan, slot, crash_before_commit)
+                return plan
+            except _GroupFailed as failed:  # rolled back; a permanent error of one group
+                if failed.group[0] == "experiment":  # the experiment's own files: the whole batch
+                    raise ApiError(400, failed.code, failed.message) from None
+                targets.ban(failed.group, failed.code, failed.message)  # plan again without it
+        raise ApiError(400, "storage_rejected", "the server's disk refused too many parts of this batch")
+
     def _apply(self, batch: Batch, plan: Plan, slot: _Slot, crash_before_commit: bool = False) -> None:
+        """Write, fsync and commit one plan; on a storage error roll it back and say what to answer."""
         prefix = batch.prefix
         key = str(prefix)
         intent_id = None
-        if not plan.empty():
-            writer = self._writer(key, slot)
+        intent: Dict[str, List] = {}
+        try:
+            if not plan.empty():
+                writer = self._writer(key, slot)
+                with writer.lock():
+                    intent = capture(self.root, writer.paths, plan)
+                    intent_id = self.index.add_intent(key, orjson.dumps(intent))
+                    try:
+                        self._write(writer, plan)
+                        sync(self.root, intent)
+                    except BaseException:
+                        self._undo(key, slot, intent_id, intent)
+                        raise
+                    if crash_before_commit:
+                        os._exit(70)
+            try:
+                self.index.commit_batch(batch.session, plan.last_seq, intent_id, key, prefix.owner, prefix.project)
+            except sqlite3.Error:
+                if intent_id is not None:
+                    self._undo(key, slot, intent_id, intent, lock=True)
+                raise
+        except _GroupFailed as failed:
+            if is_transient(failed.exc):
+                raise _unavailable(key, failed.exc) from None
+            raise
+        except OSError as exc:
+            if is_transient(exc):
+                raise _unavailable(key, exc) from None
+            log.warning("storage refused a batch for %s: %s", key, exc)
+            raise ApiError(400, code_for(exc), f"the server's disk refused this batch: {exc.strerror or exc}") from None
+        except sqlite3.Error as exc:
+            raise _unavailable(key, exc) from None
+
+    def _undo(self, key: str, slot: _Slot, intent_id: Optional[int], intent: Dict[str, List],
+              lock: bool = False) -> None:
+        """Roll back in a running server; what cannot be undone yet stays pending (see :meth:`_settle`).
+        ``lock``: take the experiment's file lock (False when the caller holds it already)."""
+        self._drop_writer(key, slot)  # its handles may point at files we are about to cut
+        self._pending.setdefault(key, []).append((intent_id, intent))
+        self._settle(key, slot, lock=lock)
+
+    def _settle(self, key: str, slot: _Slot, lock: bool = True) -> None:
+        """Finish the pending rollbacks of one experiment (caller holds ``slot.lock``).
+
+        While a rollback cannot complete for a reason that may pass (a full or read-only disk,
+        permissions), the experiment takes no writes (503): its files are not back at the last
+        acknowledged state, and writing after them would make a later rollback cut acknowledged
+        data. What cannot be undone for good (something else is in the way) is logged and left.
+        """
+        pending = self._pending.get(key)
+        while pending:
+            intent_id, intent = pending[0]
+            undo = self._rollback_locked(key, intent, lock)
+            if undo.transient:
+                log.error("could not undo an uncommitted batch of %s (%s); writes to it answer 503 until it can",
+                          key, "; ".join(undo.problems))
+                raise ApiError(503, "storage_unavailable",
+                               "an earlier batch of this experiment could not be undone yet; retry later",
+                               headers={"Retry-After": "5"})
+            if undo.problems:
+                log.error("left part of an uncommitted batch of %s as it is: %s", key, "; ".join(undo.problems))
+            if intent_id is not None:
+                self.index.drop_intent(intent_id)
+            pending.pop(0)
+            if self.on_rollback is not None:
+                self.on_rollback()
+        self._pending.pop(key, None)
+
+    def _rollback_locked(self, key: str, intent: Dict[str, List], lock: bool):
+        if not lock:  # the caller holds the experiment's file lock already
+            return rollback(self.root, intent)
+        writer = ExperimentWriter(self.root, parse_server_prefix(key))
+        try:
             with writer.lock():
-                intent = self._intent(writer.paths, plan)
-                intent_id = self.index.add_intent(key, orjson.dumps(intent))
-                try:
-                    self._write(writer, plan)
-                    self._sync(intent)
-                except BaseException as exc:
-                    self._drop_writer(key, slot)  # its handles may point at files we are about to cut
-                    self._rollback(intent)
-                    self.index.drop_intent(intent_id)
-                    if self.on_rollback is not None:
-                        self.on_rollback()
-                    if isinstance(exc, OSError):
-                        log.error("storage error while storing a batch for %s: %s", key, exc)
-                        raise ApiError(503, "storage_unavailable", f"the server could not store the batch: {exc.strerror}",
-                                       headers={"Retry-After": "5"}) from None
-                    raise
-                if crash_before_commit:
-                    os._exit(70)
-        self.index.commit_batch(batch.session, plan.last_seq, intent_id, key, prefix.owner, prefix.project)
+                return rollback(self.root, intent)
+        except OSError as exc:  # the lock file itself cannot be opened
+            undo = rollback(self.root, {})
+            undo.problems.append(f"the experiment's lock: {exc.strerror or exc}")
+            undo.transient = is_transient(exc)
+            return undo
+        finally:
+            writer.close()
 
-    # -- the three steps of a batch ----------------------------------------------------------------
-
-    def _rel(self, path: Path) -> str:
-        return path.relative_to(self.root).as_posix()
-
-    def _intent(self, paths: ExperimentPaths, plan: Plan) -> Dict[str, List]:
-        append: List[list] = []
-        restore: List[list] = []
-        create: List[str] = []
-
-        def size_of(p: Path) -> int:
-            try:
-                return os.stat(p).st_size
-            except FileNotFoundError:
-                return -1
-
-        def content_of(p: Path) -> Optional[str]:
-            try:
-                return base64.b64encode(p.read_bytes()).decode("ascii")
-            except FileNotFoundError:
-                return None
-
-        for name in plan.metrics:
-            mdir = paths.metric_dir(name)
-            append.append([self._rel(mdir / "data.jsonl"), size_of(mdir / "data.jsonl")])
-            restore.append([self._rel(mdir / "metadata.json"), content_of(mdir / "metadata.json")])
-        if plan.logs:
-            append.append([self._rel(paths.logs_jsonl), size_of(paths.logs_jsonl)])
-            restore.append([self._rel(paths.log_sequence), content_of(paths.log_sequence)])
-        kinds = {op[0] for op in plan.ops}
-        if kinds & {"experiment", "status"}:
-            restore.append([self._rel(paths.experiment_json), content_of(paths.experiment_json)])
-        if "params" in kinds:
-            restore.append([self._rel(paths.parameters_json), content_of(paths.parameters_json)])
-        if plan.files:
-            restore.append([self._rel(paths.files_metadata), content_of(paths.files_metadata)])
-            for entry, _ in plan.files:
-                dest = paths.file_dir(entry["path"], entry["id"]) / entry["filename"]
-                if not dest.exists():
-                    create.append(self._rel(dest))
-        # Every experiment has an experiment.json (a server root is a dash_root): create it with the
-        # first batch, whatever that batch holds.
-        if not paths.experiment_json.exists() and not kinds & {"experiment", "status"}:
-            restore.append([self._rel(paths.experiment_json), None])
-            plan.ops.insert(0, ("experiment", {}, time.time()))
-        return {"append": append, "restore": restore, "create": create}
+    # -- the writes of a batch ---------------------------------------------------------------------
 
     def _write(self, w: ExperimentWriter, plan: Plan) -> None:
+        """Write a plan group by group; a storage error names its group (:class:`_GroupFailed`)."""
         now = time.time()
         for op in plan.ops:
-            if op[0] == "experiment":
-                w.upsert_experiment(op[1], op[2])
-            elif op[0] == "status":
-                w.set_status(op[1], op[3], op[2])
-            elif op[0] == "params":
-                w.merge_params(op[1], op[2])
+            with _group(("params",) if op[0] == "params" else ("experiment",)):
+                if op[0] == "experiment":
+                    w.upsert_experiment(op[1], op[2])
+                elif op[0] == "status":
+                    w.set_status(op[1], op[3], op[2])
+                elif op[0] == "params":
+                    w.merge_params(op[1], op[2])
         for name, rows in plan.metrics.items():
-            w.append_metric(name, rows, now)
+            with _group(("metric", name)):
+                w.append_metric(name, rows, now)
         if plan.logs:
-            w.append_logs(plan.logs)
+            with _group(("logs",)):
+                w.append_logs(plan.logs)
         if plan.files:
-            current = read_json(w.paths.files_metadata, {})
+            with _group(("files",)):
+                current = read_json(w.paths.files_metadata, {})
             known = {e.get("id") for e in current.get("files", []) if isinstance(e, dict)} if isinstance(current, dict) else set()
             entries = []
             for entry, checksum in plan.files:
                 if entry["id"] in known:  # idempotent by file id: the first upload of an id stays
                     continue
                 known.add(entry["id"])
-                self.blobs.link_into(checksum, w.paths.file_dir(entry["path"], entry["id"]) / entry["filename"])
+                with _group(("file", entry["id"])):
+                    self.blobs.link_into(checksum, w.paths.file_dir(entry["path"], entry["id"]) / entry["filename"])
                 entries.append(entry)
             if entries:
-                w.add_files(entries)
-
-    def _sync(self, intent: Dict[str, List]) -> None:
-        """fsync every file the batch wrote and every folder whose entries it changed."""
-        dirs: Set[Path] = set()
-        for rel, before in intent["append"]:
-            p = self.root / rel
-            fd = os.open(p, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            dirs.add(p.parent)
-            if before < 0:
-                dirs.update(self._new_ancestors(p))
-        for rel, before in intent["restore"]:
-            p = self.root / rel
-            try:  # the writer may skip fsync for derived files; what we ack must be on disk
-                fd = os.open(p, os.O_RDONLY)
-            except FileNotFoundError:
-                continue
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            dirs.add(p.parent)
-            if before is None:
-                dirs.update(self._new_ancestors(p))
-        for rel in intent["create"]:
-            p = self.root / rel
-            dirs.update(self._new_ancestors(p))
-        for d in sorted(dirs, key=lambda d: len(d.parts), reverse=True):
-            if d.is_dir():
-                fsync_dir(d)
-
-    def _new_ancestors(self, p: Path) -> List[Path]:
-        # A new file may sit in new folders; their entries in their parents must be durable too.
-        out, d = [], p.parent
-        while d != self.root and self.root in d.parents:
-            out.append(d.parent)
-            d = d.parent
-        return out
-
-    def _rollback(self, intent: Dict[str, List]) -> None:
-        """Undo a batch that was not committed: cut appends, restore JSON files, remove created files."""
-        dirs: Set[Path] = set()
-        for rel, before in intent["append"]:
-            p = self.root / rel
-            dirs.add(p.parent)
-            if before < 0:
-                _unlink(p)
-            elif p.exists() and p.stat().st_size > before:
-                os.truncate(p, before)
-                fd = os.open(p, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-        for rel, content in intent["restore"]:
-            p = self.root / rel
-            dirs.add(p.parent)
-            if content is None:
-                _unlink(p)
-            else:
-                tmp = p.with_name(f".{p.name}.restore")
-                with open(tmp, "wb") as fh:
-                    fh.write(base64.b64decode(content))
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, p)
-        for rel in intent["create"]:
-            p = self.root / rel
-            dirs.add(p.parent)
-            _unlink(p)
-        for d in dirs:
-            if d.is_dir():
-                fsync_dir(d)
+                with _group(("files",)):
+                    w.add_files(entries)
 
     def recover(self) -> int:
-        """Roll back every batch a crash left half-applied; the number rolled back."""
+        """At start: roll back every batch a crash left uncommitted; the number rolled back.
+
+        Never stops the start: what cannot be undone is logged, and its experiment stays closed to
+        writes (503) until a later try succeeds (each write to it tries again).
+        """
         count = 0
-        for intent_id, prefix, raw in self.index.intents():
-            writer = ExperimentWriter(self.root, parse_server_prefix(prefix))
+        intents = self.index.intents()
+        for intent_id, prefix, raw in intents:
             try:
-                with writer.lock():
-                    self._rollback(orjson.loads(raw))
-            finally:
-                writer.close()
-            self.index.drop_intent(intent_id)
-            log.warning("rolled back a batch for %s that a crash left uncommitted", prefix)
-            count += 1
+                intent = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                log.error("the index holds an unreadable intent for %s; dropped, nothing rolled back", prefix)
+                self.index.drop_intent(intent_id)
+                continue
+            self._pending.setdefault(prefix, []).append((intent_id, intent))
+        for prefix in list(self._pending):
+            slot = self._slot(prefix)
+            with slot.lock:
+                n = len(self._pending[prefix])
+                try:
+                    self._settle(prefix, slot)
+                except ApiError:
+                    continue  # logged; the experiment stays pending
+                except (OSError, sqlite3.Error) as exc:
+                    log.error("could not finish rolling back %s: %s; retried at its next write", prefix, exc)
+                    continue
+                log.warning("rolled back %d batch(es) for %s that a crash left uncommitted", n, prefix)
+                count += n
         return count
 
 
-def _unlink(p: Path) -> None:
+_MAX_PLANS = 8
+
+
+class _GroupFailed(Exception):
+    """A write of one group of a plan (a metric, a file, the logs...) failed; the batch was rolled back."""
+
+    def __init__(self, group: tuple, exc: OSError):
+        super().__init__(str(exc))
+        self.group = group
+        self.exc = exc
+        self.code = code_for(exc)
+        self.message = f"the server's disk refused this: {exc.strerror or exc}"
+
+
+@contextmanager
+def _group(group: tuple):
     try:
-        os.unlink(p)
-    except FileNotFoundError:
-        pass
+        yield
+    except OSError as exc:
+        raise _GroupFailed(group, exc) from exc
+
+
+def _unavailable(key: str, exc: BaseException) -> ApiError:
+    log.error("storage error while storing a batch for %s: %s", key, exc)
+    return ApiError(503, "storage_unavailable", "the server could not store the batch now; retry later",
+                    headers={"Retry-After": "5"})

@@ -65,6 +65,7 @@ def test_pages_and_static_files_are_served(local):
     page = request(local.url, "GET", "/")
     assert page.status == 200 and page.headers["content-type"].startswith("text/html")
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert "immutable" in request(local.url, "GET", "/static/common.js?v=1").headers["cache-control"]
     for path in ("/static/common.js", "/static/charts.js", "/static/vendor/uplot/uPlot.iife.min.js",
                  "/static/vendor/uplot/LICENSE", "/static/dash.css"):
         assert request(local.url, "GET", path).status == 200, path

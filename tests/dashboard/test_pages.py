@@ -120,6 +120,16 @@ def test_zoom_refetches_the_range_at_full_resolution(browser, tab, local):
     wait_for(lambda: page.get_attribute(LOSS, "data-points") == str(answer["count"]), what="the zoomed points drawn")
     page.click(LOSS + " button:has-text('reset zoom')")
     wait_for(lambda: page.get_attribute(LOSS, "data-points") == str(full), what="the zoom reset")
+    # x = a field of the metric: the last point is at the last step (rows log step = 2 * index)
+    page.select_option("#x-axis", "step")
+    wait_for(lambda: page.get_attribute(LOSS, "data-last-x") == "5998", what="x = step")
+    page.select_option("#x-axis", "_rel")
+    wait_for(lambda: 0 <= float(page.get_attribute(LOSS, "data-last-x") or -1) < 120, what="x = seconds since the start")
+    page.check("#log-y")
+    page.fill("#smooth", "0.9")
+    page.dispatch_event("#smooth", "input")
+    wait_for(lambda: page.get_attribute(LOSS, "data-lines") == "1", what="the smoothed chart")
+    assert page.evaluate(COUNT_LINE_PIXELS, LOSS) > 200
     assert t.errors == []
 
 
@@ -131,6 +141,7 @@ def test_compare_draws_one_line_per_run_and_groups(browser, tab, local):
     t.shot("compare")
     page.select_option("#group-by", "p:model.arch")
     wait_for(lambda: page.get_attribute(LOSS, "data-lines") == "2", what="two groups (resnet, vit)")
+    assert page.inner_text("#group-legend").split("\n") == ["model.arch=resnet (2)", "model.arch=vit (1)"]
     page.select_option("#band", "std")
     page.select_option("#group-by", "folder")
     wait_for(lambda: page.get_attribute(LOSS, "data-lines") == "1", what="one folder")

@@ -34,3 +34,41 @@ def small_server(tmp_path):
         yield SimpleNamespace(url=handle.url, root=root, token=token, limits=limits)
     finally:
         handle.stop()
+
+
+class Spawned:
+    """Servers in their own processes on one root, started on demand (``start()``) and stopped at
+    the end of the test; for tests that restart, kill -9 or read a server's own memory."""
+
+    def __init__(self, root):
+        self.root = root
+        self.token = create_token(root, "alice")
+        self.bob = create_token(root, "bob")
+        self.procs = []
+        self.url = None
+        self.proc = None
+
+    def start(self, *args: str, fault_injection: bool = True, preexec_fn=None):
+        from ml_dash.server import spawn_server
+
+        self.url, self.proc = spawn_server(self.root, fault_injection=fault_injection, extra_args=args,
+                                           preexec_fn=preexec_fn)
+        self.procs.append(self.proc)
+        return self.url
+
+    def stop(self) -> int:
+        """SIGTERM (a clean shutdown); the exit code."""
+        self.proc.terminate()
+        return self.proc.wait(30)
+
+
+@pytest.fixture
+def spawned(tmp_path):
+    s = Spawned(tmp_path / "spawned-root")
+    try:
+        yield s
+    finally:
+        for p in s.procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait(30)

@@ -194,6 +194,7 @@ def compare_page(prefixes: List[str], asset_v: str, logout: bool) -> str:
   <input id="chart-filter" type="search" placeholder="filter charts" spellcheck="false" autocomplete="off">
   <span class="grow"></span><span id="live" class="live" hidden>live</span>
 </div>
+<ul id="group-legend" class="run-list groups" hidden></ul>
 <div id="charts" class="charts"></div>
 <p id="error" class="error" hidden></p>"""
     return _layout("Compare", "compare", body, {"prefixes": prefixes}, asset_v=asset_v,

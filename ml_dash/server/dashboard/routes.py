@@ -126,6 +126,12 @@ def _safe_next(value: Optional[str]) -> str:
     return value
 
 
+async def _cache_static(request: web.Request, response: web.StreamResponse) -> None:
+    """Pages link static files with ``?v=<hash of the files>``: such a URL never changes content."""
+    if request.path.startswith("/static/") and request.query.get("v") and response.status == 200:
+        response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+
+
 @web.middleware
 async def _read_only(request: web.Request, handler):
     if request.method not in ("GET", "HEAD"):
@@ -145,5 +151,6 @@ def mount(app: web.Application, state, read_only: bool = False) -> None:
     app.router.add_post("/login", p.login)
     app.router.add_post("/logout", p.logout_)
     app.router.add_static("/static/", STATIC, append_version=False)
+    app.on_response_prepare.append(_cache_static)
     if read_only:
         app.middlewares.append(_read_only)

@@ -12,7 +12,8 @@ const Charts = (() => {
   const MAX_LIVE_POINTS = 4; // live appends past this many times the bucket count trigger a re-downsample
 
   // Settings every panel of a page shares.
-  const view = { x: "index", logY: false, smooth: 0, groupBy: "", band: "minmax" };
+  // groupColor(group) -> colour: set by the compare page, so a group has one colour in every chart
+  const view = { x: "index", logY: false, smooth: 0, groupBy: "", band: "minmax", groupColor: null };
 
   function xParam(x) { return x === "_rel" ? "_ts" : x; }
 
@@ -174,7 +175,7 @@ const Charts = (() => {
       const logY = view.logY;
       const clean = (ys) => (logY ? ys.map((v) => (v !== null && v > 0 ? v : null)) : ys);
       let lines;
-      if (view.groupBy && this.sources.length > 1) lines = this.groupLines();
+      if (view.groupBy) lines = this.groupLines();
       else {
         lines = this.sources.map((s) => ({ label: s.label, color: s.color, x: s.x, y: s.last, lo: s.min, hi: s.max }));
       }
@@ -187,7 +188,9 @@ const Charts = (() => {
         const [y, lo, hi, raw] = al.cols[i];
         const base = data.length;
         data.push(y);
-        opts.push({ label: l.label, stroke: l.color, width: 1.5, spanGaps: true, points: { show: false } });
+        // a line of a few points draws its points too: a single logged value is otherwise invisible
+        const sparse = y.reduce((n, v) => n + (v === null ? 0 : 1), 0) <= 16;
+        opts.push({ label: l.label, stroke: l.color, width: 1.5, spanGaps: true, points: { show: sparse, size: 5, fill: l.color } });
         if (lines[i].lo) {
           data.push(lo, hi);
           // the band's edges are drawn too: a one-bucket spike is a thin sliver of fill, easy to miss
@@ -224,7 +227,8 @@ const Charts = (() => {
             lo.push(m - sd); hi.push(m + sd);
           } else { lo.push(Math.min(...vals)); hi.push(Math.max(...vals)); }
         });
-        out.push({ label: `${g} (${members.length})`, color: PALETTE[gi % PALETTE.length], x: grid, y: mean,
+        const color = view.groupColor ? view.groupColor(g) : PALETTE[gi % PALETTE.length];
+        out.push({ label: `${g} (${members.length})`, color, x: grid, y: mean,
                    lo: members.length > 1 ? lo : null, hi: members.length > 1 ? hi : null });
       });
       return out;

@@ -32,6 +32,14 @@
 
   function regroup() {
     grid.panels.forEach((p) => p.sources.forEach((s) => { s.group = groupOf(s.prefix); }));
+    const groups = [...new Set(prefixes.filter((p) => runs.has(p)).map(groupOf))].sort();
+    const color = new Map(groups.map((g, i) => [g, Charts.PALETTE[i % Charts.PALETTE.length]]));
+    view.groupColor = (g) => color.get(g) || "#888888";
+    const legend = $("group-legend");
+    legend.hidden = !view.groupBy;
+    legend.replaceChildren(...(view.groupBy ? groups.map((g) => h("li", {},
+      h("span", { class: "swatch", style: { background: color.get(g) } }),
+      `${g} (${prefixes.filter((p) => runs.has(p) && groupOf(p) === g).length})`)) : []));
     grid.redrawAll();
   }
 
@@ -89,7 +97,7 @@
 
   async function live() {
     $("live").hidden = false;
-    D.every(1500, async () => {
+    D.every(1000, async () => {
       const running = prefixes.filter((p) => runs.get(p) && runs.get(p).exp.status === "RUNNING");
       if (!running.length) { $("live").hidden = true; return false; }
       const got = await Promise.all(running.map((p) => Promise.all([api("/api/v1/experiment", { prefix: p }), api("/api/v1/summary", { prefix: p })])));

@@ -160,7 +160,7 @@
 
   async function live() {
     $("live").hidden = false;
-    const stop = D.every(1500, async () => {
+    const stop = D.every(1000, async () => {
       const [e, sum] = await Promise.all([api("/api/v1/experiment", { prefix }), api("/api/v1/summary", { prefix })]);
       exp = e;
       summary = sum;
