@@ -23,7 +23,6 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import orjson
-from psycopg.types.json import Jsonb
 
 from ...._store._encode import ColumnRows
 
@@ -84,8 +83,10 @@ class Chunk:
         self.stats = stats
 
     def copy_row(self, metric_id: int, first_index: int, created: float) -> tuple:
-        return (metric_id, first_index, self.n, created, self.keys, self.ts, self.float_keys, self.floats,
-                self.int_keys, self.ints, self.json, Jsonb(self.stats))
+        pos = {k: i for i, k in enumerate(self.keys)}
+        layout = {"keys": self.keys, "floats": [pos[k] for k in self.float_keys], "ints": [pos[k] for k in self.int_keys]}
+        return (metric_id, first_index, self.n, created, orjson.dumps(layout), self.ts, self.floats, self.ints,
+                self.json, orjson.dumps(self.stats))
 
 
 def _json_stats(col: list, absent: Optional[List[int]]) -> list:
@@ -191,8 +192,12 @@ def chunks_of(parts: Sequence[Any]) -> Iterator[Chunk]:
 
 def _columns(record: tuple, lo: int, hi: int) -> Tuple[List[str], List[list], List[float], Dict[str, List[int]]]:
     """(keys, columns, ts, absent) of rows lo..hi of a stored chunk
-    (record: n, keys, ts, float_keys, floats, int_keys, ints, json)."""
-    n, keys, ts, float_keys, floats, int_keys, ints, js = record
+    (record: n, layout, ts, floats, ints, json)."""
+    n, layout, ts, floats, ints, js = record
+    layout = orjson.loads(layout)
+    keys = layout["keys"]
+    float_keys = [keys[i] for i in layout["floats"]]
+    int_keys = [keys[i] for i in layout["ints"]]
     by_key: Dict[str, list] = {}
     for i, k in enumerate(float_keys):
         by_key[k] = np.frombuffer(floats, "<f8", count=hi - lo, offset=(i * n + lo) * 8).tolist()

@@ -22,7 +22,7 @@ import os
 import time
 from typing import Any, Dict, Optional
 
-from psycopg.types.json import Jsonb
+import orjson
 
 from ....server.batch import Batch
 from ....server.errors import ApiError
@@ -33,15 +33,20 @@ from ._chunks import chunks_of
 
 __all__ = ["ingest_batch"]
 
-_CHUNK_COPY = ("COPY metric_chunks (metric_id, first_index, n, created_at, keys, ts, float_keys, floats, int_keys,"
-               " ints, json, stats) FROM STDIN (FORMAT BINARY)")
-_CHUNK_TYPES = ["int8", "int8", "int4", "float8", "text[]", "bytea", "text[]", "bytea", "text[]", "bytea", "bytea", "jsonb"]
+_CHUNK_COPY = ("COPY metric_chunks (metric_id, first_index, n, created_at, layout, ts, floats, ints, json, stats)"
+               " FROM STDIN (FORMAT BINARY)")
+_CHUNK_TYPES = ["int8", "int8", "int4", "float8", "bytea", "bytea", "bytea", "bytea", "bytea", "bytea"]
 _LOG_COPY = "COPY logs (experiment_id, seq, ts, level, message, metadata) FROM STDIN (FORMAT BINARY)"
-_LOG_TYPES = ["int8", "int8", "float8", "text", "text", "jsonb"]
+_LOG_TYPES = ["int8", "int8", "float8", "text", "bytea", "bytea"]
 
 
-def _jsonb(value: Any) -> Optional[Jsonb]:
-    return None if value is None else Jsonb(value)
+def _jsonb(value: Any) -> Optional[bytes]:
+    """A document as stored (orjson bytes in a bytea: see migrations/0001_initial.sql)."""
+    return None if value is None else orjson.dumps(value)
+
+
+def _doc(raw: Optional[bytes]) -> Any:
+    return None if raw is None else orjson.loads(raw)
 
 
 def ingest_batch(pool, batch: Batch, limits: Limits, crash_before_commit: bool = False,
@@ -85,10 +90,11 @@ def _apply(cur, batch: Batch, plan: Plan, now: float) -> None:
     prefix = batch.prefix
     key = str(prefix)
     cur.execute("INSERT INTO experiments (prefix, owner, project, doc, created_at, updated_at)"
-                " VALUES (%s, %s, %s, 'null'::jsonb, %s, %s) ON CONFLICT (prefix) DO NOTHING",
+                " VALUES (%s, %s, %s, NULL, %s, %s) ON CONFLICT (prefix) DO NOTHING",
                 (key, prefix.owner, prefix.project, now, now))
     exp_id, doc, next_log = cur.execute(
         "SELECT id, doc, next_log_seq FROM experiments WHERE prefix = %s FOR UPDATE", (key,)).fetchone()
+    doc = _doc(doc)
     doc_changed = doc is None
     if doc is None and not any(op[0] in ("experiment", "status") for op in plan.ops):
         doc = _docs.new_experiment(prefix, now)  # the first stored batch creates the experiment
@@ -109,7 +115,7 @@ def _apply(cur, batch: Batch, plan: Plan, now: float) -> None:
             if params is None:
                 row = cur.execute("SELECT doc FROM params WHERE experiment_id = %s ORDER BY version DESC LIMIT 1",
                                   (exp_id,)).fetchone()
-                params = row[0] if row else None
+                params = _doc(row[0]) if row else None
             params = _docs.merge_params(params, op[1], op[2])
             cur.execute("INSERT INTO params (experiment_id, version, doc) VALUES (%s, %s, %s)",
                         (exp_id, params["version"], _jsonb(params)))
@@ -119,7 +125,8 @@ def _apply(cur, batch: Batch, plan: Plan, now: float) -> None:
         with cur.copy(_LOG_COPY) as cp:
             cp.set_types(_LOG_TYPES)
             for seq, (ts, level, message, metadata) in enumerate(plan.logs, next_log):
-                cp.write_row((exp_id, seq, ts, level, message, _jsonb(metadata) if metadata else None))
+                cp.write_row((exp_id, seq, ts, level, message.encode("utf-8", "surrogatepass"),
+                              _jsonb(metadata) if metadata else None))
         next_log += len(plan.logs)
     for entry, _checksum in plan.files:  # idempotent by id: the first upload of an id stays
         cur.execute("INSERT INTO files (experiment_id, id, entry) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
@@ -144,7 +151,7 @@ def _metrics(cur, exp_id: int, plan: Plan, now: float) -> None:
         metric_id, first, mdoc = cur.execute(
             "SELECT id, next_index, doc FROM metrics WHERE experiment_id = %s AND name = %s",
             (exp_id, stored_name)).fetchone()
-        targets.append((metric_id, first, mdoc, parts))
+        targets.append((metric_id, first, _doc(mdoc), parts))
     ends = []
     with cur.copy(_CHUNK_COPY) as cp:
         cp.set_types(_CHUNK_TYPES)

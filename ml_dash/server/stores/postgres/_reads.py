@@ -5,6 +5,8 @@ from __future__ import annotations
 import fnmatch
 from typing import Any, Dict, List, Optional, Tuple
 
+import orjson
+
 from ...._errors import InvalidPrefix
 from ...._names import check_filename, check_relpath
 from ...._store._jsonio import iso_utc
@@ -14,7 +16,11 @@ from ._chunks import CHUNK_ROWS, decode_rows
 
 __all__ = ["PgReads"]
 
-_CHUNK_COLS = "first_index, n, created_at, keys, ts, float_keys, floats, int_keys, ints, json"
+_CHUNK_COLS = "c.first_index, c.n, c.created_at, c.layout, c.ts, c.floats, c.ints, c.json"
+
+
+def _doc(raw) -> Any:
+    return None if raw is None else orjson.loads(raw)
 
 
 def _prefix(prefix: str) -> str:
@@ -76,7 +82,7 @@ class PgReads:
         if conds:
             sql += " WHERE " + " AND ".join(conds)
         rows = self._all(sql + " ORDER BY prefix", tuple(args))
-        return {"experiments": [{**(doc or {}), "prefix": prefix} for prefix, doc in rows
+        return {"experiments": [{**(_doc(doc) or {}), "prefix": prefix} for prefix, doc in rows
                                 if not glob or fnmatch.fnmatchcase(prefix, glob)]}
 
     def experiment_prefixes(self) -> List[str]:
@@ -86,17 +92,17 @@ class PgReads:
         row = self._one("SELECT doc FROM experiments WHERE prefix = %s", (_prefix(prefix),))
         if row is None or not row[0]:
             raise ApiError(404, "not_found", f"no experiment {prefix!r}")
-        return row[0]
+        return _doc(row[0])
 
     def params(self, prefix: str) -> Dict[str, Any]:
         row = self._one("SELECT p.doc FROM params p JOIN experiments e ON e.id = p.experiment_id"
                         " WHERE e.prefix = %s ORDER BY p.version DESC LIMIT 1", (_prefix(prefix),))
-        return {"data": row[0].get("data", {}) if row else {}}
+        return {"data": _doc(row[0]).get("data", {}) if row else {}}
 
     def params_doc(self, prefix: str) -> Optional[Dict[str, Any]]:
         row = self._one("SELECT p.doc FROM params p JOIN experiments e ON e.id = p.experiment_id"
                         " WHERE e.prefix = %s ORDER BY p.version DESC LIMIT 1", (_prefix(prefix),))
-        return row[0] if row else None
+        return _doc(row[0]) if row else None
 
     def logs(self, prefix: str, start: Any, limit: Any, level: Optional[str]) -> Dict[str, Any]:
         start, limit = self.page_args(start, limit)
@@ -109,9 +115,10 @@ class PgReads:
         rows = self._all(sql + " ORDER BY l.seq LIMIT %s", (*args, limit))
         out = []
         for seq, ts, lvl, message, metadata in rows:
-            rec = {"sequenceNumber": seq, "timestamp": iso_utc(ts), "level": lvl, "message": message}
+            rec = {"sequenceNumber": seq, "timestamp": iso_utc(ts), "level": lvl,
+                   "message": bytes(message).decode("utf-8", "surrogatepass")}
             if metadata:
-                rec["metadata"] = metadata
+                rec["metadata"] = _doc(metadata)
             out.append(rec)
         return {"logs": out, "next": out[-1]["sequenceNumber"] + 1 if len(out) >= limit else None}
 
@@ -123,7 +130,7 @@ class PgReads:
     def metric_doc(self, prefix: str, name: Optional[str]) -> Optional[Dict[str, Any]]:
         row = self._one("SELECT m.doc FROM metrics m JOIN experiments e ON e.id = m.experiment_id"
                         " WHERE e.prefix = %s AND m.name = %s", (_prefix(prefix), _metric_name(name)))
-        return row[0] if row else None
+        return _doc(row[0]) if row else None
 
     def metric_rows(self, prefix: str, name: Optional[str], start: Any, limit: Any) -> Dict[str, Any]:
         start, limit = self.page_args(start, limit)
@@ -160,7 +167,8 @@ class PgReads:
         rows = self._all("SELECT f.entry FROM files f JOIN experiments e ON e.id = f.experiment_id"
                          " WHERE e.prefix = %s ORDER BY f.seq", (_prefix(prefix),))
         out = []
-        for (entry,) in rows:
+        for (raw,) in rows:
+            entry = _doc(raw)
             if entry.get("deletedAt") and not include_deleted:
                 continue
             p = str(entry.get("path", ""))
@@ -173,8 +181,8 @@ class PgReads:
         """(the blob to send, the entry) of a file by id; 404 when there is none."""
         row = self._one("SELECT f.entry FROM files f JOIN experiments e ON e.id = f.experiment_id"
                         " WHERE e.prefix = %s AND f.id = %s", (_prefix(prefix), file_id or ""))
-        if row is not None and not row[0].get("deletedAt"):
-            entry = row[0]
+        entry = _doc(row[0]) if row is not None else None
+        if entry is not None and not entry.get("deletedAt"):
             try:
                 check_filename(entry.get("filename"))
             except InvalidPrefix:

@@ -1,13 +1,15 @@
 -- ml-dash scale-out store, schema version 1.
--- Documents (experiment, params, metric metadata, file entries) are kept as jsonb in the shapes the
--- local layout's JSON files have, so reads answer the same bodies and an export writes the same files.
+-- Documents (experiment, params, metric metadata, file entries) are kept in the shapes the local
+-- layout's JSON files have, so reads answer the same bodies and an export writes the same files.
+-- Whatever holds a client's strings is stored as orjson bytes (bytea), not text or jsonb: JSON may
+-- carry "\u0000", which PostgreSQL's text and jsonb refuse, and one bad value must never fail a batch.
 
 CREATE TABLE experiments (
     id           bigserial PRIMARY KEY,
     prefix       text NOT NULL UNIQUE,
     owner        text NOT NULL,
     project      text NOT NULL,
-    doc          jsonb NOT NULL,            -- experiment.json
+    doc          bytea,                     -- experiment.json (orjson)
     next_log_seq bigint NOT NULL DEFAULT 0, -- the next log sequence number (contiguous, per experiment)
     created_at   double precision NOT NULL,
     updated_at   double precision NOT NULL
@@ -34,7 +36,7 @@ CREATE TABLE tokens (
 CREATE TABLE params (
     experiment_id bigint NOT NULL REFERENCES experiments (id) ON DELETE CASCADE,
     version       integer NOT NULL,
-    doc           jsonb NOT NULL,
+    doc           bytea NOT NULL,  -- parameters.json (orjson)
     PRIMARY KEY (experiment_id, version)
 );
 
@@ -43,8 +45,8 @@ CREATE TABLE logs (
     seq           bigint NOT NULL,
     ts            double precision NOT NULL,
     level         text NOT NULL,
-    message       text NOT NULL,
-    metadata      jsonb,
+    message       bytea NOT NULL,  -- UTF-8
+    metadata      bytea,           -- orjson
     PRIMARY KEY (experiment_id, seq)
 );
 
@@ -54,30 +56,30 @@ CREATE TABLE metrics (
     experiment_id bigint NOT NULL REFERENCES experiments (id) ON DELETE CASCADE,
     name          text NOT NULL,
     next_index    bigint NOT NULL DEFAULT 0,  -- contiguous indices, per metric
-    doc           jsonb NOT NULL,             -- metrics/<name>/metadata.json
+    doc           bytea NOT NULL,             -- metrics/<name>/metadata.json (orjson)
     UNIQUE (experiment_id, name)
 );
 
 -- Metric rows in chunks of columns (at most 4,096 rows; a chunk never spans two batches).
+--   layout: orjson {"keys": [every column, in the rows' order], "floats": [positions in keys],
+--           "ints": [positions in keys]}
 --   ts:     n float64 (little-endian), the rows' _ts
---   floats: for each name in float_keys, n float64: columns of only floats
---   ints:   for each name in int_keys, n int64: columns of only integers (no bool)
+--   floats: n float64 per column of only floats, in the order of layout.floats
+--   ints:   n int64 per column of only integers (no bool), in the order of layout.ints
 --   json:   orjson {key: [n values]} for every other column; rows lacking a key are listed
 --           under the key "\u0000absent" as {key: [row offsets]}
---   stats:  {key: [rows with the key, numeric rows, min, max, last value]} (non-finite as strings)
+--   stats:  orjson {key: [rows with the key, numeric rows, min, max, last value]}
 CREATE TABLE metric_chunks (
     metric_id   bigint NOT NULL REFERENCES metrics (id) ON DELETE CASCADE,
     first_index bigint NOT NULL,
     n           integer NOT NULL,
     created_at  double precision NOT NULL,
-    keys        text[] NOT NULL,   -- every column, in the order of the rows' fields
+    layout      bytea NOT NULL,
     ts          bytea NOT NULL,
-    float_keys  text[] NOT NULL,
     floats      bytea NOT NULL,
-    int_keys    text[] NOT NULL,
     ints        bytea NOT NULL,
     json        bytea,
-    stats       jsonb NOT NULL,
+    stats       bytea NOT NULL,
     PRIMARY KEY (metric_id, first_index)
 );
 
@@ -85,7 +87,7 @@ CREATE TABLE files (
     experiment_id bigint NOT NULL REFERENCES experiments (id) ON DELETE CASCADE,
     id            text NOT NULL,
     seq           bigserial,      -- the order entries were stored in
-    entry         jsonb NOT NULL, -- an entry of files/.files_metadata.json
+    entry         bytea NOT NULL, -- an entry of files/.files_metadata.json (orjson)
     PRIMARY KEY (experiment_id, id)
 );
 
