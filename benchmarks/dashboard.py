@@ -214,7 +214,7 @@ def main(argv: List[str] | None = None) -> int:
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)
     if a.quick:
-        a.metrics, a.rows, a.repeat, a.live_seconds = 12, 500, 1, 4
+        a.metrics, a.rows, a.repeat, a.live_seconds = 12, 500, 1, 8
     from playwright.sync_api import sync_playwright
 
     from ml_dash.server import run_in_thread

@@ -25,7 +25,7 @@ from ._errors import (
     RemoteError,
     ValueTooLarge,
 )
-from ._experiment import Experiment, ml_dash_experiment
+from ._experiment import Experiment, OperationMode, ml_dash_experiment
 from ._files import FileInfo
 from ._run_info import RUN
 
@@ -33,6 +33,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Experiment",
+    "OperationMode",
     "ml_dash_experiment",
     "RUN",
     "Config",

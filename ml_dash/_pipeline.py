@@ -101,6 +101,10 @@ class Pipeline:
         q.append(event)
         return True
 
+    def wake(self) -> None:
+        """Ask the worker to write what is queued now, without waiting for it."""
+        self._wake.set()
+
     def put_log(self, event: LogEvent) -> bool:
         """Queue a log event; its message counts against ``queue_max_bytes`` as well."""
         nbytes = len(event.message)

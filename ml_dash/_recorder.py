@@ -40,6 +40,11 @@ class Recorder:
         self._owns_status = True
         #: The automatic captures (``_capture.start``), set once the run started; stopped first at close.
         self.captures: Optional[Any] = None
+        #: The last explicit ``_ts`` or track timestamp, which ``_ts=-1`` repeats (upstream's rule).
+        self.last_ts: Optional[float] = None
+        self._summary_buffer: Optional[Any] = None
+        #: ``exp.metrics`` (set by it): what ``metrics.buffer.log_summary()`` logs through.
+        self.metrics: Optional[Any] = None
 
     @property
     def mode(self) -> str:
@@ -74,6 +79,14 @@ class Recorder:
         if self.running:
             self.flush()
         return self._get_sink().reader()
+
+    def summary_buffer(self) -> Any:
+        """The experiment's ``metrics.buffer`` (values kept for ``log_summary``), made on first use."""
+        if self._summary_buffer is None:
+            from ._summary import SummaryBuffer
+
+            self._summary_buffer = SummaryBuffer(lambda name: self.metrics(name))
+        return self._summary_buffer
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
