@@ -145,6 +145,10 @@ class PgCluster:
     def pg_ctl_start(self) -> None:
         self._pg("pg_ctl", "-D", str(self.data), "-l", str(self.data / "server.log"), "-w", "-t", "60", "start")
 
+    def pg_ctl_start_if_stopped(self) -> None:
+        if self._pg("pg_ctl", "-D", str(self.data), "status", check=False).returncode != 0:
+            self.pg_ctl_start()
+
     def stop(self, mode: str = "fast") -> None:
         """Stop the server; ``mode`` "immediate" is a crash (recovery from WAL at the next start)."""
         self._pg("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop", check=False)
@@ -229,13 +233,11 @@ class WeedS3:
                 time.sleep(0.2)
 
     def stop(self) -> None:
+        """Kill the server (its data folder stays: :meth:`start` brings it back on the same ports).
+        SeaweedFS takes many seconds over a SIGTERM; a test server's clean shutdown buys nothing."""
         if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
 
     def destroy(self) -> None:
         self.stop()
