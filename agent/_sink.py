@@ -110,6 +110,10 @@ class RemoteSink:
         """Append one metric's rows (worker thread): no per-row tuple on the way."""
         self._session().append_metric_rows(name, rows)
 
+    def write_tracks(self, topic: str, rows: List[Dict[str, Any]]) -> None:
+        """Append one track topic's entries (worker thread)."""
+        self._session().append_track_rows(topic, rows)
+
     def sync(self) -> None:
         """fsync what is spooled (``exp.flush()``); the group commit does it within fsync_interval anyway."""
         if self._writer is not None and self._pid == os.getpid():

@@ -13,6 +13,7 @@ from ._logs import LogBuilder, merge_metadata
 from ._names import parse_prefix
 from ._ops import Files, Logs, Metrics, Params, make_log_event
 from ._recorder import Recorder
+from ._tracks import Tracks
 from ._values import normalize_fields
 
 TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations here are strings anyway
@@ -232,6 +233,7 @@ class Experiment:
         self.metrics = Metrics(self._rec)
         self.logs = Logs(self._rec)
         self.files = Files(self._rec)
+        self.tracks = Tracks(self._rec)
         from ._files import new_file_id
 
         self._run_id = new_file_id()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ._events import ExperimentEvent, FileEvent, LogEvent, ParamsEvent, SinkWriteError, StatusEvent
+from ._events import ExperimentEvent, FileDeleteEvent, FileEvent, LogEvent, ParamsEvent, SinkWriteError, StatusEvent
 from ._files import Source, snapshot
 from ._names import Prefix
 from ._store import ExperimentReader, ExperimentWriter
@@ -45,17 +45,32 @@ class LocalSink:
         with w.lock():
             w.append_metric(name, rows, time.time())
 
+    def write_tracks(self, topic: str, rows: List[dict]) -> None:
+        w = self._writer
+        with w.lock():
+            w.append_track(topic, rows, time.time())
+
+    def stored_track_topic(self, folder: str) -> Optional[str]:
+        """The topic stored in ``tracks/<folder>`` (None when there is none): a new topic that maps
+        to the same folder is refused at the call."""
+        from ._store._jsonio import read_json
+
+        meta = read_json(self._writer.paths.tracks_dir / folder / "metadata.json", {})
+        topic = meta.get("topic") if isinstance(meta, dict) else None
+        return topic if isinstance(topic, str) else None
+
     def write(self, events: List[Event]) -> None:
         """Apply a batch under one lock. Each file is written on its own, so a failure in one
         (say, a full disk while appending logs) does not lose the others; failures are reported
         together as one SinkWriteError with the count of events not stored.
 
         Order: experiment records and parameters as they came, then the batch's log lines in one
-        append, then its file entries in one rewrite, then status changes, so that COMPLETED is
-        written after the data it completes.
+        append, then its file entries in one rewrite, then its file deletions, then status changes,
+        so that COMPLETED is written after the data it completes.
         """
         logs: List[tuple] = []
         files: List[Dict[str, Any]] = []
+        deletes: List[tuple] = []
         first: List[tuple] = []
         last: List[tuple] = []
         failed = 0
@@ -65,6 +80,8 @@ class LocalSink:
                 logs.append(event)
             elif type(event) is FileEvent:
                 files.append(event.entry)
+            elif type(event) is FileDeleteEvent:
+                deletes.append((event.file_id, event.ts))
             elif type(event) is StatusEvent:
                 last.append(event)
             elif type(event) in _SINGLE:
@@ -78,6 +95,8 @@ class LocalSink:
             ops.append((_append_logs, logs, len(logs)))
         if files:
             ops.append((_add_files, files, len(files)))
+        if deletes:
+            ops.append((_delete_files, deletes, len(deletes)))
         ops += [(_set_status, e, 1) for e in last]
         with w.lock():
             for apply, arg, count in ops:
@@ -115,6 +134,10 @@ def _add_files(w: ExperimentWriter, entries: List[Dict[str, Any]]) -> None:
     w.add_files(entries)
 
 
+def _delete_files(w: ExperimentWriter, deletions: List[tuple]) -> None:
+    w.delete_files(deletions)
+
+
 def _set_status(w: ExperimentWriter, e: StatusEvent) -> None:
     w.set_status(e.status, e.ts, e.reason)
 
@@ -130,7 +153,19 @@ class LocalReader(ExperimentReader):
     """ExperimentReader plus download, the read interface the SDK uses in both modes."""
 
     def download(self, entry: Dict[str, Any], dest: Path) -> Path:
-        import shutil
+        """Copy a stored file to ``dest`` (folders made; replaced atomically), checking its sha256."""
+        import hashlib
 
-        shutil.copyfile(self.file_path(entry), dest)
+        from ._atomic import replacing
+
+        dest = Path(dest)
+        digest = hashlib.sha256()
+        with open(self.file_path(entry), "rb") as src, replacing(dest) as out:
+            for chunk in iter(lambda: src.read(1 << 20), b""):
+                digest.update(chunk)
+                out.write(chunk)
+            want = entry.get("checksum")
+            if want and digest.hexdigest() != want:  # the block fails: dest is left as it was
+                raise OSError(f"stored file {entry.get('filename')!r} (id {entry.get('id')}) does not match "
+                              f"its checksum; not copied")
         return dest

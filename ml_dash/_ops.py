@@ -84,6 +84,9 @@ class MetricBuilder:
     __slots__ = ("name", "queue", "_pipe", "_wake_at", "_rec", "_limit", "_summary", "description", "tags",
                  "metadata")
 
+    #: The Sink method the pipeline hands this metric's rows to.
+    sink_method = "write_metrics"
+
     def __init__(self, rec: Recorder, name: Optional[str]):
         self._rec = rec
         self.name = name

@@ -38,6 +38,8 @@ class Recorder:
         self._sink: Optional[Sink] = None
         #: False in a forked child: the child writes its events but never changes the run's status.
         self._owns_status = True
+        #: Hybrid mode: the Experiment was given both dash_url and dash_root (see ``mode``).
+        self.hybrid = False
         #: The automatic captures (``_capture.start``), set once the run started; stopped first at close.
         self.captures: Optional[Any] = None
         #: The last explicit ``_ts`` or track timestamp, which ``_ts=-1`` repeats (upstream's rule).
@@ -48,7 +50,10 @@ class Recorder:
 
     @property
     def mode(self) -> str:
-        return "remote" if self.config.dash_url else "local"
+        """"local", "remote", or "hybrid" (both: set by the Experiment when given dash_url and dash_root)."""
+        if not self.config.dash_url:
+            return "local"
+        return "hybrid" if self.hybrid else "remote"
 
     @property
     def running(self) -> bool:
@@ -62,6 +67,15 @@ class Recorder:
                 from .agent import open_remote_sink  # imports the agent: only in remote mode
 
                 self._sink = open_remote_sink(self.config, self.parts)
+            elif self.mode == "hybrid":
+                from pathlib import Path
+
+                from ._hybrid import HybridSink
+                from ._local_sink import LocalSink
+                from .agent import open_remote_sink
+
+                self._sink = HybridSink(LocalSink(Path(self.config.dash_root), self.parts),
+                                        open_remote_sink(self.config, self.parts))
             else:
                 from pathlib import Path
 
@@ -73,6 +87,11 @@ class Recorder:
     def stage_file(self, source: Source, entry: Dict[str, Any]) -> Tuple[int, str]:
         """Copy a file's bytes where the sink keeps them (caller's thread); returns (size, sha256)."""
         return self._get_sink().stage_file(source, entry)
+
+    def stored_track_topic(self, folder: str) -> Optional[str]:
+        """The topic the local store keeps in ``tracks/<folder>``, if any (None in remote mode)."""
+        ask = getattr(self._get_sink(), "stored_track_topic", None)
+        return None if ask is None else ask(folder)
 
     def reader(self) -> Reader:
         """The read interface, after everything logged so far is stored."""

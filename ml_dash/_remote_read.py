@@ -118,6 +118,19 @@ class RemoteReader:
         """File entries, optionally only those under ``path``."""
         return list(self._get("files", path=path).get("files") or [])
 
+    def track_topics(self) -> List[str]:
+        """Topics with entries."""
+        return list(self._get("tracks").get("tracks") or [])
+
+    def track_entries(self, topic: str, start: Optional[float] = None, end: Optional[float] = None) -> List[dict]:
+        """Entries ``{"timestamp", ...}`` with ``start <= timestamp <= end``, in timestamp order."""
+        out = []
+        for e in self._paged("track", "entries", 0, None, topic=topic):
+            t = e.get("timestamp")
+            if (start is None or t >= start) and (end is None or t <= end):
+                out.append(decode_nonfinite(e))
+        return out
+
     def download(self, entry: Dict[str, Any], dest: Path) -> Path:
         """Stream a file's bytes to ``dest`` (written to a temporary file, then renamed)."""
         dest = Path(dest)

@@ -33,6 +33,10 @@ class Reader(Protocol):
 
     def files(self, path: Optional[str] = None) -> List[Dict[str, Any]]: ...
 
+    def track_topics(self) -> List[str]: ...
+
+    def track_entries(self, topic: str, start: Optional[float] = None, end: Optional[float] = None) -> List[Dict[str, Any]]: ...
+
     def download(self, entry: Dict[str, Any], dest: Path) -> Path: ...
 
 
@@ -49,6 +53,9 @@ class Sink(Protocol):
 
     def write_metrics(self, name: Optional[str], rows: List[Dict[str, Any]]) -> None:
         """Store one metric's rows (the user's fields plus ``"_ts"``), in order."""
+
+    def write_tracks(self, topic: str, rows: List[Dict[str, Any]]) -> None:
+        """Store one track topic's entries (the user's fields plus ``"_ts"``, the entry's timestamp)."""
 
     def write(self, events: List[Event]) -> None:
         """Store a batch of events, in order. One bad event must not lose the others: store the

@@ -309,6 +309,8 @@ _reader_route("/api/v1/logs", "logs", "start", "limit", "level")
 _reader_route("/api/v1/metrics", "metric_names")
 _reader_route("/api/v1/metric", "metric_rows", "name", "start", "limit")
 _reader_route("/api/v1/files", "files", "path")
+_reader_route("/api/v1/tracks", "track_topics")
+_reader_route("/api/v1/track", "track_entries", "topic", "start", "limit")
 
 
 @routes.get("/api/v1/file")
