@@ -131,6 +131,23 @@ def pg_s3_settings(pg_database, s3_server, tmp_path):
 STORES = ["embedded", "postgres"]
 
 
+def layout_of(root: Path, settings, dest: Path) -> Path:
+    """A local layout of what a server stored: its root (the embedded store), or an export of the
+    PostgreSQL store into ``dest`` (what ``ml-dash server export`` writes)."""
+    if settings is None:
+        return root
+    from ml_dash.server.limits import Limits
+    from ml_dash.server.stores.portability import export_store
+    from ml_dash.server.stores.postgres import PgBackend
+
+    backend = PgBackend.open(settings, None, Limits())
+    try:
+        export_store(backend, dest, say=lambda _msg: None)
+    finally:
+        backend.close()
+    return dest
+
+
 @pytest.fixture(params=STORES)
 def store_settings(request):
     """Each store in turn: None (the embedded store under the server's root) or a PostgreSQL store."""

@@ -6,6 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from ..conftest import layout_of
+
 from ml_dash.server import Limits, create_token, run_in_thread
 
 
@@ -20,7 +22,8 @@ def server(tmp_path, store_settings):
     kind = "embedded" if store_settings is None else "postgres"
     try:
         yield SimpleNamespace(url=handle.url, root=root, token=alice, alice=alice, bob=bob, handle=handle,
-                              kind=kind, settings=store_settings)
+                              kind=kind, settings=store_settings,
+                              layout=lambda: layout_of(root, store_settings, tmp_path / "exported"))
     finally:
         handle.stop()
 

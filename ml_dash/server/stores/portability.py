@@ -32,7 +32,8 @@ from ..._names import parse_prefix
 from ..._store import ExperimentReader, list_experiments
 from ..._store._encode import encode_lines, encode_metric_rows
 from ..._store._jsonio import atomic_write_json, iso_utc, read_json
-from ..._store._layout import ExperimentPaths, UNNAMED_METRIC
+from ..._store._layout import ExperimentPaths
+from ..._values import encode_nonfinite
 from ..index import server_dir
 
 __all__ = ["import_root", "export_store"]
@@ -97,8 +98,6 @@ def _metric_runs(reader: ExperimentReader, name: Optional[str]) -> Iterator[Tupl
     try:
         yield from runs(streamed())
     except _Irregular:  # an upstream tree (duplicates, NaN literals, torn lines): the tolerant reader
-        from ..._values import encode_nonfinite
-
         rows = reader.metric_rows(name)
         yield from runs({"index": r["index"], "data": encode_nonfinite(r["data"]), "createdAt": r.get("createdAt")}
                         for r in rows)
@@ -185,6 +184,16 @@ def import_root(src: Path | str, backend, say: Callable[[str], None] = print) ->
                         counts["rows"] += len(rows)
                 doc["nextIndex"] = doc["totalDataPoints"] = end
                 cur.execute("UPDATE metrics SET next_index = %s, doc = %s WHERE id = %s", (end, orjson.dumps(doc), metric_id))
+            for topic in reader.track_topics():
+                tdoc = read_json(reader.paths.track_dir(topic) / "metadata.json", {})
+                entries = reader.track_entries(topic)
+                track_id = cur.execute("INSERT INTO tracks (experiment_id, topic, folder, doc) VALUES (%s, %s, %s, %s)"
+                                       " RETURNING id", (exp_id, topic, topic.replace("/", "_"),
+                                                         orjson.dumps(tdoc if isinstance(tdoc, dict) else {}))).fetchone()[0]
+                with cur.copy("COPY track_entries (track_id, seq, timestamp, entry) FROM STDIN (FORMAT BINARY)") as cp:
+                    cp.set_types(["int8", "int8", "float8", "bytea"])
+                    for i, e in enumerate(entries):
+                        cp.write_row((track_id, i, e["timestamp"], orjson.dumps(encode_nonfinite(e))))
             for entry in reader.files(include_deleted=True):
                 try:
                     path = reader.file_path(entry)
@@ -262,6 +271,15 @@ def export_store(backend, dest: Path | str, say: Callable[[str], None] = print) 
                     fh.flush()
                     os.fsync(fh.fileno())
                 atomic_write_json(mdir / "metadata.json", orjson.loads(mdoc))
+            for track_id, topic, tdoc in conn.execute("SELECT id, topic, doc FROM tracks WHERE experiment_id = %s",
+                                                      (exp_id,)).fetchall():
+                tdir = paths.track_dir(topic)
+                tdir.mkdir(parents=True, exist_ok=True)
+                with open(tdir / "data.jsonl", "wb") as fh, conn.cursor(name=f"track{track_id}") as cur:
+                    cur.execute("SELECT entry FROM track_entries WHERE track_id = %s ORDER BY seq", (track_id,))
+                    for (line,) in cur:
+                        fh.write(bytes(line) + b"\n")
+                atomic_write_json(tdir / "metadata.json", orjson.loads(tdoc))
             entries = [orjson.loads(r[0]) for r in conn.execute(
                 "SELECT entry FROM files WHERE experiment_id = %s ORDER BY seq", (exp_id,)).fetchall()]
         for entry in entries:

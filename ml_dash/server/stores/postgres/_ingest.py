@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import orjson
 
@@ -28,6 +28,9 @@ from ....server.batch import Batch
 from ....server.errors import ApiError
 from ....server.ingest import Plan, plan_batch
 from ....server.limits import Limits
+from ...._store._jsonio import iso_utc
+from ...._store._writer import _flatten_track as flatten_track
+from ...._values import encode_nonfinite
 from . import _docs
 from ._chunks import chunks_of
 
@@ -131,6 +134,14 @@ def _apply(cur, batch: Batch, plan: Plan, now: float) -> None:
     for entry, _checksum in plan.files:  # idempotent by id: the first upload of an id stays
         cur.execute("INSERT INTO files (experiment_id, id, entry) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
                     (exp_id, entry["id"], _jsonb(entry)))
+    for topic, rows in plan.tracks.items():
+        _track(cur, exp_id, topic, rows, now)
+    for file_id, ts in plan.deletes:  # soft delete: deletedAt set, the bytes kept
+        row = cur.execute("SELECT entry FROM files WHERE experiment_id = %s AND id = %s", (exp_id, file_id)).fetchone()
+        entry = _doc(row[0]) if row else None
+        if entry is not None and not entry.get("deletedAt"):
+            entry["deletedAt"] = entry["updatedAt"] = iso_utc(ts)
+            cur.execute("UPDATE files SET entry = %s WHERE experiment_id = %s AND id = %s", (_jsonb(entry), exp_id, file_id))
     if doc_changed:
         cur.execute("UPDATE experiments SET doc = %s, next_log_seq = %s, updated_at = %s WHERE id = %s",
                     (_jsonb(doc), next_log, now, exp_id))
@@ -138,9 +149,47 @@ def _apply(cur, batch: Batch, plan: Plan, now: float) -> None:
         cur.execute("UPDATE experiments SET next_log_seq = %s, updated_at = %s WHERE id = %s", (next_log, now, exp_id))
 
 
-def _metrics(cur, exp_id: int, plan: Plan, now: float) -> None:
-    from ...._store._jsonio import iso_utc
+def _track(cur, exp_id: int, topic: str, rows: List[Dict[str, Any]], now: float) -> None:
+    """Append a topic's entries as the local writer does (one batch's same-timestamp entries merged,
+    flattened, in timestamp order) and keep its metadata document."""
+    merged: Dict[Any, Dict[str, Any]] = {}
+    for row in rows:
+        data = dict(row)
+        stamp = data.pop("_ts")
+        flat = flatten_track(data)
+        if stamp in merged:
+            merged[stamp].update(flat)
+        else:
+            merged[stamp] = flat
+    entries = [{"timestamp": stamp, **merged[stamp]} for stamp in sorted(merged)]
+    folder = topic.replace("/", "_")
+    cur.execute("INSERT INTO tracks (experiment_id, topic, folder, doc) VALUES (%s, %s, %s, %s)"
+                " ON CONFLICT (experiment_id, topic) DO NOTHING",
+                (exp_id, topic, folder, _jsonb({"trackId": f"local-track-{folder}", "topic": topic, "columns": [],
+                                                "totalEntries": 0, "firstTimestamp": None, "lastTimestamp": None,
+                                                "createdAt": iso_utc(now)})))
+    track_id, meta = cur.execute("SELECT id, doc FROM tracks WHERE experiment_id = %s AND topic = %s",
+                                 (exp_id, topic)).fetchone()
+    meta = _doc(meta)
+    seq = meta.get("totalEntries") or 0
+    with cur.copy("COPY track_entries (track_id, seq, timestamp, entry) FROM STDIN (FORMAT BINARY)") as cp:
+        cp.set_types(["int8", "int8", "float8", "bytea"])
+        for i, e in enumerate(entries, seq):
+            cp.write_row((track_id, i, e["timestamp"], orjson.dumps(e)))
+    columns = set(meta.get("columns") or [])
+    for e in entries:
+        columns.update(k for k in e if k != "timestamp")
+    first, last = entries[0]["timestamp"], entries[-1]["timestamp"]
+    old_first, old_last = meta.get("firstTimestamp"), meta.get("lastTimestamp")
+    meta["columns"] = sorted(columns)
+    meta["totalEntries"] = seq + len(entries)
+    meta["firstTimestamp"] = first if not isinstance(old_first, (int, float)) else min(first, old_first)
+    meta["lastTimestamp"] = last if not isinstance(old_last, (int, float)) else max(last, old_last)
+    meta["updatedAt"] = iso_utc(now)
+    cur.execute("UPDATE tracks SET doc = %s WHERE id = %s", (_jsonb(encode_nonfinite(meta)), track_id))
 
+
+def _metrics(cur, exp_id: int, plan: Plan, now: float) -> None:
     created = iso_utc(now)
     targets = []  # no other statement may run while the COPY is open: look the metrics up first
     for name, parts in plan.metrics.items():

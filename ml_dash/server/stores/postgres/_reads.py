@@ -157,6 +157,36 @@ class PgReads:
                 out.append({"index": i, "data": data, "createdAt": when})
         return out
 
+    def track_topics(self, prefix: str) -> Dict[str, Any]:
+        rows = self._all("SELECT t.topic FROM tracks t JOIN experiments e ON e.id = t.experiment_id"
+                         " WHERE e.prefix = %s ORDER BY t.folder", (_prefix(prefix),))
+        return {"tracks": [r[0] for r in rows]}
+
+    def track_merged(self, prefix: str, topic: str) -> List[dict]:
+        """Every entry of a topic in timestamp order, same-timestamp entries merged (later wins)."""
+        rows = self._all("SELECT te.timestamp, te.entry FROM track_entries te JOIN tracks t ON t.id = te.track_id"
+                         " JOIN experiments e ON e.id = t.experiment_id WHERE e.prefix = %s AND t.topic = %s"
+                         " ORDER BY te.timestamp, te.seq", (_prefix(prefix), topic))
+        merged: Dict[float, dict] = {}
+        for stamp, raw in rows:
+            rec = orjson.loads(raw)
+            if stamp in merged:
+                merged[stamp].update(rec)
+            else:
+                merged[stamp] = rec
+        return list(merged.values())
+
+    def track_entries(self, prefix: str, topic: Optional[str], start: Any, limit: Any) -> Dict[str, Any]:
+        """One page of a topic's entries in timestamp order (same-timestamp entries merged)."""
+        start, limit = self.page_args(start, limit)
+        try:
+            topic = check_relpath(topic or "", "track topic")
+        except InvalidPrefix as exc:
+            raise ApiError(400, "invalid_name", str(exc)) from None
+        entries = self.track_merged(prefix, topic)
+        page = entries[start:start + limit]
+        return {"entries": page, "next": start + limit if start + limit < len(entries) else None}
+
     def files(self, prefix: str, path: Optional[str], include_deleted: bool = False) -> Dict[str, Any]:
         want = None
         if path and path.strip("/"):

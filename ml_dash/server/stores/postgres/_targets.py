@@ -34,6 +34,7 @@ class PgTargets:
         self._ids: Optional[Set[str]] = None
         self._files: Set[Tuple[str, ...]] = set()
         self._dirs: Set[Tuple[str, ...]] = set()
+        self._track_folders: Dict[str, str] = {}
 
     def ban(self, group: Tuple, code: str, message: str) -> None:
         self._banned[group] = Refused(code, message)
@@ -50,6 +51,21 @@ class PgTargets:
 
     def params(self) -> None:
         self._check_ban(("params",))
+
+    def files_listing(self) -> None:
+        self._check_ban(("files",))
+
+    def track(self, topic: str) -> None:
+        """The topic's folder (``/`` as ``_``) holds this topic or nothing, here and in this batch."""
+        self._check_ban(("track", topic))
+        folder = topic.replace("/", "_")
+        other = self._track_folders.setdefault(folder, topic)
+        if other == topic:
+            row = self._cur.execute("SELECT t.topic FROM tracks t JOIN experiments e ON e.id = t.experiment_id"
+                                    " WHERE e.prefix = %s AND t.folder = %s", (self._prefix, folder)).fetchone()
+            other = row[0] if row else topic
+        if other != topic:
+            raise Refused(CONFLICT, f"track topic {topic!r} would share the folder tracks/{folder} with {other!r}")
 
     def metric(self, name: Optional[str]) -> None:
         self._check_ban(("metric", name))
