@@ -124,7 +124,9 @@ class PgCluster:
         return subprocess.run([*self._prefix, str(self.bin / tool), *args], capture_output=True, text=True,
                               check=check, timeout=timeout, cwd="/")
 
-    def start(self) -> "PgCluster":
+    def start(self, durable: bool = False) -> "PgCluster":
+        """initdb and start; ``durable``: PostgreSQL's default durability (benchmarks), else fsync
+        off (tests)."""
         self.base.mkdir(parents=True, exist_ok=True)
         os.chmod(self.base, 0o755)
         self.sock.mkdir()
@@ -138,7 +140,9 @@ class PgCluster:
         # since a commit still writes its WAL before it returns). Benchmarks use the defaults.
         with open(self.data / "postgresql.conf", "a") as fh:
             fh.write(f"\nlisten_addresses = '127.0.0.1'\nport = {self.port}\nunix_socket_directories = '{self.sock}'\n"
-                     "fsync = off\nfull_page_writes = off\nmax_connections = 200\nshared_buffers = 64MB\n")
+                     "max_connections = 200\n")
+            if not durable:
+                fh.write("fsync = off\nfull_page_writes = off\nshared_buffers = 64MB\n")
         self.pg_ctl_start()
         return self
 

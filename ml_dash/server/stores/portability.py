@@ -40,9 +40,9 @@ __all__ = ["import_root", "export_store"]
 
 log = logging.getLogger("ml_dash.server")
 
-_COPY_CHUNKS = ("COPY metric_chunks (metric_id, first_index, n, created_at, layout, ts, floats, ints, json, stats)"
-                " FROM STDIN (FORMAT BINARY)")
-_CHUNK_TYPES = ["int8", "int8", "int4", "float8", "bytea", "bytea", "bytea", "bytea", "bytea", "bytea"]
+_COPY_CHUNKS = ("COPY metric_chunks (metric_id, first_index, n, created_at, layout, ts, floats, ints, json, stats,"
+                " num_stats) FROM STDIN (FORMAT BINARY)")
+_CHUNK_TYPES = ["int8", "int8", "int4", "float8", "bytea", "bytea", "bytea", "bytea", "bytea", "bytea", "bytea"]
 _COPY_LOGS = "COPY logs (experiment_id, seq, ts, level, message, metadata) FROM STDIN (FORMAT BINARY)"
 _LOG_TYPES = ["int8", "int8", "float8", "text", "bytea", "bytea"]
 

@@ -26,13 +26,67 @@ import orjson
 
 from ...._store._encode import ColumnRows
 
-__all__ = ["CHUNK_ROWS", "Chunk", "chunks_of", "decode_rows", "ABSENT", "combine_stats"]
+__all__ = ["CHUNK_ROWS", "Chunk", "chunks_of", "decode_rows", "ABSENT", "combine_stats", "numeric_column",
+           "numeric_values", "MISSING", "missing_mask", "summarize"]
 
 CHUNK_ROWS = 4096
 ABSENT = "\u0000absent"
 _INT64 = (-(2**63), 2**63 - 1)
 _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 _NUMERIC = (int, float)
+
+
+_MISSING_BITS = np.uint64(0x7FF8DEADBEEF0001)
+#: A row without a number in a field: a quiet NaN with a payload of its own, so a stored NaN (a
+#: real value) and "no value" stay apart (the same sentinel as the local read model's).
+MISSING = np.array([_MISSING_BITS], dtype=np.uint64).view(np.float64)[0]
+_NUMBERS = frozenset((float, int, bool))
+
+
+def missing_mask(values: np.ndarray) -> np.ndarray:
+    return values.view(np.uint64) == _MISSING_BITS
+
+
+def _text_number(v: str) -> Optional[float]:
+    f = _NONFINITE.get(v)
+    if f is not None:
+        return f
+    body = v[1:] if v[:1] == "-" else v
+    return float(v) if body.isdigit() and body.isascii() else None  # an integer beyond 64 bits
+
+
+def numeric_column(col: list, absent: Optional[List[int]] = None) -> np.ndarray:
+    """A column as float64: numbers as they are, "NaN"/"Infinity" strings as floats, anything
+    else (null, text, nested, a row without the key) as :data:`MISSING`."""
+    if not absent and set(map(type, col)) <= _NUMBERS:
+        return np.array(col, dtype=np.float64)
+    out = np.empty(len(col), dtype=np.float64)
+    for i, v in enumerate(col):
+        t = type(v)
+        if t is float or t is int or t is bool:
+            out[i] = v
+        elif t is str:
+            f = _text_number(v)
+            out[i] = MISSING if f is None else f
+        else:
+            out[i] = MISSING
+    if absent:
+        out[absent] = MISSING
+    return out
+
+
+def summarize(values: np.ndarray) -> np.ndarray:
+    """[rows with a number, non-NaN numbers, min, max, last number] of a float64 column."""
+    present = ~missing_mask(values)
+    finite = present & ~np.isnan(values)
+    n = int(present.sum())
+    out = np.full(5, np.nan)
+    out[0], out[1] = n, int(finite.sum())
+    if out[1]:
+        out[2], out[3] = values[finite].min(), values[finite].max()
+    if n:
+        out[4] = values[np.flatnonzero(present)[-1]]
+    return out
 
 
 def _json_number(v: float) -> Any:
@@ -44,7 +98,7 @@ def _json_number(v: float) -> Any:
 class Chunk:
     """One chunk ready for COPY: see the module doc and ``migrations/0001_initial.sql``."""
 
-    __slots__ = ("n", "keys", "ts", "float_keys", "floats", "int_keys", "ints", "json", "stats")
+    __slots__ = ("n", "keys", "ts", "float_keys", "floats", "int_keys", "ints", "json", "stats", "num_stats")
 
     def __init__(self, keys: Sequence[str], columns: Sequence[list], ts: list, absent: Optional[Dict[str, List[int]]] = None):
         n = len(ts)
@@ -57,14 +111,17 @@ class Chunk:
         ints: List[bytes] = []
         other: Dict[str, list] = {}
         stats: Dict[str, list] = {}
-        for key, col in zip(self.keys, columns):
+        nums = np.empty((len(self.keys), 5))
+        for j, (key, col) in enumerate(zip(self.keys, columns)):
             kinds = set(map(type, col))
             if not (absent and key in absent):
                 if kinds == {float}:
                     arr = np.array(col, dtype=np.float64)
                     floats.append(arr.tobytes())
                     self.float_keys.append(key)
-                    stats[key] = [n, n, float(arr.min()), float(arr.max()), col[-1]]
+                    lo, hi = float(arr.min()), float(arr.max())
+                    stats[key] = [n, n, lo, hi, col[-1]]
+                    nums[j] = (n, n, lo, hi, col[-1])
                     continue
                 if kinds == {int}:
                     lo, hi = min(col), max(col)
@@ -72,9 +129,13 @@ class Chunk:
                         ints.append(array("q", col).tobytes())
                         self.int_keys.append(key)
                         stats[key] = [n, n, lo, hi, col[-1]]
+                        nums[j] = (n, n, lo, hi, col[-1])
                         continue
             other[key] = col
-            stats[key] = _json_stats(col, absent.get(key) if absent else None)
+            gone = absent.get(key) if absent else None
+            stats[key] = _json_stats(col, gone)
+            nums[j] = summarize(numeric_column(col, gone))
+        self.num_stats = nums.tobytes()
         self.floats = b"".join(floats)
         self.ints = b"".join(ints)
         if absent:
@@ -86,7 +147,7 @@ class Chunk:
         pos = {k: i for i, k in enumerate(self.keys)}
         layout = {"keys": self.keys, "floats": [pos[k] for k in self.float_keys], "ints": [pos[k] for k in self.int_keys]}
         return (metric_id, first_index, self.n, created, orjson.dumps(layout), self.ts, self.floats, self.ints,
-                self.json, orjson.dumps(self.stats))
+                self.json, orjson.dumps(self.stats), self.num_stats)
 
 
 def _json_stats(col: list, absent: Optional[List[int]]) -> list:
@@ -215,6 +276,32 @@ def _columns(record: tuple, lo: int, hi: int) -> Tuple[List[str], List[list], Li
                 absent[k] = offs
     ts_list = np.frombuffer(ts, "<f8", count=hi - lo, offset=lo * 8).tolist()
     return list(keys), [by_key[k] for k in keys], ts_list, absent
+
+
+def numeric_values(record: tuple, key: str, lo: int, hi: int, layouts: Optional[dict] = None) -> np.ndarray:
+    """Rows lo..hi of one key of a stored chunk as float64 (see :func:`numeric_column`);
+    ``key`` "_ts" is the rows' time. ``layouts`` caches parsed layouts between calls."""
+    n, layout, ts, floats, ints, js = record
+    if key == "_ts":
+        return np.frombuffer(ts, "<f8", count=hi - lo, offset=lo * 8).copy()
+    info = None if layouts is None else layouts.get(bytes(layout))
+    if info is None:
+        parsed = orjson.loads(layout)
+        keys = parsed["keys"]
+        info = ({keys[i]: j for j, i in enumerate(parsed["floats"])}, {keys[i]: j for j, i in enumerate(parsed["ints"])},
+                set(keys))
+        if layouts is not None:
+            layouts[bytes(layout)] = info
+    fpos, ipos, keys = info
+    if key in fpos:
+        return np.frombuffer(floats, "<f8", count=hi - lo, offset=(fpos[key] * n + lo) * 8).copy()
+    if key in ipos:
+        return np.frombuffer(ints, "<i8", count=hi - lo, offset=(ipos[key] * n + lo) * 8).astype(np.float64)
+    if key not in keys or js is None:
+        return np.full(hi - lo, MISSING)
+    other = orjson.loads(js)
+    gone = [o - lo for o in (other.get(ABSENT) or {}).get(key, []) if lo <= o < hi]
+    return numeric_column(other[key][lo:hi], gone)
 
 
 def decode_rows(record: tuple, lo: int, hi: int) -> List[dict]:

@@ -36,9 +36,9 @@ from ._chunks import chunks_of
 
 __all__ = ["ingest_batch"]
 
-_CHUNK_COPY = ("COPY metric_chunks (metric_id, first_index, n, created_at, layout, ts, floats, ints, json, stats)"
-               " FROM STDIN (FORMAT BINARY)")
-_CHUNK_TYPES = ["int8", "int8", "int4", "float8", "bytea", "bytea", "bytea", "bytea", "bytea", "bytea"]
+_CHUNK_COPY = ("COPY metric_chunks (metric_id, first_index, n, created_at, layout, ts, floats, ints, json, stats,"
+               " num_stats) FROM STDIN (FORMAT BINARY)")
+_CHUNK_TYPES = ["int8", "int8", "int4", "float8", "bytea", "bytea", "bytea", "bytea", "bytea", "bytea", "bytea"]
 _LOG_COPY = "COPY logs (experiment_id, seq, ts, level, message, metadata) FROM STDIN (FORMAT BINARY)"
 _LOG_TYPES = ["int8", "int8", "float8", "text", "bytea", "bytea"]
 

@@ -68,7 +68,10 @@ CREATE TABLE metrics (
 --   ints:   n int64 per column of only integers (no bool), in the order of layout.ints
 --   json:   orjson {key: [n values]} for every other column; rows lacking a key are listed
 --           under the key "\u0000absent" as {key: [row offsets]}
---   stats:  orjson {key: [rows with the key, numeric rows, min, max, last value]}
+--   stats:  orjson {key: [rows with the key, numeric rows, min, max, last value]} (JSON values)
+--   num_stats: per key of layout.keys, 5 float64: [rows with a number, rows with a non-NaN number,
+--           min, max, last number] (numbers: ints, floats, bools, "NaN"/"Infinity" strings), the
+--           summaries a chart's buckets are made of
 CREATE TABLE metric_chunks (
     metric_id   bigint NOT NULL REFERENCES metrics (id) ON DELETE CASCADE,
     first_index bigint NOT NULL,
@@ -80,8 +83,15 @@ CREATE TABLE metric_chunks (
     ints        bytea NOT NULL,
     json        bytea,
     stats       bytea NOT NULL,
+    num_stats   bytea NOT NULL,
     PRIMARY KEY (metric_id, first_index)
 );
+-- Column bytes are floats and integers, which compress poorly and are read in bulk by charts:
+-- kept out of line uncompressed (pglz decompression was most of a 1M-row read), so a read costs
+-- a copy and a part of one (substring) reads only its own pages.
+ALTER TABLE metric_chunks ALTER COLUMN ts SET STORAGE EXTERNAL;
+ALTER TABLE metric_chunks ALTER COLUMN floats SET STORAGE EXTERNAL;
+ALTER TABLE metric_chunks ALTER COLUMN ints SET STORAGE EXTERNAL;
 
 CREATE TABLE files (
     experiment_id bigint NOT NULL REFERENCES experiments (id) ON DELETE CASCADE,
