@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import orjson
 
-from ml_dash._events import ExperimentEvent, FileDeleteEvent, FileEvent, LogEvent, ParamsEvent, StatusEvent
+from ml_dash._events import ExperimentEvent, FileDeleteEvent, FileEvent, FileUpdateEvent, LogEvent, ParamsEvent, StatusEvent
 from ml_dash._values import encode_nonfinite
 
 __all__ = ["encode_items", "encode_track_rows", "gap_event", "batch_body", "compress", "ENCODINGS", "BUILDERS"]
@@ -42,6 +42,10 @@ def _file(seq: int, ev: FileEvent) -> Dict[str, Any]:
     }
 
 
+def _file_update(seq: int, e: FileUpdateEvent) -> Dict[str, Any]:
+    return {"seq": seq, "kind": "file_update", "ts": e.ts, "id": e.file_id, **e.changes}
+
+
 def _file_delete(seq: int, e: FileDeleteEvent) -> Dict[str, Any]:
     return {"seq": seq, "kind": "file_delete", "ts": e.ts, "id": e.file_id}
 
@@ -59,7 +63,7 @@ def _status(seq: int, e: StatusEvent) -> Dict[str, Any]:
 #: The wire event of each event class (metric rows go through ``_columns``).
 BUILDERS: Dict[type, Callable[[int, Any], Dict[str, Any]]] = {
     LogEvent: _log, ParamsEvent: _params, FileEvent: _file, ExperimentEvent: _experiment, StatusEvent: _status,
-    FileDeleteEvent: _file_delete,
+    FileDeleteEvent: _file_delete, FileUpdateEvent: _file_update,
 }
 
 

@@ -174,6 +174,8 @@ def bench_live(browser, url: str, root: Path, seconds: float, interval: float, r
         page.goto(f"{url}/e/bench/dashboard/live")
         page.wait_for_selector('.chart[data-key="live:v"] canvas', timeout=30_000)
         page.wait_for_timeout(seconds * 1000)
+        # a loaded machine may open the page late: wait for a few live draws past the first one
+        page.wait_for_function("(k) => (window.__drawn || []).length >= k", arg=4, timeout=90_000)
         drawn = page.evaluate("window.__drawn")
         ctx.close()
     finally:

@@ -32,6 +32,7 @@ event                         local mode (``_local_sink``)        remote mode (`
 :class:`LogEvent`             ``logs/logs.jsonl``                 ``log`` event
 :class:`FileEvent`            ``files/.files_metadata.json``      ``file`` event (+ blob upload)
 :class:`FileDeleteEvent`      ``deletedAt`` in the same file      ``file_delete`` event
+:class:`FileUpdateEvent`      the entry in the same file          ``file_update`` event
 metric rows                   ``metrics/<name>/data.jsonl``       columnar ``metrics`` records
 track entries                 ``tracks/<topic>/data.jsonl``       ``track`` events, one per entry
 ============================  ==================================  ===================================
@@ -78,7 +79,7 @@ else:
 
 
 __all__ = [
-    "LogEvent", "ParamsEvent", "FileEvent", "FileDeleteEvent", "ExperimentEvent", "StatusEvent", "FlushMarker",
+    "LogEvent", "ParamsEvent", "FileEvent", "FileDeleteEvent", "FileUpdateEvent", "ExperimentEvent", "StatusEvent", "FlushMarker",
     "SINK_EVENTS", "Event", "LEVELS", "LEVEL_NAMES", "STATUSES", "END_STATUSES", "SinkWriteError",
 ]
 
@@ -132,6 +133,15 @@ class FileDeleteEvent(NamedTuple):
     file_id: str
 
 
+class FileUpdateEvent(NamedTuple):
+    """``exp.files(file_id=..., description=..., tags=..., metadata=...).update()``: replace those
+    fields of a live file's entry (None: unchanged). Unknown or deleted ids change nothing."""
+
+    ts: float
+    file_id: str
+    changes: Dict[str, Any]
+
+
 class ExperimentEvent(NamedTuple):
     """The experiment's own record at start (create or merge): description, tags, bindrs, metadata."""
 
@@ -158,12 +168,13 @@ class FlushMarker(NamedTuple):
 
 #: Every kind a sink's ``write`` receives (a test checks that each sink handles all of them).
 SINK_EVENTS: Tuple[Type[tuple], ...] = (ExperimentEvent, StatusEvent, ParamsEvent, LogEvent, FileEvent,
-                                        FileDeleteEvent)
+                                        FileDeleteEvent, FileUpdateEvent)
 
 if TYPE_CHECKING:
     from typing import Union
 
-    Event = Union[ExperimentEvent, StatusEvent, ParamsEvent, LogEvent, FileEvent, FileDeleteEvent]
+    Event = Union[ExperimentEvent, StatusEvent, ParamsEvent, LogEvent, FileEvent, FileDeleteEvent,
+                  FileUpdateEvent]
 else:
     Event = tuple
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import enum
 import functools
 
 from . import _capture
 from ._config import Config, load_config
-from ._errors import InvalidDashUrl, InvalidPrefix, InvalidValue
+from ._errors import InvalidDashUrl, InvalidValue
 from ._events import STATUSES
+from ._dropin import Bindrs, OperationMode, resolve_prefix
 from ._logs import LogBuilder, merge_metadata
-from ._names import parse_prefix
 from ._ops import Files, Logs, Metrics, Params, make_log_event
 from ._recorder import Recorder
 from ._tracks import Tracks
@@ -22,45 +21,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 __all__ = ["Experiment", "RunControl", "OperationMode", "ml_dash_experiment", "STATUSES"]
-
-
-class OperationMode(str, enum.Enum):
-    """Where an experiment's data goes (``exp.mode``). A ``str``: ``exp.mode == "local"`` holds too.
-
-    LOCAL: the local store (``dash_root``). REMOTE: a server (``dash_url``), through the spool.
-    HYBRID: both (``dash_url`` and ``dash_root`` given): every event is stored locally and uploaded.
-    """
-
-    LOCAL = "local"
-    REMOTE = "remote"
-    HYBRID = "hybrid"
-
-    def __str__(self) -> str:
-        return self.value
-
-    __format__ = str.__format__
-
-
-class Bindrs(list):
-    """``exp.bindrs``: the experiment's bindrs (a list); ``exp.bindrs(name).list()`` lists the files
-    of one bindr (upstream's call)."""
-
-    def __init__(self, values: List[str], files: Any):
-        super().__init__(values)
-        self._files = files
-
-    def __call__(self, name: str) -> "_BindrFiles":
-        return _BindrFiles(self._files, name)
-
-
-class _BindrFiles:
-    def __init__(self, files: Any, name: str):
-        self._files = files
-        self._name = name
-
-    def list(self) -> List[Any]:
-        """Files of the experiment that belong to this bindr."""
-        return [f for f in self._files.list() if self._name in (f.get("bindrs") or [])]
 
 
 def _str_list(value: Optional[List[str]], what: str) -> Optional[List[str]]:
@@ -211,7 +171,7 @@ class Experiment:
             base = dataclasses.replace(base, dash_url=None)
         self.config: Config = base.with_overrides(dash_root=dash_root, dash_url=dash_url, token=token, offline=offline)
         remote_side = bool(self.config.dash_url)
-        self._prefix = _resolve_prefix(prefix, self.config, run_params, two_segments=not remote_side)
+        self._prefix = resolve_prefix(prefix, self.config, run_params, two_segments=not remote_side)
         if remote_side:
             from ._urls import check_dash_url  # remote mode only: keeps `import ml_dash` light
 
@@ -357,6 +317,11 @@ class Experiment:
         """The stored experiment record (description, tags, status and its timestamps, ...)."""
         return self._rec.reader().experiment()
 
+    def summary(self) -> Dict[str, Any]:
+        """Every metric with its row count, last index and per field last/min/max value, and the
+        numbers of log lines and files (``GET /api/v1/summary``, PROTOCOL.md)."""
+        return self._rec.reader().summary()
+
     def __enter__(self) -> "Experiment":
         return self.run.__enter__()
 
@@ -395,31 +360,3 @@ def _wrap(fn: Callable, make: Callable[[], Experiment]) -> Callable:
             return fn(exp, *args, **kwargs)
 
     return wrapper
-
-
-#: Keyword arguments upstream hands to its RUN object; here they shape an omitted prefix.
-_RUN_PARAMS = ("user", "project", "job_name", "entry")
-
-
-def _resolve_prefix(prefix: Optional[str], config: Config, run_params: Dict[str, Any], two_segments: bool) -> Any:
-    """The experiment's prefix: given, else ``ML_DASH_PREFIX``, else ``RUN.prefix`` (upstream's template).
-
-    ``two_segments``: upstream's ``owner/name`` is accepted (local mode; the project is the name).
-    """
-    unknown = sorted(set(run_params) - set(_RUN_PARAMS))
-    if unknown:
-        raise TypeError(f"Experiment() got unexpected keyword argument(s) {', '.join(unknown)}")
-    if prefix is None:
-        prefix = config.prefix
-    if prefix is None:
-        from ._run_info import RUN
-
-        prefix = RUN.template_prefix(**run_params)
-    elif run_params:
-        raise TypeError(f"{', '.join(run_params)} shape an omitted prefix; this Experiment was given prefix={prefix!r}")
-    try:
-        return parse_prefix(prefix, 2 if two_segments else 3)
-    except InvalidPrefix as exc:
-        if two_segments or not isinstance(prefix, str) or prefix.strip("/").count("/") != 1:
-            raise
-        raise InvalidPrefix(f"{exc}; upstream's two-segment owner/name is accepted in local mode only") from None

@@ -18,8 +18,9 @@ import fnmatch
 import os
 import time
 
+from . import _savers
 from ._errors import InvalidValue
-from ._events import FileDeleteEvent, FileEvent
+from ._events import FileDeleteEvent, FileEvent, FileUpdateEvent
 from ._files import FileInfo, new_file_id
 from ._names import check_filename, check_relpath
 from ._values import normalize_fields
@@ -39,26 +40,6 @@ _GLOB = ("*", "?", "[")
 
 class NoSuchSource(FileNotFoundError, ValueError):
     """``save("path")`` of a path that is not a file (a ValueError too, as upstream raised)."""
-
-
-def _need(module: str, package: str, what: str) -> Any:
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise ImportError(f"{what} needs the package {package!r}: pip install {package}") from None
-
-
-def _to_uint8(np: Any, arr: Any) -> Any:
-    """Upstream's rule: floats in [0, 1] scale to 0-255; anything else is stretched to 0-255."""
-    arr = arr.astype("float64")
-    lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
-    if lo >= 0.0 and hi <= 1.0:
-        scaled = arr * 255.0
-    else:
-        scaled = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
-    return np.clip(np.nan_to_num(scaled), 0, 255).round().astype(np.uint8)
 
 
 def _join(folder: str, rel: str) -> str:
@@ -215,82 +196,25 @@ class FileScope:
 
     def save_pkl(self, content: Any, *, to: str) -> FileInfo:
         """Store a pickled object as ``to``."""
-        import pickle
-
-        return self.save_blob(pickle.dumps(content), to=to)
+        return self.save_blob(_savers.pickle_bytes(content), to=to)
 
     def save_torch(self, obj: Any, *, to: str) -> FileInfo:
         """Store ``torch.save(obj)`` as ``to`` (a model or a state dict). Needs torch."""
-        import io
-
-        torch = _need("torch", "torch", "save_torch")
-        buf = io.BytesIO()
-        torch.save(obj, buf)
-        return self.save_blob(buf.getvalue(), to=to)
+        return self.save_blob(_savers.torch_bytes(obj), to=to)
 
     def save_image(self, array: Any, *, to: str, quality: int = 95) -> FileInfo:
         """Store an image (HxW or HxWxC array, or a PIL image) in the format of ``to``'s extension.
         Floats in [0, 1] are scaled to 0-255, other floats stretched to it. Needs Pillow and numpy."""
-        import io
-
-        image_mod = _need("PIL.Image", "Pillow", "save_image")
-        if isinstance(array, image_mod.Image):
-            img = array
-        else:
-            np = _need("numpy", "numpy", "save_image")
-            arr = np.asarray(array)
-            if arr.dtype != np.uint8:
-                arr = _to_uint8(np, arr)
-            img = image_mod.fromarray(arr)
-        fmt = image_mod.registered_extensions().get(os.path.splitext(to)[1].lower())
-        if fmt is None:
-            raise ValueError(f"save_image: {to!r} needs an image extension such as .png or .jpg")
-        options: Dict[str, Any] = {}
-        if fmt == "JPEG":
-            if img.mode not in ("RGB", "L"):
-                img = img.convert("RGB")
-            options = {"quality": quality, "optimize": True}
-        buf = io.BytesIO()
-        img.save(buf, format=fmt, **options)
-        return self.save_blob(buf.getvalue(), to=to)
+        return self.save_blob(_savers.image_bytes(array, to, quality), to=to)
 
     def save_fig(self, fig: Any = None, *, to: str, **savefig_kwargs: Any) -> FileInfo:
         """Store a matplotlib figure (the current one by default) as ``to``, then close it. Needs matplotlib."""
-        import io
-
-        plt = _need("matplotlib.pyplot", "matplotlib", "save_fig")
-        fig = plt.gcf() if fig is None else fig
-        ext = os.path.splitext(to)[1].lstrip(".").lower() or "png"
-        buf = io.BytesIO()
-        fig.savefig(buf, **{"format": ext, **savefig_kwargs})
-        plt.close(fig)
-        return self.save_blob(buf.getvalue(), to=to)
+        return self.save_blob(_savers.figure_bytes(fig, to, **savefig_kwargs), to=to)
 
     def save_video(self, frame_stack: Any, *, to: str, fps: int = 20, **imageio_kwargs: Any) -> FileInfo:
         """Store frames (a list of HxW[xC] arrays, or one array) as a video in ``to``'s format
         (.mp4 needs imageio's ffmpeg or pyav plugin; .gif works with Pillow). Needs imageio and numpy."""
-        iio = _need("imageio.v3", "imageio", "save_video")
-        np = _need("numpy", "numpy", "save_video")
-        try:
-            if len(frame_stack) == 0:
-                raise ValueError("save_video: no frames")
-        except TypeError:
-            raise InvalidValue("save_video takes a list of frames or an array of them") from None
-        frames = np.asarray(frame_stack)
-        if frames.dtype != np.uint8:
-            frames = _to_uint8(np, frames)
-        ext = os.path.splitext(to)[1].lower() or ".mp4"
-        options = dict(imageio_kwargs)
-        if ext == ".gif":
-            options.setdefault("duration", 1000.0 / fps)
-            options.setdefault("loop", 0)
-        else:
-            options.setdefault("fps", fps)
-        try:
-            data = iio.imwrite("<bytes>", frames, extension=ext, **options)
-        except (ImportError, ValueError, RuntimeError) as exc:
-            raise ImportError(f"save_video could not write {ext}: {exc} (for .mp4: pip install imageio-ffmpeg)") from None
-        return self.save_blob(data, to=to)
+        return self.save_blob(_savers.video_bytes(frame_stack, to, fps, **imageio_kwargs), to=to)
 
     def duplicate(self, source: Any, to: str) -> FileInfo:
         """Store a copy of a stored file (a FileInfo, entry dict or id) at ``to`` (path and name)."""
@@ -404,6 +328,29 @@ class FileScope:
         if target.is_dir():
             target = target / entry["filename"]
         return reader.download(entry, target)
+
+    def update(self) -> Dict[str, Any]:
+        """Replace the description, tags or metadata given to ``files(file_id=..., description=...,
+        tags=..., metadata=...)`` on that stored file (upstream's call); returns the new entry."""
+        rec = self._rec
+        rec.require_running()
+        entry = self._find()
+        if entry is None:
+            raise FileNotFoundError(f"no file {self._file_id or self._path!r} in {rec.prefix}")
+        changes: Dict[str, Any] = {}
+        if self._description is not None:
+            changes["description"] = self._description
+        if self._tags is not None:
+            if isinstance(self._tags, str) or not all(isinstance(t, str) for t in self._tags):
+                raise InvalidValue("file tags must be a list of str")
+            changes["tags"] = list(self._tags)
+        if self._metadata is not None:
+            changes["metadata"] = normalize_fields(self._metadata, rec.config.max_string_bytes, "file metadata")
+        from ._store._jsonio import iso_utc
+
+        now = time.time()
+        rec.pipe.put(FileUpdateEvent(now, str(entry["id"]), changes))
+        return {**entry, **changes, "updatedAt": iso_utc(now)}
 
     # -- deleting --------------------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ class HybridSink:
     def __init__(self, local: Sink, remote: Sink):
         self.local = local
         self.remote = remote
+        self._track_stamps: Dict[str, List[float]] = {}
 
     def __getattr__(self, name: str) -> Any:  # e.g. LocalSink.stored_track_topic
         return getattr(self.local, name)
@@ -56,6 +57,9 @@ class HybridSink:
         self._both(lambda s: s.write_metrics(name, rows))
 
     def write_tracks(self, topic: str, rows: List[Dict[str, Any]]) -> None:
+        from ._tracks import resolve_stamps
+
+        resolve_stamps(rows, self._track_stamps.setdefault(topic, [0.0]))  # once: both sides get the same
         self._both(lambda s: s.write_tracks(topic, rows))
 
     def write(self, events: List[Any]) -> None:

@@ -181,6 +181,19 @@ class MetricBuilder:
         self._rec.summary_buffer().store(self.name, **values)
         return self
 
+    def series(self, field: str, x: str = "index", start: Optional[float] = None, end: Optional[float] = None,
+               buckets: int = 1000, *, after: Optional[int] = None, limit: Optional[int] = None) -> Dict[str, Any]:
+        """One field for a chart: the rows of a range when it holds at most ``buckets`` rows, else
+        per bucket the last, min and max value and the count (a spike always shows in ``max``).
+
+        ``x``: ``"index"``, ``"_ts"`` (wall time) or any numeric field such as ``"step"``;
+        ``start``/``end``: an inclusive range in x units. ``after``: instead, the rows whose index is
+        greater (at most ``limit``), for following a live run; pass the answer's ``cursor`` next
+        time. The answer is ``GET /api/v1/series``'s (PROTOCOL.md), with non-finite floats as
+        floats. Raises NotFound when the metric or field does not exist.
+        """
+        return self._rec.reader().series(self.name, field, x, start, end, buckets, after, limit)
+
 
 class Metrics(dict):
     """``exp.metrics``: ``exp.metrics("train").log(...)``, or ``exp.metrics.log(...)`` for the unnamed metric.

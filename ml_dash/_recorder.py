@@ -42,6 +42,7 @@ class Recorder:
         self.hybrid = False
         #: The automatic captures (``_capture.start``), set once the run started; stopped first at close.
         self.captures: Optional[Any] = None
+        self._stored = False  # known to exist in the store: reads check once
         #: The last explicit ``_ts`` or track timestamp, which ``_ts=-1`` repeats (upstream's rule).
         self.last_ts: Optional[float] = None
         self._summary_buffer: Optional[Any] = None
@@ -94,10 +95,19 @@ class Recorder:
         return None if ask is None else ask(folder)
 
     def reader(self) -> Reader:
-        """The read interface, after everything logged so far is stored."""
+        """The read interface, after everything logged so far is stored. Raises NotFound when
+        nothing was ever stored under this prefix (reads never answer {} or [] for it)."""
         if self.running:
             self.flush()
-        return self._get_sink().reader()
+        reader = self._get_sink().reader()
+        if not self._stored:
+            if not reader.exists():
+                from ._errors import NotFound
+
+                where = self.config.dash_url or self.config.dash_root
+                raise NotFound(f"no experiment {self.prefix} in {where}: nothing was stored under this prefix")
+            self._stored = True
+        return reader
 
     def summary_buffer(self) -> Any:
         """The experiment's ``metrics.buffer`` (values kept for ``log_summary``), made on first use."""

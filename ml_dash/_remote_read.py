@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from ._atomic import replacing
-from ._errors import AuthError, RemoteError
+from ._errors import AuthError, InvalidPrefix, NotFound, RemoteError
 from ._values import decode_nonfinite
 
 __all__ = ["RemoteReader"]
@@ -85,6 +85,44 @@ class RemoteReader:
         return out
 
     # -- the reader interface ----------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        """Whether the server stored anything under this prefix."""
+        try:
+            self._get("experiment")
+        except RemoteError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def _found(self, route: str, **query: Any) -> Any:
+        """``_get`` raising what local mode raises: NotFound, InvalidPrefix, ValueError."""
+        try:
+            return self._get(route, **query)
+        except RemoteError as exc:
+            message = str(exc).split(": ", 1)[-1]
+            if exc.status == 404 and exc.code == "not_found":
+                raise NotFound(message) from None
+            if exc.status == 400 and exc.code in ("invalid_prefix", "invalid_name"):
+                raise InvalidPrefix(message) from None
+            if exc.status == 400 and exc.code == "bad_query":
+                raise ValueError(message) from None
+            raise
+
+    def series(self, name: Optional[str], field: str, x: str = "index", start: Any = None, end: Any = None,
+               buckets: int = 1000, after: Optional[int] = None, limit: Optional[int] = None) -> Dict[str, Any]:
+        """``GET /api/v1/series``: one field downsampled, or the rows after an index (``after``)."""
+        if after is not None:
+            answer = self._found("series", name=name, field=field, x=x, after=after, limit=limit)
+        else:
+            answer = self._found("series", name=name, field=field, x=x, start=start, end=end, buckets=buckets)
+        answer["points"] = decode_nonfinite(answer.get("points") or {})
+        return answer
+
+    def summary(self) -> Dict[str, Any]:
+        """``GET /api/v1/summary``: every metric with its count and per field last/min/max; logs, files."""
+        return decode_nonfinite(self._found("summary"))
 
     def experiment(self) -> Dict[str, Any]:
         """The experiment's metadata and status ({} when there is no such experiment)."""

@@ -39,6 +39,13 @@ class Reader(Protocol):
 
     def download(self, entry: Dict[str, Any], dest: Path) -> Path: ...
 
+    def exists(self) -> bool: ...
+
+    def series(self, name: Optional[str], field: str, x: str = "index", start: Any = None, end: Any = None,
+               buckets: int = 1000, after: Optional[int] = None, limit: Optional[int] = None) -> Dict[str, Any]: ...
+
+    def summary(self) -> Dict[str, Any]: ...
+
 
 @runtime_checkable
 class Sink(Protocol):

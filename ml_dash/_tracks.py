@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import bisect
 import math
-import threading
 import time
 
 from ._errors import InvalidPrefix, InvalidValue
@@ -30,7 +29,8 @@ if TYPE_CHECKING:
 
     from ._recorder import Recorder
 
-__all__ = ["Tracks", "TrackBuilder", "TrackSlice", "track_folder", "normalize_track_fields", "TRACK_FORMATS"]
+__all__ = ["Tracks", "TrackBuilder", "TrackSlice", "track_folder", "normalize_track_fields", "resolve_stamps",
+           "AUTO_TS", "TRACK_FORMATS"]
 
 _now = time.time
 TRACK_FORMATS = ("json", "jsonl", "mocap", "parquet")
@@ -62,40 +62,42 @@ def normalize_track_fields(fields: Dict[str, Any], limit: int, where: str) -> Di
     return out
 
 
-class _Clock:
-    """Automatic track timestamps: the time of the call, unique and increasing within an experiment."""
+#: Key of an entry's automatic timestamp (the time of the call) until the writer makes it unique
+#: in its topic and stores it as ``_ts``. Not an identifier, so no keyword argument can collide.
+AUTO_TS = "\x00auto_ts"
 
-    __slots__ = ("_lock", "_last")
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._last = 0.0
-
-    def __call__(self) -> float:
-        with self._lock:
-            ts = _now()
-            if ts <= self._last:
-                ts = self._last + 1e-6
-            self._last = ts
-            return ts
+def resolve_stamps(rows: List[Dict[str, Any]], last: List[float]) -> None:
+    """In the writer, in order: an automatic timestamp becomes ``_ts``, made later than the
+    topic's previous automatic one (``last[0]``) by at least a microsecond, so two appends without
+    ``_ts`` never share a timestamp (which would merge them). Rows already resolved are left."""
+    prev = last[0]
+    for row in rows:
+        at = row.pop(AUTO_TS, None)
+        if at is not None:
+            if at <= prev:
+                at = prev + 1e-6
+            prev = row["_ts"] = at
+    last[0] = prev
 
 
 class TrackBuilder:
     """``exp.tracks(topic)``: appends entries to one topic, reads them back."""
 
-    __slots__ = ("name", "queue", "_pipe", "_wake_at", "_rec", "_limit", "_clock")
+    __slots__ = ("name", "queue", "_pipe", "_wake_at", "_rec", "_limit", "_last")
 
     #: The Sink method the pipeline hands this topic's rows to.
     sink_method = "write_tracks"
 
-    def __init__(self, rec: Recorder, topic: str, clock: _Clock):
+    def __init__(self, rec: Recorder, topic: str, last: List[Optional[float]]):
         self._rec = rec
         self.name = topic
         self.queue: Any = None
         self._pipe = rec.pipe
         self._wake_at = self._pipe.wake_at
         self._limit = rec.config.max_string_bytes
-        self._clock = clock
+        #: The experiment's last track timestamp (shared by its topics), which ``_ts=-1`` repeats.
+        self._last = last
         self._pipe.add_metric(self)
 
     @property
@@ -108,15 +110,25 @@ class TrackBuilder:
             if type(v) not in FAST_TYPES:
                 fields = normalize_track_fields(fields, self._limit, f"track {self.name!r}")
                 break
-        ts = fields.get("_ts")
-        if ts is None:
-            fields["_ts"] = self._clock()
-        elif ts == -1 and (type(ts) is int or type(ts) is float):
-            last = self._rec.last_ts
-            fields["_ts"] = last if last is not None else self._clock()
+        if "_ts" in fields:
+            return self._append_timed(fields)
+        # The hot path costs what a metric row does: the writer makes the time unique (resolve_stamps).
+        fields[AUTO_TS] = self._last[0] = _now()
+        q = self.queue
+        if len(q) >= self._wake_at:
+            self._pipe.overflow(q, fields)
+        else:
+            q.append(fields)
+        return self
+
+    def _append_timed(self, fields: Dict[str, Any]) -> "TrackBuilder":
+        ts = fields["_ts"]
+        if ts == -1 and (type(ts) is int or type(ts) is float):  # upstream: the previous timestamp
+            last = self._last[0] if self._last[0] is not None else self._rec.last_ts
+            fields["_ts"] = ts = last if last is not None else _now()
         elif (type(ts) is not float and type(ts) is not int) or not math.isfinite(ts):
             raise InvalidValue(f"track {self.name!r}: _ts must be a finite number of seconds, got {ts!r}")
-        self._rec.last_ts = fields["_ts"]
+        self._last[0] = self._rec.last_ts = ts
         q = self.queue
         if len(q) >= self._wake_at:
             self._pipe.overflow(q, fields)
@@ -242,7 +254,7 @@ class Tracks:
         self._rec = rec
         self._builders: Dict[str, TrackBuilder] = {}
         self._folders: Dict[str, str] = {}
-        self._clock = _Clock()
+        self._last: List[Optional[float]] = [None]
 
     def __call__(self, topic: str) -> TrackBuilder:
         b = self._builders.get(topic)
@@ -264,7 +276,7 @@ class Tracks:
         self._folders[folder] = name
         if name in self._builders:
             return self._builders[name]
-        return TrackBuilder(self._rec, name, self._clock)
+        return TrackBuilder(self._rec, name, self._last)
 
     def flush(self) -> "Tracks":
         """Ask the background writer to store what is queued now; returns at once."""

@@ -265,6 +265,24 @@ class ExperimentWriter:
             atomic_write_json(p.files_metadata, current)
         return done
 
+    def update_files(self, updates: Sequence[Tuple[str, Dict[str, Any], float]]) -> int:
+        """Replace description, tags or metadata of live files by id; returns how many changed."""
+        p = self.paths
+        current = read_json(p.files_metadata)
+        if not isinstance(current, dict) or not isinstance(current.get("files"), list):
+            return 0
+        by_id = {str(e.get("id")): e for e in current["files"] if isinstance(e, dict)}
+        done = 0
+        for file_id, changes, ts in updates:
+            entry = by_id.get(str(file_id))
+            if entry is not None and not entry.get("deletedAt"):
+                entry.update({k: v for k, v in changes.items() if k in ("description", "tags", "metadata")})
+                entry["updatedAt"] = iso_utc(ts)
+                done += 1
+        if done:
+            atomic_write_json(p.files_metadata, current)
+        return done
+
     # -- tracks ------------------------------------------------------------------------------------
 
     def append_track(self, topic: str, rows: Sequence[Dict[str, Any]], ts: float) -> int:

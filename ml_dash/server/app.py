@@ -21,6 +21,8 @@ from typing import Any, Dict, Optional
 import orjson
 from aiohttp import web
 
+from .._readmodel import LayoutReadModel
+from . import read_routes
 from .auth import Authenticator
 from .dashboard.headers import content_disposition
 from .dashboard.session import COOKIE_NAME
@@ -64,6 +66,8 @@ class State:
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ml-dash-server")
         self.writes_in_flight = 0
         self.shutting_down: Optional[asyncio.Event] = None
+        #: The read model behind /series, /summary, /table (set by make_app).
+        self.read_model: Optional[LayoutReadModel] = None
 
     async def run(self, fn, *args, **kwargs):
         loop = asyncio.get_running_loop()
@@ -204,7 +208,10 @@ def _store_batch(st: State, raw: bytes, encoding: str, owner: Optional[str], cra
     _, prefix = parse_header(split_header(body)[0])
     st.auth.require_write(owner, prefix)  # 403 before any event is looked at
     with _gc_paused():
-        return st.store.ingest(parse_batch(body, st.limits), crash_before_commit=crash)
+        answer = st.store.ingest(parse_batch(body, st.limits), crash_before_commit=crash)
+    if st.read_model is not None:
+        st.read_model.stored(str(prefix))  # the next table page shows it
+    return answer
 
 
 @routes.post("/api/v1/ingest")
@@ -370,6 +377,8 @@ def make_app(root: Path | str, *, auth: bool = True, fault_injection: bool = Fal
     state = State(root, auth=auth, fault_injection=fault_injection, limits=limits or Limits(), settings=settings)
     app[STATE] = state
     app.add_routes(routes)
+    state.read_model = state.backend.read_model()
+    read_routes.setup(app, state.read_model, authenticate=read_auth, run=state.run, max_page=state.limits.max_page)
     from .dashboard import mount as mount_dashboard  # after the API routes: its pages never shadow them
 
     mount_dashboard(app, state, read_only=read_only)

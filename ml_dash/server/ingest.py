@@ -44,7 +44,7 @@ class Plan:
     """What to store for one batch, grouped for the writer, plus the answer's counts."""
 
     __slots__ = ("metrics", "logs", "ops", "files", "rejected", "last_seq", "stored", "duplicates",
-                 "gaps", "blob_missing", "tracks", "deletes")
+                 "gaps", "blob_missing", "tracks", "deletes", "updates")
 
     def __init__(self):
         #: Per metric, rows in order: dicts, or ColumnRows blocks from columnar events.
@@ -64,9 +64,11 @@ class Plan:
         self.tracks: Dict[str, List[Dict[str, Any]]] = {}
         #: (file id, ts) of soft deletes, applied after the batch's files.
         self.deletes: List[Tuple[str, float]] = []
+        #: (file id, {description/tags/metadata}, ts), applied after the files, before the deletes.
+        self.updates: List[Tuple[str, Dict[str, Any], float]] = []
 
     def empty(self) -> bool:
-        return not (self.metrics or self.logs or self.ops or self.files or self.tracks or self.deletes)
+        return not (self.metrics or self.logs or self.ops or self.files or self.tracks or self.deletes or self.updates)
 
 
 def _ts(ev: dict, now: float) -> float:
@@ -230,6 +232,15 @@ def plan_batch(batch: Batch, acked: int, limits: Limits, prefix: str, blob_size,
                     raise Refused("bad_field", f"a track event's 'data' must be an object of fewer than {max_fields:,} fields, without '_ts'")
                 data["_ts"] = stamp
                 plan.tracks.setdefault(topic, []).append(data)
+            elif kind == "file_update":
+                file_id = ev.get("id")
+                if type(file_id) is not str or not FILE_ID_RE.fullmatch(file_id):
+                    raise Refused("bad_file_id", "a file 'id' must match [A-Za-z0-9_-]{1,64}")
+                changes = {k: v for k, v in (("description", _opt_str(ev, "description", limits.max_event_bytes)),
+                                             ("tags", _opt_strs(ev, "tags", limits)),
+                                             ("metadata", _opt_dict(ev, "metadata", limits))) if v is not None}
+                targets.files_listing()
+                plan.updates.append((file_id, changes, _ts(ev, now)))
             elif kind == "file_delete":
                 file_id = ev.get("id")
                 if type(file_id) is not str or not FILE_ID_RE.fullmatch(file_id):

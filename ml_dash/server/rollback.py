@@ -77,7 +77,7 @@ def capture(root: Path, paths: ExperimentPaths, plan) -> Dict[str, List]:
         tdir = paths.track_dir(topic)
         append.append([_rel(root, tdir / "data.jsonl"), _size(tdir / "data.jsonl")])
         restore.append([_rel(root, tdir / "metadata.json"), _content(tdir / "metadata.json")])
-    if plan.files or plan.deletes:
+    if plan.files or plan.deletes or plan.updates:
         restore.append([_rel(root, paths.files_metadata), _content(paths.files_metadata)])
         for entry, _ in plan.files:
             dest = paths.file_dir(entry["path"], entry["id"]) / entry["filename"]

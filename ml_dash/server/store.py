@@ -303,6 +303,9 @@ class Store:
         for topic, rows in plan.tracks.items():
             with _group(("track", topic)):
                 w.append_track(topic, rows, now)
+        if plan.updates:
+            with _group(("files",)):
+                w.update_files(plan.updates)
         if plan.deletes:
             with _group(("files",)):
                 w.delete_files(plan.deletes)

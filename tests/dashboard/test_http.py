@@ -82,7 +82,7 @@ def test_table_route_filters_sorts_and_pages(local):
     rows = request(local.url, "GET", "/api/v1/table?sort=prefix&order=asc&columns=m:train:loss,p:lr").json
     assert [r["prefix"] for r in rows["rows"]] == sorted(SWEEP)
     assert rows["rows"][0]["values"]["p:lr"] == 0.1
-    assert rows["rows"][0]["counts"]["metric_rows"] == 3030
+    assert rows["rows"][0]["counts"]["metric_rows"] == 3030 and rows["rows"][0]["counts"]["files"] == 3
     page = request(local.url, "GET", "/api/v1/table?sort=prefix&order=desc&offset=1&limit=1").json
     assert page["total"] == 3 and [r["prefix"] for r in page["rows"]] == [SWEEP[1]]
     assert request(local.url, "GET", "/api/v1/table?q=vit").json["total"] == 1

@@ -30,7 +30,10 @@ def test_tracks_and_files_through_the_server(server, tmp_path):
         exp.files.save_blob(b"bye", to="gone.bin")
         exp.files.delete("gone.bin")
         exp.files.save_json({"lr": 0.2}, to="cfg.json")
+        exp.files("cfg.json", description="final", tags=["best"]).update()
         assert exp.flush(timeout=30)
+        (cfg,) = exp.files.list("cfg.json")
+        assert (cfg["description"], cfg["tags"]) == ("final", ["best"])
         entries = exp.tracks("robot/pos").list_entries()
         assert len(entries) == 300 and entries[0] == {"timestamp": 0.0, "x": 0.0, "extra": "merged"}
         assert [e["x"] for e in exp.tracks("robot/pos").slice(1.0, 1.2)] == [10.0, 11.0, 12.0]

@@ -116,6 +116,19 @@ def test_save_image_and_array(dash_root):
     assert png["contentType"] == "image/png" and (np.asarray(Image.open(path)) == img).all()
 
 
+@pytest.mark.skipif(not _has("imageio") or not _has("numpy"), reason="save_video needs imageio and numpy")
+def test_save_video_as_gif(dash_root):
+    import imageio.v3 as iio
+    import numpy as np
+
+    frames = [np.full((8, 8, 3), 40 * k, dtype="uint8") for k in range(5)]
+    with Experiment(prefix=P, dash_root=str(dash_root)).run as exp:
+        info = exp.files("videos").save_video(frames, to="rollout.gif", fps=10)
+        path = exp.files("videos/rollout.gif").download(to=str(dash_root.parent / "r.gif"))
+    back = iio.imread(path, index=None)
+    assert info["contentType"] == "image/gif" and back.shape[0] == 5 and int(back[4].mean()) == 160
+
+
 def test_object_savers_name_the_missing_package(dash_root):
     missing = [(m, call) for m, call in (
         ("torch", lambda f: f.save_torch({"w": 1}, to="m.pt")),
@@ -259,3 +272,35 @@ def test_we_read_upstreams_tracks_and_file_kinds(tmp_path):
         assert not exp.files("gone.bin").exists()
         exp.tracks("robot/pos").append(x=5.0, _ts=5.0)  # and we continue upstream's track
         assert len(exp.tracks("robot/pos").list_entries()) == 6
+
+
+def test_file_update_replaces_description_tags_metadata(dash_root):
+    with Experiment(prefix=P, dash_root=str(dash_root)).run as exp:
+        info = exp.files.save_json({"acc": 0.9}, to="results/summary.json")
+        new = exp.files(file_id=info["id"], description="final", tags=["final"], metadata={"updated": True}).update()
+        assert new["description"] == "final" and new["id"] == info["id"]
+        exp.files("results/summary.json", description="by path").update()
+        (e,) = exp.files.list("results/summary.json")
+        assert (e["description"], e["tags"], e["metadata"]) == ("by path", ["final"], {"updated": True})
+        with pytest.raises(FileNotFoundError):
+            exp.files(file_id="404", description="x").update()
+
+
+def test_automatic_track_timestamps_are_unique_across_threads(dash_root):
+    import threading
+
+    with Experiment(prefix=P, dash_root=str(dash_root)).run as exp:
+        track = exp.tracks("busy")
+
+        def work(k: int) -> None:
+            for i in range(500):
+                track.append(thread=k, i=i)
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        entries = track.list_entries()
+    assert len(entries) == 2000 and len({e["timestamp"] for e in entries}) == 2000
+    assert sorted((e["thread"], e["i"]) for e in entries) == [(k, i) for k in range(4) for i in range(500)]

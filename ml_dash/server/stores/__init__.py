@@ -18,7 +18,9 @@ server's thread pool (never on the event loop), so a store may block:
 * ``index``: tokens (``add_token``, ``token_owner``, ``list_tokens``, ``revoke_tokens``) and
   ``experiments(owner, project)`` (prefixes);
 * ``blobs``: ``size(checksum)`` and ``upload(checksum, limit)`` (``write(chunk)``, ``finish() ->
-  created``, ``abort()``, ``size``).
+  created``, ``abort()``, ``size``);
+* ``read_model()``: the dashboard's reads (series, summary, table), a
+  :class:`ml_dash._readmodel.ReadModel`.
 
 Another backend (a document database, a columnar engine for metric rows) implements the same four
 parts; nothing above this package changes.
@@ -53,6 +55,11 @@ class Backend:
 
     def describe(self) -> str:
         """Where the data is, for the start-up banner (never a password)."""
+        raise NotImplementedError
+
+    def read_model(self):
+        """The :class:`ml_dash._readmodel.ReadModel` of this store: what the series, summary and
+        table routes (the dashboard's) ask."""
         raise NotImplementedError
 
     def shared_secret(self, name: str) -> Optional[bytes]:
