@@ -128,6 +128,7 @@ def _upload_file(raw, path: Path, limit: int = 1 << 62) -> Tuple[str, int]:
 
 def import_root(src: Path | str, backend, say: Callable[[str], None] = print) -> Dict[str, int]:
     """Import every experiment under ``src`` into the PostgreSQL ``backend`` (see the module doc)."""
+    from ..._readmodel._columns import FieldInfo
     from .postgres._chunks import chunks_of
 
     src = Path(src)
@@ -173,6 +174,7 @@ def import_root(src: Path | str, backend, say: Callable[[str], None] = print) ->
                 metric_id = cur.execute("INSERT INTO metrics (experiment_id, name, doc) VALUES (%s, %s, %s) RETURNING id",
                                         (exp_id, name or "", orjson.dumps(doc))).fetchone()[0]
                 end = 0
+                fields: Dict[str, Any] = {}
                 with cur.copy(_COPY_CHUNKS) as cp:
                     cp.set_types(_CHUNK_TYPES)
                     for first, created, rows in _metric_runs(reader, name):
@@ -180,10 +182,16 @@ def import_root(src: Path | str, backend, say: Callable[[str], None] = print) ->
                         for chunk in chunks_of(rows):
                             cp.write_row(chunk.copy_row(metric_id, index, created))
                             index += chunk.n
+                            for key, arr, nonnull, last in chunk.fields:
+                                info = fields.get(key)
+                                if info is None:
+                                    info = fields[key] = FieldInfo(key, len(fields))
+                                info.update(arr, nonnull, last)
                         end = index
                         counts["rows"] += len(rows)
                 doc["nextIndex"] = doc["totalDataPoints"] = end
-                cur.execute("UPDATE metrics SET next_index = %s, doc = %s WHERE id = %s", (end, orjson.dumps(doc), metric_id))
+                cur.execute("UPDATE metrics SET next_index = %s, doc = %s, summary = %s WHERE id = %s",
+                            (end, orjson.dumps(doc), orjson.dumps({k: f.as_json() for k, f in fields.items()}), metric_id))
             for topic in reader.track_topics():
                 tdoc = read_json(reader.paths.track_dir(topic) / "metadata.json", {})
                 entries = reader.track_entries(topic)
@@ -207,8 +215,8 @@ def import_root(src: Path | str, backend, say: Callable[[str], None] = print) ->
                     entry = {**entry, "checksum": checksum, "sizeBytes": size}
                 elif not entry.get("deletedAt"):
                     say(f"{prefix_str}: the bytes of file {entry.get('filename')!r} are missing; its entry is kept")
-                cur.execute("INSERT INTO files (experiment_id, id, entry) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-                            (exp_id, str(entry["id"]), orjson.dumps(entry)))
+                cur.execute("INSERT INTO files (experiment_id, id, entry, deleted) VALUES (%s, %s, %s, %s)"
+                            " ON CONFLICT DO NOTHING", (exp_id, str(entry["id"]), orjson.dumps(entry), bool(entry.get("deletedAt"))))
                 counts["files"] += 1
         counts["experiments"] += 1
         say(f"imported {prefix_str}")

@@ -82,10 +82,19 @@ def _guard(fn):
 
 
 class PgIndex:
-    """Tokens and the experiment list (the embedded store's :class:`ml_dash.server.index.Index` calls)."""
+    """Tokens and the experiment list (the embedded store's :class:`ml_dash.server.index.Index` calls).
+
+    A token's owner is remembered for :data:`TOKEN_TTL` seconds: some read routes check the token
+    on the event loop, where a database round trip per request (or a wait on a database that is
+    away) would hold every other request. A revoked token therefore stops working within that
+    time on every process.
+    """
+
+    TOKEN_TTL = 2.0
 
     def __init__(self, pool):
         self.pool = pool
+        self._owners: dict = {}
 
     def add_token(self, token_hash: str, owner: str, label: Optional[str]) -> None:
         with self.pool.connection() as conn:
@@ -93,15 +102,26 @@ class PgIndex:
                          (token_hash, owner, label, time.time()))
 
     def token_owner(self, token_hash: str) -> Optional[str]:
-        with self.pool.connection() as conn:
+        now = time.monotonic()
+        hit = self._owners.get(token_hash)
+        if hit is not None and now - hit[1] < self.TOKEN_TTL:
+            return hit[0]
+        with self.pool.connection(timeout=2) as conn:
             row = conn.execute("SELECT owner FROM tokens WHERE hash = %s", (token_hash,)).fetchone()
-        return row[0] if row else None
+        if row is None:
+            self._owners.pop(token_hash, None)
+            return None
+        if len(self._owners) > 10_000:
+            self._owners.clear()
+        self._owners[token_hash] = (row[0], now)
+        return row[0]
 
     def list_tokens(self) -> List[Tuple[str, str, Optional[str], float]]:
         with self.pool.connection() as conn:
             return conn.execute("SELECT hash, owner, label, created_at FROM tokens ORDER BY created_at").fetchall()
 
     def revoke_tokens(self, hash_prefix: str) -> int:
+        self._owners.clear()
         with self.pool.connection() as conn:
             return conn.execute("DELETE FROM tokens WHERE starts_with(hash, %s)", (hash_prefix,)).rowcount
 
@@ -211,6 +231,10 @@ class _Guarded:
         return value
 
 
+class _GuardedReadModel(_Guarded):
+    """The read model with database outages answered 503 (its routes turn QueryError into 4xx)."""
+
+
 class PgBackend(Backend):
     kind = "postgres"
 
@@ -242,6 +266,11 @@ class PgBackend(Backend):
 
     def describe(self) -> str:
         return f"{redact(self.settings.store)} + blobs {self.settings.blobs}"
+
+    def read_model(self):
+        from ._readmodel import PgReadModel
+
+        return _GuardedReadModel(PgReadModel(self.pool))
 
     def shared_secret(self, name: str) -> bytes:
         with self.pool.connection() as conn:

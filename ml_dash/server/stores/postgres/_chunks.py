@@ -80,7 +80,7 @@ def summarize(values: np.ndarray) -> np.ndarray:
     present = ~missing_mask(values)
     finite = present & ~np.isnan(values)
     n = int(present.sum())
-    out = np.full(5, np.nan)
+    out = np.array([0.0, 0.0, np.inf, -np.inf, np.nan])  # min/max of nothing: +inf/-inf, as the read model's
     out[0], out[1] = n, int(finite.sum())
     if out[1]:
         out[2], out[3] = values[finite].min(), values[finite].max()
@@ -98,43 +98,58 @@ def _json_number(v: float) -> Any:
 class Chunk:
     """One chunk ready for COPY: see the module doc and ``migrations/0001_initial.sql``."""
 
-    __slots__ = ("n", "keys", "ts", "float_keys", "floats", "int_keys", "ints", "json", "stats", "num_stats")
+    __slots__ = ("n", "keys", "ts", "float_keys", "floats", "int_keys", "ints", "json", "stats", "num_stats",
+                 "fields")
 
     def __init__(self, keys: Sequence[str], columns: Sequence[list], ts: list, absent: Optional[Dict[str, List[int]]] = None):
+        from ...._readmodel._columns import _column
+
         n = len(ts)
         self.n = n
         self.keys = list(keys)
-        self.ts = array("d", ts).tobytes()
+        ts_arr = np.array(ts, dtype=np.float64)
+        self.ts = ts_arr.tobytes()
         self.float_keys: List[str] = []
         self.int_keys: List[str] = []
         floats: List[bytes] = []
         ints: List[bytes] = []
         other: Dict[str, list] = {}
         stats: Dict[str, list] = {}
-        nums = np.empty((len(self.keys), 5))
+        nums = np.empty((len(self.keys) + 1, 5))
+        #: (key, float64 values, rows with a non-null value, last non-null value): the metric's
+        #: field summaries are updated from these (FieldInfo.update of the read model)
+        self.fields = []
         for j, (key, col) in enumerate(zip(self.keys, columns)):
             kinds = set(map(type, col))
-            if not (absent and key in absent):
-                if kinds == {float}:
-                    arr = np.array(col, dtype=np.float64)
-                    floats.append(arr.tobytes())
-                    self.float_keys.append(key)
-                    lo, hi = float(arr.min()), float(arr.max())
+            gone = absent.get(key) if absent else None
+            if gone is None and kinds == {float}:
+                arr = np.array(col, dtype=np.float64)
+                floats.append(arr.tobytes())
+                self.float_keys.append(key)
+                lo, hi = float(arr.min()), float(arr.max())
+                stats[key] = [n, n, lo, hi, col[-1]]
+                nums[j] = (n, n, lo, hi, col[-1])
+                self.fields.append((key, arr, n, col[-1]))
+                continue
+            if gone is None and kinds == {int}:
+                lo, hi = min(col), max(col)
+                if _INT64[0] <= lo and hi <= _INT64[1]:
+                    ints.append(array("q", col).tobytes())
+                    self.int_keys.append(key)
                     stats[key] = [n, n, lo, hi, col[-1]]
                     nums[j] = (n, n, lo, hi, col[-1])
+                    self.fields.append((key, np.array(col, dtype=np.float64), n, col[-1]))
                     continue
-                if kinds == {int}:
-                    lo, hi = min(col), max(col)
-                    if _INT64[0] <= lo and hi <= _INT64[1]:
-                        ints.append(array("q", col).tobytes())
-                        self.int_keys.append(key)
-                        stats[key] = [n, n, lo, hi, col[-1]]
-                        nums[j] = (n, n, lo, hi, col[-1])
-                        continue
             other[key] = col
-            gone = absent.get(key) if absent else None
             stats[key] = _json_stats(col, gone)
-            nums[j] = summarize(numeric_column(col, gone))
+            arr, nonnull, last = _column(col)  # an absent key reads as null there
+            if gone:
+                arr[gone] = MISSING
+            nums[j] = summarize(arr)
+            self.fields.append((key, arr, nonnull, last))
+        nums[len(self.keys)] = summarize(ts_arr)  # the rows' time, last
+        if n:
+            self.fields.append(("_ts", ts_arr, n, ts[-1]))
         self.num_stats = nums.tobytes()
         self.floats = b"".join(floats)
         self.ints = b"".join(ints)

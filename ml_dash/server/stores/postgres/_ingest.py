@@ -141,7 +141,8 @@ def _apply(cur, batch: Batch, plan: Plan, now: float) -> None:
         entry = _doc(row[0]) if row else None
         if entry is not None and not entry.get("deletedAt"):
             entry["deletedAt"] = entry["updatedAt"] = iso_utc(ts)
-            cur.execute("UPDATE files SET entry = %s WHERE experiment_id = %s AND id = %s", (_jsonb(entry), exp_id, file_id))
+            cur.execute("UPDATE files SET entry = %s, deleted = true WHERE experiment_id = %s AND id = %s",
+                        (_jsonb(entry), exp_id, file_id))
     if doc_changed:
         cur.execute("UPDATE experiments SET doc = %s, next_log_seq = %s, updated_at = %s WHERE id = %s",
                     (_jsonb(doc), next_log, now, exp_id))
@@ -190,6 +191,8 @@ def _track(cur, exp_id: int, topic: str, rows: List[Dict[str, Any]], now: float)
 
 
 def _metrics(cur, exp_id: int, plan: Plan, now: float) -> None:
+    from ...._readmodel._columns import FieldInfo
+
     created = iso_utc(now)
     targets = []  # no other statement may run while the COPY is open: look the metrics up first
     for name, parts in plan.metrics.items():
@@ -197,20 +200,28 @@ def _metrics(cur, exp_id: int, plan: Plan, now: float) -> None:
         cur.execute("INSERT INTO metrics (experiment_id, name, doc) VALUES (%s, %s, %s)"
                     " ON CONFLICT (experiment_id, name) DO NOTHING",
                     (exp_id, stored_name, _jsonb(_docs.new_metric_doc(name, now))))
-        metric_id, first, mdoc = cur.execute(
-            "SELECT id, next_index, doc FROM metrics WHERE experiment_id = %s AND name = %s",
+        metric_id, first, mdoc, summary = cur.execute(
+            "SELECT id, next_index, doc, summary FROM metrics WHERE experiment_id = %s AND name = %s",
             (exp_id, stored_name)).fetchone()
-        targets.append((metric_id, first, _doc(mdoc), parts))
+        fields = {k: FieldInfo.from_json(v) for k, v in orjson.loads(summary).items()}
+        targets.append((metric_id, first, _doc(mdoc), fields, parts))
     ends = []
     with cur.copy(_CHUNK_COPY) as cp:
         cp.set_types(_CHUNK_TYPES)
-        for metric_id, index, mdoc, parts in targets:
+        for metric_id, index, mdoc, fields, parts in targets:
             for chunk in chunks_of(parts):
                 cp.write_row(chunk.copy_row(metric_id, index, now))
                 index += chunk.n
+                for key, arr, nonnull, last in chunk.fields:
+                    info = fields.get(key)
+                    if info is None:
+                        info = fields[key] = FieldInfo(key, len(fields))
+                    info.update(arr, nonnull, last)
             ends.append(index)
-    for (metric_id, _first, mdoc, _parts), index in zip(targets, ends):
+    for (metric_id, _first, mdoc, fields, _parts), index in zip(targets, ends):
         mdoc["totalDataPoints"] = index
         mdoc["nextIndex"] = index
         mdoc["updatedAt"] = created
-        cur.execute("UPDATE metrics SET next_index = %s, doc = %s WHERE id = %s", (index, _jsonb(mdoc), metric_id))
+        summary = orjson.dumps({k: f.as_json() for k, f in fields.items()})
+        cur.execute("UPDATE metrics SET next_index = %s, doc = %s, summary = %s WHERE id = %s",
+                    (index, _jsonb(mdoc), summary, metric_id))

@@ -57,6 +57,9 @@ CREATE TABLE metrics (
     name          text NOT NULL,
     next_index    bigint NOT NULL DEFAULT 0,  -- contiguous indices, per metric
     doc           bytea NOT NULL,             -- metrics/<name>/metadata.json (orjson)
+    -- per field, over every row: orjson {field: {"count", "numeric", "min", "max", "last",
+    -- "last_number", "sorted"}} (the dashboard's summary and table, kept with each batch)
+    summary       bytea NOT NULL DEFAULT '\x7b7d',
     UNIQUE (experiment_id, name)
 );
 
@@ -98,6 +101,7 @@ CREATE TABLE files (
     id            text NOT NULL,
     seq           bigserial,      -- the order entries were stored in
     entry         bytea NOT NULL, -- an entry of files/.files_metadata.json (orjson)
+    deleted       boolean NOT NULL DEFAULT false,
     PRIMARY KEY (experiment_id, id)
 );
 
