@@ -68,11 +68,42 @@ def _stop(proc) -> None:
         proc.kill()
 
 
-def _ingest_once(url: str, token: str, steps: int) -> Dict[str, Any]:
+def _cpu(procs) -> float:
+    """CPU seconds (user + system) of processes and their children, those still alive."""
+    import psutil
+
+    total = 0.0
+    for p in procs:
+        try:
+            for q in [p, *p.children(recursive=True)]:
+                t = q.cpu_times()
+                total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def _postmaster(cluster: PgCluster):
+    import psutil
+
+    return psutil.Process(int((cluster.data / "postmaster.pid").read_text().split()[0]))
+
+
+def _ingest_once(url: str, token: str, steps: int, server=None, cluster: PgCluster = None) -> Dict[str, Any]:
+    """One run of the ingest probe (4 clients); with the CPU seconds the server processes and
+    PostgreSQL spent during it (psutil), per million points."""
+    import psutil
+
     from benchmarks.probes.ingest import _main
 
-    return asyncio.run(_main({"url": url, "token": token, "clients": 4, "steps": steps, "batch": 20_000,
-                              "encoding": "zstd"}))
+    watched = {"server": [psutil.Process(server.pid)] if server is not None else [],
+               "postgresql": [_postmaster(cluster)] if cluster is not None else []}
+    before = {k: _cpu(v) for k, v in watched.items()}
+    got = asyncio.run(_main({"url": url, "token": token, "clients": 4, "steps": steps, "batch": 20_000,
+                             "encoding": "zstd"}))
+    millions = got["points"] / 1e6
+    got["cpu_s_per_million_points"] = {k: (_cpu(v) - before[k]) / millions for k, v in watched.items() if v}
+    return got
 
 
 def _median(xs: List[float]) -> Dict[str, float]:
@@ -154,15 +185,19 @@ def main(argv: List[str] = None) -> int:
                 apply_migrations(cluster.admin_url(db))
             url, token, proc = _start(kind, work, cluster, db)
             try:
-                runs = [_ingest_once(url, token, args.steps) for _ in range(args.repeat)]
+                runs = [_ingest_once(url, token, args.steps, proc, cluster if db else None) for _ in range(args.repeat)]
             finally:
                 _stop(proc)
             bad = [r["verify"]["problems"] for r in runs if not r["verify"]["ok"]]
+            cpu = {k: statistics.median(r["cpu_s_per_million_points"][k] for r in runs)
+                   for k in runs[0]["cpu_s_per_million_points"]}
             ingest[kind] = {"points_per_s": _median([r["points_per_s"] for r in runs]),
-                            "points": runs[0]["points"], "framing": runs[0]["framing"], "read_back_ok": not bad}
+                            "points": runs[0]["points"], "framing": runs[0]["framing"], "read_back_ok": not bad,
+                            "cpu_s_per_million_points": cpu}
             print(f"ingest {kind:<11} {ingest[kind]['points_per_s']['median'] / 1e6:.2f} M points/s "
                   f"[{ingest[kind]['points_per_s']['min'] / 1e6:.2f}-{ingest[kind]['points_per_s']['max'] / 1e6:.2f}]"
-                  f"{'' if not bad else ' READ-BACK FAILED'}", flush=True)
+                  f"  CPU s per M points: " + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items())
+                  + ("" if not bad else " READ-BACK FAILED"), flush=True)
         base = ingest["embedded"]["points_per_s"]["median"]
         for kind in ("postgres", "postgres-2"):
             ingest[kind]["ratio_to_embedded"] = ingest[kind]["points_per_s"]["median"] / base

@@ -148,9 +148,17 @@ def layout_of(root: Path, settings, dest: Path) -> Path:
     return dest
 
 
-@pytest.fixture(params=STORES)
+def pytest_generate_tests(metafunc):
+    # Every test whose fixtures ask for store_settings runs once per store. (Parametrized here, not
+    # with fixture params, so that a fixture asked for at run time still resolves: to the embedded store.)
+    if "store_settings" in metafunc.fixturenames:
+        metafunc.parametrize("store_settings", STORES, indirect=True)
+
+
+@pytest.fixture
 def store_settings(request):
-    """Each store in turn: None (the embedded store under the server's root) or a PostgreSQL store."""
-    if request.param == "embedded":
+    """Each store in turn: None (the embedded store under the server's root) or a PostgreSQL store.
+    A fixture asked for at run time (``request.getfixturevalue``) gets the embedded store."""
+    if getattr(request, "param", "embedded") == "embedded":
         return None
     return request.getfixturevalue("pg_settings")

@@ -51,9 +51,15 @@ def _rows(url, token):
 
 
 def _has_row(url, token, index):
-    """Whether row ``index`` is stored (one small read, cheap enough to poll)."""
-    answer = get(url, token, "metric", prefix=P, name="train", start=index, limit=1)
-    return answer.status == 200 and bool(answer.json["rows"])
+    """Whether row ``index`` is stored (one small read, cheap enough to poll). A connection the
+    kernel had queued for a worker that was just killed is reset: asked again, as a client would."""
+    def ask():
+        try:
+            answer = get(url, token, "metric", prefix=P, name="train", start=index, limit=1)
+        except OSError:
+            return None
+        return (answer.status == 200 and bool(answer.json["rows"]),)
+    return wait_for(ask, what="an answer from a live worker")[0]
 
 
 def _check_every_row_once(url, token, n):
@@ -129,3 +135,19 @@ def test_postgresql_restarted_mid_run_nothing_lost(pg_servers, pg_cluster, tmp_p
                 w.kill()
         pg_cluster.pg_ctl_start_if_stopped()
     _check_every_row_once(url, pg_servers.token, n)
+
+
+def test_a_dashboard_login_made_on_one_server_reads_on_another(pg_servers):
+    """The cookie's secret lives in the database: every process of the store honours a login."""
+    import urllib.parse
+
+    from ..server._client import request
+
+    url1, _ = pg_servers.start()
+    url2, _ = pg_servers.start()
+    body = urllib.parse.urlencode({"token": pg_servers.token, "next": "/"}).encode()
+    login = request(url1, "POST", "/login", body, {"Content-Type": "application/x-www-form-urlencoded"})
+    assert login.status == 303
+    cookie = login.headers["set-cookie"].split(";", 1)[0]
+    assert request(url2, "GET", "/api/v1/experiments", headers={"Cookie": cookie}).status == 200
+    assert request(url2, "GET", "/api/v1/experiments", headers={"Cookie": cookie + "x"}).status == 401

@@ -130,6 +130,7 @@ def import_root(src: Path | str, backend, say: Callable[[str], None] = print) ->
     """Import every experiment under ``src`` into the PostgreSQL ``backend`` (see the module doc)."""
     from ..._readmodel._columns import FieldInfo
     from .postgres._chunks import chunks_of
+    from .postgres._ingest import file_place
 
     src = Path(src)
     pool, raw = backend.pool, backend._blobs.raw
@@ -215,8 +216,9 @@ def import_root(src: Path | str, backend, say: Callable[[str], None] = print) ->
                     entry = {**entry, "checksum": checksum, "sizeBytes": size}
                 elif not entry.get("deletedAt"):
                     say(f"{prefix_str}: the bytes of file {entry.get('filename')!r} are missing; its entry is kept")
-                cur.execute("INSERT INTO files (experiment_id, id, entry, deleted) VALUES (%s, %s, %s, %s)"
-                            " ON CONFLICT DO NOTHING", (exp_id, str(entry["id"]), orjson.dumps(entry), bool(entry.get("deletedAt"))))
+                cur.execute("INSERT INTO files (experiment_id, id, entry, deleted, place) VALUES (%s, %s, %s, %s, %s)"
+                            " ON CONFLICT DO NOTHING", (exp_id, str(entry["id"]), orjson.dumps(entry),
+                                                        bool(entry.get("deletedAt")), file_place(entry)))
                 counts["files"] += 1
         counts["experiments"] += 1
         say(f"imported {prefix_str}")

@@ -132,10 +132,28 @@ def _apply(cur, batch: Batch, plan: Plan, now: float) -> None:
                               _jsonb(metadata) if metadata else None))
         next_log += len(plan.logs)
     for entry, _checksum in plan.files:  # idempotent by id: the first upload of an id stays
-        cur.execute("INSERT INTO files (experiment_id, id, entry) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-                    (exp_id, entry["id"], _jsonb(entry)))
+        place = file_place(entry)
+        if cur.execute("SELECT 1 FROM files WHERE experiment_id = %s AND id = %s", (exp_id, entry["id"])).fetchone():
+            continue
+        # a new file where a live one is replaces it as upstream's overwrite does, softly: the
+        # older entry gets deletedAt and its bytes stay (as the local writer's add_files)
+        for old_id, raw in cur.execute("SELECT id, entry FROM files WHERE experiment_id = %s AND place = %s AND NOT deleted",
+                                       (exp_id, place)).fetchall():
+            old = _doc(raw)
+            old["deletedAt"] = old["updatedAt"] = entry.get("uploadedAt") or iso_utc(now)
+            cur.execute("UPDATE files SET entry = %s, deleted = true WHERE experiment_id = %s AND id = %s",
+                        (_jsonb(old), exp_id, old_id))
+        cur.execute("INSERT INTO files (experiment_id, id, entry, place) VALUES (%s, %s, %s, %s)",
+                    (exp_id, entry["id"], _jsonb(entry), place))
     for topic, rows in plan.tracks.items():
         _track(cur, exp_id, topic, rows, now)
+    for file_id, changes, ts in getattr(plan, "updates", ()):  # description, tags, metadata of live files
+        row = cur.execute("SELECT entry FROM files WHERE experiment_id = %s AND id = %s", (exp_id, file_id)).fetchone()
+        entry = _doc(row[0]) if row else None
+        if entry is not None and not entry.get("deletedAt"):
+            entry.update({k: v for k, v in changes.items() if k in ("description", "tags", "metadata")})
+            entry["updatedAt"] = iso_utc(ts)
+            cur.execute("UPDATE files SET entry = %s WHERE experiment_id = %s AND id = %s", (_jsonb(entry), exp_id, file_id))
     for file_id, ts in plan.deletes:  # soft delete: deletedAt set, the bytes kept
         row = cur.execute("SELECT entry FROM files WHERE experiment_id = %s AND id = %s", (exp_id, file_id)).fetchone()
         entry = _doc(row[0]) if row else None
@@ -148,6 +166,11 @@ def _apply(cur, batch: Batch, plan: Plan, now: float) -> None:
                     (_jsonb(doc), next_log, now, exp_id))
     else:
         cur.execute("UPDATE experiments SET next_log_seq = %s, updated_at = %s WHERE id = %s", (next_log, now, exp_id))
+
+
+def file_place(entry: Dict[str, Any]) -> str:
+    """Where a file entry lives: its normalized path and its name (one live file per place)."""
+    return "/" + str(entry.get("path") or "").strip("/") + "\x1f" + str(entry.get("filename") or "")
 
 
 def _track(cur, exp_id: int, topic: str, rows: List[Dict[str, Any]], now: float) -> None:

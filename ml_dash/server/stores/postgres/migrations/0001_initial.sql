@@ -102,8 +102,11 @@ CREATE TABLE files (
     seq           bigserial,      -- the order entries were stored in
     entry         bytea NOT NULL, -- an entry of files/.files_metadata.json (orjson)
     deleted       boolean NOT NULL DEFAULT false,
+    place         text NOT NULL,  -- the normalized path and the file name: a new live file replaces an older one there
     PRIMARY KEY (experiment_id, id)
 );
+
+CREATE INDEX files_live_place ON files (experiment_id, place) WHERE NOT deleted;
 
 -- Blobs the blob store holds (written after the bytes are stored and checked): a file event may
 -- link one only when it is listed here.
