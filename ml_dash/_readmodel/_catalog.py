@@ -312,7 +312,7 @@ class Catalog:
             if d is None or d.mtime != st.st_mtime_ns:
                 d = self._dirs[rel] = self._list(rel, st.st_mtime_ns)
             seen.add(rel)
-            if d.is_exp and rel.count("/") >= 2:
+            if d.is_exp and "/" in rel:  # owner/name (upstream's local form) or longer
                 found[rel] = d.mtime
             stack.extend(f"{rel}/{c}" if rel else c for c in d.children)
         for rel in [r for r in self._dirs if r not in seen]:

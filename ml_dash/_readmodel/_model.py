@@ -66,17 +66,26 @@ class ReadModel:
         """Stop background work."""
 
 
+def read_prefix(prefix: str) -> Prefix:
+    """The prefix rules of reads: the SDK's (upstream's two-segment ``owner/name`` included), and no
+    segment may start with ``.`` (the server keeps its own data in ``<root>/.ml-dash-server/``)."""
+    parsed = parse_prefix(prefix, 2)
+    if any(part.startswith(".") for part in parsed.parts):
+        raise InvalidPrefix(f"prefix {prefix!r}: a segment may not start with '.'")
+    return parsed
+
+
 class LayoutReadModel(ReadModel):
     """The read model of a layout folder.
 
     ``cache_dir``: where metric column caches persist (the server: ``.ml-dash-server/series``);
     None keeps them in memory, building only the fields a query needs (the SDK, the CLI).
-    ``parse``: how prefixes are checked (the server passes its stricter rules).
+    ``parse``: how prefixes are checked (default :func:`read_prefix`).
     ``max_age``: the table's catalogue is refreshed when older than this, seconds.
     """
 
     def __init__(self, root: Path | str, cache_dir: Optional[Path | str] = None,
-                 parse: Callable[[str], Prefix] = parse_prefix, max_age: float = 1.0, max_open: int = 256):
+                 parse: Callable[[str], Prefix] = read_prefix, max_age: float = 1.0, max_open: int = 256):
         self.root = Path(root)
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self._parse = parse

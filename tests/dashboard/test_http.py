@@ -132,6 +132,14 @@ def test_login_sets_a_read_only_cookie(secured):
     assert request(handle.url, "POST", "/api/v1/ingest", body, {"Content-Type": "application/x-ndjson", **auth(token)}).status == 200
 
 
+def test_logout_clears_the_cookie(secured):
+    handle, token = secured
+    cookie = _cookie(_login(handle.url, token))
+    out = request(handle.url, "POST", "/logout", b"", {"Cookie": f"{COOKIE_NAME}={cookie}"})
+    assert out.status == 303 and out.headers["location"] == "/login"
+    assert re.search(COOKIE_NAME + r'=("")?;.*Max-Age=0', out.headers["set-cookie"]), out.headers["set-cookie"]
+
+
 def test_forged_tampered_and_revoked_cookies_are_refused(secured):
     handle, token = secured
     cookie = _cookie(_login(handle.url, token))

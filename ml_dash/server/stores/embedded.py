@@ -30,7 +30,6 @@ class EmbeddedBackend(Backend):
 
     def read_model(self):
         from ..._readmodel import LayoutReadModel
-        from ..batch import parse_server_prefix
         from ..index import server_dir
 
-        return LayoutReadModel(self.root, server_dir(self.root) / "series", parse=parse_server_prefix)
+        return LayoutReadModel(self.root, server_dir(self.root) / "series")
