@@ -82,3 +82,30 @@ def test_a_running_server_shows_no_secret(pg_servers):
     assert password not in proc.output() and "***" in proc.output()  # nor in what it printed
     env = settings_env(pg_servers.settings)
     assert env["ML_DASH_SERVER_STORE"] == pg_servers.settings.store  # it came from the environment
+
+
+def test_token_commands_on_the_postgresql_store(pg_servers):
+    """create, list and revoke with the store's settings from the environment; a revoked token
+    stops working on a running server within the owners' cache time (2 s)."""
+    from ml_dash.server.auth import hash_token
+
+    from ..conftest import wait_for
+    from ..server._client import get
+
+    env = settings_env(pg_servers.settings)
+    code = "import sys; from ml_dash.server.cli import main; sys.exit(main(sys.argv[1:]))"
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-c", code, "token", *args], env=env, capture_output=True, text=True,
+                              timeout=60)
+
+    made = cli("create", "--owner", "carol", "--label", "ci")
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip().splitlines()[0]
+    listed = cli("list").stdout
+    assert "carol" in listed and hash_token(token)[:12] in listed and token not in listed
+    url, _ = pg_servers.start()
+    assert get(url, token, "experiments").status == 200
+    gone = cli("revoke", hash_token(token)[:12])
+    assert gone.returncode == 0 and "carol" in gone.stdout, gone.stdout + gone.stderr
+    wait_for(lambda: get(url, token, "experiments").status == 401, timeout=10, what="the revoke to reach the server")

@@ -120,10 +120,13 @@ class PgIndex:
         with self.pool.connection() as conn:
             return conn.execute("SELECT hash, owner, label, created_at FROM tokens ORDER BY created_at").fetchall()
 
-    def revoke_tokens(self, hash_prefix: str) -> int:
+    def revoke_tokens(self, hash_prefix: str) -> List[Tuple[str, str, Optional[str], float]]:
+        """Remove the tokens whose hash starts with ``hash_prefix`` (literally); the rows removed."""
         self._owners.clear()
         with self.pool.connection() as conn:
-            return conn.execute("DELETE FROM tokens WHERE starts_with(hash, %s)", (hash_prefix,)).rowcount
+            rows = conn.execute("DELETE FROM tokens WHERE starts_with(hash, %s) RETURNING hash, owner, label, created_at",
+                                (hash_prefix,)).fetchall()
+        return sorted(rows, key=lambda r: r[3])
 
     def experiments(self, owner: Optional[str] = None, project: Optional[str] = None) -> List[str]:
         sql, args, conds = "SELECT prefix FROM experiments", [], []
