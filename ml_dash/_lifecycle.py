@@ -68,15 +68,16 @@ def unregister(rec: Recorder) -> None:
 
 
 def _close_all(status: str, reason: Optional[str]) -> None:
-    recs = running()
-    if not recs:
-        return
-    deadline = time.monotonic() + max(r.config.shutdown_timeout for r in recs)
-    for rec in recs:
-        try:
-            rec.close(status, reason, deadline)
-        except Exception as exc:  # one experiment's trouble must not stop the others draining
-            warn(f"closing {rec.prefix} failed: {exc}")
+    with closing():  # a SIGTERM meanwhile waits for the end (it may interrupt this very frame)
+        recs = running()
+        if not recs:
+            return
+        deadline = time.monotonic() + max(r.config.shutdown_timeout for r in recs)
+        for rec in recs:
+            try:
+                rec.close(status, reason, deadline)
+            except Exception as exc:  # one experiment's trouble must not stop the others draining
+                warn(f"closing {rec.prefix} failed: {exc}")
 
 
 def _at_exit() -> None:
@@ -123,9 +124,9 @@ def _on_sigterm(signum, frame) -> None:
         _off_main_thread(_flush_all, 10.0)
         previous(signum, frame)
         return
-    recs = running()
-    _off_main_thread(lambda: _close_all("CANCELLED", "terminated by SIGTERM"),
-                     max((r.config.shutdown_timeout for r in recs), default=0.0) + 1.0)
+    # Without the lock: the frame this handler interrupted may hold it.
+    longest = max((r.config.shutdown_timeout for r in list(_live)), default=0.0)
+    _off_main_thread(lambda: _close_all("CANCELLED", "terminated by SIGTERM"), longest + 1.0)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
 
