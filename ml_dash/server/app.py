@@ -372,7 +372,7 @@ def make_app(root: Path | str, *, auth: bool = True, fault_injection: bool = Fal
     state = State(root, auth=auth, fault_injection=fault_injection, limits=limits or Limits())
     app[STATE] = state
     app.add_routes(routes)
-    state.read_model = LayoutReadModel(root, server_dir(root) / "series")
+    state.read_model = LayoutReadModel(root, server_dir(root) / "series", background=True)
     read_routes.setup(app, state.read_model, authenticate=read_auth, run=state.run, max_page=state.limits.max_page)
     from .dashboard import mount as mount_dashboard  # after the API routes: its pages never shadow them
 
