@@ -20,5 +20,5 @@ def test_dashboard_benchmark_quick(browser, tmp_path):  # browser: skips where t
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     got = json.loads(out.read_text())
     assert got["page"]["all_charts_s"]["n"] == 1
-    assert got["live"]["rows"] >= 1 and got["live_remote"]["rows"] >= 1  # points drawn live, read back
+    assert got["live"]["rows"] >= 1  # points drawn live, read back
     assert "experiment page, first screen of charts drawn" in proc.stdout
