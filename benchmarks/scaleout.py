@@ -207,6 +207,9 @@ def main(argv: List[str] = None) -> int:
         results["reads"] = _reads(work, cluster, args)
     finally:
         cluster.destroy()
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)  # the stores' data: gigabytes after a full run
     out = Path(args.out) if args.out else REPO / "benchmarks" / "results" / f"scaleout-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
