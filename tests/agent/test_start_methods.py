@@ -91,8 +91,10 @@ def test_os_fork_with_a_live_run(tmp_path, mode):
         assert by_task[k] == list(range(500)), k
     assert sorted(row["index"] for row in rows) == list(range(1300 + 3 * 500))
     messages = [x["message"] for x in r.logs()]
-    assert messages[0] == "parent before" and messages[-1] == "parent after"
-    assert sorted(messages[1:-1]) == ["child 0", "child 1", "child 2"]
+    # Each process's own order is kept; between processes (remote: separate sessions) the store
+    # keeps arrival order.
+    assert sorted(messages) == ["child 0", "child 1", "child 2", "parent after", "parent before"]
+    assert messages.index("parent before") < messages.index("parent after")
     assert r.experiment()["status"] == "COMPLETED"
     if name == "remote":
         # The child that left with os._exit never closed its session: everything in it was
