@@ -26,6 +26,7 @@ PROBES = {
     "wire": "wire:run",
     "outage": "outage:run",
     "ingest": "ingest:run",
+    "files": "files:run",
     "import-check": "steps:import_check",
     "serve": "serve:run",
     "proxy": "proxy:run",
