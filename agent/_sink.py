@@ -66,6 +66,8 @@ class RemoteSink:
         self._sender: Optional["Sender"] = None
         self._closed = False
         self.drops: Dict[str, int] = collections.Counter()
+        #: Per track topic, the last automatic timestamp given (``ml_dash._tracks.resolve_stamps``).
+        self._track_stamps: Dict[str, List[float]] = {}
 
     # -- the Sink interface ----------------------------------------------------------------------
 
@@ -109,6 +111,13 @@ class RemoteSink:
     def write_metrics(self, name: Optional[str], rows: List[Dict[str, Any]]) -> None:
         """Append one metric's rows (worker thread): no per-row tuple on the way."""
         self._session().append_metric_rows(name, rows)
+
+    def write_tracks(self, topic: str, rows: List[Dict[str, Any]]) -> None:
+        """Append one track topic's entries (worker thread)."""
+        from ml_dash._tracks import resolve_stamps
+
+        resolve_stamps(rows, self._track_stamps.setdefault(topic, [0.0]))
+        self._session().append_track_rows(topic, rows)
 
     def sync(self) -> None:
         """fsync what is spooled (``exp.flush()``); the group commit does it within fsync_interval anyway."""

@@ -25,7 +25,7 @@ from ._framing import frame_all
 from ._report import human_bytes
 from ._session import SessionDir
 from ._columns import encode_metric_rows
-from ._wire import encode_items
+from ._wire import encode_items, encode_track_rows
 
 __all__ = ["SpoolWriter", "SEGMENT_BYTES"]
 
@@ -86,6 +86,10 @@ class SpoolWriter:
         """Append one metric's rows (the user's fields plus ``_ts``) as columnar records, a seq per
         row; like :meth:`append`."""
         return self._append(rows, lambda first, chunk: encode_metric_rows(first, name, chunk))
+
+    def append_track_rows(self, topic: str, rows: List[Dict[str, Any]]) -> int:
+        """Append one track topic's entries as ``track`` events, a seq each; like :meth:`append`."""
+        return self._append(rows, lambda first, chunk: encode_track_rows(first, topic, chunk))
 
     def _append(self, items: Sequence[Any], encode) -> int:
         stored = 0

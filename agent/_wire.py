@@ -16,10 +16,10 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import orjson
 
-from ml_dash._events import ExperimentEvent, FileEvent, LogEvent, ParamsEvent, StatusEvent
+from ml_dash._events import ExperimentEvent, FileDeleteEvent, FileEvent, FileUpdateEvent, LogEvent, ParamsEvent, StatusEvent
 from ml_dash._values import encode_nonfinite
 
-__all__ = ["encode_items", "gap_event", "batch_body", "compress", "ENCODINGS", "BUILDERS"]
+__all__ = ["encode_items", "encode_track_rows", "gap_event", "batch_body", "compress", "ENCODINGS", "BUILDERS"]
 
 _dumps = orjson.dumps
 
@@ -38,8 +38,16 @@ def _file(seq: int, ev: FileEvent) -> Dict[str, Any]:
         "seq": seq, "kind": "file", "ts": ev.ts, "id": str(e["id"]), "path": e.get("path") or "/",
         "filename": e["filename"], "checksum": e["checksum"], "size": e.get("sizeBytes", 0),
         "content_type": e.get("contentType"), "description": e.get("description"),
-        "tags": list(e.get("tags") or []), "metadata": e.get("metadata"),
+        "tags": list(e.get("tags") or []), "metadata": e.get("metadata"), "bindrs": list(e.get("bindrs") or []),
     }
+
+
+def _file_update(seq: int, e: FileUpdateEvent) -> Dict[str, Any]:
+    return {"seq": seq, "kind": "file_update", "ts": e.ts, "id": e.file_id, **e.changes}
+
+
+def _file_delete(seq: int, e: FileDeleteEvent) -> Dict[str, Any]:
+    return {"seq": seq, "kind": "file_delete", "ts": e.ts, "id": e.file_id}
 
 
 def _experiment(seq: int, e: ExperimentEvent) -> Dict[str, Any]:
@@ -55,7 +63,19 @@ def _status(seq: int, e: StatusEvent) -> Dict[str, Any]:
 #: The wire event of each event class (metric rows go through ``_columns``).
 BUILDERS: Dict[type, Callable[[int, Any], Dict[str, Any]]] = {
     LogEvent: _log, ParamsEvent: _params, FileEvent: _file, ExperimentEvent: _experiment, StatusEvent: _status,
+    FileDeleteEvent: _file_delete, FileUpdateEvent: _file_update,
 }
+
+
+def encode_track_rows(first_seq: int, topic: str, rows: Sequence[Dict[str, Any]]):
+    """One ``track`` wire event per entry (the user's fields plus ``_ts``, the entry's timestamp),
+    seqs from ``first_seq``; returns (payloads, None: a seq each, [(bad row, why)])."""
+    wire = []
+    for seq, row in enumerate(rows, first_seq):
+        data = dict(row)
+        wire.append({"seq": seq, "kind": "track", "topic": topic, "timestamp": data.pop("_ts"), "data": data})
+    payloads, bad = _serialize(first_seq, wire, [])
+    return payloads, None, bad
 
 
 def _has_nonfinite(value: Any) -> bool:

@@ -174,6 +174,8 @@ def bench_live(browser, url: str, root: Path, seconds: float, interval: float, r
         page.goto(f"{url}/e/bench/dashboard/live")
         page.wait_for_selector('.chart[data-key="live:v"] canvas', timeout=30_000)
         page.wait_for_timeout(seconds * 1000)
+        # a loaded machine may open the page late: wait for a few live draws past the first one
+        page.wait_for_function("(k) => (window.__drawn || []).length >= k", arg=4, timeout=90_000)
         drawn = page.evaluate("window.__drawn")
         ctx.close()
     finally:
@@ -235,7 +237,8 @@ def main(argv: List[str] | None = None) -> int:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             results["page"] = bench_page(browser, server.url, a.metrics, a.repeat)
             results["live"] = bench_live(browser, server.url, root, a.live_seconds, 0.25, remote=False)
-            results["live_remote"] = bench_live(browser, remote_server.url, remote_root, a.live_seconds, 0.25, remote=True)
+            if not a.quick:  # --quick checks the page and the local live path; the remote one takes minutes under load
+                results["live_remote"] = bench_live(browser, remote_server.url, remote_root, a.live_seconds, 0.25, remote=True)
             browser.close()
     finally:
         server.stop()
@@ -253,9 +256,10 @@ def main(argv: List[str] | None = None) -> int:
     print(f"| baseline: page of an experiment with no metrics | {f(pg['empty_page_s'])} | |")
     print(f"| live: log() → point drawn ({lv['rows']} rows, one per 0.25 s) | {f(lv['latency_s'])}, p99 {lv['latency_s']['p99'] * 1000:.0f} ms | ≤ 3 s |")
     print(f"| baseline: log() → row on disk (SDK batching) | {f(lv['to_disk_s'])} | |")
-    lr = results["live_remote"]
-    print(f"| live, remote run: log() → server → point drawn ({lr['rows']} rows) | {f(lr['latency_s'])}, p99 {lr['latency_s']['p99'] * 1000:.0f} ms | ≤ 3 s |")
-    print(f"| baseline: log() → row on the server's disk (spool, upload, ingest) | {f(lr['to_disk_s'])} | |")
+    lr = results.get("live_remote")
+    if lr:
+        print(f"| live, remote run: log() → server → point drawn ({lr['rows']} rows) | {f(lr['latency_s'])}, p99 {lr['latency_s']['p99'] * 1000:.0f} ms | ≤ 3 s |")
+        print(f"| baseline: log() → row on the server's disk (spool, upload, ingest) | {f(lr['to_disk_s'])} | |")
     print(f"\nJSON: {out}")
     return 0
 

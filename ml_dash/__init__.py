@@ -19,13 +19,14 @@ from ._errors import (
     InvalidPrefix,
     InvalidValue,
     MlDashError,
+    NotFound,
     ProtocolError,
     QueueFull,
     SpoolNotPrivate,
     RemoteError,
     ValueTooLarge,
 )
-from ._experiment import Experiment, ml_dash_experiment
+from ._experiment import Experiment, OperationMode, ml_dash_experiment
 from ._files import FileInfo
 from ._run_info import RUN
 
@@ -33,6 +34,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Experiment",
+    "OperationMode",
     "ml_dash_experiment",
     "RUN",
     "Config",
@@ -45,6 +47,7 @@ __all__ = [
     "ValueTooLarge",
     "ExperimentStateError",
     "QueueFull",
+    "NotFound",
     "SpoolNotPrivate",
     "RemoteError",
     "AuthError",

@@ -86,6 +86,9 @@ class Config:
     capture_packages: bool = False
     #: With ``capture_env``: the ``git diff`` of a dirty tree is saved as a file, cut at this many bytes.
     git_diff_max_bytes: int = 1024 * 1024
+    #: ``exp.logs.info(...)`` and the other level helpers print the line as upstream does
+    #: (``ML_DASH_LOG_ECHO``); ``exp.log(...)`` never prints.
+    log_echo: bool = True
     #: Prefix of the experiment a framework hook creates when it is given none (``ML_DASH_PREFIX``).
     prefix: Optional[str] = None
 

@@ -7,6 +7,7 @@
     ├── ValueTooLarge (ValueError)          a string or field set over the configured limit
     ├── ExperimentStateError (RuntimeError) use before start / after close
     ├── QueueFull (RuntimeError)            backpressure gave up (only with drop_policy="raise")
+    ├── NotFound (LookupError)              reading an experiment (or a metric, a field) that does not exist
     ├── SpoolNotPrivate (PermissionError)   remote mode's spool folder is not the user's alone
     └── RemoteError                         a server answer the SDK cannot act on
         ├── AuthError                       401/403: the token is missing, wrong, or not allowed here
@@ -23,6 +24,7 @@ __all__ = [
     "ValueTooLarge",
     "ExperimentStateError",
     "QueueFull",
+    "NotFound",
     "SpoolNotPrivate",
     "RemoteError",
     "AuthError",
@@ -57,6 +59,10 @@ class ExperimentStateError(MlDashError, RuntimeError):
 
 class QueueFull(MlDashError, RuntimeError):
     """The in-process queue stayed full past the backpressure window."""
+
+
+class NotFound(MlDashError, LookupError):
+    """A read named an experiment, metric or field that is not stored (in local or remote mode)."""
 
 
 class SpoolNotPrivate(MlDashError, PermissionError):

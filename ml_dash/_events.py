@@ -11,7 +11,9 @@
 **Metric rows** are not events: a row is the user's fields dict plus ``"_ts"`` (epoch seconds of
 the call), appended to that metric's own deque. Keeping them plain dicts is what keeps the
 caller's cost at one ``deque.append``; a sink gets each metric's rows as one list in
-``Sink.write_metrics(name, rows)``.
+``Sink.write_metrics(name, rows)``. **Track entries** (``exp.tracks(topic).append``) take the same
+path: one deque per topic, rows of the user's fields plus ``"_ts"`` (the entry's timestamp),
+handed to ``Sink.write_tracks(topic, rows)``.
 
 **Everything else** is one of the event classes below: slotted tuples (``namedtuple``), built in
 the caller's thread (``_ops``, ``_run``) and read by field name in the sinks. Consumers dispatch
@@ -29,7 +31,10 @@ event                         local mode (``_local_sink``)        remote mode (`
 :class:`ParamsEvent`          ``parameters.json`` merge           ``params`` event
 :class:`LogEvent`             ``logs/logs.jsonl``                 ``log`` event
 :class:`FileEvent`            ``files/.files_metadata.json``      ``file`` event (+ blob upload)
+:class:`FileDeleteEvent`      ``deletedAt`` in the same file      ``file_delete`` event
+:class:`FileUpdateEvent`      the entry in the same file          ``file_update`` event
 metric rows                   ``metrics/<name>/data.jsonl``       columnar ``metrics`` records
+track entries                 ``tracks/<topic>/data.jsonl``       ``track`` events, one per entry
 ============================  ==================================  ===================================
 
 The server (``ml_dash/server/ingest.py``) checks the wire events against the same vocabularies:
@@ -74,7 +79,7 @@ else:
 
 
 __all__ = [
-    "LogEvent", "ParamsEvent", "FileEvent", "ExperimentEvent", "StatusEvent", "FlushMarker",
+    "LogEvent", "ParamsEvent", "FileEvent", "FileDeleteEvent", "FileUpdateEvent", "ExperimentEvent", "StatusEvent", "FlushMarker",
     "SINK_EVENTS", "Event", "LEVELS", "LEVEL_NAMES", "STATUSES", "END_STATUSES", "SinkWriteError",
 ]
 
@@ -120,6 +125,23 @@ class FileEvent(NamedTuple):
     entry: Dict[str, Any]
 
 
+class FileDeleteEvent(NamedTuple):
+    """``exp.files(...).delete()``: a soft delete of a stored file by id (``deletedAt`` is set, the
+    bytes stay). An id the experiment does not have, or a file already deleted, changes nothing."""
+
+    ts: float
+    file_id: str
+
+
+class FileUpdateEvent(NamedTuple):
+    """``exp.files(file_id=..., description=..., tags=..., metadata=...).update()``: replace those
+    fields of a live file's entry (None: unchanged). Unknown or deleted ids change nothing."""
+
+    ts: float
+    file_id: str
+    changes: Dict[str, Any]
+
+
 class ExperimentEvent(NamedTuple):
     """The experiment's own record at start (create or merge): description, tags, bindrs, metadata."""
 
@@ -145,12 +167,14 @@ class FlushMarker(NamedTuple):
 
 
 #: Every kind a sink's ``write`` receives (a test checks that each sink handles all of them).
-SINK_EVENTS: Tuple[Type[tuple], ...] = (ExperimentEvent, StatusEvent, ParamsEvent, LogEvent, FileEvent)
+SINK_EVENTS: Tuple[Type[tuple], ...] = (ExperimentEvent, StatusEvent, ParamsEvent, LogEvent, FileEvent,
+                                        FileDeleteEvent, FileUpdateEvent)
 
 if TYPE_CHECKING:
     from typing import Union
 
-    Event = Union[ExperimentEvent, StatusEvent, ParamsEvent, LogEvent, FileEvent]
+    Event = Union[ExperimentEvent, StatusEvent, ParamsEvent, LogEvent, FileEvent, FileDeleteEvent,
+                  FileUpdateEvent]
 else:
     Event = tuple
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Mapping
 
 from ._atomic import replacing
 
 TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations here are strings anyway
 if TYPE_CHECKING:
     from pathlib import Path
-    from typing import Any, Dict, List, Optional, Tuple, Union
+    from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
     Source = Union[str, os.PathLike, bytes, bytearray, memoryview]
 else:  # importable for annotations elsewhere, without importing typing at run time
@@ -79,28 +80,53 @@ _FILE_FIELDS = ("id", "path", "filename", "checksum", "size", "content_type", "d
                 "metadata", "uploaded_at")
 
 
-class FileInfo:
+class FileInfo(Mapping):
     """A stored file: what ``files(...).save()`` returns and ``files.list()`` lists.
 
-    Read-only; compares by value. (A plain class: a dataclass costs milliseconds at import.)
+    Attributes (``info.size``) and, as upstream's dict, a read-only mapping of the stored entry:
+    ``info["sizeBytes"]``, ``"checksum" in info``, ``dict(info)``, iteration over its keys. Compares
+    by value. (A plain class: a dataclass costs milliseconds at import.)
     """
 
-    __slots__ = _FILE_FIELDS
+    __slots__ = (*_FILE_FIELDS, "_entry")
 
     def __init__(self, id: str, path: str, filename: str, checksum: str, size: int,
                  content_type: Optional[str] = None, description: Optional[str] = None,
                  tags: Optional[List[str]] = None, metadata: Optional[Dict[str, Any]] = None,
-                 uploaded_at: Optional[str] = None):
+                 uploaded_at: Optional[str] = None, entry: Optional[Dict[str, Any]] = None):
         values = (id, path, filename, checksum, size, content_type, description, list(tags or []),
                   metadata, uploaded_at)
         for name, value in zip(_FILE_FIELDS, values):
             object.__setattr__(self, name, value)
+        if entry is None:
+            entry = {"id": id, "path": path, "filename": filename, "description": description,
+                     "tags": list(tags or []), "contentType": content_type, "sizeBytes": size,
+                     "checksum": checksum, "metadata": metadata, "uploadedAt": uploaded_at}
+        object.__setattr__(self, "_entry", dict(entry))
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"FileInfo is read-only ({name})")
 
+    # -- the mapping: the stored entry (upstream's keys) ------------------------------------------------
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return self._entry[key]
+        except KeyError:
+            if key in _FILE_FIELDS:  # our attribute names, as this mapping accepted before
+                return getattr(self, key)
+            raise
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entry)
+
+    def __len__(self) -> int:
+        return len(self._entry)
+
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, FileInfo) and self.as_dict() == other.as_dict()
+        if isinstance(other, FileInfo):
+            return self.as_dict() == other.as_dict()
+        return Mapping.__eq__(self, other)
 
     __hash__ = None  # type: ignore[assignment]  # holds a list and a dict
 
@@ -120,10 +146,9 @@ class FileInfo:
             tags=list(e.get("tags") or []),
             metadata=e.get("metadata"),
             uploaded_at=e.get("uploadedAt"),
+            entry=e,
         )
 
     def as_dict(self) -> Dict[str, Any]:
+        """Our attribute names and values (``dict(info)`` gives the stored entry instead)."""
         return {name: getattr(self, name) for name in _FILE_FIELDS}
-
-    def __getitem__(self, key: str) -> Any:  # upstream returned dicts; keep info["id"] working
-        return getattr(self, key)

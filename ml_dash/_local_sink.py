@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ._events import ExperimentEvent, FileEvent, LogEvent, ParamsEvent, SinkWriteError, StatusEvent
+from ._events import ExperimentEvent, FileDeleteEvent, FileEvent, FileUpdateEvent, LogEvent, ParamsEvent, SinkWriteError, StatusEvent
 from ._files import Source, snapshot
 from ._names import Prefix
 from ._store import ExperimentReader, ExperimentWriter
@@ -26,6 +26,8 @@ class LocalSink:
         self._root = Path(root)
         self._prefix = prefix
         self._writer = ExperimentWriter(self._root, prefix)
+        #: Per topic, the last automatic track timestamp given (``_tracks.resolve_stamps``).
+        self._track_stamps: Dict[str, List[float]] = {}
 
     @property
     def experiment_dir(self) -> Path:
@@ -45,17 +47,36 @@ class LocalSink:
         with w.lock():
             w.append_metric(name, rows, time.time())
 
+    def write_tracks(self, topic: str, rows: List[dict]) -> None:
+        from ._tracks import resolve_stamps
+
+        resolve_stamps(rows, self._track_stamps.setdefault(topic, [0.0]))
+        w = self._writer
+        with w.lock():
+            w.append_track(topic, rows, time.time())
+
+    def stored_track_topic(self, folder: str) -> Optional[str]:
+        """The topic stored in ``tracks/<folder>`` (None when there is none): a new topic that maps
+        to the same folder is refused at the call."""
+        from ._store._jsonio import read_json
+
+        meta = read_json(self._writer.paths.tracks_dir / folder / "metadata.json", {})
+        topic = meta.get("topic") if isinstance(meta, dict) else None
+        return topic if isinstance(topic, str) else None
+
     def write(self, events: List[Event]) -> None:
         """Apply a batch under one lock. Each file is written on its own, so a failure in one
         (say, a full disk while appending logs) does not lose the others; failures are reported
         together as one SinkWriteError with the count of events not stored.
 
         Order: experiment records and parameters as they came, then the batch's log lines in one
-        append, then its file entries in one rewrite, then status changes, so that COMPLETED is
-        written after the data it completes.
+        append, then its file entries in one rewrite, then its file deletions, then status changes,
+        so that COMPLETED is written after the data it completes.
         """
         logs: List[tuple] = []
         files: List[Dict[str, Any]] = []
+        deletes: List[tuple] = []
+        updates: List[tuple] = []
         first: List[tuple] = []
         last: List[tuple] = []
         failed = 0
@@ -65,6 +86,10 @@ class LocalSink:
                 logs.append(event)
             elif type(event) is FileEvent:
                 files.append(event.entry)
+            elif type(event) is FileDeleteEvent:
+                deletes.append((event.file_id, event.ts))
+            elif type(event) is FileUpdateEvent:
+                updates.append((event.file_id, event.changes, event.ts))
             elif type(event) is StatusEvent:
                 last.append(event)
             elif type(event) in _SINGLE:
@@ -78,6 +103,10 @@ class LocalSink:
             ops.append((_append_logs, logs, len(logs)))
         if files:
             ops.append((_add_files, files, len(files)))
+        if updates:
+            ops.append((_update_files, updates, len(updates)))
+        if deletes:
+            ops.append((_delete_files, deletes, len(deletes)))
         ops += [(_set_status, e, 1) for e in last]
         with w.lock():
             for apply, arg, count in ops:
@@ -115,6 +144,14 @@ def _add_files(w: ExperimentWriter, entries: List[Dict[str, Any]]) -> None:
     w.add_files(entries)
 
 
+def _update_files(w: ExperimentWriter, updates: List[tuple]) -> None:
+    w.update_files(updates)
+
+
+def _delete_files(w: ExperimentWriter, deletions: List[tuple]) -> None:
+    w.delete_files(deletions)
+
+
 def _set_status(w: ExperimentWriter, e: StatusEvent) -> None:
     w.set_status(e.status, e.ts, e.reason)
 
@@ -127,10 +164,72 @@ _SINGLE = {
 
 
 class LocalReader(ExperimentReader):
-    """ExperimentReader plus download, the read interface the SDK uses in both modes."""
+    """ExperimentReader plus download and series, the read interface the SDK uses in both modes."""
+
+    def exists(self) -> bool:
+        """Whether anything was stored under this prefix (its experiment.json is there)."""
+        return self.paths.experiment_json.is_file()
 
     def download(self, entry: Dict[str, Any], dest: Path) -> Path:
-        import shutil
+        """Copy a stored file to ``dest`` (folders made; replaced atomically), checking its sha256."""
+        import hashlib
 
-        shutil.copyfile(self.file_path(entry), dest)
+        from ._atomic import replacing
+
+        dest = Path(dest)
+        digest = hashlib.sha256()
+        with open(self.file_path(entry), "rb") as src, replacing(dest) as out:
+            for chunk in iter(lambda: src.read(1 << 20), b""):
+                digest.update(chunk)
+                out.write(chunk)
+            want = entry.get("checksum")
+            if want and digest.hexdigest() != want:  # the block fails: dest is left as it was
+                raise OSError(f"stored file {entry.get('filename')!r} (id {entry.get('id')}) does not match "
+                              f"its checksum; not copied")
         return dest
+
+    def series(self, name: Optional[str], field: str, x: str = "index", start: Any = None, end: Any = None,
+               buckets: int = 1000, after: Optional[int] = None, limit: Optional[int] = None) -> Dict[str, Any]:
+        """``GET /api/v1/series`` computed here, by the same code as the server (see PROTOCOL.md)."""
+        model = _read_model(self.paths.root)
+        prefix = str(self.paths.prefix)
+        if after is not None:
+            return _local_query(model.increments, prefix, name, field, x, after, limit or 10_000)
+        return _local_query(model.series, prefix, name, field, x, start, end, buckets)
+
+    def summary(self) -> Dict[str, Any]:
+        """``GET /api/v1/summary`` computed here."""
+        return _local_query(_read_model(self.paths.root).summary, str(self.paths.prefix))
+
+
+_MODELS: "Dict[str, Any]" = {}
+
+
+def _read_model(root: Path):
+    """One in-memory read model per store folder, kept for the process: a second series call on a
+    growing metric reads only the rows appended since the first."""
+    import os
+
+    key = os.path.abspath(root)
+    model = _MODELS.get(key)
+    if model is None:
+        from ._readmodel import LayoutReadModel  # numpy: only when series are asked for
+
+        if len(_MODELS) >= 4:
+            _MODELS.pop(next(iter(_MODELS)))
+        model = _MODELS[key] = LayoutReadModel(root)
+    return model
+
+
+def _local_query(fn, *args: Any) -> Dict[str, Any]:
+    from ._errors import InvalidPrefix, NotFound
+    from ._readmodel._series import QueryError
+
+    try:
+        return fn(*args)
+    except QueryError as exc:
+        if exc.status == 404:
+            raise NotFound(str(exc)) from None
+        if exc.code in ("invalid_prefix", "invalid_name"):
+            raise InvalidPrefix(str(exc)) from None
+        raise ValueError(str(exc)) from None

@@ -110,13 +110,18 @@ class Prefix:
         return "/".join(self.parts)
 
 
-def parse_prefix(prefix: str) -> Prefix:
-    """Parse and validate ``owner/project/path.../name``; raise InvalidPrefix naming the problem."""
+def parse_prefix(prefix: str, min_segments: int = 3) -> Prefix:
+    """Parse and validate ``owner/project/path.../name``; raise InvalidPrefix naming the problem.
+
+    ``min_segments=2`` also accepts upstream's ``owner/name`` (local mode): the project is then
+    the name, and the experiment's folder is ``<root>/owner/name``.
+    """
     if isinstance(prefix, str):
         prefix = prefix.rstrip("/") if prefix.strip("/") else prefix
     parts = _split(prefix, "prefix")
-    if len(parts) < 3:
+    if len(parts) < min_segments:
         raise InvalidPrefix(
-            f"prefix {prefix!r} has {len(parts)} segment(s); it needs at least 3: owner/project/name"
+            f"prefix {prefix!r} has {len(parts)} segment(s); it needs at least {min_segments}: "
+            + ("owner/project/name" if min_segments >= 3 else "owner/name or owner/project/name")
         )
     return Prefix(parts)

@@ -101,6 +101,10 @@ class Pipeline:
         q.append(event)
         return True
 
+    def wake(self) -> None:
+        """Ask the worker to write what is queued now, without waiting for it."""
+        self._wake.set()
+
     def put_log(self, event: LogEvent) -> bool:
         """Queue a log event; its message counts against ``queue_max_bytes`` as well."""
         nbytes = len(event.message)
@@ -208,8 +212,8 @@ class Pipeline:
             # the rows still queued together stay near queue_max_events. A flush marker needs
             # every row queued before it, so then the round takes everything.
             limit = None if any(type(e) is FlushMarker for e in batch) else self._batch
-            metrics = [(o.name, _take(o.queue, limit)) for o in self._metric_owners]
-            metrics = [(name, rows) for name, rows in metrics if rows]
+            metrics = [(o, _take(o.queue, limit)) for o in self._metric_owners]
+            metrics = [(o, rows) for o, rows in metrics if rows]
             if any(len(o.queue) >= self._batch for o in self._metric_owners):
                 wake.set()  # more than a batch is waiting: go round again without sleeping
             if batch or metrics:
@@ -220,9 +224,10 @@ class Pipeline:
 
     def _process(self, batch: List[tuple], metrics: List[tuple]) -> None:
         sink = self._sink
-        for name, rows in metrics:
+        for owner, rows in metrics:
             try:
-                sink.write_metrics(name, rows)
+                # Metrics and track topics alike: the owner names its Sink method.
+                getattr(sink, owner.sink_method)(owner.name, rows)
             except Exception as exc:
                 self.drops["sink_error"] += len(rows)
                 self._record_error("sink_write", exc)

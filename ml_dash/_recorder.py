@@ -38,12 +38,23 @@ class Recorder:
         self._sink: Optional[Sink] = None
         #: False in a forked child: the child writes its events but never changes the run's status.
         self._owns_status = True
+        #: Hybrid mode: the Experiment was given both dash_url and dash_root (see ``mode``).
+        self.hybrid = False
         #: The automatic captures (``_capture.start``), set once the run started; stopped first at close.
         self.captures: Optional[Any] = None
+        self._stored = False  # known to exist in the store: reads check once
+        #: The last explicit ``_ts`` or track timestamp, which ``_ts=-1`` repeats (upstream's rule).
+        self.last_ts: Optional[float] = None
+        self._summary_buffer: Optional[Any] = None
+        #: ``exp.metrics`` (set by it): what ``metrics.buffer.log_summary()`` logs through.
+        self.metrics: Optional[Any] = None
 
     @property
     def mode(self) -> str:
-        return "remote" if self.config.dash_url else "local"
+        """"local", "remote", or "hybrid" (both: set by the Experiment when given dash_url and dash_root)."""
+        if not self.config.dash_url:
+            return "local"
+        return "hybrid" if self.hybrid else "remote"
 
     @property
     def running(self) -> bool:
@@ -57,6 +68,15 @@ class Recorder:
                 from .agent import open_remote_sink  # imports the agent: only in remote mode
 
                 self._sink = open_remote_sink(self.config, self.parts)
+            elif self.mode == "hybrid":
+                from pathlib import Path
+
+                from ._hybrid import HybridSink
+                from ._local_sink import LocalSink
+                from .agent import open_remote_sink
+
+                self._sink = HybridSink(LocalSink(Path(self.config.dash_root), self.parts),
+                                        open_remote_sink(self.config, self.parts))
             else:
                 from pathlib import Path
 
@@ -69,11 +89,33 @@ class Recorder:
         """Copy a file's bytes where the sink keeps them (caller's thread); returns (size, sha256)."""
         return self._get_sink().stage_file(source, entry)
 
+    def stored_track_topic(self, folder: str) -> Optional[str]:
+        """The topic the local store keeps in ``tracks/<folder>``, if any (None in remote mode)."""
+        ask = getattr(self._get_sink(), "stored_track_topic", None)
+        return None if ask is None else ask(folder)
+
     def reader(self) -> Reader:
-        """The read interface, after everything logged so far is stored."""
+        """The read interface, after everything logged so far is stored. Raises NotFound when
+        nothing was ever stored under this prefix (reads never answer {} or [] for it)."""
         if self.running:
             self.flush()
-        return self._get_sink().reader()
+        reader = self._get_sink().reader()
+        if not self._stored:
+            if not reader.exists():
+                from ._errors import NotFound
+
+                where = self.config.dash_url or self.config.dash_root
+                raise NotFound(f"no experiment {self.prefix} in {where}: nothing was stored under this prefix")
+            self._stored = True
+        return reader
+
+    def summary_buffer(self) -> Any:
+        """The experiment's ``metrics.buffer`` (values kept for ``log_summary``), made on first use."""
+        if self._summary_buffer is None:
+            from ._summary import SummaryBuffer
+
+            self._summary_buffer = SummaryBuffer(lambda name: self.metrics(name))
+        return self._summary_buffer
 
     # -- lifecycle -----------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from ._atomic import replacing
-from ._errors import AuthError, RemoteError
+from ._errors import AuthError, InvalidPrefix, NotFound, RemoteError
 from ._values import decode_nonfinite
 
 __all__ = ["RemoteReader"]
@@ -86,6 +86,44 @@ class RemoteReader:
 
     # -- the reader interface ----------------------------------------------------------------------
 
+    def exists(self) -> bool:
+        """Whether the server stored anything under this prefix."""
+        try:
+            self._get("experiment")
+        except RemoteError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def _found(self, route: str, **query: Any) -> Any:
+        """``_get`` raising what local mode raises: NotFound, InvalidPrefix, ValueError."""
+        try:
+            return self._get(route, **query)
+        except RemoteError as exc:
+            message = str(exc).split(": ", 1)[-1]
+            if exc.status == 404 and exc.code == "not_found":
+                raise NotFound(message) from None
+            if exc.status == 400 and exc.code in ("invalid_prefix", "invalid_name"):
+                raise InvalidPrefix(message) from None
+            if exc.status == 400 and exc.code == "bad_query":
+                raise ValueError(message) from None
+            raise
+
+    def series(self, name: Optional[str], field: str, x: str = "index", start: Any = None, end: Any = None,
+               buckets: int = 1000, after: Optional[int] = None, limit: Optional[int] = None) -> Dict[str, Any]:
+        """``GET /api/v1/series``: one field downsampled, or the rows after an index (``after``)."""
+        if after is not None:
+            answer = self._found("series", name=name, field=field, x=x, after=after, limit=limit)
+        else:
+            answer = self._found("series", name=name, field=field, x=x, start=start, end=end, buckets=buckets)
+        answer["points"] = decode_nonfinite(answer.get("points") or {})
+        return answer
+
+    def summary(self) -> Dict[str, Any]:
+        """``GET /api/v1/summary``: every metric with its count and per field last/min/max; logs, files."""
+        return decode_nonfinite(self._found("summary"))
+
     def experiment(self) -> Dict[str, Any]:
         """The experiment's metadata and status ({} when there is no such experiment)."""
         try:
@@ -117,6 +155,19 @@ class RemoteReader:
     def files(self, path: Optional[str] = None) -> List[Dict[str, Any]]:
         """File entries, optionally only those under ``path``."""
         return list(self._get("files", path=path).get("files") or [])
+
+    def track_topics(self) -> List[str]:
+        """Topics with entries."""
+        return list(self._get("tracks").get("tracks") or [])
+
+    def track_entries(self, topic: str, start: Optional[float] = None, end: Optional[float] = None) -> List[dict]:
+        """Entries ``{"timestamp", ...}`` with ``start <= timestamp <= end``, in timestamp order."""
+        out = []
+        for e in self._paged("track", "entries", 0, None, topic=topic):
+            t = e.get("timestamp")
+            if (start is None or t >= start) and (end is None or t <= end):
+                out.append(decode_nonfinite(e))
+        return out
 
     def download(self, entry: Dict[str, Any], dest: Path) -> Path:
         """Stream a file's bytes to ``dest`` (written to a temporary file, then renamed)."""

@@ -39,14 +39,114 @@ def find_project_root(start: Union[str, os.PathLike]) -> Path:
     return folder
 
 
+#: Upstream's template for an experiment created without a prefix (and without ML_DASH_PREFIX).
+DEFAULT_PREFIX = "{user}/scratch/{now:%Y/%m-%d}/{path_stem}/{job_name}"
+DEFAULT_JOB_NAME = "{now:%H.%M.%S}/{job_counter:03d}"
+
+
 class RunInfo:
-    """The type of :data:`RUN`. Set ``entry`` first; the other attributes follow from it."""
+    """The type of :data:`RUN`. Set ``entry`` first; the other attributes follow from it.
+
+    Upstream's attributes are here too: ``prefix`` (``ML_DASH_PREFIX``, else the template
+    :data:`DEFAULT_PREFIX`), ``owner`` and ``name`` (its first and last segments), ``job_name``,
+    ``job_counter``, ``id``, ``date``, ``datetime_str``, ``api_url``; calling ``RUN(**attrs)`` sets
+    attributes and returns ``RUN``.
+    """
 
     def __init__(self) -> None:
         self.now: _dt.datetime = _dt.datetime.now()
         self._entry: Optional[Path] = None
         self._project_root: Optional[Path] = None
         self._user: Optional[str] = None
+        self._prefix: Optional[str] = None
+        #: Upstream's job naming: ``{now:%H.%M.%S}/{job_counter:03d}``; the counter counts the
+        #: experiments this process made from the template (the first is 1).
+        self.job_name: str = DEFAULT_JOB_NAME
+        self.job_counter: int = 0
+        self.readme: Optional[str] = None
+        self._id: Optional[str] = None
+
+    def __call__(self, **attrs: object) -> "RunInfo":
+        """Set attributes (``RUN(entry=__file__, user="alice")``) and return RUN, as upstream's call does."""
+        for key, value in attrs.items():
+            if key.startswith("_") or not hasattr(self, key):
+                raise AttributeError(f"RUN has no attribute {key!r}")
+            setattr(self, key, value)
+        return self
+
+    # -- upstream's prefix and its parts -------------------------------------------------------------
+
+    @property
+    def prefix(self) -> str:
+        """The prefix an experiment without one gets: set here, else ``$ML_DASH_PREFIX``, else the
+        template :data:`DEFAULT_PREFIX` filled in (as it would be now, without counting a job)."""
+        if self._prefix is not None:
+            return self._prefix
+        return os.environ.get("ML_DASH_PREFIX") or self._fill(DEFAULT_PREFIX, self.job_counter or 1)
+
+    @prefix.setter
+    def prefix(self, value: Optional[str]) -> None:
+        self._prefix = value
+
+    def template_prefix(self, **overrides: object) -> str:
+        """The prefix of a new experiment made without one: counts a job (``job_counter``)."""
+        self.job_counter += 1
+        if self._prefix is not None:
+            return self._prefix
+        saved = dict(self.__dict__)
+        try:
+            for key, value in overrides.items():
+                setattr(self, key, value)
+            return self._fill(DEFAULT_PREFIX, self.job_counter)
+        finally:
+            self.__dict__.update(saved)
+
+    def _fill(self, template: str, counter: int) -> str:
+        if self._entry is None:  # the running script, else the working folder
+            import __main__
+            from pathlib import Path
+
+            root = self._project_root
+            self._entry = Path(getattr(__main__, "__file__", None) or os.getcwd()).resolve()
+            try:
+                stem = self.path_stem
+            finally:
+                self._entry, self._project_root = None, root
+        else:
+            stem = self.path_stem
+        job = self.job_name.format(now=self.now, job_counter=counter)
+        return template.format(user=self.user, now=self.now, path_stem=stem, job_name=job,
+                               project=self.project, job_counter=counter)
+
+    @property
+    def owner(self) -> str:
+        return self.prefix.strip("/").split("/")[0]
+
+    @property
+    def name(self) -> str:
+        return self.prefix.strip("/").split("/")[-1]
+
+    @property
+    def id(self) -> str:
+        """A snowflake id for this process's run, made on first use."""
+        if self._id is None:
+            from ._files import new_file_id
+
+            self._id = new_file_id()
+        return self._id
+
+    @property
+    def date(self) -> str:
+        return self.now.strftime("%Y%m%d")
+
+    @property
+    def datetime_str(self) -> str:
+        return self.now.strftime("%Y%m%d.%H%M%S")
+
+    @property
+    def api_url(self) -> Optional[str]:
+        """The configured server (``ML_DASH_URL``), or None."""
+        return os.environ.get("ML_DASH_URL") or None
 
     @property
     def entry(self) -> Optional[Path]:

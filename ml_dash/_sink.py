@@ -33,7 +33,18 @@ class Reader(Protocol):
 
     def files(self, path: Optional[str] = None) -> List[Dict[str, Any]]: ...
 
+    def track_topics(self) -> List[str]: ...
+
+    def track_entries(self, topic: str, start: Optional[float] = None, end: Optional[float] = None) -> List[Dict[str, Any]]: ...
+
     def download(self, entry: Dict[str, Any], dest: Path) -> Path: ...
+
+    def exists(self) -> bool: ...
+
+    def series(self, name: Optional[str], field: str, x: str = "index", start: Any = None, end: Any = None,
+               buckets: int = 1000, after: Optional[int] = None, limit: Optional[int] = None) -> Dict[str, Any]: ...
+
+    def summary(self) -> Dict[str, Any]: ...
 
 
 @runtime_checkable
@@ -49,6 +60,9 @@ class Sink(Protocol):
 
     def write_metrics(self, name: Optional[str], rows: List[Dict[str, Any]]) -> None:
         """Store one metric's rows (the user's fields plus ``"_ts"``), in order."""
+
+    def write_tracks(self, topic: str, rows: List[Dict[str, Any]]) -> None:
+        """Store one track topic's entries (the user's fields plus ``"_ts"``, the entry's timestamp)."""
 
     def write(self, events: List[Event]) -> None:
         """Store a batch of events, in order. One bad event must not lose the others: store the

@@ -1,50 +1,62 @@
-"""The ``ml-dash`` command: ``demo``, ``ls``, ``server`` (the reference server), ``dashboard``."""
+"""The ``ml-dash`` command.
+
+Subcommands live one per module: the read side in ``ml_dash/_cli/`` (each module has ``HELP``,
+``configure(parser)`` and ``run(args) -> exit code``, and imports what it needs inside ``run``);
+commands with a command line of their own (``server``, ``dashboard``) get the rest of argv.
+To add a command, add a line to one of the two tables below.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from typing import List, Optional
 
 __all__ = ["main"]
 
+#: name -> module with HELP, configure(parser), run(args)
+COMMANDS = {
+    "ls": "ml_dash._cli._ls",
+    "show": "ml_dash._cli._show",
+    "export": "ml_dash._cli._export",
+    "login": "ml_dash._cli._login",
+    "demo": "ml_dash._cli._demo",
+}
+
+#: name -> (module whose main(argv) takes the rest of the command line, help)
+PASSTHROUGH = {
+    "server": ("ml_dash.server.cli", "run the reference server (see `ml-dash server --help`)"),
+    "dashboard": ("ml_dash.server.dashboard.cli", "look at a local store in the browser (see `ml-dash dashboard --help`)"),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="ml-dash", description="ml-dash: an experiment tracker for machine learning")
+    parser.add_argument("--version", action="version", version=f"ml-dash {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in COMMANDS.items():
+        mod = importlib.import_module(module)
+        p = sub.add_parser(name, help=mod.HELP, description=(mod.__doc__ or mod.HELP).strip().splitlines()[0])
+        mod.configure(p)
+        p.set_defaults(_run=mod.run)
+    for name, (_, help_text) in PASSTHROUGH.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "server":
-        from .server.cli import main as server_main
-
-        return server_main(argv[1:])
-    if argv and argv[0] == "dashboard":
-        from .server.dashboard.cli import main as dashboard_main
-
-        return dashboard_main(argv[1:])
-    parser = argparse.ArgumentParser(prog="ml-dash", description="ml-dash experiment tracker")
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run a small training loop that logs to the local store")
-    demo.add_argument("--dash-root", default=None, help="local store (default: $ML_DASH_ROOT or .dash)")
-    demo.add_argument("--steps", type=int, default=2000)
-    ls = sub.add_parser("ls", help="list experiments in a local store")
-    ls.add_argument("--dash-root", default=None)
-    ls.add_argument("glob", nargs="?", default=None, help="prefix glob, e.g. 'alice/*/*'")
-    sub.add_parser("server", help="run the reference server (see `ml-dash server --help`)")
-    sub.add_parser("dashboard", help="look at a local store in the browser (see `ml-dash dashboard --help`)")
-    args = parser.parse_args(argv)
-    if args.command == "demo":
-        from ._demo import run_demo
-
-        return run_demo(args.dash_root, args.steps)
-    if args.command == "ls":
-        from ._config import load_config
-        from ._store import list_experiments
-
-        root = args.dash_root or load_config().dash_root
-        from ._text import printable
-
-        for prefix in list_experiments(root, args.glob):
-            print(printable(prefix))  # folder names on disk may hold anything, escape sequences included
+    if argv and argv[0] in PASSTHROUGH:
+        return importlib.import_module(PASSTHROUGH[argv[0]][0]).main(argv[1:])
+    parser = _parser()
+    if not argv:
+        parser.print_help()
         return 0
-    return 2
+    args = parser.parse_args(argv)
+    return args._run(args)
 
 
 if __name__ == "__main__":

@@ -104,6 +104,29 @@ class Ours(Adapter):
         return verify_ours(workdir, PREFIX, {"train": n})
 
 
+class OursTrack(Ours):
+    """This checkout's ml_dash, local mode: the same three values appended to a track (upstream's
+    ``exp.tracks(topic).append``), each with an automatic timestamp, to compare with ``ours``."""
+
+    STMT = "t.append(loss=loss, acc=acc, lr=lr)"
+
+    def open(self, workdir: str) -> Dict[str, Any]:
+        self._exp = self._Experiment(PREFIX, dash_root=workdir)
+        self._exp.run.start()
+        return {"t": self._exp.tracks("train"), "exp": self._exp}
+
+    def verify(self, workdir: str, n: int) -> Dict[str, Any]:
+        from ml_dash._store import ExperimentReader
+
+        entries = ExperimentReader(workdir, PREFIX).track_entries("train")
+        out = rows_result(len(entries), n, "track entries read back with the SDK reader")
+        stamps = [e["timestamp"] for e in entries]
+        if stamps != sorted(set(stamps)):
+            out["ok"] = False
+            out["problems"] = ["automatic timestamps not unique and increasing"]
+        return out
+
+
 def verify_ours(root: str, prefix: str, expected: Dict[Optional[str], int], dash_url: Optional[str] = None,
                 token: Optional[str] = None) -> Dict[str, Any]:
     """Read metrics back through the SDK's reader (local or remote) and check count and indices."""
@@ -132,7 +155,7 @@ def verify_ours(root: str, prefix: str, expected: Dict[Optional[str], int], dash
 
 def get(name: str) -> Adapter:
     """The adapter for a tool name (peer adapters are imported only when asked for)."""
-    local = {"empty": Empty, "floor": OrjsonFloor, "ours": Ours}
+    local = {"empty": Empty, "floor": OrjsonFloor, "ours": Ours, "ours-track": OursTrack}
     if name in local:
         return local[name]()
     from . import peer_tools

@@ -16,7 +16,7 @@ from ..settings import Settings
 from .common import classify_failure, measured_with_check, progress, short
 
 #: Tools whose per-call cost is close to the timer's: they also get an untimed ("plain") run.
-PLAIN = {"empty", "floor", "ours", "upstream-ml-dash", "trackio"}
+PLAIN = {"empty", "floor", "ours", "ours-track", "upstream-ml-dash", "trackio"}
 #: Tools not run with threads, and why (shown in the table).
 NO_THREADS = {
     "mlflow": "not run: ≥0.4 ms per step single-threaded, 4×25k steps would take minutes per repetition",
@@ -41,7 +41,9 @@ class Tool:
 def tools_for(s: Settings, ours_child: Child) -> List[Tool]:
     """Baselines, ours, then every requested peer (peers in the peers' interpreter if given)."""
     out = [Tool("empty", ours_child, False, s.repeat), Tool("floor", ours_child, False, s.repeat),
-           Tool("ours", ours_child, False, s.repeat)]
+           Tool("ours", ours_child, False, s.repeat),
+           # the same call's cost as a track append (upstream's exp.tracks(topic).append)
+           Tool("ours-track", ours_child, False, s.repeat)]
     peer_child = Child(python=s.peers_python or s.python, ours=False)
     for name in s.peers:
         t = Tool(name, peer_child, True, s.peer_repeat)

@@ -38,12 +38,24 @@ if TYPE_CHECKING:
 
     from .._experiment import Experiment
 
-__all__ = ["ConsoleCapture", "LineSplitter"]
+__all__ = ["ConsoleCapture", "LineSplitter", "not_captured"]
 
 #: Complete lines waiting for the forwarder; past this many, new lines are dropped (counted).
 MAX_QUEUED_LINES = 100_000
 _OWN_THREADS = "ml-dash"
 _active: "weakref.WeakSet[ConsoleCapture]" = weakref.WeakSet()
+#: ``_quiet.on`` is set while this thread writes text the run already holds (a log line's echo).
+_quiet = threading.local()
+
+
+class not_captured:
+    """Within this block, text this thread writes reaches the terminal but is not captured."""
+
+    def __enter__(self) -> None:
+        _quiet.on = True
+
+    def __exit__(self, *exc: object) -> None:
+        _quiet.on = False
 
 
 class LineSplitter:
@@ -129,7 +141,7 @@ class ConsoleCapture:
 
     def feed(self, stream: str, text: str) -> None:
         """Split ``text`` written to ``stream`` into lines and queue the complete ones."""
-        if self._muted or threading.current_thread().name.startswith(_OWN_THREADS):
+        if self._muted or getattr(_quiet, "on", False) or threading.current_thread().name.startswith(_OWN_THREADS):
             return
         with self._lock:
             lines = self._splitters[stream].feed(text)

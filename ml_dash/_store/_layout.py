@@ -29,10 +29,15 @@ class ExperimentPaths:
         self.files_dir = self.dir / "files"
         self.files_metadata = self.files_dir / ".files_metadata.json"
         self.lock = self.dir / ".lock"
+        self.tracks_dir = self.dir / "tracks"
 
     def metric_dir(self, name: str | None) -> Path:
         rel = UNNAMED_METRIC if name is None else check_relpath(name, "metric name")
         return self.metrics_dir.joinpath(*rel.split("/"))
+
+    def track_dir(self, topic: str) -> Path:
+        """``tracks/<topic with / as _>`` (upstream's folder name), after checking the topic."""
+        return self.tracks_dir / check_relpath(topic, "track topic").replace("/", "_")
 
     def file_dir(self, path: str, file_id: str) -> Path:
         rel = check_relpath(path, "file path") if path.strip("/") else ""

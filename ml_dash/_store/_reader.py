@@ -123,6 +123,35 @@ class ExperimentReader:
             out.append(e)
         return out
 
+    def track_topics(self) -> List[str]:
+        """Topics with entries (the topic in metadata.json, else the folder name)."""
+        base = self.paths.tracks_dir
+        if not base.is_dir():
+            return []
+        topics = []
+        for tdir in sorted(base.iterdir()):
+            if (tdir / "data.jsonl").is_file():
+                meta = read_json(tdir / "metadata.json", {})
+                topic = meta.get("topic") if isinstance(meta, dict) else None
+                topics.append(topic if isinstance(topic, str) else tdir.name)
+        return topics
+
+    def track_entries(self, topic: str, start: Optional[float] = None, end: Optional[float] = None) -> List[dict]:
+        """Entries ``{"timestamp", ...}`` with ``start <= timestamp <= end``, in timestamp order.
+        Lines with the same timestamp are one entry (fields merged in file order, later winning),
+        as appends with one timestamp are meant to be; torn or corrupt lines are skipped."""
+        merged: Dict[float, dict] = {}
+        for rec in _iter_jsonl(self.paths.track_dir(topic) / "data.jsonl"):
+            stamp = rec.get("timestamp")
+            if type(stamp) not in (int, float) or (start is not None and stamp < start) or (end is not None and stamp > end):
+                continue
+            rec = decode_nonfinite(rec)
+            if stamp in merged:
+                merged[stamp].update(rec)
+            else:
+                merged[stamp] = rec
+        return [merged[k] for k in sorted(merged)]
+
     def file_path(self, entry: Dict[str, Any]) -> Path:
         """Where the bytes of a file entry are stored."""
         return self.paths.file_dir(str(entry.get("path") or ""), str(entry["id"])) / entry["filename"]

@@ -24,7 +24,27 @@ TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations here are stri
 if TYPE_CHECKING:
     from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-__all__ = ["ExperimentWriter", "LogRow", "ColumnRows"]
+__all__ = ["ExperimentWriter", "LogRow", "ColumnRows", "TrackConflict"]
+
+
+class TrackConflict(ValueError):
+    """Two track topics that map to one folder (``a/b`` and ``a_b``)."""
+
+
+def _norm_path(path: Any) -> str:
+    return "/" + str(path or "").strip("/")
+
+
+def _flatten_track(data: Dict[str, Any], parent: str = "") -> Dict[str, Any]:
+    """Upstream flattens a track entry's nested dicts with dots (``camera.pos``)."""
+    out: Dict[str, Any] = {}
+    for key, value in data.items():
+        full = f"{parent}.{key}" if parent else key
+        if isinstance(value, dict) and value:
+            out.update(_flatten_track(value, full))
+        else:
+            out[full] = value
+    return out
 
 #: (epoch seconds, level, message, metadata or None)
 LogRow = "Tuple[float, str, str, Optional[Dict[str, Any]]]"
@@ -205,14 +225,105 @@ class ExperimentWriter:
     # -- files -------------------------------------------------------------------------------------
 
     def add_files(self, entries: Sequence[Dict[str, Any]]) -> None:
-        """Append entries to files/.files_metadata.json (the file bytes are already in place)."""
+        """Append entries to files/.files_metadata.json (the file bytes are already in place).
+
+        A new entry with the path and file name of a live one replaces it as upstream's overwrite
+        does, but softly: the older entry gets ``deletedAt`` and its bytes stay.
+        """
         p = self.paths
         current = read_json(p.files_metadata)
         if not isinstance(current, dict) or not isinstance(current.get("files"), list):
             current = {"files": []}
-        known = {e.get("id") for e in current["files"] if isinstance(e, dict)}
-        current["files"].extend(e for e in entries if e["id"] not in known)
+        files = current["files"]
+        known = {e.get("id") for e in files if isinstance(e, dict)}
+        for e in entries:
+            if e["id"] in known:
+                continue
+            known.add(e["id"])
+            where = (_norm_path(e.get("path")), e.get("filename"))
+            for old in files:
+                if isinstance(old, dict) and not old.get("deletedAt") and (_norm_path(old.get("path")), old.get("filename")) == where:
+                    old["deletedAt"] = old["updatedAt"] = e.get("uploadedAt") or iso_utc()
+            files.append(e)
         atomic_write_json(p.files_metadata, current)
+
+    def delete_files(self, deletions: Sequence[Tuple[str, float]]) -> int:
+        """Soft-delete files by id (``deletedAt`` set, bytes kept); unknown or deleted ids change
+        nothing. Returns how many were deleted now."""
+        p = self.paths
+        current = read_json(p.files_metadata)
+        if not isinstance(current, dict) or not isinstance(current.get("files"), list):
+            return 0
+        by_id = {str(e.get("id")): e for e in current["files"] if isinstance(e, dict)}
+        done = 0
+        for file_id, ts in deletions:
+            entry = by_id.get(str(file_id))
+            if entry is not None and not entry.get("deletedAt"):
+                entry["deletedAt"] = entry["updatedAt"] = iso_utc(ts)
+                done += 1
+        if done:
+            atomic_write_json(p.files_metadata, current)
+        return done
+
+    def update_files(self, updates: Sequence[Tuple[str, Dict[str, Any], float]]) -> int:
+        """Replace description, tags or metadata of live files by id; returns how many changed."""
+        p = self.paths
+        current = read_json(p.files_metadata)
+        if not isinstance(current, dict) or not isinstance(current.get("files"), list):
+            return 0
+        by_id = {str(e.get("id")): e for e in current["files"] if isinstance(e, dict)}
+        done = 0
+        for file_id, changes, ts in updates:
+            entry = by_id.get(str(file_id))
+            if entry is not None and not entry.get("deletedAt"):
+                entry.update({k: v for k, v in changes.items() if k in ("description", "tags", "metadata")})
+                entry["updatedAt"] = iso_utc(ts)
+                done += 1
+        if done:
+            atomic_write_json(p.files_metadata, current)
+        return done
+
+    # -- tracks ------------------------------------------------------------------------------------
+
+    def append_track(self, topic: str, rows: Sequence[Dict[str, Any]], ts: float) -> int:
+        """Append a topic's entries (the user's fields plus ``_ts``, the entry's timestamp) in
+        upstream's layout. Entries of this batch with the same timestamp merge (later fields win);
+        the batch is written in timestamp order. Raises TrackConflict when the folder holds another
+        topic (``a/b`` and ``a_b`` share ``tracks/a_b``). Returns the entries written."""
+        tdir = self.paths.track_dir(topic)
+        meta_path = tdir / "metadata.json"
+        meta = read_json(meta_path)
+        if isinstance(meta, dict) and meta.get("topic") not in (None, topic):
+            raise TrackConflict(f"track topic {topic!r} would share the folder {tdir.name} with {meta.get('topic')!r}")
+        merged: Dict[Any, Dict[str, Any]] = {}
+        for row in rows:
+            data = dict(row)
+            stamp = data.pop("_ts")
+            flat = _flatten_track(data)
+            if stamp in merged:
+                merged[stamp].update(flat)
+            else:
+                merged[stamp] = flat
+        entries = [{"timestamp": stamp, **merged[stamp]} for stamp in sorted(merged)]
+        app = self._appender(tdir / "data.jsonl")
+        app.next_number("timestamp")  # ends a torn last line before ours
+        app.write(encode_lines(entries), len(entries))
+        now = iso_utc(ts)
+        if not isinstance(meta, dict):
+            meta = {"trackId": f"local-track-{tdir.name}", "topic": topic, "columns": [], "totalEntries": 0,
+                    "firstTimestamp": None, "lastTimestamp": None, "createdAt": now}
+        columns = set(meta.get("columns") or [])
+        for e in entries:
+            columns.update(k for k in e if k != "timestamp")
+        first, last = entries[0]["timestamp"], entries[-1]["timestamp"]
+        old_first, old_last = meta.get("firstTimestamp"), meta.get("lastTimestamp")
+        meta["columns"] = sorted(columns)
+        meta["totalEntries"] = int(meta.get("totalEntries") or 0) + len(entries)
+        meta["firstTimestamp"] = first if not isinstance(old_first, (int, float)) else min(first, old_first)
+        meta["lastTimestamp"] = last if not isinstance(old_last, (int, float)) else max(last, old_last)
+        meta["updatedAt"] = now
+        atomic_write_json(meta_path, encode_nonfinite(meta), fsync=False)  # derived from data.jsonl
+        return len(entries)
 
     def delete_file(self, file_id: str, ts: float) -> bool:
         """Soft delete: set ``deletedAt``. Returns False when there is no such file."""

@@ -21,15 +21,20 @@ from typing import Any, Dict, Optional
 import orjson
 from aiohttp import web
 
+from .._readmodel import LayoutReadModel
+from . import read_routes
 from .auth import Authenticator
 from .dashboard.headers import content_disposition
 from .dashboard.session import COOKIE_NAME
 from .blobs import BlobStore, check_checksum, storage_error
 from .errors import ApiError
 from .faults import FaultPlan, Stats, route_class
-from .index import Index
-from .batch import parse_batch, parse_header, split_header
-from .limits import Limits, accepted_encodings, decode_body, read_body
+from .index import Index, server_dir
+from .batch import parse_body
+from .connections import request_started
+from .decode import accepted_encodings, decoded_chunks
+from .limits import Limits
+from .receive import read_body, receiving
 from .reads import Reads
 from .store import Store
 
@@ -60,24 +65,29 @@ class State:
         self.faults: Optional[FaultPlan] = FaultPlan() if fault_injection else None
         self.stats: Optional[Stats] = Stats() if fault_injection else None
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ml-dash-server")
-        self.writes_in_flight = 0
+        #: Requests in progress per slot pool; ingest and blob uploads never wait on each other.
+        self.in_flight = {"ingest": 0, "blobs": 0}
+        self._slots = {"ingest": limits.max_concurrent_writes, "blobs": limits.max_concurrent_blobs}
         self.shutting_down: Optional[asyncio.Event] = None
+        #: The read model behind /series, /summary, /table (set by make_app).
+        self.read_model: Optional[LayoutReadModel] = None
 
     async def run(self, fn, *args, **kwargs):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
 
     @asynccontextmanager
-    async def write_slot(self):
-        """Bound the ingest/blob requests handled at once; past it, shed load with 503 + Retry-After."""
-        if self.writes_in_flight >= self.limits.max_concurrent_writes:
+    async def write_slot(self, pool: str):
+        """Bound the requests of one pool ("ingest", "blobs") handled at once; past it, shed load
+        with 503 + Retry-After. Separate pools: a crowd of slow uploads never holds up batches."""
+        if self.in_flight[pool] >= self._slots[pool]:
             raise ApiError(503, "overloaded", "the server is busy; retry after the Retry-After delay",
                            headers={"Retry-After": "1"})
-        self.writes_in_flight += 1
+        self.in_flight[pool] += 1
         try:
             yield
         finally:
-            self.writes_in_flight -= 1
+            self.in_flight[pool] -= 1
 
     def close(self) -> None:
         self.executor.shutdown(wait=True)
@@ -95,6 +105,7 @@ _CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_f
 async def _errors(request: web.Request, handler):
     """Every error becomes a JSON body; an unexpected exception is logged and answered 500, never leaked."""
     st: State = request.app[STATE]
+    request_started(request)
     cls = route_class(request.path)
     if st.stats is not None:
         st.stats.arrive(cls)
@@ -198,12 +209,14 @@ def _gc_paused():
 
 
 def _store_batch(st: State, raw: bytes, encoding: str, owner: Optional[str], crash: bool = False) -> Dict[str, Any]:
-    body = decode_body(raw, encoding, st.limits.max_decoded_bytes)
-    del raw
-    _, prefix = parse_header(split_header(body)[0])
-    st.auth.require_write(owner, prefix)  # 403 before any event is looked at
+    pieces = decoded_chunks(raw, encoding, st.limits.max_decoded_bytes)
     with _gc_paused():
-        return st.store.ingest(parse_batch(body, st.limits), crash_before_commit=crash)
+        # 403 as soon as the header is read, before any event is looked at
+        batch = parse_body(pieces, st.limits, authorize=lambda prefix: st.auth.require_write(owner, prefix))
+        answer = st.store.ingest(batch, crash_before_commit=crash)
+    if st.read_model is not None:
+        st.read_model.stored(str(batch.prefix))  # the next table page shows it
+    return answer
 
 
 @routes.post("/api/v1/ingest")
@@ -214,12 +227,12 @@ async def ingest(request: web.Request) -> web.Response:
     if ctype and "json" not in ctype.lower():
         raise ApiError(415, "unsupported_media_type", "send the batch as Content-Type: application/x-ndjson")
     encoding = request.headers.get("Content-Encoding", "")
-    async with st.write_slot():
+    async with st.write_slot("ingest"):
         try:
             after = await _fault(request, "ingest")
         except _Abort:
             return _abort(request)
-        raw = await read_body(request, st.limits.max_body_bytes)
+        raw = await read_body(request, st.limits.max_body_bytes, st.limits)
         crash = after is not None and after["action"] == "crash_before_commit"
         answer = await st.run(_store_batch, st, raw, encoding, owner, crash)
         if after is not None:  # drop_after_commit: stored and committed, but the client never hears
@@ -245,7 +258,7 @@ async def blob_put(request: web.Request) -> web.Response:
     if request.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity"):
         raise ApiError(415, "unsupported_encoding", "blobs are sent as raw bytes (no Content-Encoding)")
     limit = st.limits.max_blob_bytes
-    async with st.write_slot():
+    async with st.write_slot("blobs"):
         try:
             after = await _fault(request, "blobs")
         except _Abort:
@@ -259,9 +272,10 @@ async def blob_put(request: web.Request) -> web.Response:
             upload = None
             try:
                 upload = st.blobs.upload(checksum, limit)
-                async for chunk in request.content.iter_chunked(1 << 20):
-                    # sha256 of a MiB takes milliseconds: hash and write in the pool, not the loop
-                    await st.run(upload.write, chunk)
+                async with receiving(request, st.limits, 1 << 20) as body:
+                    async for chunk in body:
+                        # sha256 of a MiB takes milliseconds: hash and write in the pool, not the loop
+                        await st.run(upload.write, chunk)
                 created = await st.run(upload.finish)
             except BaseException as exc:
                 if upload is not None:
@@ -308,6 +322,8 @@ _reader_route("/api/v1/logs", "logs", "start", "limit", "level")
 _reader_route("/api/v1/metrics", "metric_names")
 _reader_route("/api/v1/metric", "metric_rows", "name", "start", "limit")
 _reader_route("/api/v1/files", "files", "path")
+_reader_route("/api/v1/tracks", "track_topics")
+_reader_route("/api/v1/track", "track_entries", "topic", "start", "limit")
 
 
 @routes.get("/api/v1/file")
@@ -334,8 +350,9 @@ async def file_download(request: web.Request) -> web.StreamResponse:
 
 async def faults_put(request: web.Request) -> web.Response:
     st: State = request.app[STATE]
+    st.auth.identify(request.headers.get("Authorization"))  # like every other route
     try:
-        rules = orjson.loads(await read_body(request, 1 << 20))
+        rules = orjson.loads(await read_body(request, 1 << 20, st.limits))
     except orjson.JSONDecodeError:
         raise ApiError(400, "bad_json", "the fault plan must be JSON") from None
     st.faults.set(rules)
@@ -343,11 +360,15 @@ async def faults_put(request: web.Request) -> web.Response:
 
 
 async def faults_get(request: web.Request) -> web.Response:
-    return _json({"rules": request.app[STATE].faults.rules})
+    st: State = request.app[STATE]
+    st.auth.identify(request.headers.get("Authorization"))
+    return _json({"rules": st.faults.rules})
 
 
 async def stats_get(request: web.Request) -> web.Response:
-    return _json(request.app[STATE].stats.as_dict())
+    st: State = request.app[STATE]
+    st.auth.identify(request.headers.get("Authorization"))
+    return _json(st.stats.as_dict())
 
 
 # -- the application -------------------------------------------------------------------------------
@@ -363,6 +384,8 @@ def make_app(root: Path | str, *, auth: bool = True, fault_injection: bool = Fal
     state = State(root, auth=auth, fault_injection=fault_injection, limits=limits or Limits())
     app[STATE] = state
     app.add_routes(routes)
+    state.read_model = LayoutReadModel(root, server_dir(root) / "series")
+    read_routes.setup(app, state.read_model, authenticate=read_auth, run=state.run, max_page=state.limits.max_page)
     from .dashboard import mount as mount_dashboard  # after the API routes: its pages never shadow them
 
     mount_dashboard(app, state, read_only=read_only)

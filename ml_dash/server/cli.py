@@ -91,6 +91,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.insecure_no_auth and not is_loopback(args.host):
         print(f"error: --insecure-no-auth is allowed only on a loopback address, not {args.host!r}", file=sys.stderr)
         return 2
+    if args.fault_injection and not is_loopback(args.host):
+        print(f"error: --fault-injection (tests only) is allowed only on a loopback address, not {args.host!r}",
+              file=sys.stderr)
+        return 2
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Limits) if getattr(args, f.name) is not None}
     limits = Limits(**overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

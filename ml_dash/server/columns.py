@@ -13,7 +13,7 @@ from itertools import repeat
 from typing import Any, Dict, List, Tuple, Union
 
 from .._store._encode import ColumnRows
-from .batch import _depth
+from .batch import depth_over
 
 __all__ = ["RecordRejected", "expand_metrics", "TS_MAX"]
 
@@ -72,7 +72,7 @@ def expand_metrics(ev: dict, offset: int, max_fields: int, now: float, max_value
     if deep:
         for col in columns:
             for i, v in enumerate(col):
-                if type(v) in (dict, list) and _depth(v) > max_value_depth:
+                if type(v) in (dict, list) and depth_over(v, max_value_depth):
                     bad[i] = ("too_deep", f"the value nests deeper than a metric event may ({max_value_depth} levels)")
     if not bad:
         # The common case stays columns: the store writes JSONL from them without a dict per row.

@@ -41,9 +41,10 @@ class FaultPlan:
         if not isinstance(rules, list):
             raise ApiError(400, "bad_faults", "the fault plan is a JSON list of rules")
         checked = []
-        for r in rules:
-            if not isinstance(r, dict) or r.get("match", "any") not in _MATCHES or r.get("action") not in ACTIONS:
-                raise ApiError(400, "bad_faults", f"bad rule {r!r}: match in {sorted(_MATCHES)}, action in {sorted(ACTIONS)}")
+        for i, r in enumerate(rules):
+            if (not isinstance(r, dict) or type(r.get("match", "any")) is not str or r.get("match", "any") not in _MATCHES
+                    or type(r.get("action")) is not str or r.get("action") not in ACTIONS):
+                raise ApiError(400, "bad_faults", f"bad rule #{i}: match in {sorted(_MATCHES)}, action in {sorted(ACTIONS)}")
             times = r.get("times", 1)
             if type(times) is not int or times < 1:
                 raise ApiError(400, "bad_faults", "'times' must be an integer >= 1")

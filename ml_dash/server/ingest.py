@@ -13,6 +13,7 @@ built per column in :mod:`.columns`.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from bisect import bisect_left
@@ -43,7 +44,7 @@ class Plan:
     """What to store for one batch, grouped for the writer, plus the answer's counts."""
 
     __slots__ = ("metrics", "logs", "ops", "files", "rejected", "last_seq", "stored", "duplicates",
-                 "gaps", "blob_missing")
+                 "gaps", "blob_missing", "tracks", "deletes", "updates")
 
     def __init__(self):
         #: Per metric, rows in order: dicts, or ColumnRows blocks from columnar events.
@@ -59,9 +60,15 @@ class Plan:
         self.duplicates = 0
         self.gaps = 0
         self.blob_missing: Optional[str] = None
+        #: Per track topic, entries in order: the data plus ``_ts`` (the entry's timestamp).
+        self.tracks: Dict[str, List[Dict[str, Any]]] = {}
+        #: (file id, ts) of soft deletes, applied after the batch's files.
+        self.deletes: List[Tuple[str, float]] = []
+        #: (file id, {description/tags/metadata}, ts), applied after the files, before the deletes.
+        self.updates: List[Tuple[str, Dict[str, Any], float]] = []
 
     def empty(self) -> bool:
-        return not (self.metrics or self.logs or self.ops or self.files)
+        return not (self.metrics or self.logs or self.ops or self.files or self.tracks or self.deletes or self.updates)
 
 
 def _ts(ev: dict, now: float) -> float:
@@ -215,6 +222,31 @@ def plan_batch(batch: Batch, acked: int, limits: Limits, prefix: str, blob_size,
                 if size != entry["sizeBytes"]:
                     raise Refused("size_mismatch", f"the blob {checksum} has {size} bytes, the event says {entry['sizeBytes']}")
                 plan.files.append((entry, checksum))
+            elif kind == "track":
+                topic = _track_topic(ev.get("topic"), names, limits, targets)
+                stamp = ev.get("timestamp")
+                if type(stamp) not in _NUM or not math.isfinite(stamp):
+                    raise Refused("bad_ts", "a track event's 'timestamp' must be a finite number")
+                data = ev.get("data")
+                if type(data) is not dict or len(data) >= max_fields or "_ts" in data:
+                    raise Refused("bad_field", f"a track event's 'data' must be an object of fewer than {max_fields:,} fields, without '_ts'")
+                data["_ts"] = stamp
+                plan.tracks.setdefault(topic, []).append(data)
+            elif kind == "file_update":
+                file_id = ev.get("id")
+                if type(file_id) is not str or not FILE_ID_RE.fullmatch(file_id):
+                    raise Refused("bad_file_id", "a file 'id' must match [A-Za-z0-9_-]{1,64}")
+                changes = {k: v for k, v in (("description", _opt_str(ev, "description", limits.max_event_bytes)),
+                                             ("tags", _opt_strs(ev, "tags", limits)),
+                                             ("metadata", _opt_dict(ev, "metadata", limits))) if v is not None}
+                targets.files_listing()
+                plan.updates.append((file_id, changes, _ts(ev, now)))
+            elif kind == "file_delete":
+                file_id = ev.get("id")
+                if type(file_id) is not str or not FILE_ID_RE.fullmatch(file_id):
+                    raise Refused("bad_file_id", "a file 'id' must match [A-Za-z0-9_-]{1,64}")
+                targets.files_listing()
+                plan.deletes.append((file_id, _ts(ev, now)))
             elif kind == "gap":  # the client lost this seq (e.g. a corrupt spool record): consume it
                 plan.gaps += 1
             else:
@@ -316,6 +348,19 @@ def _all_metrics_fast(plan: Plan, new: List[dict], limits: Limits, targets: Targ
     return True
 
 
+def _track_topic(topic: Any, names: Dict[str, str], limits: Limits, targets: Targets) -> str:
+    """A track topic checked and normalized (a metric name's rules), with its folder checked: two
+    topics may never share one (``a/b`` and ``a_b`` both map to ``tracks/a_b``)."""
+    if type(topic) is not str:
+        raise Refused("invalid_name", "a track 'topic' must be a string")
+    key = "\x00track:" + topic
+    checked = names.get(key)
+    if checked is None:
+        checked = names[key] = _name(topic, "track topic", limits)
+    targets.track(checked)
+    return checked
+
+
 def _file_entry(ev: dict, limits: Limits, prefix: str, now: float) -> Tuple[Dict[str, Any], str]:
     from .._store._jsonio import iso_utc
 
@@ -348,7 +393,7 @@ def _file_entry(ev: dict, limits: Limits, prefix: str, now: float) -> Tuple[Dict
         "filename": filename,
         "description": _opt_str(ev, "description", limits.max_event_bytes),
         "tags": _opt_strs(ev, "tags", limits) or [],
-        "bindrs": [],
+        "bindrs": _opt_strs(ev, "bindrs", limits) or [],
         "contentType": _opt_str(ev, "content_type", limits.max_name_bytes) or "application/octet-stream",
         "sizeBytes": size,
         "checksum": checksum,

@@ -15,7 +15,8 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 
 from aiohttp import web
 
-from .app import make_app
+from .app import STATE, make_app
+from .connections import GuardedRunner
 from .limits import Limits
 
 __all__ = ["ServerHandle", "run_in_thread", "spawn_server", "serve_forever", "is_loopback", "LISTENING"]
@@ -41,9 +42,12 @@ async def _start(root, host: str, port: int, auth: bool, fault_injection: bool,
                  limits: Optional[Limits], read_only: bool = False) -> Tuple[web.AppRunner, str]:
     if not auth and not is_loopback(host):
         raise ValueError(f"refusing to run without auth on {host!r}: --insecure-no-auth binds only to loopback")
+    if fault_injection and not is_loopback(host):
+        raise ValueError(f"refusing to run with fault injection on {host!r}: --fault-injection binds only to loopback")
     app = make_app(root, auth=auth, fault_injection=fault_injection, limits=limits, read_only=read_only)
-    # auto_decompress=False: bodies are decoded by ml_dash.server.limits, under the size limits.
-    runner = web.AppRunner(app, auto_decompress=False, access_log=None, handle_signals=False, shutdown_timeout=5)
+    # auto_decompress=False: bodies are decoded by ml_dash.server.decode, under the size limits.
+    runner = GuardedRunner(app, idle_timeout=app[STATE].limits.idle_timeout_s, auto_decompress=False, access_log=None,
+                           handle_signals=False, shutdown_timeout=5)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()

@@ -107,6 +107,7 @@ class Targets:
         self._dirs: Set[Path] = set()  # folders this batch's files need
         self._files: Set[Path] = set()  # files this batch creates under files/
         self._ids: Optional[Set[str]] = None  # file ids the experiment has
+        self._track_folders: Dict[str, str] = {}  # tracks/<folder> -> the topic of this batch there
 
     def ban(self, group: Tuple, code: str, message: str) -> None:
         self._banned[group] = Refused(code, message)
@@ -182,6 +183,26 @@ class Targets:
             self._dirs |= folders
             self._files.add(dest)
         self._once(("file", file_id), check)
+
+    def files_listing(self) -> None:
+        """The file listing alone (a file deletion rewrites only it)."""
+        self._once(("files",), lambda: self._plain(self.paths.files_metadata, "the file listing"))
+
+    def track(self, topic: str) -> None:
+        """A normalized track topic: its folder ``tracks/<topic with / as _>`` holds this topic or
+        nothing, and no other topic of this batch maps to it."""
+        def check() -> None:
+            tdir = self.paths.track_dir(topic)
+            self._plain(tdir / "data.jsonl", f"track {topic!r}")
+            self._plain(tdir / "metadata.json", f"track {topic!r}")
+            meta = read_json(tdir / "metadata.json", {})
+            stored = meta.get("topic") if isinstance(meta, dict) else None
+            other = self._track_folders.setdefault(tdir.name, topic)
+            if isinstance(stored, str) and stored != topic:
+                other = stored
+            if other != topic:
+                raise Refused(CONFLICT, f"track topic {topic!r} would share the folder tracks/{tdir.name} with {other!r}")
+        self._once(("track", topic), check)
 
     def _known_ids(self) -> Set[str]:
         if self._ids is None:

@@ -235,6 +235,19 @@ class Reads:
         rows, nxt = got
         return {"rows": [_metric_row(r) for r in rows], "next": nxt}
 
+    def track_topics(self, prefix: str) -> Dict[str, Any]:
+        return {"tracks": self.reader(prefix).track_topics()}
+
+    def track_entries(self, prefix: str, topic: Optional[str], start: Any, limit: Any) -> Dict[str, Any]:
+        """One page of a topic's entries in timestamp order (same-timestamp lines merged)."""
+        start, limit = self.page_args(start, limit)
+        try:
+            entries = self.reader(prefix).track_entries(topic or "")
+        except InvalidPrefix as exc:
+            raise ApiError(400, "invalid_name", str(exc)) from None
+        page = [encode_nonfinite(e) for e in entries[start : start + limit]]
+        return {"entries": page, "next": start + limit if start + limit < len(entries) else None}
+
     def files(self, prefix: str, path: Optional[str]) -> Dict[str, Any]:
         if path and path.strip("/"):
             try:

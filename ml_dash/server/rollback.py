@@ -73,7 +73,11 @@ def capture(root: Path, paths: ExperimentPaths, plan) -> Dict[str, List]:
         restore.append([_rel(root, paths.experiment_json), _content(paths.experiment_json)])
     if "params" in kinds:
         restore.append([_rel(root, paths.parameters_json), _content(paths.parameters_json)])
-    if plan.files:
+    for topic in plan.tracks:
+        tdir = paths.track_dir(topic)
+        append.append([_rel(root, tdir / "data.jsonl"), _size(tdir / "data.jsonl")])
+        restore.append([_rel(root, tdir / "metadata.json"), _content(tdir / "metadata.json")])
+    if plan.files or plan.deletes or plan.updates:
         restore.append([_rel(root, paths.files_metadata), _content(paths.files_metadata)])
         for entry, _ in plan.files:
             dest = paths.file_dir(entry["path"], entry["id"]) / entry["filename"]

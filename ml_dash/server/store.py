@@ -300,6 +300,15 @@ class Store:
             if entries:
                 with _group(("files",)):
                     w.add_files(entries)
+        for topic, rows in plan.tracks.items():
+            with _group(("track", topic)):
+                w.append_track(topic, rows, now)
+        if plan.updates:
+            with _group(("files",)):
+                w.update_files(plan.updates)
+        if plan.deletes:
+            with _group(("files",)):
+                w.delete_files(plan.deletes)
 
     def recover(self) -> int:
         """At start: roll back every batch a crash left uncommitted; the number rolled back.

@@ -26,18 +26,20 @@ from ..conftest import wait_for  # noqa: F401  (re-exported for the agent tests)
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _http(url: str, method: str = "GET", body: Optional[bytes] = None) -> Any:
-    req = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": "application/json"})
+def _http(url: str, token: str, method: str = "GET", body: Optional[bytes] = None) -> Any:
+    req = urllib.request.Request(url, data=body, method=method, headers={
+        "Content-Type": "application/json", "Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read() or b"null")
 
 
-def set_faults(url: str, rules: List[Dict[str, Any]]) -> None:
-    _http(url + "/api/v1/_test/faults", "PUT", json.dumps(rules).encode())
+def set_faults(server, rules: List[Dict[str, Any]]) -> None:
+    """Replace the fault plan of ``server`` (anything with ``.url`` and ``.token``: the routes need a token)."""
+    _http(server.url + "/api/v1/_test/faults", server.token, "PUT", json.dumps(rules).encode())
 
 
-def stats(url: str) -> Dict[str, Any]:
-    return _http(url + "/api/v1/_test/stats")
+def stats(server) -> Dict[str, Any]:
+    return _http(server.url + "/api/v1/_test/stats", server.token)
 
 
 def reader(url: str, token: str, prefix: str):

@@ -22,12 +22,12 @@ def _exp(server, prefix, **overrides):
 
 
 def _ingest(server):
-    st = stats(server.url)
+    st = stats(server)
     return st["arrivals"].get("ingest", []), st["statuses"].get("ingest", [])
 
 
 def test_retry_after_is_honoured_even_while_closing(server):
-    set_faults(server.url, [{"match": "ingest", "action": "status", "status": 429, "retry_after": 2, "times": 1}])
+    set_faults(server, [{"match": "ingest", "action": "status", "status": 429, "retry_after": 2, "times": 1}])
     exp = _exp(server, "alice/p/ra").run.start()
     exp.log("one")
     exp.run.complete()  # closing starts at once: the 429's Retry-After must still be waited out
@@ -38,7 +38,7 @@ def test_retry_after_is_honoured_even_while_closing(server):
 
 
 def test_5xx_sequence_and_dropped_connections_store_each_event_once(server):
-    set_faults(server.url, [
+    set_faults(server, [
         {"match": "ingest", "action": "status", "status": 503, "times": 2},
         {"match": "ingest", "action": "status", "status": 500, "times": 1},
         {"match": "ingest", "action": "status", "status": 502, "times": 1},
@@ -55,7 +55,7 @@ def test_5xx_sequence_and_dropped_connections_store_each_event_once(server):
 
 
 def test_answer_lost_after_commit_three_times_stored_once(server):
-    set_faults(server.url, [{"match": "ingest", "action": "drop_after_commit", "times": 3}])
+    set_faults(server, [{"match": "ingest", "action": "drop_after_commit", "times": 3}])
     with _exp(server, "alice/p/dropped").run as exp:
         for i in range(100):
             exp.log(f"m{i}")
@@ -98,7 +98,7 @@ def _flush(root, url, token):
 def test_bad_request_isolates_the_one_bad_event(server, spool):
     _spooled_session(spool, server.url, "alice/p/split", 4)
     # [0..3] -> 400, [0, 1] -> 400, [0] -> 400: only event 0 is set aside, its seq sent as a gap
-    set_faults(server.url, [{"match": "ingest", "action": "status", "status": 400, "times": 3}])
+    set_faults(server, [{"match": "ingest", "action": "status", "status": 400, "times": 3}])
     summary = _flush(spool, server.url, server.token)
     assert not summary.left and summary.tally.quarantined == 1 and summary.tally.events == 3
     assert log_messages(server.url, server.token, "alice/p/split") == ["m1", "m2", "m3"]
@@ -137,7 +137,7 @@ def test_spool_cut_at_every_byte_of_its_last_records(server, spool):
 
 def test_backoff_sleeps_end_when_the_run_closes(server):
     # Six 503s without Retry-After: backing off through them takes 6 s or more (0.2 s doubling).
-    set_faults(server.url, [{"match": "ingest", "action": "status", "status": 503, "times": 6}])
+    set_faults(server, [{"match": "ingest", "action": "status", "status": 503, "times": 6}])
     config = load_config().with_overrides(retry_max_wait=10.0)
     exp = Experiment("alice/p/wake", dash_url=server.url, token=server.token, config=config).run.start()
     exp.log("x")

@@ -63,7 +63,7 @@ def test_a_bad_url_in_a_real_run_fails_at_once_with_no_spool(spool):
 def test_a_closing_run_pauses_between_tries(server, spool):
     # Every request is answered 503 without Retry-After: while closing, each new try must still
     # come after a pause, so 3 s of closing cost a few requests, not thousands.
-    set_faults(server.url, [{"match": "any", "action": "status", "status": 503, "times": 1_000_000}])
+    set_faults(server, [{"match": "any", "action": "status", "status": 503, "times": 1_000_000}])
     proc = run_client("""
         from ml_dash import Experiment
         with Experiment("alice/p/spin").run as exp:
@@ -71,7 +71,7 @@ def test_a_closing_run_pauses_between_tries(server, spool):
     """, client_env(spool, server.url, server.token, shutdown_timeout=3), timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "not uploaded" in proc.stderr and "ml-dash-agent flush" in proc.stderr
-    counts = stats(server.url)["counts"]
+    counts = stats(server)["counts"]
     tries = counts.get("info", 0) + counts.get("ingest", 0)
     assert 2 <= tries <= 40, counts
     assert len(sessions(spool)) == 1  # nothing lost

@@ -103,7 +103,7 @@ with Experiment("alice/p/hang").run as exp:
 
 
 def test_server_that_never_answers_exit_within_the_deadline(server, spool):
-    set_faults(server.url, [{"match": "ingest", "action": "hang", "times": 1000}])
+    set_faults(server, [{"match": "ingest", "action": "hang", "times": 1000}])
     env = client_env(spool, server.url, server.token, shutdown_timeout=2)
     start = time.monotonic()
     proc = run_client(HANGING, env, timeout=30)
@@ -113,7 +113,7 @@ def test_server_that_never_answers_exit_within_the_deadline(server, spool):
     assert "waiting for 103 events" in proc.stderr  # progress after about a second
     assert "103 events" in proc.stderr and "not uploaded" in proc.stderr
     assert f"ml-dash-agent flush {spool} --dash-url {server.url}" in proc.stderr
-    set_faults(server.url, [])
+    set_faults(server, [])
     done = run_agent(["flush", str(spool)], env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert log_messages(server.url, server.token, "alice/p/hang") == [f"m{i}" for i in range(100)]
@@ -124,7 +124,9 @@ import json, os, sys, time, urllib.request
 from ml_dash import Experiment
 url = os.environ["ML_DASH_URL"]
 def ingests():
-    with urllib.request.urlopen(url + "/api/v1/_test/stats") as r:
+    req = urllib.request.Request(url + "/api/v1/_test/stats",
+                                 headers={"Authorization": "Bearer " + os.environ["ML_DASH_TOKEN"]})
+    with urllib.request.urlopen(req) as r:
         return json.load(r)["counts"].get("ingest", 0)
 exp = Experiment("alice/p/fork").run.start()
 exp.log("parent")
@@ -143,14 +145,14 @@ exp.run.complete()
 
 
 def test_fork_while_a_send_is_in_flight_child_exits_at_once(server, spool):
-    set_faults(server.url, [{"match": "ingest", "action": "hang", "times": 1000}])
+    set_faults(server, [{"match": "ingest", "action": "hang", "times": 1000}])
     env = client_env(spool, server.url, server.token, shutdown_timeout=1)
     proc = run_client(FORK_IN_FLIGHT, env, timeout=30)
     assert proc.returncode == 0, proc.stderr
     [line] = [x.split() for x in proc.stdout.splitlines() if x.startswith("CHILD")]
     assert float(line[1]) < 1.0 and line[2] == "0", line
     assert len(sessions(spool)) == 1  # the child made no session of its own
-    set_faults(server.url, [])
+    set_faults(server, [])
     assert run_agent(["flush", str(spool)], env).returncode == 0
     assert log_messages(server.url, server.token, "alice/p/fork") == ["parent"]
 
@@ -253,7 +255,7 @@ with Experiment("alice/p/sigint").run as exp:
 
 
 def test_second_ctrl_c_leaves_at_once_with_the_spool_intact(server, spool):
-    set_faults(server.url, [{"match": "ingest", "action": "hang", "times": 1000}])
+    set_faults(server, [{"match": "ingest", "action": "hang", "times": 1000}])
     env = client_env(spool, server.url, server.token, shutdown_timeout=60)
     proc = start_client(INTERRUPTED, env)
     try:
@@ -269,7 +271,7 @@ def test_second_ctrl_c_leaves_at_once_with_the_spool_intact(server, spool):
     finally:
         proc.kill()
     assert "ml-dash-agent flush" in rest and "not uploaded (interrupted)" in rest
-    set_faults(server.url, [])
+    set_faults(server, [])
     done = run_agent(["flush", str(spool)], env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert log_messages(server.url, server.token, "alice/p/sigint") == [f"m{i}" for i in range(50)]

@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 import math
+import struct
+import zlib
 from pathlib import Path
 from typing import List
+
+
+def png(width: int, height: int, rgb=(220, 40, 40)) -> bytes:
+    """A solid-colour PNG, made by hand (no imaging library needed)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    raw = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 SWEEP = [f"alice/vision/sweep/run{i}" for i in range(3)]
 
@@ -28,6 +40,7 @@ def seed(root: Path, extra_runs: int = 0) -> List[str]:
                     exp.metrics("eval").log(acc=1 - loss / 10, step=s * 2)
             exp.files("cfg").save(b"lr: 0.1\nlayers: 12\n", name="config.yaml")
             exp.files("html").save(b"<script>parent.pwned=1</script>", name="evil.html")
+            exp.files("plots").save(png(24, 16), name="curve.png")
     extra = [f"bob/nlp/tiny{i:02d}" for i in range(extra_runs)]
     for prefix in extra:
         with Experiment(prefix=prefix, dash_root=str(root)).run as exp:

@@ -82,7 +82,7 @@ def test_table_route_filters_sorts_and_pages(local):
     rows = request(local.url, "GET", "/api/v1/table?sort=prefix&order=asc&columns=m:train:loss,p:lr").json
     assert [r["prefix"] for r in rows["rows"]] == sorted(SWEEP)
     assert rows["rows"][0]["values"]["p:lr"] == 0.1
-    assert rows["rows"][0]["counts"]["metric_rows"] == 3030
+    assert rows["rows"][0]["counts"]["metric_rows"] == 3030 and rows["rows"][0]["counts"]["files"] == 3
     page = request(local.url, "GET", "/api/v1/table?sort=prefix&order=desc&offset=1&limit=1").json
     assert page["total"] == 3 and [r["prefix"] for r in page["rows"]] == [SWEEP[1]]
     assert request(local.url, "GET", "/api/v1/table?q=vit").json["total"] == 1
@@ -130,6 +130,14 @@ def test_login_sets_a_read_only_cookie(secured):
     refused = request(handle.url, "POST", "/api/v1/ingest", body, {"Content-Type": "application/x-ndjson", **jar})
     assert refused.status == 401
     assert request(handle.url, "POST", "/api/v1/ingest", body, {"Content-Type": "application/x-ndjson", **auth(token)}).status == 200
+
+
+def test_logout_clears_the_cookie(secured):
+    handle, token = secured
+    cookie = _cookie(_login(handle.url, token))
+    out = request(handle.url, "POST", "/logout", b"", {"Cookie": f"{COOKIE_NAME}={cookie}"})
+    assert out.status == 303 and out.headers["location"] == "/login"
+    assert re.search(COOKIE_NAME + r'=("")?;.*Max-Age=0', out.headers["set-cookie"]), out.headers["set-cookie"]
 
 
 def test_forged_tampered_and_revoked_cookies_are_refused(secured):

@@ -65,6 +65,10 @@ def test_table_lists_filters_sorts_pages_and_selects(browser, tab, local, store)
     wait_for(lambda: _rows(page) == [SWEEP[2]], what="the search")
     page.fill("#q", "")
     wait_for(lambda: len(_rows(page)) == 3, what="the search cleared")
+    page.click(f'#runs tr[data-prefix="{SWEEP[2]}"] .tag:has-text("vit")')
+    wait_for(lambda: _rows(page) == [SWEEP[2]] and page.input_value("#q") == "vit", what="the tag as a search")
+    page.fill("#q", "")
+    wait_for(lambda: len(_rows(page)) == 3, what="the search cleared again")
     page.check(f'#runs tr[data-prefix="{SWEEP[0]}"] input')
     page.check(f'#runs tr[data-prefix="{SWEEP[1]}"] input')
     assert page.inner_text("#compare") == "Compare 2"
@@ -94,6 +98,8 @@ def test_experiment_page_draws_metrics_logs_and_files(browser, tab, local):
     page.click("#files tr:has-text('config.yaml') button")
     page.wait_for_selector("#preview pre")
     assert page.inner_text("#preview pre").startswith("lr: 0.1")
+    page.click("#files tr:has-text('curve.png') button")
+    page.wait_for_function("() => { const i = document.querySelector('#preview img'); return i && i.complete && i.naturalWidth === 24; }")
     page.click("#files tr:has-text('evil.html') a")  # a download, never rendered as this origin
     assert page.evaluate("window.pwned") is None
     t.shot("experiment")

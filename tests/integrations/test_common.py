@@ -78,7 +78,7 @@ def test_hook_never_ends_a_running_experiment_it_was_given(dash_root):
 
 def test_bad_arguments_fail_before_training(dash_root):
     with pytest.raises(InvalidPrefix):
-        HookRun("test", prefix="only/two", dash_root=str(dash_root))
+        HookRun("test", prefix="only", dash_root=str(dash_root))  # (owner/name is upstream's valid two-segment form)
     with Experiment(prefix="alice/hooks/x", dash_root=str(dash_root)).run as exp:
         with pytest.raises(ValueError, match="not both"):
             HookRun("test", experiment=exp, prefix="alice/hooks/y")

@@ -11,7 +11,8 @@ import pytest
 
 from ml_dash import Config, _events
 from ml_dash._events import (
-    SINK_EVENTS, ExperimentEvent, FileEvent, FlushMarker, LogEvent, ParamsEvent, SinkWriteError, StatusEvent,
+    SINK_EVENTS, ExperimentEvent, FileDeleteEvent, FileEvent, FileUpdateEvent, FlushMarker, LogEvent, ParamsEvent, SinkWriteError,
+    StatusEvent,
 )
 from ml_dash._local_sink import LocalReader, LocalSink
 from ml_dash._names import parse_prefix
@@ -27,7 +28,9 @@ def _one_of_each(tmp_path: Path) -> list:
              "updatedAt": "2026-01-01T00:00:00Z", "deletedAt": None}
     return [ExperimentEvent(1.0, {"description": "d", "tags": ["t"], "bindrs": None, "metadata": None}),
             StatusEvent(1.0, "RUNNING"), ParamsEvent(2.0, {"lr": 0.1}), LogEvent(3.0, "warn", "hello", {"k": 1}),
-            FileEvent(4.0, entry), StatusEvent(5.0, "COMPLETED", "done")]
+            FileEvent(4.0, entry), FileEvent(4.1, {**entry, "id": "124", "filename": "old.bin"}),
+            FileDeleteEvent(4.2, "124"), FileUpdateEvent(4.3, "123", {"description": "best"}),
+            StatusEvent(5.0, "COMPLETED", "done")]
 
 
 def test_the_test_covers_every_declared_kind(tmp_path):
@@ -55,8 +58,12 @@ def test_local_sink_stores_every_event_kind(tmp_path):
     assert (exp["description"], exp["tags"], exp["status"], exp["status_reason"]) == ("d", ["t"], "COMPLETED", "done")
     assert r.params() == {"lr": 0.1}
     assert [(x["level"], x["message"], x.get("metadata")) for x in r.logs()] == [("warn", "hello", {"k": 1})]
-    assert [f["filename"] for f in r.files("/models")] == ["w.bin"]
+    assert [f["filename"] for f in r.files("/models")] == ["w.bin"]  # old.bin is deleted (softly)
+    assert [f["filename"] for f in r.files("/models", include_deleted=True)] == ["w.bin", "old.bin"]
+    assert r.files("/models")[0]["description"] == "best"
     assert [row["data"]["loss"] for row in r.metric_rows("train")] == [0.5]
+    sink.write_tracks("robot/pos", [{"x": 1, "_ts": 2.0}, {"y": 2, "_ts": 2.0}, {"x": 0, "_ts": 1.0}])
+    assert r.track_entries("robot/pos") == [{"timestamp": 1.0, "x": 0}, {"timestamp": 2.0, "x": 1, "y": 2}]
 
 
 def test_local_sink_stores_the_rest_of_a_batch_around_an_unknown_kind(tmp_path):
@@ -79,8 +86,11 @@ def test_remote_encoding_knows_every_event_kind(tmp_path):
     assert bad == []
     wire = [json.loads(p) for p in payloads]
     assert [(w["seq"], w["kind"]) for w in wire] == [
-        (10, "experiment"), (11, "status"), (12, "params"), (13, "log"), (14, "file"), (15, "status")]
-    assert wire[3]["level"] == "warn" and wire[3]["metadata"] == {"k": 1} and wire[5]["reason"] == "done"
+        (10, "experiment"), (11, "status"), (12, "params"), (13, "log"), (14, "file"), (15, "file"),
+        (16, "file_delete"), (17, "file_update"), (18, "status")]
+    assert wire[3]["level"] == "warn" and wire[3]["metadata"] == {"k": 1} and wire[8]["reason"] == "done"
+    assert wire[6]["id"] == "124" and wire[7] == {"seq": 17, "kind": "file_update", "ts": 4.3, "id": "123",
+                                                  "description": "best"}
 
 
 def test_both_sinks_and_readers_implement_the_whole_protocol(tmp_path):

@@ -14,8 +14,7 @@ from ml_dash._store import ExperimentReader
     "prefix, problem",
     [
         ("", "empty"),
-        ("alice", "at least 3"),
-        ("alice/project", "at least 3"),
+        ("alice", "at least 2"),
         ("alice//name", "empty segment"),
         ("alice/project/../../etc", "'..'"),
         ("alice/./name", "'.'"),
@@ -34,7 +33,18 @@ def test_invalid_prefix_names_the_problem(prefix, problem, dash_root):
 
 def test_invalid_prefix_is_a_value_error():
     with pytest.raises(ValueError):
-        Experiment(prefix="a/b")
+        Experiment(prefix="a")
+
+
+def test_two_segment_prefix_is_upstreams_owner_name_in_local_mode_only(dash_root):
+    exp = Experiment(prefix="alice/flush-demo", dash_root=str(dash_root))
+    assert (exp.owner, exp.project, exp.name) == ("alice", "flush-demo", "flush-demo")
+    with exp.run:
+        exp.metrics("m").log(x=1)
+    assert ExperimentReader(dash_root, "alice/flush-demo/x").paths.dir.parent == dash_root / "alice" / "flush-demo"
+    assert (dash_root / "alice" / "flush-demo" / "metrics" / "m" / "data.jsonl").exists()
+    with pytest.raises(InvalidPrefix, match="local mode only"):
+        Experiment(prefix="alice/flush-demo", dash_url="http://127.0.0.1:9")
 
 
 def test_prefix_parts(dash_root):

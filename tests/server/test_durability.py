@@ -72,7 +72,8 @@ def test_crash_between_write_and_commit_rolls_back(proc_server):
     size_before = data_file.stat().st_size
     # the next batch is written and fsynced, then the process dies before the commit
     r = request(url, "PUT", "/api/v1/_test/faults",
-                json.dumps([{"match": "ingest", "action": "crash_before_commit"}]).encode())
+                json.dumps([{"match": "ingest", "action": "crash_before_commit"}]).encode(),
+                {"Authorization": f"Bearer {token}"})
     assert r.status == 200
     batch = metric_events(10, 5, base=10) + [
         {"seq": 15, "kind": "log", "ts": 1.0, "level": "info", "message": "half"},

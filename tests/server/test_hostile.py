@@ -98,7 +98,7 @@ def test_compression_bombs_are_refused_in_small_memory(tmp_path, encoding):
     token = create_token(root, "alice")
     url, proc = spawn_server(root, fault_injection=True)
     try:
-        before = _peak_rss_kb(url)
+        before = _peak_rss_kb(url, token)
         head = orjson.dumps({"v": 1, "session": "sessBOMB01", "prefix": P}) + b"\n"
         zeros = bytes(1 << 24)
         # 64 members/frames of 16 MiB of zeros each (both formats allow several): 1 GiB decoded
@@ -115,7 +115,7 @@ def test_compression_bombs_are_refused_in_small_memory(tmp_path, encoding):
         a = post(url, token, bomb, headers={"Content-Encoding": encoding})
         assert a.status == 413 and _code(a) == "decoded_too_large"
         assert "67,108,864" in a.json["error"]["message"]
-        grew_mb = (_peak_rss_kb(url) - before) / 1024
+        grew_mb = (_peak_rss_kb(url, token) - before) / 1024
         assert grew_mb < 300, f"peak memory grew by {grew_mb:.0f} MB for a 1 GiB bomb"
         # the server is fine afterwards
         assert ingest(url, token, "sessBOMB02", P, metric_events(0, 3), encoding=encoding).status == 200

@@ -15,7 +15,6 @@ from ..errors import ApiError
 from ..index import server_dir
 from . import pages
 from .headers import PAGE_HEADERS
-from .interim import mount_missing
 from .session import COOKIE_NAME, MAX_AGE, CookieSessions
 
 __all__ = ["mount"]
@@ -142,7 +141,6 @@ async def _read_only(request: web.Request, handler):
 def mount(app: web.Application, state, read_only: bool = False) -> None:
     """Add the dashboard to a server app (after its API routes)."""
     state.auth.sessions = CookieSessions(server_dir(state.root), state.index.token_owner)
-    mount_missing(app, state)
     p = _Pages(state, read_only)
     app.router.add_get("/", p.table)
     app.router.add_get("/e/{prefix:.+}", p.experiment)

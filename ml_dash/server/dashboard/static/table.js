@@ -100,7 +100,8 @@
       h("td", { class: "num" }, D.fmtDuration(dur)),
       h("td", { class: "num", title: `${counts.metric_rows || 0} metric rows, ${counts.logs || 0} logs, ${counts.files || 0} files` },
         D.fmtNum(counts.metric_rows || 0)),
-      h("td", {}, (r.tags || []).map((t) => h("span", { class: "tag", text: t }))),
+      h("td", {}, (r.tags || []).map((t) => h("span", { class: "tag clickable", text: t, title: "search for this tag",
+        onclick: () => { state.q = t; q.value = t; state.offset = 0; load(); } }))),
       state.columns.map((c) => h("td", { class: "num" }, D.fmtValue((r.values || {})[c]))),
       h("td", { class: "desc", title: r.description || "" }, r.description || ""));
     return tr;

@@ -1,0 +1,410 @@
+"""A catalogue of every experiment in a layout folder, refreshed incrementally.
+
+The experiments table must answer for 10,000 experiments in milliseconds, and must notice
+experiments that a local SDK process creates or changes in the folder, outside the server. So the
+catalogue keeps one entry per experiment (metadata, status, params, counts, each metric's last
+values) and a refresh only reads what changed:
+
+* Discovery: every folder of the tree is stat'ed; only a folder whose mtime changed is listed
+  again. An experiment is a folder with ``experiment.json`` (its data folders are not walked).
+* experiment.json and parameters.json are replaced atomically by every writer, which changes the
+  experiment folder's mtime: they are read again only then.
+* Data (metric rows, logs, files) is looked at on every refresh for an experiment whose folder
+  changed, that the server just stored data for (:meth:`Catalog.mark_stale`), or that is running
+  (status RUNNING, or none: upstream writes none) and changed in the last minute; every 10 s for a
+  running one that did not, at least every 60 s for every other one (at most 200 of these age-due
+  looks per refresh, the longest-waiting first). A metric's last values come from the lines
+  appended since the last look, at most the last 256 KiB of them: a field that appeared only
+  before that window in a burst of growth keeps its previous last value.
+
+Counts: a metric's rows and the logs are the last index (sequence number) + 1, as the writers
+number them from 0 without gaps; files are the entries of ``files/.files_metadata.json`` that are
+not deleted.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import orjson
+
+from .._store._jsonio import loads_lenient, read_json
+from .._store._layout import UNNAMED_METRIC
+from .._values import decode_nonfinite
+
+__all__ = ["Catalog", "Entry"]
+
+_DATA_DIRS = frozenset(("logs", "metrics", "files", "tracks"))
+_WINDOW = 256 << 10
+_MAX_TEXT = 200
+_HOT_FOR = 60.0  # seconds a running experiment stays hot after its last change
+_WARM_EVERY = 10.0  # a running experiment that did not change lately: data looked at this often
+_SWEEP_EVERY = 60.0  # every experiment's data is looked at at least this often
+_BUDGET = 200  # data checks that are due only by age, at most, per refresh
+_RUNNING = ("RUNNING", None)
+
+
+def _epoch(iso: Any) -> Optional[float]:
+    if not isinstance(iso, str) or not iso:
+        return None
+    try:
+        return _dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _short(v: Any) -> Any:
+    if type(v) is str and len(v) > _MAX_TEXT:
+        return v[:_MAX_TEXT]
+    if type(v) in (list, dict):
+        return None
+    return v
+
+
+class _Tail:
+    """What the end of one JSONL file says: its highest key, and (metrics) each field's last value."""
+
+    __slots__ = ("ino", "sig", "consumed", "last", "values")
+
+    def __init__(self) -> None:
+        self.ino = -1
+        self.sig: Tuple[int, int] = (-1, -1)
+        self.consumed = 0
+        self.last: Optional[int] = None
+        self.values: Dict[str, Any] = {}
+
+    def update(self, path: Path, key: str, values: bool) -> bool:
+        """Read what was appended; True when something changed."""
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            changed = self.last is not None or self.values
+            self.__init__()
+            return bool(changed)
+        sig = (st.st_size, st.st_mtime_ns)
+        if sig == self.sig and st.st_ino == self.ino:
+            return False
+        if st.st_ino != self.ino or st.st_size < self.consumed:
+            self.__init__()
+            self.ino = st.st_ino
+        self.sig = sig
+        start = max(self.consumed, st.st_size - _WINDOW)
+        try:
+            with open(path, "rb") as fh:
+                buf = os.pread(fh.fileno(), st.st_size - start, start)
+        except FileNotFoundError:
+            return False
+        end = buf.rfind(b"\n") + 1
+        if end == 0:
+            return False
+        first = 0
+        if start > self.consumed:  # skipped ahead: the window may begin inside a line
+            first = buf.find(b"\n") + 1
+        self.consumed = start + end
+        for line in buf[first:end].split(b"\n"):
+            if not line.strip():
+                continue
+            try:
+                rec = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                try:
+                    rec = loads_lenient(line)
+                except ValueError:
+                    continue
+            if type(rec) is not dict:
+                continue
+            k = rec.get(key)
+            if type(k) is int and (self.last is None or k > self.last):
+                self.last = k
+            if values:
+                data = rec.get("data")
+                if type(data) is dict:
+                    self.values.update(data)
+        return True
+
+
+class Entry:
+    """One experiment as the table shows it. Never changed once published: a refresh that sees a
+    change makes a new Entry."""
+
+    __slots__ = ("prefix", "owner", "project", "name", "status", "tags", "description", "created_at",
+                 "started_at", "ended_at", "started", "ended", "params", "metrics", "metric_rows", "logs",
+                 "files", "text", "metric_keys", "param_keys")
+
+    def __init__(self, prefix: str, exp: Dict[str, Any], params: Dict[str, Any],
+                 metrics: Dict[str, Dict[str, Any]], logs: int, files: int):
+        parts = prefix.split("/")
+        self.prefix = prefix
+        self.owner, self.project, self.name = parts[0], parts[1] if len(parts) > 1 else "", parts[-1]
+        status = exp.get("status")
+        self.status = status if isinstance(status, str) else None
+        tags = exp.get("tags")
+        self.tags = [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
+        desc = exp.get("description")
+        self.description = desc if isinstance(desc, str) else None
+        self.created_at = exp.get("created_at") if isinstance(exp.get("created_at"), str) else None
+        self.started_at = exp.get("started_at") if isinstance(exp.get("started_at"), str) else None
+        self.ended_at = exp.get("ended_at") if isinstance(exp.get("ended_at"), str) else None
+        if self.status == "RUNNING":
+            self.ended_at = None
+        self.started = _epoch(self.started_at) or _epoch(self.created_at)
+        self.ended = _epoch(self.ended_at)
+        self.params = params
+        self.metrics = metrics  # "" is the unnamed metric: {"rows", "last_index", "last": {field: value}}
+        self.metric_rows = sum(m["rows"] for m in metrics.values())
+        self.logs = logs
+        self.files = files
+        self.text = " ".join([prefix, self.description or "", *self.tags]).lower()
+        self.metric_keys = tuple(f"m:{n}:{f}" for n, m in metrics.items() for f in m["last"])
+        self.param_keys = tuple(f"p:{k}" for k in params)
+
+    def duration(self, now: float) -> Optional[float]:
+        if self.started is None:
+            return None
+        if self.ended is not None:
+            return max(0.0, self.ended - self.started)
+        return max(0.0, now - self.started) if self.status == "RUNNING" else None
+
+    def value(self, key: str) -> Any:
+        """The value of a column key (``m:<metric>:<field>`` or ``p:<param>``), or None."""
+        if key.startswith("p:"):
+            return self.params.get(key[2:])
+        if key.startswith("m:"):
+            name, sep, field = key[2:].rpartition(":")
+            if sep:
+                m = self.metrics.get(name)
+                if m is not None:
+                    return m["last"].get(field)
+        return None
+
+
+class _State:
+    """What the catalogue remembers of one experiment between refreshes (never shown)."""
+
+    __slots__ = ("dir_mtime", "exp", "params", "metrics", "logs", "files_sig", "files", "changed", "checked")
+
+    def __init__(self) -> None:
+        self.dir_mtime = -1
+        self.exp: Dict[str, Any] = {}
+        self.params: Dict[str, Any] = {}
+        self.metrics: Dict[str, _Tail] = {}
+        self.logs = _Tail()
+        self.files_sig: Tuple[int, int] = (-1, -1)
+        self.files = 0
+        self.changed = -1e18  # when its data last changed (monotonic)
+        self.checked = 0.0  # when its data was last looked at
+
+
+class _Dir:
+    __slots__ = ("mtime", "children", "is_exp")
+
+    def __init__(self, mtime: int, children: List[str], is_exp: bool):
+        self.mtime = mtime
+        self.children = children
+        self.is_exp = is_exp
+
+
+class Catalog:
+    """The experiments under ``root``, kept current by :meth:`refresh` (see the module doc)."""
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+        self._dirs: Dict[str, _Dir] = {}
+        self._states: Dict[str, _State] = {}
+        self._entries: Dict[str, Entry] = {}
+        self._snapshot: List[Entry] = []
+        self._refresh_lock = threading.Lock()
+        self._refreshed_at = -1e18
+        self._stale = False
+        self._touched: set = set()
+        self._stopped = False
+
+    def stop(self) -> None:
+        """End a refresh in progress early (server shutdown)."""
+        self._stopped = True
+
+    def mark_stale(self, prefix: Optional[str] = None) -> None:
+        """Something was stored (under ``prefix``): the next :meth:`entries` refreshes first,
+        whatever its age, and looks at that experiment's data."""
+        if prefix is not None:
+            self._touched.add(prefix)
+        self._stale = True
+
+    def entries(self, max_age: float = 1.0) -> List[Entry]:
+        """Every experiment, sorted by prefix, at most ``max_age`` seconds old (and newer than the
+        last :meth:`mark_stale`). When it is only old and another thread is refreshing it, the
+        current one is answered without waiting."""
+        stale = self._stale
+        if stale or time.monotonic() - self._refreshed_at > max_age:
+            blocking = stale or self._refreshed_at < -1e17
+            if self._refresh_lock.acquire(blocking=blocking):
+                try:
+                    if self._stale or time.monotonic() - self._refreshed_at > max_age:
+                        self._refresh()
+                finally:
+                    self._refresh_lock.release()
+        return self._snapshot
+
+    def refresh(self) -> None:
+        """Bring the catalogue up to date now."""
+        with self._refresh_lock:
+            self._refresh()
+
+    # -- one refresh -----------------------------------------------------------------------------
+
+    def _refresh(self) -> None:
+        self._stale = False  # a write from now on marks it again
+        touched, self._touched = self._touched, set()
+        now = time.monotonic()
+        found = self._discover()
+        remade: List[str] = []
+        later: List[Tuple[float, str]] = []
+        for rel, mtime in found.items():
+            if self._stopped:
+                return
+            s = self._states.get(rel)
+            if s is None:
+                s = self._states[rel] = _State()
+            fresh = s.checked == 0.0
+            changed = self._update_meta(rel, s, mtime)
+            running = s.exp.get("status") in _RUNNING
+            if changed or rel in touched or fresh or (running and now - s.changed < _HOT_FOR):
+                changed |= self._check_data(rel, s, now, fresh)
+            elif now - s.checked >= (_WARM_EVERY if running else _SWEEP_EVERY):
+                later.append((s.checked, rel))
+            if changed or rel not in self._entries:
+                remade.append(rel)
+        # Checks that are only due by age: the longest-waiting first, a bounded number per refresh
+        for _, rel in sorted(later)[:_BUDGET]:
+            if self._check_data(rel, self._states[rel], now, False):
+                remade.append(rel)
+        for rel in remade:
+            s = self._states[rel]
+            self._entries[rel] = Entry(rel, s.exp, s.params, self._metrics_of(s),
+                                       (s.logs.last + 1) if s.logs.last is not None else 0, s.files)
+        gone = [r for r in self._entries if r not in found]
+        for rel in gone:
+            del self._entries[rel]
+            self._states.pop(rel, None)
+        if remade or gone or len(self._snapshot) != len(self._entries):
+            self._snapshot = [self._entries[k] for k in sorted(self._entries)]
+        self._refreshed_at = time.monotonic()
+
+    def _discover(self) -> Dict[str, int]:
+        """{experiment prefix: its folder's mtime}; lists again only the folders that changed."""
+        found: Dict[str, int] = {}
+        seen = set()
+        stack = [""]
+        base = str(self.root) + os.sep
+        stat = os.stat
+        while stack:
+            rel = stack.pop()
+            try:
+                st = stat(base + rel)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            d = self._dirs.get(rel)
+            if d is None or d.mtime != st.st_mtime_ns:
+                d = self._dirs[rel] = self._list(rel, st.st_mtime_ns)
+            seen.add(rel)
+            if d.is_exp and "/" in rel:  # owner/name (upstream's local form) or longer
+                found[rel] = d.mtime
+            stack.extend(f"{rel}/{c}" if rel else c for c in d.children)
+        for rel in [r for r in self._dirs if r not in seen]:
+            del self._dirs[rel]
+        return found
+
+    def _list(self, rel: str, mtime: int) -> _Dir:
+        children, is_exp = [], False
+        try:
+            with os.scandir(self.root / rel if rel else self.root) as it:
+                for e in it:
+                    if e.name == "experiment.json":
+                        is_exp = True
+                    elif not e.name.startswith(".") and e.is_dir(follow_symlinks=False):
+                        children.append(e.name)
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            pass
+        if is_exp:
+            children = [c for c in children if c not in _DATA_DIRS]
+        return _Dir(mtime, children, is_exp)
+
+    def _update_meta(self, rel: str, s: _State, dir_mtime: int) -> bool:
+        """Read experiment.json and parameters.json again when the folder's mtime moved."""
+        if dir_mtime == s.dir_mtime:
+            return False
+        path = self.root / rel
+        s.dir_mtime = dir_mtime
+        exp = read_json(path / "experiment.json", {})
+        s.exp = exp if isinstance(exp, dict) else {}
+        params = read_json(path / "parameters.json", {})
+        data = params.get("data") if isinstance(params, dict) else None
+        s.params = {k: _short(v) for k, v in decode_nonfinite(data).items()} if isinstance(data, dict) else {}
+        return True
+
+    def _check_data(self, rel: str, s: _State, now: float, fresh: bool) -> bool:
+        s.checked = now
+        if self._update_data(self.root / rel, s):
+            if not fresh:  # the first look finds data, but that is no sign of a live run
+                s.changed = now
+            return True
+        return False
+
+    def _update_data(self, path: Path, s: _State) -> bool:
+        changed = s.logs.update(path / "logs" / "logs.jsonl", "sequenceNumber", False)
+        names = self._metric_names(path / "metrics")
+        for name in [n for n in s.metrics if n not in names]:
+            del s.metrics[name]
+            changed = True
+        for name in names:
+            tail = s.metrics.get(name)
+            if tail is None:
+                tail = s.metrics[name] = _Tail()
+            name_path = path / "metrics" / (UNNAMED_METRIC if name == "" else name) / "data.jsonl"
+            changed |= tail.update(name_path, "index", True)
+        fm = path / "files" / ".files_metadata.json"
+        try:
+            st = os.stat(fm)
+            sig = (st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            sig = (-1, -1)
+        if sig != s.files_sig:
+            s.files_sig = sig
+            data = read_json(fm, {})
+            entries = data.get("files") if isinstance(data, dict) else None
+            s.files = sum(1 for e in entries if isinstance(e, dict) and not e.get("deletedAt")) if isinstance(entries, list) else 0
+            changed = True
+        return changed
+
+    @staticmethod
+    def _metric_names(base: Path) -> List[str]:
+        """Metric names under ``metrics/`` ("" for the unnamed metric)."""
+        out = []
+        stack = [""]
+        while stack:
+            rel = stack.pop()
+            try:
+                with os.scandir(base / rel if rel else base) as it:
+                    for e in it:
+                        if e.name == "data.jsonl" and rel:
+                            out.append("" if rel == UNNAMED_METRIC else rel)
+                        elif e.is_dir(follow_symlinks=False) and not e.name.startswith("."):
+                            stack.append(f"{rel}/{e.name}" if rel else e.name)
+            except (FileNotFoundError, NotADirectoryError, PermissionError):
+                pass
+        return out
+
+    @staticmethod
+    def _metrics_of(s: _State) -> Dict[str, Dict[str, Any]]:
+        out = {}
+        for name, t in s.metrics.items():
+            if t.last is None and not t.values:
+                continue
+            out[name] = {"rows": 0 if t.last is None else t.last + 1, "last_index": t.last,
+                         "last": {k: _short(v) for k, v in decode_nonfinite(t.values).items()}}
+        return out
