@@ -29,6 +29,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any, Dict, List, Optional, Tuple
 
 import orjson
@@ -47,6 +48,14 @@ _WARM_EVERY = 10.0  # a running experiment that did not change lately: data look
 _SWEEP_EVERY = 60.0  # every experiment's data is looked at at least this often
 _BUDGET = 200  # data checks that are due only by age, at most, per refresh
 _RUNNING = ("RUNNING", None)
+
+
+def _regular(path: Path) -> bool:
+    """A regular file, not a symlink: the server never follows a symlink planted in its root."""
+    try:
+        return S_ISREG(os.lstat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
 
 
 def _epoch(iso: Any) -> Optional[float]:
@@ -81,8 +90,10 @@ class _Tail:
     def update(self, path: Path, key: str, values: bool) -> bool:
         """Read what was appended; True when something changed."""
         try:
-            st = os.stat(path)
-        except FileNotFoundError:
+            st = os.lstat(path)
+            if not S_ISREG(st.st_mode):  # a symlink is never followed: it reads as no file
+                raise FileNotFoundError(path)
+        except (FileNotFoundError, NotADirectoryError):
             changed = self.last is not None or self.values
             self.__init__()
             return bool(changed)
@@ -340,9 +351,9 @@ class Catalog:
             return False
         path = self.root / rel
         s.dir_mtime = dir_mtime
-        exp = read_json(path / "experiment.json", {})
+        exp = read_json(path / "experiment.json", {}) if _regular(path / "experiment.json") else {}
         s.exp = exp if isinstance(exp, dict) else {}
-        params = read_json(path / "parameters.json", {})
+        params = read_json(path / "parameters.json", {}) if _regular(path / "parameters.json") else {}
         data = params.get("data") if isinstance(params, dict) else None
         s.params = {k: _short(v) for k, v in decode_nonfinite(data).items()} if isinstance(data, dict) else {}
         return True
@@ -369,13 +380,13 @@ class Catalog:
             changed |= tail.update(name_path, "index", True)
         fm = path / "files" / ".files_metadata.json"
         try:
-            st = os.stat(fm)
-            sig = (st.st_mtime_ns, st.st_size)
-        except FileNotFoundError:
+            st = os.lstat(fm)
+            sig = (st.st_mtime_ns, st.st_size) if S_ISREG(st.st_mode) else (-1, -1)
+        except (FileNotFoundError, NotADirectoryError):
             sig = (-1, -1)
         if sig != s.files_sig:
             s.files_sig = sig
-            data = read_json(fm, {})
+            data = read_json(fm, {}) if sig != (-1, -1) else {}
             entries = data.get("files") if isinstance(data, dict) else None
             s.files = sum(1 for e in entries if isinstance(e, dict) and not e.get("deletedAt")) if isinstance(entries, list) else 0
             changed = True
@@ -391,7 +402,7 @@ class Catalog:
             try:
                 with os.scandir(base / rel if rel else base) as it:
                     for e in it:
-                        if e.name == "data.jsonl" and rel:
+                        if e.name == "data.jsonl" and rel and e.is_file(follow_symlinks=False):
                             out.append("" if rel == UNNAMED_METRIC else rel)
                         elif e.is_dir(follow_symlinks=False) and not e.name.startswith("."):
                             stack.append(f"{rel}/{e.name}" if rel else e.name)

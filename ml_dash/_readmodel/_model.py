@@ -20,6 +20,7 @@ from .._errors import InvalidPrefix
 from .._names import Prefix, parse_prefix
 from .._store._jsonio import last_value_of, read_json
 from .._store._layout import ExperimentPaths
+from .._store._nofollow import is_plain_chain
 from .._values import encode_nonfinite
 from ._catalog import Catalog
 from ._columns import MetricColumns
@@ -104,8 +105,8 @@ class LayoutReadModel(ReadModel):
             paths = ExperimentPaths(self.root, self._parse(prefix))
         except InvalidPrefix as exc:
             raise QueryError(400, "invalid_prefix", str(exc)) from None
-        if not paths.experiment_json.is_file():
-            raise QueryError(404, "not_found", f"no experiment {prefix!r}")
+        if not paths.experiment_json.is_file() or not is_plain_chain(self.root, paths.experiment_json):
+            raise QueryError(404, "not_found", f"no experiment {prefix!r}")  # a symlink is never followed
         return paths
 
     def _columns(self, paths: ExperimentPaths, name: Optional[str], fields: Optional[frozenset] = None) -> MetricColumns:
@@ -113,7 +114,7 @@ class LayoutReadModel(ReadModel):
             data = paths.metric_dir(name or None) / "data.jsonl"
         except InvalidPrefix as exc:
             raise QueryError(400, "invalid_name", str(exc)) from None
-        if not data.is_file():
+        if not data.is_file() or not is_plain_chain(self.root, data):
             raise QueryError(404, "not_found", f"no metric {name!r} in {str(paths.prefix)!r}")
         rel = data.relative_to(self.root).as_posix()
         key: Any = rel if self.cache_dir is not None else (rel, fields)
@@ -148,11 +149,13 @@ class LayoutReadModel(ReadModel):
 
         paths = self._paths(prefix)
         reader = ExperimentReader(self.root, paths.prefix)
-        metrics = [metric_summary(n, self._columns(paths, n)) for n in reader.metric_names()]
-        last_log = last_value_of(paths.logs_jsonl, "sequenceNumber")
+        plain = [n for n in reader.metric_names() if is_plain_chain(self.root, paths.metric_dir(n) / "data.jsonl")]
+        metrics = [metric_summary(n, self._columns(paths, n)) for n in plain]
+        last_log = last_value_of(paths.logs_jsonl, "sequenceNumber") if is_plain_chain(self.root, paths.logs_jsonl) else None
         exp = read_json(paths.experiment_json, {})
         answer = {"prefix": str(paths.prefix), "status": exp.get("status") if isinstance(exp, dict) else None,
-                  "metrics": metrics, "logs": 0 if last_log is None else last_log + 1, "files": len(reader.files())}
+                  "metrics": metrics, "logs": 0 if last_log is None else last_log + 1,
+                  "files": len(reader.files()) if is_plain_chain(self.root, paths.files_metadata) else 0}
         return encode_nonfinite(answer) if strict else answer
 
     def table(self, query, *, strict=False):

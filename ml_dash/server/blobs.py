@@ -13,6 +13,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Optional
@@ -82,9 +83,9 @@ class BlobUpload:
             self.abort()
             raise ApiError(400, "checksum_mismatch", f"the bytes hash to {got}, not {self.checksum}", actual=got)
         dest = self.store.path(self.checksum)
-        if dest.exists():
+        if self.store.size(self.checksum) is not None:
             self.abort()
-            return False
+            return False  # a symlink planted there is not a blob: it is replaced below
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(self._tmp, 0o444)  # hard links share the inode: nobody should edit a blob in place
         os.replace(self._tmp, dest)
@@ -121,11 +122,12 @@ class BlobStore:
         return self.dir / checksum[:2] / checksum
 
     def size(self, checksum: str) -> Optional[int]:
-        """The blob's size, or None when it is not stored."""
+        """The blob's size, or None when it is not stored (a symlink there is not a blob)."""
         try:
-            return os.stat(self.path(checksum)).st_size
-        except FileNotFoundError:
+            st = os.lstat(self.path(checksum))
+        except (FileNotFoundError, NotADirectoryError):
             return None
+        return st.st_size if stat.S_ISREG(st.st_mode) else None
 
     def upload(self, checksum: str, limit: int) -> BlobUpload:
         return BlobUpload(self, checksum, limit)
@@ -138,8 +140,11 @@ class BlobStore:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        src = self.path(checksum)
+        if self.size(checksum) is None:
+            raise FileNotFoundError(errno.ENOENT, "the blob is not a regular file", str(src))
         try:
-            os.link(self.path(checksum), tmp)
+            os.link(src, tmp, follow_symlinks=False)
         except OSError:  # another filesystem, or links not allowed: copy instead
             shutil.copyfile(self.path(checksum), tmp)
             with open(tmp, "rb") as fh:

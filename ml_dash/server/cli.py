@@ -48,6 +48,10 @@ def _token_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _when(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
+
+
 def _token(argv: List[str]) -> int:
     from .auth import create_token
     from .index import Index
@@ -67,13 +71,17 @@ def _token(argv: List[str]) -> int:
     try:
         if args.action == "list":
             for h, owner, label, created in index.list_tokens():
-                when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created))
-                print(f"{h[:12]}  {owner}  {when}  {label or ''}")
+                print(f"{h[:12]}  {owner}  {_when(created)}  {label or ''}")
             return 0
         if len(args.hash) < 8:
-            print("error: give at least 8 characters of the hash", file=sys.stderr)
+            print("error: give at least 8 characters of the hash (see `ml-dash server token list`)", file=sys.stderr)
             return 2
-        print(f"revoked {index.revoke_tokens(args.hash)} token(s)")
+        revoked = index.revoke_tokens(args.hash.lower())
+        if not revoked:
+            print(f"error: no token's hash starts with {args.hash!r}; nothing revoked", file=sys.stderr)
+            return 1
+        for h, owner, label, created in revoked:
+            print(f"revoked {h[:12]}  {owner}  {_when(created)}  {label or ''}".rstrip())
         return 0
     finally:
         index.close()

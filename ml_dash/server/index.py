@@ -94,9 +94,14 @@ class Index:
     def list_tokens(self) -> List[Tuple[str, str, Optional[str], float]]:
         return self._query("SELECT hash, owner, label, created_at FROM tokens ORDER BY created_at")
 
-    def revoke_tokens(self, hash_prefix: str) -> int:
+    def revoke_tokens(self, hash_prefix: str) -> List[Tuple[str, str, Optional[str], float]]:
+        """Remove the tokens whose hash starts with ``hash_prefix`` (a literal prefix: ``_`` and ``%``
+        are characters, not patterns); the rows removed, as :meth:`list_tokens` gives them."""
         with self._tx() as db:
-            return db.execute("DELETE FROM tokens WHERE hash LIKE ? || '%'", (hash_prefix,)).rowcount
+            rows = db.execute("SELECT hash, owner, label, created_at FROM tokens WHERE substr(hash, 1, ?) = ?"
+                              " ORDER BY created_at", (len(hash_prefix), hash_prefix)).fetchall()
+            db.executemany("DELETE FROM tokens WHERE hash = ?", [(r[0],) for r in rows])
+        return rows
 
     # -- sessions ----------------------------------------------------------------------------------
 

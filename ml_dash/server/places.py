@@ -22,17 +22,15 @@ Prefix segments are checked where prefixes are parsed (:func:`.batch.parse_serve
 
 from __future__ import annotations
 
-import os
-import stat
 from pathlib import Path
 from typing import Dict, Optional, Set, Tuple
 
 from .._store._jsonio import read_json
 from .._store._layout import UNNAMED_METRIC, ExperimentPaths
+from .._store._nofollow import entry_kind, is_plain_chain
 from .storage_errors import code_for, is_transient
 
-__all__ = ["Refused", "Targets", "check_metric_name", "check_file_path", "is_plain_chain",
-           "entry_kind", "METRIC_FILES", "INVALID", "CONFLICT"]
+__all__ = ["Refused", "Targets", "check_metric_name", "check_file_path", "METRIC_FILES", "INVALID", "CONFLICT"]
 
 #: Files the store keeps in every metric folder.
 METRIC_FILES = frozenset(("data.jsonl", "metadata.json"))
@@ -65,31 +63,6 @@ def check_file_path(rel: str) -> str:
     if rel.split("/", 1)[0] == _FILES_METADATA:
         raise Refused(INVALID, f"file path segment {_FILES_METADATA!r} is the experiment's file listing")
     return rel
-
-
-def entry_kind(path: Path) -> Optional[int]:
-    """The file type of ``path`` itself (a symlink is a symlink), or None when nothing is there."""
-    try:
-        return stat.S_IFMT(os.lstat(path).st_mode)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-
-
-def is_plain_chain(root: Path, path: Path, *, leaf_dir: bool = False) -> bool:
-    """True when every part of ``path`` below ``root`` that exists is a real folder (the last part
-    a regular file, or a folder with ``leaf_dir``), none a symlink; absent parts are fine."""
-    parts = path.relative_to(root).parts
-    here = root
-    for i, part in enumerate(parts):
-        here = here / part
-        kind = entry_kind(here)
-        if kind is None:
-            return True  # nothing below an absent folder can exist
-        last = i == len(parts) - 1
-        want = stat.S_IFDIR if (not last or leaf_dir) else stat.S_IFREG
-        if kind != want:
-            return False
-    return True
 
 
 class Targets:

@@ -13,6 +13,7 @@ Values go out as stored: non-finite floats stay the strings "NaN"/"Infinity"/"-I
 from __future__ import annotations
 
 import bisect
+import logging
 import fnmatch
 import os
 import threading
@@ -26,12 +27,15 @@ from .._errors import InvalidPrefix
 from .._names import check_filename, check_relpath
 from .._store import ExperimentReader
 from .._store._jsonio import loads_lenient, read_json
+from .._store._nofollow import is_plain_chain
 from .._values import encode_nonfinite
 from .errors import ApiError
 from .index import Index
 from .batch import parse_server_prefix
 
 __all__ = ["Reads", "JsonlPager"]
+
+log = logging.getLogger("ml_dash.server")
 
 _MARK_EVERY = 1024
 _SCAN_CHUNK = 8 << 20
@@ -177,6 +181,15 @@ class Reads:
         except InvalidPrefix as exc:
             raise ApiError(400, "invalid_prefix", str(exc)) from None
 
+    def plain(self, path: Path, *, leaf_dir: bool = False) -> bool:
+        """Whether ``path`` may be read: no symlink on the way from the root, the right kind of entry
+        at the end (or nothing). A symlink planted in the root is never followed: what it stands
+        for reads as absent."""
+        if is_plain_chain(self.root, path, leaf_dir=leaf_dir):
+            return True
+        log.warning("not following a symlink (or a foreign entry) at %s", path.relative_to(self.root))
+        return False
+
     def page_args(self, start: Any, limit: Any) -> Tuple[int, int]:
         try:
             start = int(start or 0)
@@ -192,22 +205,27 @@ class Reads:
         for prefix in self.index.experiments(owner, project):
             if glob and not fnmatch.fnmatchcase(prefix, glob):
                 continue
-            exp = self.reader(prefix).experiment()
+            reader = self.reader(prefix)
+            exp = reader.experiment() if self.plain(reader.paths.experiment_json) else {}
             out.append({**exp, "prefix": prefix})
         return {"experiments": out}
 
     def experiment(self, prefix: str) -> Dict[str, Any]:
-        exp = self.reader(prefix).experiment()
+        reader = self.reader(prefix)
+        exp = reader.experiment() if self.plain(reader.paths.experiment_json) else {}
         if not exp:
             raise ApiError(404, "not_found", f"no experiment {prefix!r}")
         return exp
 
     def params(self, prefix: str) -> Dict[str, Any]:
-        return {"data": encode_nonfinite(self.reader(prefix).params())}
+        reader = self.reader(prefix)
+        return {"data": encode_nonfinite(reader.params()) if self.plain(reader.paths.parameters_json) else {}}
 
     def logs(self, prefix: str, start: Any, limit: Any, level: Optional[str]) -> Dict[str, Any]:
         start, limit = self.page_args(start, limit)
         reader = self.reader(prefix)
+        if not self.plain(reader.paths.logs_jsonl):
+            return {"logs": [], "next": None}
         keep = (lambda r: r.get("level") == level) if level else None
         got = self.pager.page(reader.paths.logs_jsonl, "sequenceNumber", start, limit, keep)
         if got is None:  # not in order on disk: the tolerant reader decides
@@ -218,7 +236,11 @@ class Reads:
         return {"logs": rows, "next": nxt}
 
     def metric_names(self, prefix: str) -> Dict[str, Any]:
-        return {"metrics": self.reader(prefix).metric_names()}
+        reader = self.reader(prefix)
+        if not self.plain(reader.paths.metrics_dir, leaf_dir=True):
+            return {"metrics": []}
+        return {"metrics": [n for n in reader.metric_names()
+                            if is_plain_chain(self.root, reader.paths.metric_dir(n) / "data.jsonl")]}
 
     def metric_rows(self, prefix: str, name: Optional[str], start: Any, limit: Any) -> Dict[str, Any]:
         start, limit = self.page_args(start, limit)
@@ -227,6 +249,8 @@ class Reads:
             path = reader.paths.metric_dir(name or None) / "data.jsonl"
         except InvalidPrefix as exc:
             raise ApiError(400, "invalid_name", str(exc)) from None
+        if not self.plain(path):
+            return {"rows": [], "next": None}
         got = self.pager.page(path, "index", start, limit)
         if got is None:
             rows = reader.metric_rows(name or None, start, None)
@@ -236,13 +260,19 @@ class Reads:
         return {"rows": [_metric_row(r) for r in rows], "next": nxt}
 
     def track_topics(self, prefix: str) -> Dict[str, Any]:
-        return {"tracks": self.reader(prefix).track_topics()}
+        reader = self.reader(prefix)
+        if not self.plain(reader.paths.tracks_dir, leaf_dir=True):
+            return {"tracks": []}
+        return {"tracks": [t for t in reader.track_topics()
+                           if is_plain_chain(self.root, reader.paths.track_dir(t) / "data.jsonl")]}
 
     def track_entries(self, prefix: str, topic: Optional[str], start: Any, limit: Any) -> Dict[str, Any]:
         """One page of a topic's entries in timestamp order (same-timestamp lines merged)."""
         start, limit = self.page_args(start, limit)
+        reader = self.reader(prefix)
         try:
-            entries = self.reader(prefix).track_entries(topic or "")
+            plain = self.plain(reader.paths.track_dir(topic or "") / "data.jsonl")
+            entries = reader.track_entries(topic or "") if plain else []
         except InvalidPrefix as exc:
             raise ApiError(400, "invalid_name", str(exc)) from None
         page = [encode_nonfinite(e) for e in entries[start : start + limit]]
@@ -254,12 +284,15 @@ class Reads:
                 check_relpath(path, "file path")
             except InvalidPrefix as exc:
                 raise ApiError(400, "invalid_name", str(exc)) from None
-        return {"files": self.reader(prefix).files(path or None)}
+        reader = self.reader(prefix)
+        if not self.plain(reader.paths.files_metadata):
+            return {"files": []}
+        return {"files": reader.files(path or None)}
 
     def file(self, prefix: str, file_id: Optional[str]) -> Tuple[Path, Dict[str, Any]]:
         """(where the bytes are, the entry) of a file by id; 404 when there is none."""
         reader = self.reader(prefix)
-        data = read_json(reader.paths.files_metadata, {})
+        data = read_json(reader.paths.files_metadata, {}) if self.plain(reader.paths.files_metadata) else {}
         for entry in data.get("files", []) if isinstance(data, dict) else []:
             if isinstance(entry, dict) and str(entry.get("id")) == file_id and not entry.get("deletedAt"):
                 try:
@@ -267,7 +300,7 @@ class Reads:
                     path = reader.file_path(entry)
                 except (InvalidPrefix, KeyError, TypeError):
                     break  # an entry we did not write and cannot place safely
-                if path.is_file():
+                if path.is_file() and self.plain(path):
                     return path, entry
                 break
         raise ApiError(404, "not_found", f"no file with id {file_id!r} in {prefix!r}")

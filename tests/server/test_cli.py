@@ -34,7 +34,7 @@ def test_token_create_list_revoke_and_use(tmp_path):
     try:
         assert ingest(url, token, "sessCLI001", "alice/p/x", metric_events(0, 2)).status == 200
         revoked = run("server", "token", "revoke", "--root", str(root), hash_token(token)[:12])
-        assert "revoked 1" in revoked.stdout
+        assert revoked.returncode == 0 and f"revoked {hash_token(token)[:12]}  alice" in revoked.stdout
         assert get(url, token, "experiments").status == 401
     finally:
         proc.terminate()
@@ -68,3 +68,34 @@ def test_import_ml_dash_does_not_load_the_server():
     code = "import sys, ml_dash; print([m for m in sys.modules if m.startswith('ml_dash.server')])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+def test_revoke_takes_a_literal_hash_prefix_of_8_or_more_and_lists_what_it_revoked(tmp_path):
+    """``________`` used to revoke every token: the prefix was a SQL LIKE pattern."""
+    root = tmp_path / "root"
+    tokens = {}
+    for owner in ("alice", "bob", "carol"):
+        out = run("server", "token", "create", "--root", str(root), "--owner", owner, "--label", f"{owner}-laptop")
+        tokens[owner] = out.stdout.strip()
+    url, proc = spawn_server(root)
+    try:
+        for pattern in ("________", "%%%%%%%%", "_%______", "0000000_"):
+            r = run("server", "token", "revoke", "--root", str(root), pattern)
+            assert r.returncode == 1 and "nothing revoked" in r.stderr and r.stdout == "", (pattern, r)
+        short = run("server", "token", "revoke", "--root", str(root), hash_token(tokens["bob"])[:7])
+        assert short.returncode == 2 and "at least 8" in short.stderr
+        for owner, token in tokens.items():
+            assert get(url, token, "experiments").status == 200, owner  # all still valid
+        r = run("server", "token", "revoke", "--root", str(root), hash_token(tokens["bob"])[:8].upper())
+        assert r.returncode == 0
+        assert r.stdout.splitlines() == [line for line in r.stdout.splitlines() if line.startswith("revoked ")]
+        assert len(r.stdout.splitlines()) == 1
+        assert f"revoked {hash_token(tokens['bob'])[:12]}  bob" in r.stdout and "bob-laptop" in r.stdout
+        assert get(url, tokens["bob"], "experiments").status == 401
+        assert get(url, tokens["alice"], "experiments").status == 200
+        assert get(url, tokens["carol"], "experiments").status == 200
+        listed = run("server", "token", "list", "--root", str(root)).stdout
+        assert "alice" in listed and "carol" in listed and "bob" not in listed
+    finally:
+        proc.terminate()
+        proc.wait(30)
