@@ -26,17 +26,17 @@ from . import read_routes
 from .auth import Authenticator
 from .dashboard.headers import content_disposition
 from .dashboard.session import COOKIE_NAME
-from .blobs import BlobStore, check_checksum, storage_error
+from .blobs import check_checksum, storage_error
 from .errors import ApiError
 from .faults import FaultPlan, Stats, route_class
-from .index import Index, server_dir
 from .batch import parse_body
+from .blob_responses import stream_blob
 from .connections import request_started
 from .decode import accepted_encodings, decoded_chunks
 from .limits import Limits
 from .receive import read_body, receiving
-from .reads import Reads
-from .store import Store
+from .settings import ServerSettings
+from .stores import open_backend
 
 __all__ = ["make_app", "State", "STATE"]
 
@@ -53,14 +53,16 @@ def _json(body: Any, status: int = 200, headers: Optional[Dict[str, str]] = None
 class State:
     """Everything a request handler needs, built once per server."""
 
-    def __init__(self, root: Path, *, auth: bool, fault_injection: bool, limits: Limits, workers: int = 4):
+    def __init__(self, root: Path, *, auth: bool, fault_injection: bool, limits: Limits, workers: int = 4,
+                 settings: Optional[ServerSettings] = None):
         self.root = root
         self.limits = limits
-        self.index = Index(root)
-        self.blobs = BlobStore(root)
-        self.store = Store(root, self.index, self.blobs, limits)
-        self.reads = Reads(root, self.index, limits.max_page)
-        self.store.on_rollback = self.reads.pager.clear
+        #: The store (:mod:`.stores`): the embedded one under ``root`` unless the settings name another.
+        self.backend = open_backend(settings, root, limits)
+        self.index = self.backend.index
+        self.blobs = self.backend.blobs
+        self.store = self.backend.store
+        self.reads = self.backend.reads
         self.auth = Authenticator(self.index, enabled=auth)
         self.faults: Optional[FaultPlan] = FaultPlan() if fault_injection else None
         self.stats: Optional[Stats] = Stats() if fault_injection else None
@@ -91,8 +93,7 @@ class State:
 
     def close(self) -> None:
         self.executor.shutdown(wait=True)
-        self.store.close()
-        self.index.close()
+        self.backend.close()
 
 
 # -- middleware ------------------------------------------------------------------------------------
@@ -222,7 +223,7 @@ def _store_batch(st: State, raw: bytes, encoding: str, owner: Optional[str], cra
 @routes.post("/api/v1/ingest")
 async def ingest(request: web.Request) -> web.Response:
     st: State = request.app[STATE]
-    owner = st.auth.identify(request.headers.get("Authorization"))
+    owner = await st.run(st.auth.identify, request.headers.get("Authorization"))
     ctype = request.headers.get("Content-Type", "")
     if ctype and "json" not in ctype.lower():
         raise ApiError(415, "unsupported_media_type", "send the batch as Content-Type: application/x-ndjson")
@@ -243,8 +244,8 @@ async def ingest(request: web.Request) -> web.Response:
 @routes.head("/api/v1/blobs/{checksum}")
 async def blob_head(request: web.Request) -> web.Response:
     st: State = request.app[STATE]
-    st.auth.identify(request.headers.get("Authorization"))
-    size = st.blobs.size(check_checksum(request.match_info["checksum"]))
+    await st.run(st.auth.identify, request.headers.get("Authorization"))
+    size = await st.run(st.blobs.size, check_checksum(request.match_info["checksum"]))
     if size is None:
         return web.Response(status=404)
     return web.Response(status=200, headers={"X-Blob-Size": str(size)})
@@ -253,7 +254,7 @@ async def blob_head(request: web.Request) -> web.Response:
 @routes.put("/api/v1/blobs/{checksum}")
 async def blob_put(request: web.Request) -> web.Response:
     st: State = request.app[STATE]
-    st.auth.identify(request.headers.get("Authorization"))
+    await st.run(st.auth.identify, request.headers.get("Authorization"))
     checksum = check_checksum(request.match_info["checksum"])
     if request.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity"):
         raise ApiError(415, "unsupported_encoding", "blobs are sent as raw bytes (no Content-Encoding)")
@@ -265,7 +266,7 @@ async def blob_put(request: web.Request) -> web.Response:
             return _abort(request)
         if request.content_length is not None and request.content_length > limit:
             raise ApiError(413, "blob_too_large", f"blob is over the limit of {limit:,} bytes", limit=limit)
-        size = st.blobs.size(checksum)
+        size = await st.run(st.blobs.size, checksum)
         if size is not None:
             answer, status = {"checksum": checksum, "size": size, "created": False}, 200
         else:
@@ -302,7 +303,7 @@ def _reader_route(path: str, method: str, *params: str):
 
     async def handler(request: web.Request) -> web.Response:
         st: State = request.app[STATE]
-        read_auth(request)
+        await st.run(read_auth, request)
         q = request.query
         args = [q.get(p) for p in params]
         if method != "experiments":
@@ -329,7 +330,7 @@ _reader_route("/api/v1/track", "track_entries", "topic", "start", "limit")
 @routes.get("/api/v1/file")
 async def file_download(request: web.Request) -> web.StreamResponse:
     st: State = request.app[STATE]
-    read_auth(request)
+    await st.run(read_auth, request)
     prefix, file_id = request.query.get("prefix"), request.query.get("id")
     if not prefix or not file_id:
         raise ApiError(400, "bad_query", "'prefix' and 'id' are required")
@@ -343,7 +344,9 @@ async def file_download(request: web.Request) -> web.StreamResponse:
     }
     if request.query.get("download"):
         headers["Content-Disposition"] = content_disposition(str(entry.get("filename") or "file"))
-    return web.FileResponse(path, headers=headers)
+    if isinstance(path, Path):
+        return web.FileResponse(path, headers=headers)
+    return await stream_blob(request, path, headers)
 
 
 # -- test-only routes ------------------------------------------------------------------------------
@@ -374,17 +377,19 @@ async def stats_get(request: web.Request) -> web.Response:
 # -- the application -------------------------------------------------------------------------------
 
 def make_app(root: Path | str, *, auth: bool = True, fault_injection: bool = False,
-             limits: Optional[Limits] = None, read_only: bool = False) -> web.Application:
+             limits: Optional[Limits] = None, read_only: bool = False,
+             settings: Optional[ServerSettings] = None) -> web.Application:
     """The aiohttp application of a server on ``root``. Run it with ``auto_decompress=False``
     (see :func:`ml_dash.server.launch.serve`): request bodies are decoded by us, under limits.
-    ``read_only`` refuses every write (``ml-dash dashboard`` over a local folder)."""
+    ``read_only`` refuses every write (``ml-dash dashboard`` over a local folder). ``settings``
+    name another store than the embedded one under ``root`` (:mod:`.settings`, :mod:`.stores`)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     app = web.Application(middlewares=[_errors])
-    state = State(root, auth=auth, fault_injection=fault_injection, limits=limits or Limits())
+    state = State(root, auth=auth, fault_injection=fault_injection, limits=limits or Limits(), settings=settings)
     app[STATE] = state
     app.add_routes(routes)
-    state.read_model = LayoutReadModel(root, server_dir(root) / "series")
+    state.read_model = state.backend.read_model()
     read_routes.setup(app, state.read_model, authenticate=read_auth, run=state.run, max_page=state.limits.max_page)
     from .dashboard import mount as mount_dashboard  # after the API routes: its pages never shadow them
 

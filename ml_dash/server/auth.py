@@ -37,16 +37,29 @@ def check_owner(owner: str) -> str:
     return owner
 
 
-def create_token(root: Path | str, owner: str, label: Optional[str] = None) -> str:
-    """Create a token for ``owner`` in the server root ``root`` and return it (it is not stored)."""
+def create_token(root: Path | str, owner: str, label: Optional[str] = None, settings=None) -> str:
+    """Create a token for ``owner`` in the server root ``root`` (or the store ``settings`` name,
+    :mod:`.settings`) and return it (it is not stored)."""
     check_owner(owner)
     token = _TAG + secrets.token_urlsafe(32)
-    index = Index(root)
+    index = open_index(root, settings)
     try:
         index.add_token(hash_token(token), owner, label)
     finally:
         index.close()
     return token
+
+
+def open_index(root: Path | str, settings=None):
+    """The token index of the embedded store under ``root``, or of the store ``settings`` name."""
+    if settings is None or settings.store is None:
+        return Index(root)
+    from .stores.postgres import PgIndex, open_pool
+
+    pool = open_pool(settings.store, 1)
+    index = PgIndex(pool)
+    index.close = pool.close
+    return index
 
 
 class Authenticator:

@@ -39,17 +39,20 @@ def _url(host: str, port: int) -> str:
 
 
 async def _start(root, host: str, port: int, auth: bool, fault_injection: bool,
-                 limits: Optional[Limits], read_only: bool = False) -> Tuple[web.AppRunner, str]:
+                 limits: Optional[Limits], read_only: bool = False, settings=None,
+                 reuse_port: bool = False) -> Tuple[web.AppRunner, str]:
     if not auth and not is_loopback(host):
         raise ValueError(f"refusing to run without auth on {host!r}: --insecure-no-auth binds only to loopback")
     if fault_injection and not is_loopback(host):
         raise ValueError(f"refusing to run with fault injection on {host!r}: --fault-injection binds only to loopback")
-    app = make_app(root, auth=auth, fault_injection=fault_injection, limits=limits, read_only=read_only)
+    app = make_app(root, auth=auth, fault_injection=fault_injection, limits=limits, read_only=read_only,
+                   settings=settings)
     # auto_decompress=False: bodies are decoded by ml_dash.server.decode, under the size limits.
     runner = GuardedRunner(app, idle_timeout=app[STATE].limits.idle_timeout_s, auto_decompress=False, access_log=None,
                            handle_signals=False, shutdown_timeout=5)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
+    # reuse_port: several server processes listen on one port and the kernel spreads connections.
+    site = web.TCPSite(runner, host, port, reuse_address=True, reuse_port=reuse_port or None)
     await site.start()
     bound = runner.addresses[0][1] if runner.addresses else port
     return runner, _url(host, bound)
@@ -90,7 +93,7 @@ class ServerHandle:
 
 def run_in_thread(root: os.PathLike | str, host: str = "127.0.0.1", port: int = 0, auth: bool = True,
                   fault_injection: bool = False, limits: Optional[Limits] = None,
-                  read_only: bool = False) -> ServerHandle:
+                  read_only: bool = False, settings=None) -> ServerHandle:
     """Start a server on ``root`` in a daemon thread and return once it listens (port 0: a free port)."""
     ready = threading.Event()
     box: Dict[str, object] = {}
@@ -102,7 +105,7 @@ def run_in_thread(root: os.PathLike | str, host: str = "127.0.0.1", port: int = 
         async def run() -> None:
             stop_event = asyncio.Event()
             try:
-                runner, url = await _start(root, host, port, auth, fault_injection, limits, read_only)
+                runner, url = await _start(root, host, port, auth, fault_injection, limits, read_only, settings)
             except BaseException as exc:
                 box["error"] = exc
                 ready.set()
@@ -129,11 +132,12 @@ def run_in_thread(root: os.PathLike | str, host: str = "127.0.0.1", port: int = 
 
 
 def serve_forever(root: os.PathLike | str, host: str, port: int, *, auth: bool, fault_injection: bool,
-                  limits: Optional[Limits], on_ready: Callable[[str], None], read_only: bool = False) -> None:
+                  limits: Optional[Limits], on_ready: Callable[[str], None], read_only: bool = False,
+                  settings=None, reuse_port: bool = False) -> None:
     """Run until SIGTERM or SIGINT, then shut down cleanly. ``on_ready(url)`` is called once listening."""
 
     async def run() -> None:
-        runner, url = await _start(root, host, port, auth, fault_injection, limits, read_only)
+        runner, url = await _start(root, host, port, auth, fault_injection, limits, read_only, settings, reuse_port)
         stop_event = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -11,12 +11,14 @@ from ml_dash.server import create_token, run_in_thread
 
 
 @pytest.fixture
-def server(tmp_path):
+def server(tmp_path, store_settings):
+    """On each store in turn (``kind``: "embedded" or "postgres")."""
     root = tmp_path / "server-root"
-    token = create_token(root, "alice")
-    handle = run_in_thread(root, port=0)
+    token = create_token(root, "alice", settings=store_settings)
+    handle = run_in_thread(root, port=0, settings=store_settings)
     try:
-        yield SimpleNamespace(url=handle.url, root=root, token=token)
+        yield SimpleNamespace(url=handle.url, root=root, token=token,
+                              kind="embedded" if store_settings is None else "postgres")
     finally:
         handle.stop()
 

@@ -7,16 +7,21 @@ from types import SimpleNamespace
 
 import pytest
 
+from ..conftest import layout_of
+
 from ml_dash.server import create_token, run_in_thread
 
 
 @pytest.fixture
-def server(tmp_path, monkeypatch):
+def server(tmp_path, monkeypatch, store_settings):
+    """On each store in turn (``kind``: "embedded" or "postgres")."""
     root = tmp_path / "server-root"
-    token = create_token(root, "alice")
-    handle = run_in_thread(root, port=0)
+    token = create_token(root, "alice", settings=store_settings)
+    handle = run_in_thread(root, port=0, settings=store_settings)
     monkeypatch.setenv("ML_DASH_TOKEN", token)
     try:
-        yield SimpleNamespace(url=handle.url, root=root, token=token)
+        yield SimpleNamespace(url=handle.url, root=root, token=token,
+                              kind="embedded" if store_settings is None else "postgres",
+                              layout=lambda: layout_of(root, store_settings, tmp_path / "exported"))
     finally:
         handle.stop()

@@ -43,8 +43,8 @@ def test_tracks_and_files_through_the_server(server, tmp_path):
         assert not exp.files("gone.bin").exists()
         assert [f["filename"] for f in exp.bindrs("ckpt").list()] == ["w.bin"]
         assert exp.files.download("results/*.csv", to=str(tmp_path / "dl"))[0].read_text() == "a,b\n"
-    r = ExperimentReader(server.root, P)
-    lines = (server.root / P / "tracks" / "robot_pos" / "data.jsonl").read_text().splitlines()
+    r = ExperimentReader(server.layout(), P)
+    lines = (server.layout() / P / "tracks" / "robot_pos" / "data.jsonl").read_text().splitlines()
     assert sum(1 for line in lines if json.loads(line)["timestamp"] != 0.0) == 299  # each entry stored once
     gone = [e for e in r.files(include_deleted=True) if e["filename"] == "gone.bin"]
     assert gone[0]["deletedAt"] and r.file_path(gone[0]).read_bytes() == b"bye"
@@ -64,7 +64,7 @@ def test_server_refuses_a_topic_that_shares_a_folder(server):
     again = ingest(server.url, server.token, "sessTRACK02", P, [{"seq": 0, "kind": "track", "topic": "a_b",
                                                                  "timestamp": 2.0, "data": {}}])
     assert [r["code"] for r in again.json["rejected"]] == ["path_conflict"]
-    assert ExperimentReader(server.root, P).track_entries("a/b") == [{"timestamp": 1.0, "x": 1}]
+    assert ExperimentReader(server.layout(), P).track_entries("a/b") == [{"timestamp": 1.0, "x": 1}]
 
 
 def test_remote_log_helpers_and_metric_reads(server):
@@ -99,7 +99,7 @@ def test_hybrid_mode_stores_locally_and_uploads(server, tmp_path):
         exp.files("models").upload(str(src), to="w.bin")
         src.write_bytes(b"changed after the call")
         assert exp.flush(timeout=30)
-    for where in (root, server.root):
+    for where in (root, server.layout()):
         r = ExperimentReader(where, P + "-h")
         assert [l["message"] for l in r.logs()] == ["both sides"] and r.params() == {"lr": 0.1}
         assert [x["data"]["step"] for x in r.metric_rows("train")] == list(range(50))
@@ -126,6 +126,6 @@ def test_auto_start_dxp_from_the_environment(server, tmp_path):
     remote = run_script(code, tmp_path, env={"ML_DASH_PREFIX": "alice/auto/remote", "ML_DASH_URL": server.url,
                                              "ML_DASH_TOKEN": server.token, "ML_DASH_SPOOL_DIR": str(tmp_path / "spool")})
     assert remote.returncode == 0, remote.stderr
-    for root, prefix in ((tmp_path / ".dash", "alice/auto/local"), (server.root, "alice/auto/remote")):
+    for root, prefix in ((tmp_path / ".dash", "alice/auto/local"), (server.layout(), "alice/auto/remote")):
         r = ExperimentReader(root, prefix)
         assert [l["message"] for l in r.logs()] == ["hello from dxp"] and r.experiment()["status"] == "COMPLETED"

@@ -22,7 +22,7 @@ def test_remote_mode_block(server):
 
     assert [l["message"] for l in exp.logs.read()] == ["Using remote server"]
     # The server's root is a dash_root in the local layout.
-    assert ExperimentReader(server.root, "alice/project/my-experiment").logs()[0]["message"] == "Using remote server"
+    assert ExperimentReader(server.layout(), "alice/project/my-experiment").logs()[0]["message"] == "Using remote server"
 
 
 def test_automatic_status_blocks(server):

@@ -6,32 +6,40 @@ from types import SimpleNamespace
 
 import pytest
 
+from ..conftest import layout_of
+
 from ml_dash.server import Limits, create_token, run_in_thread
 
 
 @pytest.fixture
-def server(tmp_path):
+def server(tmp_path, store_settings):
+    """A server in a thread on each store in turn (``kind``: "embedded" or "postgres"; only the
+    embedded store's ``root`` is a dash_root)."""
     root = tmp_path / "server-root"
-    alice = create_token(root, "alice")
-    bob = create_token(root, "bob")
-    handle = run_in_thread(root, port=0, fault_injection=True)
+    alice = create_token(root, "alice", settings=store_settings)
+    bob = create_token(root, "bob", settings=store_settings)
+    handle = run_in_thread(root, port=0, fault_injection=True, settings=store_settings)
+    kind = "embedded" if store_settings is None else "postgres"
     try:
-        yield SimpleNamespace(url=handle.url, root=root, token=alice, alice=alice, bob=bob, handle=handle)
+        yield SimpleNamespace(url=handle.url, root=root, token=alice, alice=alice, bob=bob, handle=handle,
+                              kind=kind, settings=store_settings,
+                              layout=lambda: layout_of(root, store_settings, tmp_path / "exported"))
     finally:
         handle.stop()
 
 
 @pytest.fixture
-def small_server(tmp_path):
-    """A server with small limits, to test them cheaply."""
+def small_server(tmp_path, store_settings):
+    """A server with small limits, to test them cheaply (on each store in turn)."""
     root = tmp_path / "small-root"
-    token = create_token(root, "alice")
+    token = create_token(root, "alice", settings=store_settings)
     limits = Limits(max_body_bytes=64 * 1024, max_decoded_bytes=256 * 1024, max_event_bytes=4096,
                     max_events_per_batch=100, max_fields=10, max_name_bytes=40, max_blob_bytes=1024,
                     max_concurrent_writes=1)
-    handle = run_in_thread(root, port=0, fault_injection=True, limits=limits)
+    handle = run_in_thread(root, port=0, fault_injection=True, limits=limits, settings=store_settings)
+    kind = "embedded" if store_settings is None else "postgres"
     try:
-        yield SimpleNamespace(url=handle.url, root=root, token=token, limits=limits)
+        yield SimpleNamespace(url=handle.url, root=root, token=token, limits=limits, kind=kind)
     finally:
         handle.stop()
 

@@ -52,8 +52,8 @@ def test_ingest_and_read_back(server, encoding):
         (0, "info", "Training started", {"epoch": 1})]
     assert logs[0]["timestamp"].startswith("2023-11-14T22:13:21.5")
 
-    # the server root is a dash_root: the SDK's local reader sees the same
-    local = ExperimentReader(server.root, P)
+    # the server root is a dash_root (an export of the PostgreSQL store is one): the SDK's local reader sees the same
+    local = ExperimentReader(server.layout(), P)
     assert local.metric_rows("train")[0]["data"]["loss"] == 0.5
     assert local.experiment()["status"] == "COMPLETED"
 

@@ -140,7 +140,8 @@ async def _read_only(request: web.Request, handler):
 
 def mount(app: web.Application, state, read_only: bool = False) -> None:
     """Add the dashboard to a server app (after its API routes)."""
-    state.auth.sessions = CookieSessions(server_dir(state.root), state.index.token_owner)
+    state.auth.sessions = CookieSessions(server_dir(state.root), state.index.token_owner,
+                                         secret=state.backend.shared_secret("dashboard-cookie"))
     p = _Pages(state, read_only)
     app.router.add_get("/", p.table)
     app.router.add_get("/e/{prefix:.+}", p.experiment)

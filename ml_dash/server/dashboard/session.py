@@ -54,10 +54,12 @@ def _load_secret(folder: Path) -> bytes:
 
 
 class CookieSessions:
-    """Makes and checks login cookies. ``owner_of_hash`` maps a token hash to its owner (or None)."""
+    """Makes and checks login cookies. ``owner_of_hash`` maps a token hash to its owner (or None).
+    ``secret``: one every server process shares (the scale-out store keeps it in its database);
+    None keeps it in ``folder``."""
 
-    def __init__(self, folder: Path, owner_of_hash: Callable[[str], Optional[str]]):
-        self._secret = _load_secret(folder)
+    def __init__(self, folder: Path, owner_of_hash: Callable[[str], Optional[str]], secret: Optional[bytes] = None):
+        self._secret = secret or _load_secret(folder)
         self._owner_of_hash = owner_of_hash
 
     def _sign(self, body: str) -> str:
