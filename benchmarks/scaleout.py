@@ -207,6 +207,9 @@ def main(argv: List[str] = None) -> int:
         results["reads"] = _reads(work, cluster, args)
     finally:
         cluster.destroy()
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)  # the stores' data: gigabytes after a full run
     out = Path(args.out) if args.out else REPO / "benchmarks" / "results" / f"scaleout-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
@@ -234,6 +237,7 @@ def _reads(work: Path, cluster: PgCluster, args) -> Dict[str, Any]:
     eurl, etoken, eproc = _start("embedded", work)
     try:
         _fill_metric(eurl, etoken, "bench/read/one-million", million)
+        out["embedded_fill_series_s"] = _fill_metric(eurl, etoken, "bench/read/ten-million", args.series_rows)
     finally:
         _stop(eproc)
     backend = PgBackend.open(ServerSettings(store=cluster.admin_url(db), blobs=str(work / "blobs")), None, Limits())
@@ -255,9 +259,32 @@ def _reads(work: Path, cluster: PgCluster, args) -> Dict[str, Any]:
                 repeat)
     finally:
         backend.close()
-    # the embedded store's range read today: its local reader over the JSONL rows (the read
-    # model of the dashboard issue keeps float columns instead; compare with it once it lands)
-    reader = ExperimentReader(work / "root-embedded", "bench/read/one-million")
+    # the embedded store: its read model (float columns + chunk summaries cached beside the layout,
+    # as the server keeps them), the same reads; and the local reader's rows, for scale
+    from ml_dash._readmodel import LayoutReadModel
+    from ml_dash._readmodel._columns import MetricColumns
+
+    eroot = work / "root-embedded"
+    data = eroot / "bench/read/one-million/metrics/train/data.jsonl"
+    cols = MetricColumns(data, work / "embedded-cache", None, source="bench")
+    t0 = time.perf_counter()
+    cols.refresh()
+    out["embedded_columns_first_build_1m_ms"] = (time.perf_counter() - t0) * 1000
+    assert len(cols.values("loss", 0, million)) == million
+    out["embedded_range_read_1m_one_field"] = _time(lambda: cols.values("loss", 0, million), repeat)
+    model = LayoutReadModel(eroot, work / "embedded-series-cache")
+    t0 = time.perf_counter()
+    first = model.series("bench/read/ten-million", "train", "loss", buckets=1000)
+    out["embedded_series_first_build_ms"] = (time.perf_counter() - t0) * 1000
+    assert first["count"] == args.series_rows
+    out["embedded_series_1000_buckets_full"] = _time(
+        lambda: model.series("bench/read/ten-million", "train", "loss", buckets=1000), repeat)
+    lo = args.series_rows // 3
+    out["embedded_series_1000_buckets_zoom_1pct"] = _time(
+        lambda: model.series("bench/read/ten-million", "train", "loss", start=lo, end=lo + args.series_rows // 100,
+                             buckets=1000), repeat)
+    model.close()
+    reader = ExperimentReader(eroot, "bench/read/one-million")
     t0 = time.perf_counter()
     rows = reader.metric_rows("train")
     out["embedded_range_read_1m_rows_reader_ms"] = (time.perf_counter() - t0) * 1000
