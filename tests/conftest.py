@@ -12,6 +12,10 @@ from typing import Any, Callable
 
 import pytest
 
+# The scale-out servers' settings (ML_DASH_TEST_WEED, ML_DASH_REQUIRE_SCALEOUT, ...) are read when
+# tests/services.py is imported: import it now, before any test's _clean_env clears ML_DASH_*.
+from . import services as _services  # noqa: F401
+
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch, tmp_path):

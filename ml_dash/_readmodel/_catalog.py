@@ -9,8 +9,10 @@ values) and a refresh only reads what changed:
   again. An experiment is a folder with ``experiment.json`` (its data folders are not walked).
 * experiment.json and parameters.json are replaced atomically by every writer, which changes the
   experiment folder's mtime: they are read again only then.
+* The server's own writes are announced (:meth:`Catalog.mark_stale`): those experiments are read
+  again before the next answer, without a walk.
 * Data (metric rows, logs, files) is looked at on every refresh for an experiment whose folder
-  changed, that the server just stored data for (:meth:`Catalog.mark_stale`), or that is running
+  changed, that the server just stored data for, or that is running
   (status RUNNING, or none: upstream writes none) and changed in the last minute; every 10 s for a
   running one that did not, at least every 60 s for every other one (at most 200 of these age-due
   looks per refresh, the longest-waiting first). A metric's last values come from the lines
@@ -25,6 +27,7 @@ not deleted.
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import os
 import threading
 import time
@@ -39,6 +42,8 @@ from .._store._layout import UNNAMED_METRIC
 from .._values import decode_nonfinite
 
 __all__ = ["Catalog", "Entry"]
+
+log = logging.getLogger("ml_dash.server")
 
 _DATA_DIRS = frozenset(("logs", "metrics", "files", "tracks"))
 _WINDOW = 256 << 10
@@ -223,42 +228,45 @@ class _Dir:
 class Catalog:
     """The experiments under ``root``, kept current by :meth:`refresh` (see the module doc)."""
 
-    def __init__(self, root: Path | str):
+    def __init__(self, root: Path | str, background: bool = False):
         self.root = Path(root)
+        self.background = background
         self._dirs: Dict[str, _Dir] = {}
         self._states: Dict[str, _State] = {}
         self._entries: Dict[str, Entry] = {}
         self._snapshot: List[Entry] = []
         self._refresh_lock = threading.Lock()
         self._refreshed_at = -1e18
-        self._stale = False
         self._touched: set = set()
         self._stopped = False
+        self._thread: Optional[threading.Thread] = None
+        self._thread_guard = threading.Lock()
 
     def stop(self) -> None:
-        """End a refresh in progress early (server shutdown)."""
+        """End a refresh in progress early, start no other (server shutdown)."""
         self._stopped = True
 
-    def mark_stale(self, prefix: Optional[str] = None) -> None:
-        """Something was stored (under ``prefix``): the next :meth:`entries` refreshes first,
-        whatever its age, and looks at that experiment's data."""
-        if prefix is not None:
-            self._touched.add(prefix)
-        self._stale = True
+    def mark_stale(self, prefix: str) -> None:
+        """The server stored data under ``prefix``: the next :meth:`entries` reads it first."""
+        self._touched.add(prefix)
 
     def entries(self, max_age: float = 1.0) -> List[Entry]:
-        """Every experiment, sorted by prefix, at most ``max_age`` seconds old (and newer than the
-        last :meth:`mark_stale`). When it is only old and another thread is refreshing it, the
-        current one is answered without waiting."""
-        stale = self._stale
-        if stale or time.monotonic() - self._refreshed_at > max_age:
-            blocking = stale or self._refreshed_at < -1e17
-            if self._refresh_lock.acquire(blocking=blocking):
-                try:
-                    if self._stale or time.monotonic() - self._refreshed_at > max_age:
-                        self._refresh()
-                finally:
-                    self._refresh_lock.release()
+        """Every experiment, sorted by prefix.
+
+        Experiments marked by :meth:`mark_stale` are read first (a few files each). The rest is
+        refreshed when older than ``max_age`` seconds: here, or, with ``background``, in a thread of
+        its own while this call answers the current catalogue (so a page never waits for a walk of
+        the whole folder, except for the very first one).
+        """
+        if self._refreshed_at < -1e17 or (not self.background and time.monotonic() - self._refreshed_at > max_age):
+            with self._refresh_lock:
+                if self._refreshed_at < -1e17 or time.monotonic() - self._refreshed_at > max_age:
+                    self._refresh()
+        if self._touched:
+            with self._refresh_lock:
+                self._refresh_touched()
+        if self.background and time.monotonic() - self._refreshed_at > max_age:
+            self._refresh_in_background(max_age)
         return self._snapshot
 
     def refresh(self) -> None:
@@ -266,10 +274,53 @@ class Catalog:
         with self._refresh_lock:
             self._refresh()
 
+    def _refresh_in_background(self, max_age: float) -> None:
+        with self._thread_guard:
+            if self._stopped or (self._thread is not None and self._thread.is_alive()):
+                return
+
+            def run() -> None:
+                try:
+                    with self._refresh_lock:
+                        if time.monotonic() - self._refreshed_at > max_age:
+                            self._refresh()
+                except Exception:  # a folder changing under the walk: the next refresh sees it
+                    log.exception("catalogue refresh of %s failed", self.root)
+
+            self._thread = threading.Thread(target=run, name="ml-dash-catalogue", daemon=True)
+            self._thread.start()
+
+    def _refresh_touched(self) -> None:
+        """Read the experiments the server just stored data for (caller holds the refresh lock)."""
+        touched, self._touched = self._touched, set()
+        now = time.monotonic()
+        remade = False
+        for rel in touched:
+            path = self.root / rel
+            try:
+                mtime = os.stat(path).st_mtime_ns
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            if not (path / "experiment.json").is_file():
+                continue
+            s = self._states.get(rel)
+            if s is None:
+                s = self._states[rel] = _State()
+            fresh = s.checked == 0.0
+            self._update_meta(rel, s, mtime)
+            self._check_data(rel, s, now, fresh)
+            self._entries[rel] = self._entry(rel, s)
+            remade = True
+        if remade:
+            self._snapshot = [self._entries[k] for k in sorted(self._entries)]
+
+    def _entry(self, rel: str, s: _State) -> Entry:
+        return Entry(rel, s.exp, s.params, self._metrics_of(s), (s.logs.last + 1) if s.logs.last is not None else 0,
+                     s.files)
+
     # -- one refresh -----------------------------------------------------------------------------
 
     def _refresh(self) -> None:
-        self._stale = False  # a write from now on marks it again
         touched, self._touched = self._touched, set()
         now = time.monotonic()
         found = self._discover()
@@ -295,9 +346,7 @@ class Catalog:
             if self._check_data(rel, self._states[rel], now, False):
                 remade.append(rel)
         for rel in remade:
-            s = self._states[rel]
-            self._entries[rel] = Entry(rel, s.exp, s.params, self._metrics_of(s),
-                                       (s.logs.last + 1) if s.logs.last is not None else 0, s.files)
+            self._entries[rel] = self._entry(rel, self._states[rel])
         gone = [r for r in self._entries if r not in found]
         for rel in gone:
             del self._entries[rel]

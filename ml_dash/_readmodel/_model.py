@@ -82,16 +82,18 @@ class LayoutReadModel(ReadModel):
     ``cache_dir``: where metric column caches persist (the server: ``.ml-dash-server/series``);
     None keeps them in memory, building only the fields a query needs (the SDK, the CLI).
     ``parse``: how prefixes are checked (default :func:`read_prefix`).
-    ``max_age``: the table's catalogue is refreshed when older than this, seconds.
+    ``max_age``: the table's catalogue is refreshed when older than this, seconds; ``background``:
+    in a thread of its own, so that a page never waits for it (the server).
     """
 
     def __init__(self, root: Path | str, cache_dir: Optional[Path | str] = None,
-                 parse: Callable[[str], Prefix] = read_prefix, max_age: float = 1.0, max_open: int = 256):
+                 parse: Callable[[str], Prefix] = read_prefix, max_age: float = 1.0, max_open: int = 256,
+                 background: bool = False):
         self.root = Path(root)
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self._parse = parse
         self.max_age = max_age
-        self.catalog = Catalog(self.root)
+        self.catalog = Catalog(self.root, background=background)
         self._table_cache = TableCache()
         self._table_lock = threading.Lock()
         self._open: "OrderedDict[Any, MetricColumns]" = OrderedDict()

@@ -115,7 +115,7 @@ def test_s3_outage_blob_uploads_are_retried_metric_ingest_goes_on(pg_s3_servers,
         assert other.returncode == 0 and "DONE" in other.stdout, other.stderr[-3000:]
         assert len(RemoteReader(url, token, "alice/proj/s3-metrics").metric_rows("train")) == 1000
         reader = RemoteReader(url, token, "alice/proj/s3-outage")
-        wait_for(lambda: get(url, None, "_test/stats").json["statuses"]["blobs"].count(503) >= 2,
+        wait_for(lambda: get(url, token, "_test/stats").json["statuses"]["blobs"].count(503) >= 2,
                  what="the run's blob upload to be refused while S3 is away")
         assert reader.files() == []
         s3_server.start()
@@ -132,5 +132,5 @@ def test_s3_outage_blob_uploads_are_retried_metric_ingest_goes_on(pg_s3_servers,
     assert [r["data"]["i"] for r in rows] == list(range(200)) and [r["index"] for r in rows] == list(range(200))
     (entry,) = reader.files()
     assert entry["filename"] == "weights.bin" and reader.download(entry, tmp_path / "w.bin").read_bytes() == data
-    stats = get(url, None, "_test/stats").json["statuses"]["blobs"]
+    stats = get(url, token, "_test/stats").json["statuses"]["blobs"]
     assert stats.count(503) >= 2 and stats[-1] in (200, 201)  # refused while S3 was away, retried, stored

@@ -32,4 +32,4 @@ class EmbeddedBackend(Backend):
         from ..._readmodel import LayoutReadModel
         from ..index import server_dir
 
-        return LayoutReadModel(self.root, server_dir(self.root) / "series")
+        return LayoutReadModel(self.root, server_dir(self.root) / "series", background=True)
