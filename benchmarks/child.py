@@ -30,6 +30,8 @@ PROBES = {
     "import-check": "steps:import_check",
     "serve": "serve:run",
     "proxy": "proxy:run",
+    "frameworks": "frameworks:run",
+    "framework-calls": "frameworks:calls",
 }
 
 

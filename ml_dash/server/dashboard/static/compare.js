@@ -71,7 +71,9 @@
         }
       }
     }
-    [...byKey.values()].sort((a, b) => a.title.localeCompare(b.title))
+    // curves first, counters (step, epoch) after them, as on the experiment page
+    const late = (spec) => (/^(step|steps|global_step|epoch|epochs|iter|iteration|it|batch_idx)$/i.test(spec.field) ? 1 : 0);
+    [...byKey.values()].sort((a, b) => late(a) - late(b) || a.title.localeCompare(b.title))
       .forEach((spec) => grid.add({ ...spec, xFields: [...spec.xFields] }));
     ctl.setXFields([...xFields]);
     if (!byKey.size) $("charts").replaceChildren(h("p", { class: "empty", text: prefixes.length ? "These runs have no metrics." : "Pick runs to compare in the experiments table." }));
