@@ -26,11 +26,14 @@ PROBES = {
     "wire": "wire:run",
     "outage": "outage:run",
     "ingest": "ingest:run",
+    "files": "files:run",
     "import-check": "steps:import_check",
     "serve": "serve:run",
     "proxy": "proxy:run",
     "sweep": "sweep:run",
     "sweep-verify": "sweep:verify",
+    "frameworks": "frameworks:run",
+    "framework-calls": "frameworks:calls",
 }
 
 
