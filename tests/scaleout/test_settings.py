@@ -13,6 +13,7 @@ import pytest
 
 from ml_dash.server.settings import ServerSettings, SettingsError, load_settings, redact
 
+from ..conftest import wait_for
 from .conftest import settings_env
 
 
@@ -79,7 +80,9 @@ def test_a_running_server_shows_no_secret(pg_servers):
     cmdline = " ".join(psutil.Process(proc.pid).cmdline())
     password = pg_servers.settings.store.split(":")[2].split("@")[0]
     assert password not in cmdline  # nothing secret in the process listing
-    assert password not in proc.output() and "***" in proc.output()  # nor in what it printed
+    # nor in what it printed (the line with the store comes just after the one spawn_server waits for)
+    wait_for(lambda: "***" in proc.output(), timeout=10, what="the server's line naming its store")
+    assert password not in proc.output()
     env = settings_env(pg_servers.settings)
     assert env["ML_DASH_SERVER_STORE"] == pg_servers.settings.store  # it came from the environment
 
