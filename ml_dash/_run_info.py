@@ -164,7 +164,10 @@ class RunInfo:
     def project_root(self) -> Path:
         """Auto-detected from ``entry`` (or the working folder); may be set explicitly."""
         if self._project_root is None:
-            self._project_root = find_project_root(self._entry or os.getcwd())
+            root = find_project_root(self._entry or os.getcwd())
+            if self._entry is None:  # the working folder's: not kept, the entry found later has its own
+                return root
+            self._project_root = root
         return self._project_root
 
     @project_root.setter

@@ -254,13 +254,13 @@ def test_run_prefix_of_a_script_outside_the_working_folders_project(tmp_path):
     (project / "pyproject.toml").write_text("")
     script = tmp_path / "tools" / "launch.py"
     script.parent.mkdir()
-    script.write_text("from ml_dash import RUN\nprint(RUN.prefix)\nprint(RUN.prefix)\nprint(RUN.project)\n")
+    script.write_text("from ml_dash import RUN\nprint(RUN.project)\nprint(RUN.prefix)\nprint(RUN.prefix)\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("ML_DASH_")}
     env["ML_DASH_USER"] = "erin"
     proc = subprocess.run([sys.executable, str(script)], cwd=project / "sub", env=env, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    first, second, cwd_project = proc.stdout.split()
+    cwd_project, first, second = proc.stdout.split()
     assert first == second and first.startswith("erin/scratch/") and first.split("/")[4] == "tools"
     assert cwd_project == "proj"  # with no entry set, RUN.project is the working folder's project
 
