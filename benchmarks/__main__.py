@@ -20,7 +20,7 @@ from .settings import PEERS, Settings
 from .workloads import local, remote
 from .workloads.common import progress
 
-WORKLOADS = ["steps", "threads", "mixed", "remote", "wire", "outage", "ingest", "import", "rss10m"]
+WORKLOADS = ["steps", "threads", "mixed", "remote", "wire", "outage", "ingest", "files", "import", "rss10m"]
 
 
 def parse_args(argv: Optional[List[str]] = None) -> Settings:
@@ -84,7 +84,7 @@ def run_suite(s: Settings) -> Dict[str, Any]:
             w["mixed"] = local.run_mixed(s, ours, scratch)
         if s.wants("import"):
             w["import"] = local.run_import(s, ours)
-        if any(s.wants(x) for x in ("remote", "wire", "outage", "ingest")):
+        if any(s.wants(x) for x in ("remote", "wire", "outage", "ingest", "files")):
             w.update(remote.run_all(s, ours, scratch))
         if s.long and s.wants("rss10m"):
             w["rss10m"] = local.run_big(s, ours, scratch)
@@ -150,7 +150,7 @@ def broken_runs(results: Dict[str, Any]) -> List[str]:
             out += [f"steps/{name}/{key}: {r.get('error') or r.get('verify')}" for r in runs if not r.get("valid")]
     for name, runs in w.get("mixed", {}).get("runs", {}).items():
         out += [f"mixed/{name}: {r.get('error') or r.get('verify')}" for r in runs if not r.get("valid")]
-    for key in ("remote", "outage", "ingest"):
+    for key in ("remote", "outage", "ingest", "files"):
         runs = w.get(key, {}).get("runs", [])
         runs = [r for rr in runs.values() for r in rr] if isinstance(runs, dict) else runs
         out += [f"{key}: {r.get('error') or r.get('verify')}" for r in runs if not r.get("valid")]

@@ -26,9 +26,12 @@ PROBES = {
     "wire": "wire:run",
     "outage": "outage:run",
     "ingest": "ingest:run",
+    "files": "files:run",
     "import-check": "steps:import_check",
     "serve": "serve:run",
     "proxy": "proxy:run",
+    "frameworks": "frameworks:run",
+    "framework-calls": "frameworks:calls",
 }
 
 

@@ -29,6 +29,9 @@ class Settings:
     ingest_clients: int = 4
     ingest_steps: int = 250_000        # metric rows per ingest client (3 points each)
     ingest_batch: int = 10_000         # events per POST
+    files_clients: int = 4             # concurrent blob uploads, then file downloads
+    files_mib: int = 64                # MiB per client's blob
+    files_reads: int = 4               # downloads of each file
     wire_batch: int = 10_000           # events per batch body for the bytes-on-the-wire figure
     python: str = sys.executable       # our interpreter
     peers_python: Optional[str] = None # interpreter with the peers installed (upstream ml_dash!)
@@ -48,6 +51,8 @@ class Settings:
         self.outage_rate = 2_000
         self.ingest_steps = 20_000
         self.ingest_batch = 5_000
+        self.files_mib = 2
+        self.files_reads = 1
         self.timeout = 120.0
         return self
 

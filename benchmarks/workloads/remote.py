@@ -1,4 +1,4 @@
-"""Remote workloads: SDK to server on loopback, bytes on the wire, outage, server ingest.
+"""Remote workloads: SDK to server on loopback, bytes on the wire, outage, server ingest, server file I/O.
 
 They need parts built elsewhere in the project (the reference server; the agent's remote sink for
 the SDK's remote mode). Whatever is missing makes its workload report "not available: <why>",
@@ -30,6 +30,8 @@ def run_all(s: Settings, ours: Child, scratch: str) -> Dict[str, Any]:
         progress(f"[remote] SDK remote mode not available: {no_sdk}")
     if s.wants("ingest"):
         out["ingest"] = {"reason": f"server not available: {no_server}"} if no_server else run_ingest(s, ours, scratch)
+    if s.wants("files"):
+        out["files"] = {"reason": f"server not available: {no_server}"} if no_server else run_files(s, ours, scratch)
     if s.wants("remote"):
         out["remote"] = {"reason": f"remote mode not available: {no_sdk}"} if no_sdk else run_remote(s, ours, scratch)
     if s.wants("outage"):
@@ -74,6 +76,31 @@ def run_ingest(s: Settings, ours: Child, scratch: str) -> Dict[str, Any]:
                      f"{'%.2fM points/s' % (pps / 1e6) if pps else 'failed: ' + short(rec.get('error'))}")
     return {"clients": s.ingest_clients, "steps": s.ingest_steps, "batch": s.ingest_batch, "runs": runs,
             "identity_runs": extra}
+
+
+def run_files(s: Settings, ours: Child, scratch: str) -> Dict[str, Any]:
+    """Blob upload and file download MB/s from ``files_clients`` concurrent clients, each run on a fresh server."""
+    runs: List[Dict[str, Any]] = []
+    for rep in range(min(s.repeat, 3)):
+        root = _fresh_root(scratch, "files")
+        try:
+            with Server(ours, root) as srv:
+                args = {"url": srv.url, "token": srv.token, "clients": s.files_clients, "mib": s.files_mib,
+                        "reads": s.files_reads}
+                r = spawn("files", args, ours, s.timeout)
+            rec = r.to_json()
+            rec["server"] = srv.stats
+            rec["verify"] = r.result.get("verify", {"ok": False})
+            rec["valid"] = r.ok and bool(rec["verify"].get("ok"))
+        except Exception as exc:
+            rec = {"ok": False, "valid": False, "error": f"{type(exc).__name__}: {exc}", "result": {}}
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        runs.append(rec)
+        res = rec.get("result", {})
+        progress(f"[files] rep {rep + 1}: upload {res.get('upload_mb_s', float('nan')):.0f} MB/s, download "
+                 f"{res.get('download_mb_s', float('nan')):.0f} MB/s {'ok' if rec['valid'] else 'INVALID ' + short(rec.get('error'))}")
+    return {"clients": s.files_clients, "mib": s.files_mib, "reads": s.files_reads, "runs": runs}
 
 
 def run_remote(s: Settings, ours: Child, scratch: str) -> Dict[str, Any]:
@@ -145,6 +172,8 @@ def tables(w: Dict[str, Any]) -> List[str]:
         out.append(_outage_table(w["outage"]))
     if "ingest" in w:
         out.append(_ingest_table(w["ingest"]))
+    if "files" in w:
+        out.append(_files_table(w["files"]))
     return out
 
 
@@ -222,3 +251,17 @@ def _ingest_table(ing: Dict[str, Any]) -> str:
                       f"Encoded as {framing}.", "", table(head, rows), "",
                       "A point is one scalar value (3 per row). Bodies are built before the clock starts; the "
                       "load generator and the server share this machine's cores."])
+
+
+def _files_table(f: Dict[str, Any]) -> str:
+    title = "Server file I/O: blob uploads and file downloads"
+    if "reason" in f:
+        return _na(title, f["reason"])
+    rr = f["runs"]
+    head = ["upload MB/s", "download MB/s", "server peak RSS MiB", "server CPU s", "downloads verified"]
+    rows = [[cell(vals(rr, "result.upload_mb_s"), "{:.0f}"), cell(vals(rr, "result.download_mb_s"), "{:.0f}"),
+             cell(vals(rr, "server.maxrss_mib"), "{:.0f}"), cell(vals(rr, "server.cpu_s"), "{:.1f}"), rows_cell(rr)]]
+    return "\n".join([f"### {title}: {f['clients']} concurrent clients × {f['mib']} MiB, {f['reads']} downloads each",
+                      "", table(head, rows), "",
+                      "Each client uploads its blob (hashed and written by the server), links it with a file "
+                      "event, then downloads it; every download is checked against its sha256."])

@@ -53,8 +53,9 @@ class ReadModel:
         the number of logs and files."""
         raise NotImplementedError
 
-    def table(self, query: TableQuery, *, strict: bool = False) -> Dict[str, Any]:
-        """One page of the experiments table."""
+    def table(self, query: TableQuery, *, strict: bool = False, owner: Optional[str] = None) -> Dict[str, Any]:
+        """One page of the experiments table; ``owner``: only that owner's experiments (a server
+        whose tokens read only their owner's)."""
         raise NotImplementedError
 
     def stored(self, prefix: str) -> None:
@@ -160,8 +161,10 @@ class LayoutReadModel(ReadModel):
                   "files": len(reader.files()) if is_plain_chain(self.root, paths.files_metadata) else 0}
         return encode_nonfinite(answer) if strict else answer
 
-    def table(self, query, *, strict=False):
+    def table(self, query, *, strict=False, owner=None):
         entries = self.catalog.entries(self.max_age)
+        if owner is not None:  # never through the shared cache: it holds every owner's rows
+            return run_table([e for e in entries if e.owner == owner], query, strict=strict)
         with self._table_lock:
             return run_table(entries, query, strict=strict, cache=self._table_cache)
 

@@ -3,8 +3,9 @@
 A token is 32 random bytes (url-safe base64 with a ``mld_`` tag); the index keeps only its sha256,
 so a copy of the server root gives no token away. Tokens are never logged and never put in a URL.
 
-Rules: a token of owner ``alice`` may write only prefixes whose first segment is ``alice``; any valid
-token may read every experiment (a team server). With auth disabled (``--insecure-no-auth``, loopback
+Rules: a token of owner ``alice`` may write only prefixes whose first segment is ``alice``. Reads
+follow the server's read scope: ``team`` (the default) lets any valid token read every experiment;
+``owner`` lets a token read only its owner's. With auth disabled (``--insecure-no-auth``, loopback
 only), everything is allowed.
 """
 
@@ -20,7 +21,10 @@ from .._names import Prefix, check_segment
 from .errors import ApiError
 from .index import Index
 
-__all__ = ["create_token", "hash_token", "Authenticator", "check_owner"]
+__all__ = ["create_token", "hash_token", "Authenticator", "check_owner", "READ_SCOPES"]
+
+#: "team": any valid token reads every experiment; "owner": a token reads only its owner's.
+READ_SCOPES = ("team", "owner")
 
 _TAG = "mld_"
 
@@ -65,9 +69,12 @@ def open_index(root: Path | str, settings=None):
 class Authenticator:
     """Answers "who is this" (401 when unknown) and "may they write here" (403)."""
 
-    def __init__(self, index: Index, enabled: bool = True):
+    def __init__(self, index: Index, enabled: bool = True, read_scope: str = "team"):
+        if read_scope not in READ_SCOPES:
+            raise ValueError(f"read_scope must be one of {READ_SCOPES}, not {read_scope!r}")
         self.index = index
         self.enabled = enabled
+        self.read_scope = read_scope
         #: The dashboard's login cookies (``dashboard.session.CookieSessions``), set when it is mounted.
         self.sessions = None
 
@@ -99,6 +106,18 @@ class Authenticator:
             if owner is not None:
                 return owner
         return self.identify(authorization)
+
+    def readable_owner(self, owner: Optional[str]) -> Optional[str]:
+        """The only owner whose experiments ``owner``'s token may read; None when it may read all."""
+        return owner if self.enabled and self.read_scope == "owner" else None
+
+    def require_read(self, owner: Optional[str], prefix: str) -> None:
+        """403 when the read scope keeps ``owner`` from ``prefix`` (an owner's experiments, existing or
+        not, answer the same: nothing is learnt about them)."""
+        only = self.readable_owner(owner)
+        if only is not None and str(prefix).strip("/").split("/", 1)[0] != only:
+            raise ApiError(403, "forbidden", f"this server lets a token of owner {only!r} read only prefixes that "
+                                             f"start with '{only}/'")
 
     def require_write(self, owner: Optional[str], prefix: Prefix) -> None:
         if not self.enabled:

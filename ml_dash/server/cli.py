@@ -28,6 +28,11 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8765, help="port (default: 8765; 0 picks a free one)")
     p.add_argument("--insecure-no-auth", action="store_true",
                    help="accept every request without a token (loopback addresses only)")
+    p.add_argument("--tls-cert", default=None, metavar="PEM",
+                   help="serve https with this certificate chain (with --tls-key); else plain http")
+    p.add_argument("--tls-key", default=None, metavar="PEM", help="the private key of --tls-cert")
+    p.add_argument("--read-scope", choices=("team", "owner"), default="team",
+                   help="team: any valid token reads every experiment (default); owner: a token reads only its owner's")
     p.add_argument("--fault-injection", action="store_true", help=argparse.SUPPRESS)  # tests only
     from .stores.cli import add_store_arguments
 
@@ -129,7 +134,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("error: --workers needs --store postgresql://...: the embedded store is one process's", file=sys.stderr)
         return 2
 
-    from .launch import LISTENING, is_loopback, serve_forever
+    from .launch import LISTENING, is_loopback, serve_forever, tls_context
     from .limits import Limits
 
     if args.insecure_no_auth and not is_loopback(args.host):
@@ -139,6 +144,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: --fault-injection (tests only) is allowed only on a loopback address, not {args.host!r}",
               file=sys.stderr)
         return 2
+    ssl_context = None
+    if bool(args.tls_cert) != bool(args.tls_key):
+        print("error: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
+    if args.tls_cert:
+        try:
+            ssl_context = tls_context(args.tls_cert, args.tls_key)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            print(f"error: cannot use {args.tls_cert} / {args.tls_key} for TLS: {exc}", file=sys.stderr)
+            return 2
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Limits) if getattr(args, f.name) is not None}
     limits = Limits(**overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -154,6 +169,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         else:
             where = f"--root {args.root}" if settings.store is None else "(with the same store settings)"
             print(f"get a token: ml-dash server token create {where} --owner <your-name>", flush=True)
+        if ssl_context is None and not is_loopback(args.host):
+            print("WARNING: plain http on a network address: tokens and data cross the network in clear. "
+                  "Use --tls-cert/--tls-key, or bind to 127.0.0.1 behind a reverse proxy that terminates TLS.",
+                  file=sys.stderr, flush=True)
+        if args.read_scope == "owner":
+            print("reads: a token reads only its owner's experiments (--read-scope owner)", flush=True)
         if args.fault_injection:
             print("fault injection is ON (tests only)", flush=True)
 
@@ -164,7 +185,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         serve_forever(args.root, args.host, args.port, auth=not args.insecure_no_auth,
                       fault_injection=args.fault_injection, limits=limits, on_ready=on_ready,
-                      settings=settings if settings.store else None, reuse_port=args.reuse_port)
+                      settings=settings if settings.store else None, reuse_port=args.reuse_port,
+                      ssl_context=ssl_context, read_scope=args.read_scope)
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1

@@ -10,6 +10,7 @@ and the commit order of batches must be the order their data was written anyway.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -17,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, List, Optional, Tuple
 
-__all__ = ["Index", "server_dir", "SERVER_DIR_NAME"]
+__all__ = ["Index", "server_dir", "private_dir", "SERVER_DIR_NAME"]
 
 SERVER_DIR_NAME = ".ml-dash-server"
 
@@ -42,13 +43,29 @@ def server_dir(root: Path | str) -> Path:
     return Path(root) / SERVER_DIR_NAME
 
 
+def private_dir(root: Path | str) -> Path:
+    """:func:`server_dir`, created if need be: a new root and the server's folder are owner-only
+    (0700). An existing root keeps its mode (the server says so when others can read it)."""
+    root = Path(root)
+    if not root.exists():
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(root, 0o700)  # mkdir's mode passes through the umask
+    folder = server_dir(root)
+    folder.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(folder, 0o700)
+    return folder
+
+
 class Index:
     """Typed access to the index database. Safe to call from several threads."""
 
     def __init__(self, root: Path | str):
-        folder = server_dir(root)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = private_dir(root)
         self.path = folder / "index.sqlite3"
+        # Owner only: the index holds the tokens' hashes (SQLite gives its -wal and -shm files the
+        # database file's mode).
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        os.chmod(self.path, 0o600)
         self._lock = threading.Lock()
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a transaction is exactly what we say.
         self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30)

@@ -7,6 +7,7 @@ import ipaddress
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -19,7 +20,7 @@ from .app import STATE, make_app
 from .connections import GuardedRunner
 from .limits import Limits
 
-__all__ = ["ServerHandle", "run_in_thread", "spawn_server", "serve_forever", "is_loopback", "LISTENING"]
+__all__ = ["ServerHandle", "run_in_thread", "spawn_server", "serve_forever", "is_loopback", "tls_context", "LISTENING"]
 
 #: The first line the CLI prints; ``spawn_server`` reads the URL from it.
 LISTENING = "ml-dash server listening on "
@@ -34,28 +35,38 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _url(host: str, port: int) -> str:
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+def _url(host: str, port: int, tls: bool = False) -> str:
+    scheme = "https" if tls else "http"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+
+def tls_context(cert: os.PathLike | str, key: os.PathLike | str) -> ssl.SSLContext:
+    """The server side of TLS from a certificate chain and its private key (PEM files), TLS 1.2 or later."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(os.fspath(cert), os.fspath(key))
+    return ctx
 
 
 async def _start(root, host: str, port: int, auth: bool, fault_injection: bool,
                  limits: Optional[Limits], read_only: bool = False, settings=None,
-                 reuse_port: bool = False) -> Tuple[web.AppRunner, str]:
+                 reuse_port: bool = False, ssl_context: Optional[ssl.SSLContext] = None,
+                 read_scope: str = "team") -> Tuple[web.AppRunner, str]:
     if not auth and not is_loopback(host):
         raise ValueError(f"refusing to run without auth on {host!r}: --insecure-no-auth binds only to loopback")
     if fault_injection and not is_loopback(host):
         raise ValueError(f"refusing to run with fault injection on {host!r}: --fault-injection binds only to loopback")
     app = make_app(root, auth=auth, fault_injection=fault_injection, limits=limits, read_only=read_only,
-                   settings=settings)
+                   settings=settings, read_scope=read_scope)
     # auto_decompress=False: bodies are decoded by ml_dash.server.decode, under the size limits.
     runner = GuardedRunner(app, idle_timeout=app[STATE].limits.idle_timeout_s, auto_decompress=False, access_log=None,
                            handle_signals=False, shutdown_timeout=5)
     await runner.setup()
     # reuse_port: several server processes listen on one port and the kernel spreads connections.
-    site = web.TCPSite(runner, host, port, reuse_address=True, reuse_port=reuse_port or None)
+    site = web.TCPSite(runner, host, port, reuse_address=True, reuse_port=reuse_port or None, ssl_context=ssl_context)
     await site.start()
     bound = runner.addresses[0][1] if runner.addresses else port
-    return runner, _url(host, bound)
+    return runner, _url(host, bound, ssl_context is not None)
 
 
 async def _cancel_leftovers() -> None:
@@ -93,8 +104,10 @@ class ServerHandle:
 
 def run_in_thread(root: os.PathLike | str, host: str = "127.0.0.1", port: int = 0, auth: bool = True,
                   fault_injection: bool = False, limits: Optional[Limits] = None,
-                  read_only: bool = False, settings=None) -> ServerHandle:
-    """Start a server on ``root`` in a daemon thread and return once it listens (port 0: a free port)."""
+                  read_only: bool = False, settings=None, ssl_context: Optional[ssl.SSLContext] = None,
+                  read_scope: str = "team") -> ServerHandle:
+    """Start a server on ``root`` in a daemon thread and return once it listens (port 0: a free port).
+    ``ssl_context``: serve https (:func:`tls_context`); ``read_scope``: "team" or "owner" (PROTOCOL.md)."""
     ready = threading.Event()
     box: Dict[str, object] = {}
 
@@ -105,7 +118,8 @@ def run_in_thread(root: os.PathLike | str, host: str = "127.0.0.1", port: int = 
         async def run() -> None:
             stop_event = asyncio.Event()
             try:
-                runner, url = await _start(root, host, port, auth, fault_injection, limits, read_only, settings)
+                runner, url = await _start(root, host, port, auth, fault_injection, limits, read_only, settings,
+                                           ssl_context=ssl_context, read_scope=read_scope)
             except BaseException as exc:
                 box["error"] = exc
                 ready.set()
@@ -133,11 +147,13 @@ def run_in_thread(root: os.PathLike | str, host: str = "127.0.0.1", port: int = 
 
 def serve_forever(root: os.PathLike | str, host: str, port: int, *, auth: bool, fault_injection: bool,
                   limits: Optional[Limits], on_ready: Callable[[str], None], read_only: bool = False,
-                  settings=None, reuse_port: bool = False) -> None:
+                  settings=None, reuse_port: bool = False, ssl_context: Optional[ssl.SSLContext] = None,
+                  read_scope: str = "team") -> None:
     """Run until SIGTERM or SIGINT, then shut down cleanly. ``on_ready(url)`` is called once listening."""
 
     async def run() -> None:
-        runner, url = await _start(root, host, port, auth, fault_injection, limits, read_only, settings, reuse_port)
+        runner, url = await _start(root, host, port, auth, fault_injection, limits, read_only, settings, reuse_port,
+                                   ssl_context=ssl_context, read_scope=read_scope)
         stop_event = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

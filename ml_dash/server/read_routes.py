@@ -2,7 +2,9 @@
 
 They ask a :class:`ml_dash._readmodel.ReadModel` and nothing else, so another store only has to
 implement that interface. :func:`setup` registers them on an application; ``authenticate`` is the
-application's read auth (the same as its other read routes).
+application's read auth (the same as its other read routes): it checks the token and a ``prefix``
+query parameter against the server's read scope, and returns the only owner whose experiments the
+request may read (None: every owner's), which the table is limited to.
 """
 
 from __future__ import annotations
@@ -78,7 +80,8 @@ async def table(request: web.Request) -> web.Response:
         query = TableQuery.from_query(q.get, lambda k: q.getall(k, []))
     except QueryError as exc:
         raise ApiError(exc.status, exc.code, str(exc)) from None
-    return await _ask(request, "table", query)
+    only = request.app[_AUTH](request)
+    return await _ask(request, "table", query, **({"owner": only} if only is not None else {}))
 
 
 def setup(app: web.Application, model: ReadModel, *, authenticate: Callable[[web.Request], Any],

@@ -191,3 +191,29 @@ def test_sigkill_loses_no_line_that_reached_the_store(tmp_path):
     # The lines printed after READY that made it are a gap-free run from the first: nothing torn,
     # reordered or repeated by the kill.
     assert after and after == [f"after {i}" for i in range(len(after))]
+
+
+def test_a_stream_that_refuses_attributes_is_stood_in_for_and_put_back(dash_root, monkeypatch):
+    class SlotStream:
+        __slots__ = ("parts",)
+
+        def __init__(self):
+            self.parts = []
+
+        def write(self, text):
+            self.parts.append(text)
+            return len(text)
+
+        def flush(self):
+            pass
+
+    mine = SlotStream()
+    monkeypatch.setattr(sys, "stdout", mine)
+    with _console_exp(dash_root).run:
+        assert sys.stdout is not mine  # a proxy in its place
+        print("through the proxy")
+        sys.stdout.writelines(["two ", "parts\n"])
+    assert sys.stdout is mine
+    print("after")
+    assert "".join(mine.parts) == "through the proxy\ntwo parts\nafter\n"
+    assert _messages(Experiment(prefix="a/b/console", dash_root=str(dash_root))) == ["through the proxy", "two parts"]

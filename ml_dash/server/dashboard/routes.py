@@ -45,10 +45,10 @@ class _Pages:
     def logout(self) -> bool:
         return self.st.auth.enabled
 
-    def _auth(self, request: web.Request) -> None:
-        """Read access, else off to the login form (and back here after it)."""
+    def _auth(self, request: web.Request) -> Optional[str]:
+        """Read access, else off to the login form (and back here after it); the reader's owner."""
         try:
-            read_auth(request)
+            return read_auth(request)
         except ApiError as exc:
             if exc.status != 401:
                 raise
@@ -59,15 +59,16 @@ class _Pages:
         return _html(pages.table_page({"readOnly": self.read_only}, self.v, self.logout))
 
     async def experiment(self, request: web.Request) -> web.Response:
-        self._auth(request)
+        owner = self._auth(request)
         prefix = request.match_info["prefix"].strip("/")
         try:
+            self.st.auth.require_read(owner, prefix)  # the server's read scope
             exp = await self.st.run(self.st.reads.experiment, prefix)
             params = (await self.st.run(self.st.reads.params, prefix))["data"]
         except ApiError as exc:
-            if exc.status not in (400, 404):
+            if exc.status not in (400, 403, 404):
                 raise
-            title = "No such experiment" if exc.status == 404 else "Not an experiment prefix"
+            title = {403: "Not yours to read", 404: "No such experiment"}.get(exc.status, "Not an experiment prefix")
             return _html(pages.error_page(title, exc.message, self.v, self.logout), exc.status)
         return _html(pages.experiment_page(prefix, exp, params, self.v, self.logout))
 

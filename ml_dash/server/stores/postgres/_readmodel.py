@@ -194,8 +194,10 @@ class PgReadModel(ReadModel):
             self._snapshot, self._built = entries, time.monotonic()
             return entries
 
-    def table(self, query, *, strict=False):
+    def table(self, query, *, strict=False, owner=None):
         entries = self._entries()
+        if owner is not None:  # an owner-scoped token: never through the shared cache, which holds every owner's
+            return run_table([e for e in entries if e.owner == owner], query, strict=strict)
         with self._lock:
             return run_table(entries, query, strict=strict, cache=self._cache)
 
