@@ -22,7 +22,6 @@ import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Optional, TypeVar
 
-from ml_dash._errors import ProtocolError
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -32,6 +31,8 @@ from tenacity import (
     wait_exponential,
     wait_random,
 )
+
+from ml_dash._errors import ProtocolError
 
 __all__ = [
     "RetryPolicy", "Control", "Retryable", "TransportError", "ConnectFailed", "RequestTimeout",

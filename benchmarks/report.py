@@ -110,11 +110,11 @@ def steps_tables(steps: Dict[str, Any]) -> str:
             rows_cell(timed + plain),
         ])
     out = [f"### Step cost: {steps['n']:,} steps × 3 scalars, one thread", "", table(head, rows), "",
-           "Per-call figures come from the timed run, net of the timer's own cost measured in the same "
+           ("Per-call figures come from the timed run, net of the timer's own cost measured in the same "
            "process (its median is subtracted). The rest comes from the untimed (plain) run; † marks tools "
            "with no plain run (they are slow enough that the timer does not matter), whose figures come "
            "from the timed run. Process wall is measured by the parent from spawn to exit (interpreter "
-           "start, imports and exit included); peak RSS and CPU come from wait4 on the child."]
+           "start, imports and exit included); peak RSS and CPU come from wait4 on the child.")]
     timers = [dig(r, "result.timer.median_us") for e in tools.values() for r in e.get("runs", {}).get("timed", [])]
     if any(t is not None for t in timers):
         out.append(f"Timer overhead per call (median over all timed runs): {med(timers):.3f} µs.")
@@ -142,8 +142,8 @@ def threads_table(steps: Dict[str, Any]) -> str:
                      cell(vals(runs, "result.loop_s"), "{:.3f}"), cell(vals(runs, "result.close_s"), "{:.3f}"),
                      rows_cell(runs)])
     return "\n".join([f"### {k} threads × {steps['n'] // k:,} steps, one experiment", "", table(head, rows), "",
-                      "Mean cost per step = loop wall time / all steps (GIL hand-offs included); per-call "
-                      "percentiles are over every call of every thread, net of the timer."])
+                      ("Mean cost per step = loop wall time / all steps (GIL hand-offs included); per-call "
+                      "percentiles are over every call of every thread, net of the timer.")])
 
 
 def mixed_table(mixed: Dict[str, Any]) -> str:
@@ -165,9 +165,9 @@ def mixed_table(mixed: Dict[str, Any]) -> str:
                     cell(vals(rr, "maxrss_mib"), "{:.0f}"), _mixed_counts(rr)])
     return "\n".join([f"### Mixed: {mixed['n']:,} steps with logs, params, eval metric and checkpoint saves", "",
                       table(head, rows), "",
-                      "Per step: 3 scalars; every 100 steps a log line; every 1,000 an eval row; params at "
+                      ("Per step: 3 scalars; every 100 steps a log line; every 1,000 an eval row; params at "
                       "start and every 25,000; a 1 MiB checkpoint saved every 10,000 (rewritten by the loop "
-                      "before each save). Per-call figures include the timer (~0.1 µs)."])
+                      "before each save). Per-call figures include the timer (~0.1 µs).")])
 
 
 def _mixed_counts(rr: Runs) -> str:

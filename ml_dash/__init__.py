@@ -22,8 +22,8 @@ from ._errors import (
     NotFound,
     ProtocolError,
     QueueFull,
-    SpoolNotPrivate,
     RemoteError,
+    SpoolNotPrivate,
     ValueTooLarge,
 )
 from ._experiment import Experiment, OperationMode, ml_dash_experiment

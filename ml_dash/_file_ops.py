@@ -27,8 +27,8 @@ from ._values import normalize_fields
 
 TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations here are strings anyway
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional, Tuple, Union
     from pathlib import Path
+    from typing import Any, Dict, List, Optional, Tuple, Union
 
     from ._files import Source
     from ._recorder import Recorder

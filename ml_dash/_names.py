@@ -11,11 +11,11 @@ Rules (one place, so local mode, the agent and the server agree):
 
 from __future__ import annotations
 
+from ._errors import InvalidPrefix
+
 TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations here are strings anyway
 if TYPE_CHECKING:
     from typing import Tuple
-
-from ._errors import InvalidPrefix
 
 __all__ = ["Prefix", "parse_prefix", "check_segment", "check_relpath", "check_filename"]
 

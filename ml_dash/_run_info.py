@@ -17,8 +17,8 @@ import os
 
 TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations here are strings anyway
 if TYPE_CHECKING:
-    from typing import Optional, Union
     from pathlib import Path
+    from typing import Optional, Union
 
 __all__ = ["RUN", "RunInfo", "find_project_root"]
 
@@ -103,8 +103,9 @@ class RunInfo:
 
     def _fill(self, template: str, counter: int) -> str:
         if self._entry is None:  # the running script, else the working folder
-            import __main__
             from pathlib import Path
+
+            import __main__
 
             root = self._project_root
             self._entry = Path(getattr(__main__, "__file__", None) or os.getcwd()).resolve()

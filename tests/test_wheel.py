@@ -15,8 +15,6 @@ from pathlib import Path
 
 import pytest
 
-import ml_dash
-
 REPO = Path(__file__).resolve().parents[1]
 # Read now: every test's fixture clears ML_DASH_* from the environment.
 GIVEN_WHEEL = os.environ.get("ML_DASH_WHEEL")

@@ -11,8 +11,8 @@ import fnmatch
 import math
 import re
 import time
-from operator import itemgetter
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .._values import encode_nonfinite

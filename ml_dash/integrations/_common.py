@@ -112,7 +112,7 @@ def plain_params(value: Any) -> Any:
     t = type(value)
     if value is None or t in (bool, int, float, str):
         return value
-    if isinstance(value, dict) or hasattr(value, "items") and callable(value.items):
+    if isinstance(value, dict) or (hasattr(value, "items") and callable(value.items)):
         try:
             return {str(k): plain_params(v) for k, v in value.items()}
         except Exception:

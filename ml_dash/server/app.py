@@ -24,16 +24,16 @@ from aiohttp import web
 from .._readmodel import LayoutReadModel
 from . import read_routes
 from .auth import Authenticator
+from .batch import parse_body
+from .blob_responses import stream_blob
+from .blobs import check_checksum, storage_error
+from .connections import request_started
 from .dashboard.headers import content_disposition
 from .dashboard.session import COOKIE_NAME
-from .blobs import check_checksum, storage_error
+from .decode import accepted_encodings, decoded_chunks
 from .errors import ApiError
 from .faults import FaultPlan, Stats, route_class
 from .index import private_dir
-from .batch import parse_body
-from .blob_responses import stream_blob
-from .connections import request_started
-from .decode import accepted_encodings, decoded_chunks
 from .limits import Limits
 from .receive import read_body, receiving
 from .settings import ServerSettings

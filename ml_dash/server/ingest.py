@@ -24,8 +24,8 @@ from typing import Any, Dict, List, Optional, Tuple
 from .._errors import InvalidPrefix
 from .._events import LEVELS, STATUSES
 from .._names import check_filename, check_relpath
-from .batch import MAX_DEPTH, Batch
 from .._store._encode import ColumnRows
+from .batch import MAX_DEPTH, Batch
 from .columns import TS_MAX, RecordRejected, expand_metrics
 from .errors import ApiError
 from .limits import Limits

@@ -27,7 +27,7 @@ from typing import Dict, Optional, Set, Tuple
 
 from .._store._jsonio import read_json
 from .._store._layout import UNNAMED_METRIC, ExperimentPaths
-from .._store._nofollow import entry_kind, is_plain_chain
+from .._store._nofollow import is_plain_chain
 from .storage_errors import code_for, is_transient
 
 __all__ = ["Refused", "Targets", "check_metric_name", "check_file_path", "METRIC_FILES", "INVALID", "CONFLICT"]

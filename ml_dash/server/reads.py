@@ -13,8 +13,8 @@ Values go out as stored: non-finite floats stay the strings "NaN"/"Infinity"/"-I
 from __future__ import annotations
 
 import bisect
-import logging
 import fnmatch
+import logging
 import os
 import threading
 from collections import OrderedDict
@@ -29,9 +29,9 @@ from .._store import ExperimentReader
 from .._store._jsonio import loads_lenient, read_json
 from .._store._nofollow import is_plain_chain
 from .._values import encode_nonfinite
+from .batch import parse_server_prefix
 from .errors import ApiError
 from .index import Index
-from .batch import parse_server_prefix
 
 __all__ = ["Reads", "JsonlPager"]
 

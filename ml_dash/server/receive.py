@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+
 from .decode import too_large
 from .limits import Limits
 

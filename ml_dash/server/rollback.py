@@ -24,8 +24,8 @@ from typing import Dict, List, Optional, Set
 
 from .._atomic import replacing
 from .._store._layout import ExperimentPaths
-from .blobs import fsync_dir
 from .._store._nofollow import entry_kind
+from .blobs import fsync_dir
 from .storage_errors import is_transient
 
 __all__ = ["capture", "sync", "rollback"]

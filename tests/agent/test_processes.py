@@ -9,14 +9,13 @@ import subprocess
 import sys
 import time
 
-from ml_dash._events import LogEvent
 from ml_dash import Experiment, load_config
+from ml_dash._events import LogEvent
 from ml_dash.agent._reader import SessionReader
 from ml_dash.agent._session import SessionDir
 from ml_dash.agent._spool import SpoolWriter
 
-from .conftest import (client_env, log_messages, run_agent, run_client, sessions, set_faults, start_client,
-                       wait_for)
+from .conftest import client_env, log_messages, run_agent, run_client, sessions, set_faults, start_client, wait_for
 
 KILLED = """
 import time

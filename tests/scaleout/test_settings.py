@@ -75,7 +75,7 @@ def test_server_refuses_a_password_on_the_command_line_and_a_database_without_sc
 
 
 def test_a_running_server_shows_no_secret(pg_servers):
-    url, proc = pg_servers.start()
+    _url, proc = pg_servers.start()
     cmdline = " ".join(psutil.Process(proc.pid).cmdline())
     password = pg_servers.settings.store.split(":")[2].split("@")[0]
     assert password not in cmdline  # nothing secret in the process listing

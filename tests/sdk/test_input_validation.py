@@ -74,7 +74,7 @@ def test_bad_values_raise_at_call_and_do_not_poison_the_batch(dash_root):
     with Experiment(prefix="a/b/c", dash_root=str(dash_root)).run as exp:
         m = exp.metrics("train")
         m.log(step=0, loss=1.0)
-        with pytest.raises(InvalidValue, match="'bad'.*Opaque"):
+        with pytest.raises(InvalidValue, match=r"'bad'.*Opaque"):
             m.log(step=1, bad=Opaque())
         with pytest.raises(InvalidValue, match="keys must be str"):
             m.log(step=1, nested={1: 2})
@@ -101,7 +101,7 @@ def test_huge_string_refused_with_limit_in_message(dash_root):
         with pytest.raises(ValueTooLarge):
             exp.metrics("m").log(note="y" * (2 * 1024 * 1024))
         exp.log("small")
-    assert [l["message"] for l in ExperimentReader(dash_root, "a/b/c").logs()] == ["small"]
+    assert [log["message"] for log in ExperimentReader(dash_root, "a/b/c").logs()] == ["small"]
 
 
 def test_nonfinite_floats_are_strict_json_and_read_back(dash_root):
@@ -146,7 +146,7 @@ def test_log_levels_accept_stdlib_spellings(dash_root):
         exp.log("w", level="warning", epoch=3)
         exp.log("c", level="CRITICAL")
         exp.log("d", level="debug")
-        assert [l["level"] for l in exp.logs.read()] == ["warn", "fatal", "debug"]
-        assert [l["message"] for l in exp.logs.read(level="warning")] == ["w"]
+        assert [log["level"] for log in exp.logs.read()] == ["warn", "fatal", "debug"]
+        assert [log["message"] for log in exp.logs.read(level="warning")] == ["w"]
         assert exp.logs.read()[0]["metadata"] == {"epoch": 3}
         assert "metadata" not in exp.logs.read()[1]

@@ -9,7 +9,7 @@ from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
-from ..app import STATE, read_auth
+from ..app import read_auth
 from ..auth import hash_token
 from ..errors import ApiError
 from ..index import server_dir

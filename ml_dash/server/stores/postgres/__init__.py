@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 from typing import Any, List, Optional, Tuple
 
-from .. import Backend
 from ...errors import ApiError
 from ...settings import ServerSettings, redact
+from .. import Backend
 
 __all__ = ["PgBackend", "connect", "apply_migrations"]
 

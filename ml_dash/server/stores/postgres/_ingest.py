@@ -24,13 +24,13 @@ from typing import Any, Dict, List, Optional
 
 import orjson
 
+from ...._store._jsonio import iso_utc
+from ...._store._writer import _flatten_track as flatten_track
+from ...._values import encode_nonfinite
 from ....server.batch import Batch
 from ....server.errors import ApiError
 from ....server.ingest import Plan, plan_batch
 from ....server.limits import Limits
-from ...._store._jsonio import iso_utc
-from ...._store._writer import _flatten_track as flatten_track
-from ...._values import encode_nonfinite
 from . import _docs
 from ._chunks import chunks_of
 
@@ -57,30 +57,29 @@ def ingest_batch(pool, batch: Batch, limits: Limits, crash_before_commit: bool =
     """Store the new events of ``batch``; the answer body. Raises ApiError (409) as PROTOCOL.md says."""
     prefix = str(batch.prefix)
     now = time.time()
-    with pool.connection() as conn:
-        with conn.transaction():
-            cur = conn.cursor()
-            cur.execute("INSERT INTO sessions (session, prefix, acked_seq, created_at, updated_at)"
-                        " VALUES (%s, %s, -1, %s, %s) ON CONFLICT (session) DO NOTHING",
-                        (batch.session, prefix, now, now))
-            owner_prefix, acked = cur.execute("SELECT prefix, acked_seq FROM sessions WHERE session = %s FOR UPDATE",
-                                              (batch.session,)).fetchone()
-            if owner_prefix != prefix:
-                raise ApiError(409, "session_prefix_mismatch",
-                               f"session {batch.session} writes {owner_prefix!r}, not {prefix!r}", acked_seq=acked)
+    with pool.connection() as conn, conn.transaction():
+        cur = conn.cursor()
+        cur.execute("INSERT INTO sessions (session, prefix, acked_seq, created_at, updated_at)"
+                    " VALUES (%s, %s, -1, %s, %s) ON CONFLICT (session) DO NOTHING",
+                    (batch.session, prefix, now, now))
+        owner_prefix, acked = cur.execute("SELECT prefix, acked_seq FROM sessions WHERE session = %s FOR UPDATE",
+                                          (batch.session,)).fetchone()
+        if owner_prefix != prefix:
+            raise ApiError(409, "session_prefix_mismatch",
+                           f"session {batch.session} writes {owner_prefix!r}, not {prefix!r}", acked_seq=acked)
 
-            def blob_size(checksum: str) -> Optional[int]:
-                row = cur.execute("SELECT size FROM blobs WHERE checksum = %s", (checksum,)).fetchone()
-                return None if row is None else row[0]
+        def blob_size(checksum: str) -> Optional[int]:
+            row = cur.execute("SELECT size FROM blobs WHERE checksum = %s", (checksum,)).fetchone()
+            return None if row is None else row[0]
 
-            extra = {} if targets_for is None else {"targets": targets_for(cur, prefix)}
-            plan = plan_batch(batch, acked, limits, prefix, blob_size, **extra)
-            if plan.last_seq > acked:
-                _apply(cur, batch, plan, now)
-                cur.execute("UPDATE sessions SET acked_seq = %s, updated_at = %s WHERE session = %s",
-                            (plan.last_seq, now, batch.session))
-            if crash_before_commit:
-                os._exit(70)  # fault injection: the process dies before the commit
+        extra = {} if targets_for is None else {"targets": targets_for(cur, prefix)}
+        plan = plan_batch(batch, acked, limits, prefix, blob_size, **extra)
+        if plan.last_seq > acked:
+            _apply(cur, batch, plan, now)
+            cur.execute("UPDATE sessions SET acked_seq = %s, updated_at = %s WHERE session = %s",
+                        (plan.last_seq, now, batch.session))
+        if crash_before_commit:
+            os._exit(70)  # fault injection: the process dies before the commit
     answer = {"session": batch.session, "acked_seq": plan.last_seq, "stored": plan.stored,
               "duplicates": plan.duplicates, "rejected": plan.rejected}
     if plan.blob_missing:
@@ -231,7 +230,7 @@ def _metrics(cur, exp_id: int, plan: Plan, now: float) -> None:
     ends = []
     with cur.copy(_CHUNK_COPY) as cp:
         cp.set_types(_CHUNK_TYPES)
-        for metric_id, index, mdoc, fields, parts in targets:
+        for metric_id, index, _mdoc, fields, parts in targets:
             for chunk in chunks_of(parts):
                 cp.write_row(chunk.copy_row(metric_id, index, now))
                 index += chunk.n

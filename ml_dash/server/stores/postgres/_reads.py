@@ -139,7 +139,7 @@ class PgReads:
 
     def metric_range(self, prefix: str, name: Optional[str], start: int, stop: Optional[int]) -> List[dict]:
         """Rows ``{"index", "data", "createdAt"}`` with start <= index < stop (None: to the end)."""
-        sql = (f"SELECT {_CHUNK_COLS} FROM metric_chunks c JOIN metrics m ON m.id = c.metric_id"
+        sql = (f"SELECT {_CHUNK_COLS} FROM metric_chunks c JOIN metrics m ON m.id = c.metric_id"  # noqa: S608
                " JOIN experiments e ON e.id = m.experiment_id"
                " WHERE e.prefix = %s AND m.name = %s AND c.first_index > %s")
         args: list = [_prefix(prefix), _metric_name(name), start - CHUNK_ROWS]

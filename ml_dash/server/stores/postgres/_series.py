@@ -84,8 +84,9 @@ def column(conn, metric_id: int, key: str, lo: int, hi: int) -> np.ndarray:
                 if a < b:
                     out[a - lo:b - lo] = numeric_values((n, *record), key, a - first, b - first)
             continue
-        got = cur.execute(f"SELECT c.first_index, substring(c.{kind} from %s * c.n * 8 + 1 for c.n * 8)" + _WHERE
-                          + " AND c.first_index = ANY(%s)", (j, *args, firsts)).fetchall()
+        column = f"substring(c.{kind} from %s * c.n * 8 + 1 for c.n * 8)"  # kind: one of _kind's names
+        sql = f"SELECT c.first_index, {column}{_WHERE} AND c.first_index = ANY(%s)"
+        got = cur.execute(sql, (j, *args, firsts)).fetchall()
         dtype = "<i8" if kind == "ints" else "<f8"
         for first, raw in got:
             a, b = max(lo, first), min(hi, first + sizes[first])
