@@ -131,6 +131,11 @@ class IngestClient:
             self.last_error = str(exc)
             raise
 
+    def use(self, info: ServerInfo) -> None:
+        """Take limits another client of the same server discovered (no request)."""
+        self.info = info
+        self._encodings = info.encodings
+
     async def discover(self) -> ServerInfo:
         """GET /info: encodings and limits (retried like everything else)."""
         resp = await self._call(self.transport.info)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-import sys
 from pathlib import Path
 from typing import Dict, Mapping, Optional
 
@@ -39,7 +38,9 @@ def _table(env: Mapping[str, str]) -> Dict[str, str]:
     except (OSError, ValueError):
         return {}
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        print(f"ml-dash: warning: {path} is readable by others; run: chmod 600 {path}", file=sys.stderr)
+        from ._report import say
+
+        say(f"warning: {path} is readable by others; run: chmod 600 {path}")
     if not isinstance(table, dict):
         return {}
     out = {}

@@ -1,18 +1,31 @@
-"""What the agent tells the user: sizes, the flush command, one-line messages on stderr."""
+"""What the agent tells the user: sizes, the flush command, and its run-time messages, which go
+through ``logging`` (logger ``ml_dash.agent``; see ``ml_dash._report`` for where they end up)."""
 
 from __future__ import annotations
 
 import shlex
-import sys
 from pathlib import Path
 from typing import Union
 
-__all__ = ["say", "human_bytes", "flush_command"]
+__all__ = ["say", "progress", "human_bytes", "flush_command", "LOGGER"]
+
+
+#: The agent's logger.
+LOGGER = "ml_dash.agent"
 
 
 def say(message: str) -> None:
-    """One ``ml-dash:`` line on stderr (never the token: callers pass only public URLs)."""
-    print(f"ml-dash: {message}", file=sys.stderr, flush=True)
+    """A warning the user must see (never the token: callers pass only public URLs)."""
+    from ml_dash._report import warn
+
+    warn(message, LOGGER)
+
+
+def progress(message: str) -> None:
+    """Progress worth seeing by default (INFO, shown when the application configured no logging)."""
+    from ml_dash._report import notice
+
+    notice(message, LOGGER)
 
 
 def human_bytes(n: float) -> str:

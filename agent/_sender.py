@@ -1,30 +1,33 @@
-"""The live sender: one daemon thread running an asyncio loop that uploads this run's session.
+"""The live sender of one session: a task on the process's sender loop (``_hub``).
 
 It starts with the run and never makes the caller wait: the first thing it does is ask the server
-for its limits (retrying while the server is down, the run just spools meanwhile), then it
-uploads what earlier crashed runs of the same experiment left in the spool, then follows its own
-session as the worker appends to it: the first batch goes out as soon as there is data, later ones
-every ``BATCH_INTERVAL`` or as soon as ``BATCH_TARGET`` events wait, whichever comes first. While
-a request is in flight, more data piles up on disk, so batches grow by themselves when the server
-is slow.
+for its limits (once per server and process; retrying while the server is down, the run just
+spools meanwhile), then it uploads what earlier crashed runs of the same experiment left in the
+spool, then follows its own session as the worker appends to it: the first batch goes out as soon
+as there is data, later ones every ``BATCH_INTERVAL`` or as soon as ``BATCH_TARGET`` events wait,
+whichever comes first. While a request is in flight, more data piles up on disk, so batches grow
+by themselves when the server is slow.
 
 Threads talk to it through ``notify_data``/``begin_close``/``abort`` (thread-safe) and read its
-progress through ``acked_seq``, ``done`` and ``wait_acked``.
+progress through ``acked_seq``, ``done``, ``wait_acked`` and ``wait_done``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
-from typing import Callable, Optional
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
 
 from ml_dash._config import Config
 from ml_dash._errors import ProtocolError
 
 from ._client import AuthFailed, IngestClient
+from ._hub import HUB, Hub, Server
 from ._report import say
 from ._retry import ConnectFailed, Control, Retryable, RetryPolicy, TransportError
-from ._session import SessionDir, list_sessions, public_url
+from ._session import SessionDir, public_url, session_problem
 from ._spool import SpoolWriter
 from ._uploader import SessionUploader, Tally
 
@@ -40,25 +43,26 @@ class _GiveUp(Exception):
 
 
 class Sender:
-    """Uploads one session (and orphans of the same experiment) in a background thread."""
+    """Uploads one session (and orphans of the same experiment) as a task on the sender loop."""
 
-    def __init__(self, config: Config, sdir: SessionDir, writer: SpoolWriter, url: str, token: Optional[str]):
+    def __init__(self, config: Config, sdir: SessionDir, writer: SpoolWriter, url: str, token: Optional[str],
+                 hub: Hub = HUB):
         self._config = config
         self._sdir = sdir
         self._writer = writer
         self._url = url
         self._token = token
+        self._hub = hub
         self._prefix = str((sdir.manifest or {}).get("prefix"))
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        # Made in the loop by _begin, which runs before any callback queued after start().
         self._task: Optional[asyncio.Task] = None
         self._data: Optional[asyncio.Event] = None
         self._control: Optional[Control] = None
-        self._ready = threading.Event()
         self._cond = threading.Condition(threading.Lock())
         self._writer_closed = False
         self._wanted = -1  # highest seq a caller of wait_acked waits for
         self._said_offline = False
-        #: Set once the thread will do nothing more (delivered everything, gave up, or was aborted).
+        #: Set once the task will do nothing more (delivered everything, gave up, or was aborted).
         self.done = threading.Event()
         self.acked_seq = -1
         self.acked_bytes = 0
@@ -67,28 +71,24 @@ class Sender:
         self.stopped: Optional[str] = None
         self.client: Optional[IngestClient] = None
         self.delivered_all = False
-        self._thread = threading.Thread(target=self._thread_main, name=f"ml-dash-sender:{sdir.id}", daemon=True)
 
     # -- other threads -----------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread.start()
-        self._ready.wait(5)
+        self._hub.call_soon(self._begin)
+
+    def _begin(self) -> None:
+        self._data = asyncio.Event()
+        self._control = Control()
+        self._task = asyncio.get_event_loop().create_task(self._run())
 
     def _call(self, fn: Callable[[], None]) -> None:
-        loop = self._loop
-        if loop is None or self.done.is_set():
-            return
-        try:
-            loop.call_soon_threadsafe(fn)
-        except RuntimeError:  # the loop is closed: the sender has finished
-            pass
+        if not self.done.is_set():
+            self._hub.call_soon(fn)
 
     def notify_data(self) -> None:
         """New records are on disk (called by the worker after each append)."""
-        data = self._data
-        if data is not None:
-            self._call(data.set)
+        self._call(lambda: self._data.set())
 
     def begin_close(self) -> None:
         """The writer has closed: deliver the rest now, without lingering or long backoffs."""
@@ -102,21 +102,19 @@ class Sender:
 
     def abort(self) -> None:
         """Stop at once (deadline passed, second Ctrl-C): cancel any sleep or request in flight."""
-        if self._task is not None:
-            self._call(self._task.cancel)
+        self._call(lambda: self._task.cancel())
 
-    def join(self, timeout: float) -> None:
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+    def wait_done(self, timeout: Optional[float]) -> bool:
+        """Block until the task has finished (True) or ``timeout`` seconds passed."""
+        return self._hub.wait_until(self.done.is_set, timeout, self.done)
 
     def wait_acked(self, seq: int, timeout: Optional[float]) -> bool:
         """Block until every seq up to ``seq`` is acknowledged; False on timeout or if the sender stopped."""
         if seq > self._wanted:
             self._wanted = seq  # someone waits: send what is there now instead of lingering
             self.notify_data()
-        with self._cond:
-            self._cond.wait_for(lambda: self.acked_seq >= seq or self.done.is_set(), timeout)
-            return self.acked_seq >= seq
+        self._hub.wait_until(lambda: self.acked_seq >= seq or self.done.is_set(), timeout, self._cond)
+        return self.acked_seq >= seq
 
     @property
     def last_error(self) -> Optional[str]:
@@ -126,41 +124,28 @@ class Sender:
     def reachable(self) -> Optional[bool]:
         return self.client.reachable if self.client is not None else None
 
-    # -- the thread ----------------------------------------------------------------------------------
+    # -- the task ------------------------------------------------------------------------------------
 
-    def _thread_main(self) -> None:
-        loop = asyncio.new_event_loop()
+    async def _run(self) -> None:
+        server = self._hub.server(self._url, self._token, self._config.request_timeout)
         try:
-            self._data = asyncio.Event()
-            self._control = Control()
-            self._task = loop.create_task(self._main())
-            self._loop = loop
-            self._ready.set()
-            try:
-                loop.run_until_complete(self._task)
-            except asyncio.CancelledError:
-                self.stopped = self.stopped or "aborted"
-            if self.client is not None:
-                try:
-                    loop.run_until_complete(asyncio.wait_for(self.client.transport.close(), 1.0))
-                except BaseException:
-                    pass
+            await self._main(server)
+        except asyncio.CancelledError:
+            self.stopped = self.stopped or "aborted"
         finally:
-            self._ready.set()
+            await self._hub.release(server)
             with self._cond:
                 self.done.set()
                 self._cond.notify_all()
-            loop.close()
 
-    async def _main(self) -> None:
-        from ._transport import Transport  # aiohttp is imported here, in the sender thread, only
-
-        cfg = self._config
-        policy = RetryPolicy(max_wait=cfg.retry_max_wait)
-        self.client = IngestClient(Transport(self._url, self._token, read_timeout=cfg.request_timeout),
-                                   policy, self._control)
+    async def _main(self, server: Server) -> None:
+        self.client = IngestClient(server.transport, RetryPolicy(max_wait=self._config.retry_max_wait), self._control)
         try:
-            await self._rounds(self.client.discover)
+            if server.info is None:
+                await self._rounds(self.client.discover)
+                server.info = self.client.info
+            else:
+                self.client.use(server.info)
             await self._adopt_orphans()
             await self._upload_own()
             self.delivered_all = True
@@ -203,11 +188,7 @@ class Sender:
 
     async def _adopt_orphans(self) -> None:
         """Upload sessions of this experiment left by runs that died (their writer lock is free)."""
-        own_url = public_url(self._url)
-        for sdir in list_sessions(self._sdir.root):
-            m = sdir.manifest or {}
-            if sdir.id == self._sdir.id or m.get("prefix") != self._prefix or m.get("url") != own_url:
-                continue
+        for sdir in _orphans(self._sdir.root, self._prefix, public_url(self._url), self._sdir.id):
             if not sdir.writer_finished() or not sdir.claim_sender("live"):
                 continue
             try:
@@ -249,3 +230,34 @@ class Sender:
                 next_send = loop.time() + BATCH_INTERVAL
         finally:
             self.tally.add(up.tally)
+
+
+#: (prefix, url) of each session folder seen, by folder: manifests never change, so a process
+#: starting many experiments reads each one once, not once per experiment.
+_manifests: Dict[str, Tuple[str, str]] = {}
+
+
+def _orphans(root: Path, prefix: str, url: str, own: str) -> List[SessionDir]:
+    """Trusted session folders under ``root`` of ``prefix`` and ``url`` other than ``own``, oldest
+    first (whether their writer is gone is for the caller to check); as ``list_sessions``, with
+    each manifest read once."""
+    try:
+        names = sorted(os.listdir(root))
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        if name == own or name == "quarantine":
+            continue
+        known = _manifests.get(name)
+        if known is None:
+            sdir = SessionDir(root / name)
+            m = sdir.manifest
+            if m is None:
+                continue  # not a session, or its manifest is not written yet
+            known = _manifests[name] = (str(m.get("prefix")), str(m.get("url")))
+        if known == (prefix, url) and session_problem(root / name) is None:  # only folders we can trust
+            sdir = SessionDir(root / name)
+            if sdir.exists():
+                found.append(sdir)
+    return found

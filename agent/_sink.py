@@ -1,25 +1,25 @@
 """Remote mode's sink: the worker's batches go to the write-ahead spool, a sender uploads them.
 
 Nothing here waits on the network in the caller's thread: ``prepare`` creates the session folder
-(the experiment's creation is simply its first spooled event) and starts the sender; ``write``
-appends to disk; only ``close`` (with its deadline) and ``wait_delivered`` (``exp.flush()``) wait.
+(the experiment's creation is simply its first spooled event) and starts its sender (a task on
+the process's one sender loop, ``_hub``); ``write`` appends to disk; only ``close`` (with its
+deadline) and ``wait_delivered`` (``exp.flush()``) wait.
 """
 
 from __future__ import annotations
 
 import collections
-import os
 import threading
 import time
-import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
+from ml_dash import _fork
 from ml_dash._config import Config
 from ml_dash._files import Source
 
 from ._credentials import token_for
-from ._report import flush_command, human_bytes, say
+from ._report import flush_command, human_bytes, progress, say
 from ._session import SessionDir
 from ._spool import SpoolWriter
 
@@ -31,21 +31,6 @@ if TYPE_CHECKING:
 
 __all__ = ["RemoteSink"]
 
-#: Objects of the parent kept alive in a forked child, so that their finalizers never run there
-#: (closing the parent's event loop or connections from the child would disturb the parent).
-_left_by_parent: List[Any] = []
-_sinks: "weakref.WeakSet[RemoteSink]" = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for sink in list(_sinks):
-        sink.after_fork_in_child()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
 class RemoteSink:
     """Spools one experiment's events and uploads them in the background (a ``ml_dash._sink.Sink``)."""
 
@@ -56,10 +41,8 @@ class RemoteSink:
         self._token = config.token or token_for(self._url)
         self._root = Path(config.spool_dir).expanduser()
         self._init_state()
-        _sinks.add(self)
 
     def _init_state(self) -> None:
-        self._pid = os.getpid()
         self._lock = threading.Lock()
         self._sdir: Optional[SessionDir] = None
         self._writer: Optional[SpoolWriter] = None
@@ -76,8 +59,6 @@ class RemoteSink:
         self._session()
 
     def _session(self) -> SpoolWriter:
-        if self._pid != os.getpid():
-            self.after_fork_in_child()
         writer = self._writer
         if writer is not None:
             return writer
@@ -112,6 +93,11 @@ class RemoteSink:
         """Append one metric's rows (worker thread): no per-row tuple on the way."""
         self._session().append_metric_rows(name, rows)
 
+    def stored_track_topic(self, folder: str) -> Optional[str]:
+        """None: the spool does not know what the server stores; the server refuses a second topic
+        in one folder."""
+        return None
+
     def write_tracks(self, topic: str, rows: List[Dict[str, Any]]) -> None:
         """Append one track topic's entries (worker thread)."""
         from ml_dash._tracks import resolve_stamps
@@ -121,7 +107,7 @@ class RemoteSink:
 
     def sync(self) -> None:
         """fsync what is spooled (``exp.flush()``); the group commit does it within fsync_interval anyway."""
-        if self._writer is not None and self._pid == os.getpid():
+        if self._writer is not None:
             self._writer.sync()
 
     def wait_delivered(self, timeout: Optional[float]) -> bool:
@@ -130,7 +116,7 @@ class RemoteSink:
         ``None`` waits at most ``shutdown_timeout``: a read must not hang on a server that is down.
         """
         writer, sender = self._writer, self._sender
-        if writer is None or self._pid != os.getpid():
+        if writer is None:
             return True
         if sender is None:
             return False
@@ -140,7 +126,7 @@ class RemoteSink:
     def close(self, deadline: float) -> None:
         """Deliver what is left until ``deadline``; then say exactly what is left and how to send it."""
         writer, sender, sdir = self._writer, self._sender, self._sdir
-        if writer is None or self._closed or self._pid != os.getpid():
+        if writer is None or self._closed:
             return
         self._closed = True
         writer.close()
@@ -154,7 +140,7 @@ class RemoteSink:
                 raise
             if not sender.done.is_set():
                 sender.abort()
-            sender.join(1.0)
+            sender.wait_done(1.0)
         if sender is None or not sender.delivered_all:
             why = "offline mode" if sender is None else self._why(sender)
             self._report_left(writer, sender, sdir, why)
@@ -165,13 +151,13 @@ class RemoteSink:
     def _wait(self, sender: "Sender", deadline: float) -> None:
         start = time.monotonic()
         next_report = start + 1.0
-        while not sender.done.wait(max(0.0, min(0.1, deadline - time.monotonic()))):
+        while not sender.wait_done(max(0.0, min(0.1, deadline - time.monotonic()))):
             now = time.monotonic()
             if now >= deadline:
                 return
             if now >= next_report:
                 events, nbytes = self._pending(self._writer, sender)
-                say(f"waiting for {events:,} events / {human_bytes(nbytes)} to reach {self._url_public()} "
+                progress(f"waiting for {events:,} events / {human_bytes(nbytes)} to reach {self._url_public()} "
                     f"({deadline - now:.0f} s left; Ctrl-C leaves them in the spool)")
                 next_report = now + 5.0
 
@@ -216,11 +202,9 @@ class RemoteSink:
             say(f"{self._prefix}: events not delivered: {detail} (quarantine: {self._root / 'quarantine'})")
 
     def after_fork_in_child(self) -> None:
-        """In a forked child: forget the parent's session without touching it; the child gets its
-        own session (and sender thread) only if it writes."""
-        if self._pid == os.getpid():
-            return
-        _left_by_parent.append((self._writer, self._sender, self._sdir))
+        """In a forked child: forget the parent's session without touching it; the child gets a
+        session of its own only if it writes."""
+        _fork.left_by_parent.append((self._writer, self._sender, self._sdir))
         if self._writer is not None:
             self._writer.forget_after_fork()
         self._init_state()

@@ -3,10 +3,10 @@
 Durability (the fsync policy): a record reaches the operating system (it survives ``kill -9`` of
 the process) as soon as the worker writes its batch, which is at most ``Config.flush_interval``
 after the call. It reaches the disk (it survives a power cut or a kernel crash) at most
-``Config.fsync_interval`` later: a small thread fsyncs the active segment once per window while
-there is unsynced data, so a steady stream costs one fsync per window, not one per batch.
-``sync()`` (``exp.flush()``) and ``close()`` fsync at once. ``fsync_interval = 0`` fsyncs every
-batch.
+``Config.fsync_interval`` later: the process's group-commit thread (``_syncer``) fsyncs the
+active segment once per window while there is unsynced data, so a steady stream costs one fsync
+per window, not one per batch. ``sync()`` (``exp.flush()``) and ``close()`` fsync at once.
+``fsync_interval = 0`` fsyncs every batch.
 """
 
 from __future__ import annotations
@@ -14,17 +14,17 @@ from __future__ import annotations
 import collections
 import errno
 import os
-import sys
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ml_dash._files import Source, snapshot
 
-from ._framing import frame_all
-from ._report import human_bytes
-from ._session import SessionDir
 from ._columns import encode_metric_rows
+from ._framing import frame_all
+from ._report import human_bytes, say
+from ._session import SessionDir
+from ._syncer import SYNCER
 from ._wire import encode_items, encode_track_rows
 
 __all__ = ["SpoolWriter", "SEGMENT_BYTES"]
@@ -68,8 +68,6 @@ class SpoolWriter:
         self._warned = False
         self._told: set = set()
         self._closed = False
-        self._fsync_wake = threading.Condition(threading.Lock())
-        self._fsync_thread: Optional[threading.Thread] = None
 
     # -- appending -------------------------------------------------------------------------------
 
@@ -154,17 +152,13 @@ class SpoolWriter:
 
     def _after_write(self) -> None:
         if self._fsync_interval <= 0:
-            self.sync()
-        elif self._fsync_thread is None:
-            self._fsync_thread = threading.Thread(target=self._fsync_loop, name="ml-dash-fsync", daemon=True)
-            self._fsync_thread.start()
+            self.sync_now()
         else:
-            with self._fsync_wake:
-                self._fsync_wake.notify()
+            SYNCER.note(self)
         if not self._warned and self.pending_bytes > self._warn_bytes:
             self._warned = True
-            print(f"ml-dash: the spool {self.sdir.path} holds {human_bytes(self.pending_bytes)} not yet uploaded; "
-                  f"at {human_bytes(self._max_bytes)} (ML_DASH_SPOOL_MAX_BYTES) new events are dropped", file=sys.stderr)
+            say(f"the spool {self.sdir.path} holds {human_bytes(self.pending_bytes)} not yet uploaded; "
+                f"at {human_bytes(self._max_bytes)} (ML_DASH_SPOOL_MAX_BYTES) new events are dropped")
 
     def stage_blob(self, source: Source, file_id: str) -> Tuple[int, str]:
         """Copy a file's bytes into the spool now (caller's thread); returns (size, sha256)."""
@@ -201,24 +195,17 @@ class SpoolWriter:
             for fd in fds:
                 os.close(fd)
 
-    def _fsync_loop(self) -> None:
-        # Group commit: one fsync per window while data keeps coming, none while idle.
-        interval = self._fsync_interval
-        while not self._closed:
-            with self._fsync_wake:  # checked under the condition, so a notify cannot slip in between
-                dirty_since = self._dirty_since
-                if dirty_since is None:
-                    self._fsync_wake.wait(interval * 4)
-                    continue
-            delay = dirty_since + interval - time.monotonic()
-            if delay > 0:
-                with self._fsync_wake:
-                    self._fsync_wake.wait(delay)
-                continue
-            try:
-                self.sync()
-            except OSError as exc:
-                self._error(f"fsync: {exc}")
+    def sync_due(self) -> Optional[float]:
+        """When the group commit should fsync this writer (``time.monotonic()``), None when synced."""
+        dirty_since = self._dirty_since
+        return None if dirty_since is None else dirty_since + self._fsync_interval
+
+    def sync_now(self) -> None:
+        """:meth:`sync`, reporting a failure instead of raising (the group commit's call)."""
+        try:
+            self.sync()
+        except OSError as exc:
+            self._error(f"fsync: {exc}")
 
     # -- closing ---------------------------------------------------------------------------------
 
@@ -231,12 +218,8 @@ class SpoolWriter:
             if self._fd is not None:
                 self._retired.append(self._fd)
                 self._fd = None
-        try:
-            self.sync()
-        except OSError as exc:
-            self._error(f"fsync: {exc}")
-        with self._fsync_wake:
-            self._fsync_wake.notify()
+        self.sync_now()
+        SYNCER.forget(self)
         try:
             self.sdir.mark_closed()
         except OSError as exc:
@@ -252,6 +235,7 @@ class SpoolWriter:
                 except OSError:
                     pass
         self._closed = True
+        self._dirty_since = None
         self.sdir.writer_lock.forget()
         self.sdir.sender_lock.forget()
 
@@ -267,4 +251,4 @@ class SpoolWriter:
             if once_key in self._told:
                 return  # said once; the count is reported at close
             self._told.add(once_key)
-        print(f"ml-dash: spool {self.sdir.id}: {message}", file=sys.stderr)
+        say(f"spool {self.sdir.id}: {message}")

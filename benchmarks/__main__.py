@@ -17,10 +17,10 @@ from . import report, targets
 from .harness import REPO_ROOT, Child
 from .meta import collect_meta
 from .settings import PEERS, Settings
-from .workloads import local, remote
+from .workloads import local, remote, sweep
 from .workloads.common import progress
 
-WORKLOADS = ["steps", "threads", "mixed", "remote", "wire", "outage", "ingest", "files", "import", "rss10m"]
+WORKLOADS = ["steps", "threads", "mixed", "remote", "wire", "outage", "ingest", "files", "import", "sweep", "rss10m"]
 
 
 def parse_args(argv: Optional[List[str]] = None) -> Settings:
@@ -86,6 +86,8 @@ def run_suite(s: Settings) -> Dict[str, Any]:
             w["import"] = local.run_import(s, ours)
         if any(s.wants(x) for x in ("remote", "wire", "outage", "ingest", "files")):
             w.update(remote.run_all(s, ours, scratch))
+        if s.wants("sweep"):
+            w["sweep"] = sweep.run_sweep(s, ours, scratch)
         if s.long and s.wants("rss10m"):
             w["rss10m"] = local.run_big(s, ours, scratch)
     finally:
@@ -112,6 +114,8 @@ def render(results: Dict[str, Any]) -> str:
     if "mixed" in w:
         sections.append(report.mixed_table(w["mixed"]))
     sections += remote.tables(w)
+    if "sweep" in w:
+        sections.append(sweep.sweep_table(w["sweep"]))
     if "import" in w:
         sections.append(report.import_table(w["import"]))
     if "rss10m" in w:
@@ -154,6 +158,9 @@ def broken_runs(results: Dict[str, Any]) -> List[str]:
         runs = w.get(key, {}).get("runs", [])
         runs = [r for rr in runs.values() for r in rr] if isinstance(runs, dict) else runs
         out += [f"{key}: {r.get('error') or r.get('verify')}" for r in runs if not r.get("valid")]
+    for count, by_tool in w.get("sweep", {}).get("runs", {}).items():
+        for tool, runs in by_tool.items():
+            out += [f"sweep/{count}/{tool}: {r.get('error') or r.get('verify')}" for r in runs if not r.get("valid")]
     if "wire" in w and not w["wire"].get("ok"):
         out.append(f"wire: {w['wire'].get('error')}")
     return out

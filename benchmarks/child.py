@@ -30,6 +30,8 @@ PROBES = {
     "import-check": "steps:import_check",
     "serve": "serve:run",
     "proxy": "proxy:run",
+    "sweep": "sweep:run",
+    "sweep-verify": "sweep:verify",
     "frameworks": "frameworks:run",
     "framework-calls": "frameworks:calls",
 }

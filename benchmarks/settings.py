@@ -36,6 +36,7 @@ class Settings:
     python: str = sys.executable       # our interpreter
     peers_python: Optional[str] = None # interpreter with the peers installed (upstream ml_dash!)
     peers: List[str] = field(default_factory=lambda: list(PEERS))
+    sweep_rows: int = 100_000          # rows (3 scalars) of the concurrent-experiments workload, in all
     workloads: List[str] = field(default_factory=list)  # empty = all
     workdir: str = field(default_factory=tempfile.gettempdir)
     timeout: float = 900.0             # per child process
@@ -51,6 +52,7 @@ class Settings:
         self.outage_rate = 2_000
         self.ingest_steps = 20_000
         self.ingest_batch = 5_000
+        self.sweep_rows = 10_000
         self.files_mib = 2
         self.files_reads = 1
         self.timeout = 120.0

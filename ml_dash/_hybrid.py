@@ -30,8 +30,8 @@ class HybridSink:
         self.remote = remote
         self._track_stamps: Dict[str, List[float]] = {}
 
-    def __getattr__(self, name: str) -> Any:  # e.g. LocalSink.stored_track_topic
-        return getattr(self.local, name)
+    def stored_track_topic(self, folder: str) -> Optional[str]:
+        return self.local.stored_track_topic(folder)
 
     def _both(self, call: Callable[[Sink], None]) -> None:
         error: Optional[BaseException] = None

@@ -2,12 +2,14 @@
 
 * **atexit**: every experiment still running is drained and closed (COMPLETED, or FAILED when an
   uncaught exception ended the program). One deadline, ``Config.shutdown_timeout``, covers all.
+  ``multiprocessing`` children end with ``os._exit`` (fork and forkserver start methods), which
+  skips atexit: there the same close runs as a ``multiprocessing`` exit finalizer instead, both
+  for experiments inherited through a fork and for experiments the child started itself.
 * **SIGTERM**: installed on the first start, from the main thread only, and only when the
   program has not chosen to ignore SIGTERM. With the default disposition we drain, mark runs
   CANCELLED, then re-deliver SIGTERM with the default action so the exit status stays 143. With a
   handler of the program's own, we flush everything and then call that handler, which decides.
-* **fork**: in the child the parent's queued events are dropped (the parent writes them), the
-  worker is restarted, and the child never changes the experiment's status.
+* **fork**: see ``ml_dash._fork``; in the child every running experiment's recorder resets.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ _live: "weakref.WeakSet[Recorder]" = weakref.WeakSet()
 _installed = False
 _uncaught: Optional[BaseException] = None
 _previous_sigterm = None
+_closing = 0  # closes in progress (see closing)
+_deferred_sigterm: Optional[tuple] = None
 
 
 def running() -> List[Recorder]:
@@ -53,8 +57,9 @@ def register(rec: Recorder) -> None:
     atexit.register(_at_exit)
     _wrap_excepthook()
     _install_sigterm()
-    if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_after_fork_in_child)
+    mp = sys.modules.get("multiprocessing")
+    if mp is not None and mp.parent_process() is not None:
+        _close_at_multiprocessing_exit()
 
 
 def unregister(rec: Recorder) -> None:
@@ -63,15 +68,16 @@ def unregister(rec: Recorder) -> None:
 
 
 def _close_all(status: str, reason: Optional[str]) -> None:
-    recs = running()
-    if not recs:
-        return
-    deadline = time.monotonic() + max(r.config.shutdown_timeout for r in recs)
-    for rec in recs:
-        try:
-            rec.close(status, reason, deadline)
-        except Exception as exc:  # one experiment's trouble must not stop the others draining
-            warn(f"closing {rec.prefix} failed: {exc}")
+    with closing():  # a SIGTERM meanwhile waits for the end (it may interrupt this very frame)
+        recs = running()
+        if not recs:
+            return
+        deadline = time.monotonic() + max(r.config.shutdown_timeout for r in recs)
+        for rec in recs:
+            try:
+                rec.close(status, reason, deadline)
+            except Exception as exc:  # one experiment's trouble must not stop the others draining
+                warn(f"closing {rec.prefix} failed: {exc}")
 
 
 def _at_exit() -> None:
@@ -107,20 +113,86 @@ def _install_sigterm() -> None:
 
 
 def _on_sigterm(signum, frame) -> None:
+    global _deferred_sigterm
+    if _closing:
+        # A close is under way (maybe in the very frame this handler interrupted, holding its
+        # locks): let it finish; the signal is handled when it ends (see closing()).
+        _deferred_sigterm = (signum, frame)
+        return
     previous = _previous_sigterm
     if callable(previous):
-        deadline = time.monotonic() + 10.0
-        for rec in running():
-            rec.pipe.flush(max(0.0, deadline - time.monotonic()))
+        _off_main_thread(_flush_all, 10.0)
         previous(signum, frame)
         return
-    _close_all("CANCELLED", "terminated by SIGTERM")
+    # Without the lock: the frame this handler interrupted may hold it.
+    longest = max((r.config.shutdown_timeout for r in list(_live)), default=0.0)
+    _off_main_thread(lambda: _close_all("CANCELLED", "terminated by SIGTERM"), longest + 1.0)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _after_fork_in_child() -> None:
+def _flush_all() -> None:
+    deadline = time.monotonic() + 10.0
+    for rec in running():
+        rec.pipe.flush(max(0.0, deadline - time.monotonic()))
+
+
+def _off_main_thread(work, timeout: float) -> None:
+    """Run ``work`` in a helper thread and wait at most ``timeout`` seconds for it.
+
+    A signal handler runs in the main thread between two steps of whatever it interrupted,
+    which may hold one of our locks; the helper never waits on the interrupted frame, so at
+    worst the handler gives up after ``timeout`` instead of hanging.
+    """
+    from ._fork import start_thread
+
+    thread = start_thread(work, "ml-dash-sigterm")
+    if thread is None:  # the interpreter is shutting down: no thread, do it here
+        work()
+    else:
+        thread.join(timeout)
+
+
+class closing:
+    """Context of a close in progress: a SIGTERM that arrives meanwhile waits for its end."""
+
+    def __enter__(self) -> None:
+        global _closing
+        _closing += 1
+
+    def __exit__(self, *exc: object) -> None:
+        global _closing, _deferred_sigterm
+        _closing -= 1
+        if _closing == 0 and _deferred_sigterm is not None:
+            signum = _deferred_sigterm[0]
+            _deferred_sigterm = None
+            os.kill(os.getpid(), signum)  # again, for the main thread's handler (from any thread)
+
+
+def after_fork_in_child() -> None:
+    """Called by ``ml_dash._fork`` in a forked child, after the background services were reset."""
     global _lock
     _lock = threading.Lock()
     for rec in list(_live):
         rec.after_fork_in_child()
+    mp = sys.modules.get("multiprocessing")
+    if mp is not None and _live:
+        # A multiprocessing child runs this once it has cleared the finalizers it inherited.
+        import multiprocessing.util
+
+        multiprocessing.util.register_after_fork(_after_fork_in_child_marker, _close_at_multiprocessing_exit)
+
+
+class _Marker:
+    """A weak-referenceable key for multiprocessing's after-fork registry."""
+
+
+_after_fork_in_child_marker = _Marker()
+
+
+def _close_at_multiprocessing_exit(_: object = None) -> None:
+    import multiprocessing.util
+
+    # Run by multiprocessing.util._exit_function before the child's os._exit; after the
+    # library's own finalizers (priority 0 and above run from the highest).
+    multiprocessing.util.Finalize(None, _at_exit, exitpriority=-100)

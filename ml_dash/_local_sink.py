@@ -69,16 +69,17 @@ class LocalSink:
         (say, a full disk while appending logs) does not lose the others; failures are reported
         together as one SinkWriteError with the count of events not stored.
 
-        Order: experiment records and parameters as they came, then the batch's log lines in one
-        append, then its file entries in one rewrite, then its file deletions, then status changes,
-        so that COMPLETED is written after the data it completes.
+        Order: parameters as they came, then the batch's log lines in one append, then its file
+        entries in one rewrite, then its file updates and deletions, then the experiment record
+        with every upsert and status change of the batch applied in order, in one write (one
+        fsync), so that COMPLETED is written after the data it completes.
         """
-        logs: List[tuple] = []
+        params: List[ParamsEvent] = []
+        logs: List[LogEvent] = []
         files: List[Dict[str, Any]] = []
         deletes: List[tuple] = []
         updates: List[tuple] = []
-        first: List[tuple] = []
-        last: List[tuple] = []
+        record: List[tuple] = []
         failed = 0
         first_error: Optional[BaseException] = None
         for event in events:
@@ -90,15 +91,15 @@ class LocalSink:
                 deletes.append((event.file_id, event.ts))
             elif type(event) is FileUpdateEvent:
                 updates.append((event.file_id, event.changes, event.ts))
-            elif type(event) is StatusEvent:
-                last.append(event)
-            elif type(event) in _SINGLE:
-                first.append(event)
+            elif type(event) is ParamsEvent:
+                params.append(event)
+            elif type(event) is ExperimentEvent or type(event) is StatusEvent:
+                record.append(event)
             else:  # a kind this sink does not know: a bug, but it must not cost the rest of the batch
                 failed += 1
                 first_error = first_error or TypeError(f"LocalSink cannot store {type(event).__name__}")
         w = self._writer
-        ops: List[tuple] = [(_SINGLE[type(e)], e, 1) for e in first]
+        ops: List[tuple] = [(_merge_params, e, 1) for e in params]
         if logs:
             ops.append((_append_logs, logs, len(logs)))
         if files:
@@ -107,7 +108,8 @@ class LocalSink:
             ops.append((_update_files, updates, len(updates)))
         if deletes:
             ops.append((_delete_files, deletes, len(deletes)))
-        ops += [(_set_status, e, 1) for e in last]
+        if record:
+            ops.append((_update_record, record, len(record)))
         with w.lock():
             for apply, arg, count in ops:
                 try:
@@ -136,6 +138,10 @@ class LocalSink:
         return LocalReader(self._root, self._prefix)
 
 
+def _merge_params(w: ExperimentWriter, e: ParamsEvent) -> None:
+    w.merge_params(e.data, e.ts)
+
+
 def _append_logs(w: ExperimentWriter, events: List[LogEvent]) -> None:
     w.append_logs(events)  # a LogEvent is the (ts, level, message, metadata) row append_logs takes
 
@@ -152,15 +158,15 @@ def _delete_files(w: ExperimentWriter, deletions: List[tuple]) -> None:
     w.delete_files(deletions)
 
 
-def _set_status(w: ExperimentWriter, e: StatusEvent) -> None:
-    w.set_status(e.status, e.ts, e.reason)
-
-
-#: Events applied one by one, in order, before the batch's logs and files.
-_SINGLE = {
-    ExperimentEvent: lambda w, e: w.upsert_experiment(e.fields, e.ts),
-    ParamsEvent: lambda w, e: w.merge_params(e.data, e.ts),
-}
+def _update_record(w: ExperimentWriter, events: List[tuple]) -> None:
+    current = None
+    for e in events:
+        if type(e) is ExperimentEvent:
+            current = w.upsert_experiment(e.fields, e.ts, current, write=False)
+        else:
+            current = w.set_status(e.status, e.ts, e.reason, current, write=False)
+    if current is not None:
+        w.write_experiment(current)
 
 
 class LocalReader(ExperimentReader):

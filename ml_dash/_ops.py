@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional
 
     from ._recorder import Recorder
+    from ._sink import Sink
     from ._summary import SummaryBuffer, SummaryCache
 
 _now = time.time
@@ -81,19 +82,20 @@ class MetricRows(list):
 class MetricBuilder:
     """``exp.metrics(name)``: appends rows to one metric."""
 
-    __slots__ = ("name", "queue", "_pipe", "_wake_at", "_rec", "_limit", "_summary", "description", "tags",
+    __slots__ = ("name", "queue", "wake_at", "_pipe", "_rec", "_limit", "_summary", "description", "tags",
                  "metadata")
 
-    #: The Sink method the pipeline hands this metric's rows to.
-    sink_method = "write_metrics"
+    def write_to(self, sink: Sink, rows: List[Dict[str, Any]]) -> None:
+        """Hand rows taken from ``queue`` to the sink (the pipeline's drain calls this)."""
+        sink.write_metrics(self.name, rows)
 
     def __init__(self, rec: Recorder, name: Optional[str]):
         self._rec = rec
         self.name = name
-        #: This metric's own deque of rows; set (and swapped at start and close) by the pipeline.
+        #: This metric's own deque of rows and its wake mark: both set by the pipeline.
         self.queue: Any = None
+        self.wake_at = 0
         self._pipe = rec.pipe
-        self._wake_at = self._pipe.wake_at
         self._limit = rec.config.max_string_bytes
         self._summary: Optional[SummaryCache] = None
         #: Given with upstream's ``metrics(name, description=..., tags=..., metadata=...)``.
@@ -113,7 +115,7 @@ class MetricBuilder:
             return self._log_controlled(fields)
         fields["_ts"] = _now()
         q = self.queue
-        if len(q) >= self._wake_at:
+        if len(q) >= self.wake_at:
             self._pipe.overflow(q, fields)
         else:
             q.append(fields)
@@ -125,7 +127,7 @@ class MetricBuilder:
         flush = fields.pop("_flush", False)
         fields["_ts"] = explicit_ts(self._rec, fields["_ts"], f"metric {self.name!r}") if "_ts" in fields else _now()
         q = self.queue
-        if len(q) >= self._wake_at:
+        if len(q) >= self.wake_at:
             self._pipe.overflow(q, fields)
         else:
             q.append(fields)

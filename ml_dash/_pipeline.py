@@ -1,13 +1,14 @@
-"""The spine: bounded in-process queues drained by one background worker into a sink.
+"""The spine: one experiment's bounded in-process queues, drained into its sink.
 
 Metric rows, by far the most frequent event, go to one deque per metric: the caller's cost is the
-fields dict it already built plus one ``deque.append``, and the worker needs no sorting by name.
-Every other event (``ml_dash._events``) goes to the main deque. The worker wakes once per
-``batch_events`` events in any one deque (or every ``flush_interval``), takes everything queued,
-and hands it to the sink (``ml_dash._sink.Sink``): each metric's rows as one list to
-``write_metrics``, the other events in order to ``write``, so serialization and I/O never run in
-the caller's thread. A :class:`~ml_dash._events.FlushMarker` in the main deque makes the worker
-write and ``sync`` everything queued before it, then set its event.
+fields dict it already built plus one ``deque.append``, and the drain needs no sorting by name.
+Every other event (``ml_dash._events``) goes to the main deque. The process's one worker thread
+(``ml_dash._worker``) drains every running pipeline once per ``batch_events`` events in any one
+deque (or every ``flush_interval``): it takes what is queued and hands it to the sink
+(``ml_dash._sink.Sink``), each metric's rows as one list to ``write_metrics`` and the other
+events in order to ``write``, so serialization and I/O never run in the caller's thread. A
+:class:`~ml_dash._events.FlushMarker` in the main deque makes the drain write and ``sync``
+everything queued before it, then set its event.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ if TYPE_CHECKING:
 
     from ._sink import Sink
 
+from . import _fork
 from ._config import Config
 from ._errors import ExperimentStateError, QueueFull
 from ._events import FlushMarker, LogEvent, SinkWriteError
 from ._report import warn
+from ._worker import WORKER
 
 __all__ = ["Pipeline"]
 
@@ -46,7 +49,7 @@ class _Refusing:
 
 
 class Pipeline:
-    """Bounded queue + background worker for one experiment."""
+    """One experiment's bounded queues, drained by the process's worker (or inline, see ``_worker``)."""
 
     def __init__(self, config: Config, name: str):
         self._sink: Any = None  # given by start()
@@ -54,40 +57,57 @@ class Pipeline:
         self._name = name
         self._max = config.queue_max_events
         self._batch = max(1, min(config.batch_events, self._max))
+        #: How often the worker drains at the latest, seconds.
+        self.interval = config.flush_interval
         self._q: Any = _Refusing(f"experiment {name} is not started: call exp.run.start() or use `with exp.run:`")
         #: Crossing this length takes the slow path, :meth:`overflow` (wake the worker; block when full).
         self.wake_at = self._batch
-        self._bytes = 0
-        self._woken = False
-        #: Set when a caller waited the whole backpressure window in vain; cleared by the worker
-        #: after each batch. While set, a full queue drops at once instead of blocking every call.
-        self._stalled = False
-        self._wake = threading.Event()
-        self._space = threading.Condition(threading.Lock())
-        self._thread: Optional[threading.Thread] = None
-        #: MetricBuilders: each has its own deque in its ``queue`` attribute, swapped like ``_q``.
+        #: MetricBuilders: each has its own deque in its ``queue`` attribute, swapped like ``_q``, and
+        #: its own copy of the wake mark in ``wake_at`` (one attribute read on the hot path).
         self._metric_owners: List[Any] = []
         self.drops: Dict[str, int] = collections.Counter()
         self.errors: Dict[str, int] = collections.Counter()
         self.last_error: Optional[str] = None
+        self._init_sync_state()
+
+    def _init_sync_state(self) -> None:
+        self._bytes = 0
+        self._woken = False
+        #: Set when a caller waited the whole backpressure window in vain; cleared after each
+        #: drain. While set, a full queue drops at once instead of blocking every call.
+        self._stalled = False
+        self._space = threading.Condition(threading.Lock())
+        #: Held while taking from the queues and writing what was taken: one drain at a time, so
+        #: events reach the sink in order whichever thread drains.
+        self._drain_lock = threading.Lock()
 
     # -- caller side ---------------------------------------------------------------------------------
 
     def add_metric(self, owner: Any) -> None:
-        """Give a metric its own deque (set as ``owner.queue``), following the pipeline's state."""
+        """Give a metric its own deque (``owner.queue``) and wake mark (``owner.wake_at``)."""
         owner.queue = collections.deque() if self.running else self._q
+        owner.wake_at = self.wake_at
         self._metric_owners.append(owner)
 
-    def _set_queues(self, make: Callable[[], Any]) -> None:
+    def set_wake_marks(self, mark: Optional[int]) -> None:
+        """Set every queue's wake mark: 0 sends the next call of any kind to :meth:`overflow`
+        (after a fork, to start the threads again); None restores the batch size."""
+        self.wake_at = self._batch if mark is None else mark
+        for owner in self._metric_owners:
+            owner.wake_at = self.wake_at
+
+    def _set_queues(self, make: Callable[[], Any]) -> List[Any]:
+        """Swap every queue for ``make()``; returns the previous deques (main first)."""
+        old = [self._q, *(o.queue for o in self._metric_owners)]
         self._q = make()
         for owner in self._metric_owners:
             owner.queue = make() if isinstance(self._q, collections.deque) else self._q
+        return [q for q in old if isinstance(q, collections.deque)]
 
     def start(self, sink: Sink) -> None:
         self._sink = sink
         self._set_queues(collections.deque)
-        self._thread = threading.Thread(target=self._run, name=f"ml-dash-worker:{self._name}", daemon=True)
-        self._thread.start()
+        WORKER.register(self)
 
     @property
     def running(self) -> bool:
@@ -105,11 +125,16 @@ class Pipeline:
         """Ask the worker to write what is queued now, without waiting for it."""
         self._wake.set()
 
+    def wake(self) -> None:
+        """Ask the worker to write what is queued now, without waiting for it."""
+        _fork.wake()
+        WORKER.poke(self)
+
     def put_log(self, event: LogEvent) -> bool:
         """Queue a log event; its message counts against ``queue_max_bytes`` as well."""
         nbytes = len(event.message)
         if self._bytes + nbytes > self._config.queue_max_bytes and self.running:
-            self._wake.set()
+            WORKER.poke(self)
             if not self._wait_for_space(lambda: self._bytes + nbytes <= self._config.queue_max_bytes or not self._bytes):
                 return self._drop(event, "queue_bytes_full")
         self._bytes += nbytes
@@ -118,22 +143,26 @@ class Pipeline:
     def overflow(self, q: Any, item: Any) -> bool:
         """The slow path of a put into deque ``q`` (this pipeline's, or one of its metrics') once it
         holds ``wake_at`` items: wake the worker once; when full, apply the drop policy."""
+        if _fork.dormant:  # the first call after a fork: start the threads again
+            _fork.wake()
+            if len(q) < self._batch:
+                q.append(item)
+                return True
         if not self._woken:
             self._woken = True
-            self._wake.set()
-        if len(q) >= self._max:
-            if threading.current_thread() is self._thread:
+            WORKER.poke(self)
+        if len(q) >= self._max and isinstance(q, collections.deque):
+            if not WORKER.serving:
+                self.drain()  # no worker thread (interpreter shutdown): make room in this thread
+            elif WORKER.in_worker_thread():
                 return self._drop(item, "queue_full")  # the worker cannot wait for itself
-            if self._stalled and self._config.drop_policy != "block":
+            elif self._stalled and self._config.drop_policy != "block":
                 return self._drop(item, "queue_full")
-            if not self._wait_for_space(lambda: len(q) < self._max):
+            elif not self._wait_for_space(lambda: len(q) < self._max):
                 self._stalled = True
-                return self._drop(item, "queue_full" if self._thread_alive() else "worker_stopped")
+                return self._drop(item, "queue_full" if WORKER.serving else "worker_stopped")
         q.append(item)
         return True
-
-    def _thread_alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
 
     def _wait_for_space(self, ready: Callable[[], bool]) -> bool:
         """Wait until ``ready()``; False when the policy's patience or the worker ran out first."""
@@ -144,7 +173,7 @@ class Pipeline:
         with self._space:
             while not ready():
                 now = time.monotonic()
-                if not self._thread_alive():
+                if not WORKER.serving:
                     return ready()
                 if now >= deadline:
                     if not block:
@@ -154,11 +183,11 @@ class Pipeline:
                         warn(f"{self._name}: the queue has been full for {now - started:.0f} s; "
                              "the training loop is waiting for the writer (ML_DASH_DROP_POLICY=drop "
                              "drops instead, counted)")
-                self._wake.set()
+                WORKER.poke(self)
                 self._space.wait(0.1 if block else min(deadline - now, 0.1))
         return True
 
-    def _drop(self, item: tuple, reason: str) -> bool:
+    def _drop(self, item: Any, reason: str) -> bool:
         self.drops[reason] += 1
         if self._config.drop_policy == "raise":
             raise QueueFull(
@@ -170,67 +199,86 @@ class Pipeline:
         return False
 
     def flush(self, timeout: Optional[float] = None) -> bool:
-        """Block until every item queued before this call has been handed to the sink and synced."""
-        if not self.running or self._thread is None:
+        """Block until every event queued before this call has been handed to the sink and synced."""
+        if not self.running:
             return True
         done = threading.Event()
         self._q.append(FlushMarker(done))
-        self._wake.set()
-        return done.wait(timeout)
+        if WORKER.serving and not _fork.dormant:
+            WORKER.poke(self)
+            return done.wait(timeout)
+        # No worker thread (stopped since a fork, or the interpreter is shutting down): drain here.
+        while not done.is_set() and self.drain():
+            pass
+        return done.is_set()
 
     def close(self, deadline: float) -> bool:
-        """Drain the queue, stop the worker, close the sink; True when everything was written in time."""
+        """Drain the queues, stop taking events, close the sink; True when everything was written in time."""
         if not self.running:
             return True
         drained = self.flush(max(0.0, deadline - time.monotonic()))
         closed = _Refusing(f"experiment {self._name} is closed")
-        self._set_queues(lambda: closed)
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(max(0.0, deadline - time.monotonic()))
+        left = self._set_queues(lambda: closed)
+        WORKER.unregister(self)
+        if any(left):
+            self._settle(left, drained, deadline)
         try:
             self._sink.close(deadline)
         except Exception as exc:  # closing must never raise into the user's exit path
-            self._record_error("sink_close", exc)
+            self.record_error("sink_close", exc)
         return drained
 
-    # -- worker side ---------------------------------------------------------------------------------
+    def _settle(self, left: List[Any], drained: bool, deadline: float) -> None:
+        """At close, the deques just swapped out still hold events: queued by other threads after
+        the flush (stored now), or left behind because the deadline passed (counted as dropped)."""
+        locked = drained and self._drain_lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
+        try:
+            events = [e for e in _take(left[0]) if type(e) is not FlushMarker]
+            metrics = [(o, rows) for o, rows in zip(self._metric_owners, map(_take, left[1:])) if rows]
+            if locked:
+                self._process(events, metrics)
+            else:
+                self.drops["close_deadline"] += len(events) + sum(len(rows) for _, rows in metrics)
+        finally:
+            if locked:
+                self._drain_lock.release()
 
-    def _run(self) -> None:
-        wake, interval = self._wake, self._config.flush_interval
-        while True:
-            wake.wait(interval)
-            wake.clear()
+    # -- drain (the worker thread, or inline) ----------------------------------------------------------
+
+    def drain(self, everything: bool = False) -> bool:
+        """Take what is queued (at most a batch per metric, unless ``everything``) and hand it to
+        the sink; True when more than a batch is still waiting."""
+        with self._drain_lock:
             self._woken = False
             q = self._q
             if not isinstance(q, collections.deque):
-                return
+                return False
             # Take the main queue first: a flush marker in it then covers every metric row
-            # that was queued before it, because those are drained right after.
+            # that was queued before it, because those are taken right after.
             batch = _take(q)
             # One round takes at most a batch of rows per metric, so the rows being written and
             # the rows still queued together stay near queue_max_events. A flush marker needs
             # every row queued before it, so then the round takes everything.
-            limit = None if any(type(e) is FlushMarker for e in batch) else self._batch
-            metrics = [(o, _take(o.queue, limit)) for o in self._metric_owners]
+            limit = None if everything or any(type(e) is FlushMarker for e in batch) else self._batch
+            owners = self._metric_owners
+            metrics = [(o, _take(o.queue, limit)) for o in owners]
             metrics = [(o, rows) for o, rows in metrics if rows]
-            if any(len(o.queue) >= self._batch for o in self._metric_owners):
-                wake.set()  # more than a batch is waiting: go round again without sleeping
+            more = any(len(o.queue) >= self._batch for o in owners)
             if batch or metrics:
                 self._process(batch, metrics)
                 self._stalled = False
                 with self._space:
                     self._space.notify_all()
+            return more
 
     def _process(self, batch: List[tuple], metrics: List[tuple]) -> None:
         sink = self._sink
         for owner, rows in metrics:
             try:
-                # Metrics and track topics alike: the owner names its Sink method.
-                getattr(sink, owner.sink_method)(owner.name, rows)
+                owner.write_to(sink, rows)  # a metric's rows to write_metrics, a topic's to write_tracks
             except Exception as exc:
                 self.drops["sink_error"] += len(rows)
-                self._record_error("sink_write", exc)
+                self.record_error("sink_write", exc)
         start = 0
         for i, event in enumerate(batch):
             if type(event) is FlushMarker:
@@ -245,20 +293,21 @@ class Pipeline:
                 self._sink.write(events)
             except SinkWriteError as exc:
                 self.drops["sink_error"] += exc.failed
-                self._record_error("sink_write", exc.cause)
+                self.record_error("sink_write", exc.cause)
             except Exception as exc:
                 # A sink that cannot write (disk full, permissions) must not kill the worker.
                 self.drops["sink_error"] += len(events)
-                self._record_error("sink_write", exc)
+                self.record_error("sink_write", exc)
             if self._bytes:
                 self._bytes -= sum(len(e.message) for e in events if type(e) is LogEvent)
         if sync:
             try:
                 self._sink.sync()
             except Exception as exc:
-                self._record_error("sink_sync", exc)
+                self.record_error("sink_sync", exc)
 
-    def _record_error(self, where: str, exc: BaseException) -> None:
+    def record_error(self, where: str, exc: BaseException) -> None:
+        """Count a failure; the first of each kind is reported at once."""
         self.errors[where] += 1
         self.last_error = f"{where}: {type(exc).__name__}: {exc}"
         if self.errors[where] == 1:
@@ -267,16 +316,12 @@ class Pipeline:
     # -- fork ------------------------------------------------------------------------------------------
 
     def after_fork_in_child(self) -> None:
-        """In a forked child: drop the parent's queued events (the parent writes them) and restart
-        with fresh queues and a worker of the child's own (the sink was reset by its owner)."""
-        was_running = self.running
-        self._wake = threading.Event()
-        self._space = threading.Condition(threading.Lock())
-        self._woken = False
-        self._bytes = 0
-        self._thread = None
-        if was_running:
-            self.start(self._sink)
+        """In a forked child: drop the parent's queued events (the parent writes them) and go on
+        with fresh queues, drained by the child's worker (the sink was reset by its owner)."""
+        self._init_sync_state()
+        if self.running:
+            self._set_queues(collections.deque)
+            WORKER.register(self)
 
 
 def _take(q: Any, limit: Optional[int] = None) -> list:

@@ -91,8 +91,7 @@ class Recorder:
 
     def stored_track_topic(self, folder: str) -> Optional[str]:
         """The topic the local store keeps in ``tracks/<folder>``, if any (None in remote mode)."""
-        ask = getattr(self._get_sink(), "stored_track_topic", None)
-        return None if ask is None else ask(folder)
+        return self._get_sink().stored_track_topic(folder)
 
     def reader(self) -> Reader:
         """The read interface, after everything logged so far is stored. Raises NotFound when
@@ -153,14 +152,15 @@ class Recorder:
 
         if not self.running:
             return
-        if self.captures is not None:  # what they captured lands before the final status
-            captures, self.captures = self.captures, None
-            captures.stop(deadline)
-        if self._owns_status:
-            self.pipe.put(StatusEvent(time.time(), status, reason))
-            self.status = status
-        self.pipe.close(deadline)
-        _lifecycle.unregister(self)
+        with _lifecycle.closing():
+            if self.captures is not None:  # what they captured lands before the final status
+                captures, self.captures = self.captures, None
+                captures.stop(deadline)
+            if self._owns_status:
+                self.pipe.put(StatusEvent(time.time(), status, reason))
+                self.status = status
+            self.pipe.close(deadline)
+            _lifecycle.unregister(self)
         drops = {k: v for k, v in self.pipe.drops.items() if v}
         if drops:
             from ._report import warn

@@ -64,6 +64,11 @@ class Sink(Protocol):
     def write_tracks(self, topic: str, rows: List[Dict[str, Any]]) -> None:
         """Store one track topic's entries (the user's fields plus ``"_ts"``, the entry's timestamp)."""
 
+    def stored_track_topic(self, folder: str) -> Optional[str]:
+        """Caller's thread: the topic already stored in the track folder ``folder``, so that a new
+        topic mapping to the same folder is refused at the call; None when unknown (remote mode:
+        the server checks)."""
+
     def write(self, events: List[Event]) -> None:
         """Store a batch of events, in order. One bad event must not lose the others: store the
         rest and raise ``SinkWriteError(failed, cause)``, or count it and return."""

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from typing import Any, Dict, Iterator, List, Optional, Union
 
     from ._recorder import Recorder
+    from ._sink import Sink
 
 __all__ = ["Tracks", "TrackBuilder", "TrackSlice", "track_folder", "normalize_track_fields", "resolve_stamps",
            "AUTO_TS", "TRACK_FORMATS"]
@@ -84,17 +85,18 @@ def resolve_stamps(rows: List[Dict[str, Any]], last: List[float]) -> None:
 class TrackBuilder:
     """``exp.tracks(topic)``: appends entries to one topic, reads them back."""
 
-    __slots__ = ("name", "queue", "_pipe", "_wake_at", "_rec", "_limit", "_last")
+    __slots__ = ("name", "queue", "wake_at", "_pipe", "_rec", "_limit", "_last")
 
-    #: The Sink method the pipeline hands this topic's rows to.
-    sink_method = "write_tracks"
+    def write_to(self, sink: Sink, rows: List[Dict[str, Any]]) -> None:
+        """Hand entries taken from ``queue`` to the sink (the pipeline's drain calls this)."""
+        sink.write_tracks(self.name, rows)
 
     def __init__(self, rec: Recorder, topic: str, last: List[Optional[float]]):
         self._rec = rec
         self.name = topic
-        self.queue: Any = None
+        self.queue: Any = None  # this topic's deque and wake mark: both set by the pipeline
+        self.wake_at = 0
         self._pipe = rec.pipe
-        self._wake_at = self._pipe.wake_at
         self._limit = rec.config.max_string_bytes
         #: The experiment's last track timestamp (shared by its topics), which ``_ts=-1`` repeats.
         self._last = last
@@ -115,7 +117,7 @@ class TrackBuilder:
         # The hot path costs what a metric row does: the writer makes the time unique (resolve_stamps).
         fields[AUTO_TS] = self._last[0] = _now()
         q = self.queue
-        if len(q) >= self._wake_at:
+        if len(q) >= self.wake_at:
             self._pipe.overflow(q, fields)
         else:
             q.append(fields)
@@ -130,7 +132,7 @@ class TrackBuilder:
             raise InvalidValue(f"track {self.name!r}: _ts must be a finite number of seconds, got {ts!r}")
         self._last[0] = self._rec.last_ts = ts
         q = self.queue
-        if len(q) >= self._wake_at:
+        if len(q) >= self.wake_at:
             self._pipe.overflow(q, fields)
         else:
             q.append(fields)

@@ -7,7 +7,6 @@ needs any of this.
 
 from __future__ import annotations
 
-import sys
 
 __all__ = ["check_dash_url", "is_loopback_host", "warn_plain_http", "dashboard_url", "announce_run"]
 
@@ -106,4 +105,6 @@ def dashboard_url(dash_url: str, prefix: str) -> str:
 def announce_run(config, prefix: str) -> None:
     """Print where to watch a remote run (stderr; ``ML_DASH_PRINT_URL=0`` silences it)."""
     if config.dash_url and config.print_url:
-        print(f"ml-dash: {prefix} → {dashboard_url(config.dash_url, prefix)}", file=sys.stderr, flush=True)
+        from ._report import notice
+
+        notice(f"{prefix} → {dashboard_url(config.dash_url, prefix)}")

@@ -106,10 +106,16 @@ class ExperimentWriter:
 
     # -- experiment.json ---------------------------------------------------------------------------
 
-    def upsert_experiment(self, fields: Dict[str, Any], ts: float) -> Dict[str, Any]:
-        """Create experiment.json, or merge the given non-None fields into it (``metadata`` merges by key)."""
+    def upsert_experiment(self, fields: Dict[str, Any], ts: float, current: Any = None,
+                          write: bool = True) -> Dict[str, Any]:
+        """Create experiment.json, or merge the given non-None fields into it (``metadata`` merges by key).
+
+        ``current``: the record to start from (default: read the file); ``write=False`` returns the
+        new record without writing it, so that several changes cost one write (``write_experiment``).
+        """
         p = self.paths
-        current = read_json(p.experiment_json)
+        if current is None:
+            current = read_json(p.experiment_json)
         now = iso_utc(ts)
         if not isinstance(current, dict):
             current = {
@@ -132,15 +138,19 @@ class ExperimentWriter:
                 current["metadata"] = {**current["metadata"], **value}
             else:
                 current[key] = value
-        atomic_write_json(p.experiment_json, current)
+        if write:
+            atomic_write_json(p.experiment_json, current)
         return current
 
-    def set_status(self, status: str, ts: float, reason: Optional[str] = None) -> None:
-        """Record a status change with its time; RUNNING also records ``started_at``, the others ``ended_at``."""
+    def set_status(self, status: str, ts: float, reason: Optional[str] = None, current: Any = None,
+                   write: bool = True) -> Dict[str, Any]:
+        """Record a status change with its time; RUNNING also records ``started_at``, the others
+        ``ended_at``. ``current`` and ``write`` as for :meth:`upsert_experiment`."""
         p = self.paths
-        current = read_json(p.experiment_json)
+        if current is None:
+            current = read_json(p.experiment_json)
         if not isinstance(current, dict):
-            current = self.upsert_experiment({}, ts)
+            current = self.upsert_experiment({}, ts, write=False)
         when = iso_utc(ts)
         current["status"] = status
         current["status_updated_at"] = when
@@ -152,7 +162,13 @@ class ExperimentWriter:
             current["ended_at"] = when
         if reason:
             current["status_reason"] = reason
-        atomic_write_json(p.experiment_json, current)
+        if write:
+            atomic_write_json(p.experiment_json, current)
+        return current
+
+    def write_experiment(self, record: Dict[str, Any]) -> None:
+        """Replace experiment.json with ``record`` (atomically, fsynced)."""
+        atomic_write_json(self.paths.experiment_json, record)
 
     # -- metrics -----------------------------------------------------------------------------------
 

@@ -51,7 +51,7 @@ def test_run_delivers_everything_in_order(server, spool, tmp_path):
     assert sessions(spool) == [] and spool_files(spool) == []
 
 
-def test_offline_run_then_flush(server, spool, capsys):
+def test_offline_run_then_flush(server, spool, caplog):
     prefix = "alice/proj/offline"
     start = time.monotonic()
     with Experiment(prefix, dash_url=server.url, token=server.token, offline=True).run as exp:
@@ -59,7 +59,7 @@ def test_offline_run_then_flush(server, spool, capsys):
             exp.metrics("m").log(x=i)
         exp.log("offline line")
     assert time.monotonic() - start < 2.0
-    err = capsys.readouterr().err
+    err = caplog.text
     assert f"ml-dash-agent flush {spool} --dash-url {server.url}" in err
     assert "events" in err and "offline mode" in err
     assert reader(server.url, server.token, prefix).experiment() == {}

@@ -105,12 +105,12 @@ def test_bad_item_does_not_consume_a_seq_and_is_counted(tmp_path):
     assert w.drops == {"encode_error": 2}
 
 
-def test_size_cap_drops_and_counts(tmp_path, capsys):
+def test_size_cap_drops_and_counts(tmp_path, caplog):
     sdir, w = _writer(tmp_path / "spool", max_bytes=2000, warn_bytes=1000)
     stored = sum(w.append(_logs(5, 5 * k)) for k in range(10))
     assert 0 < stored < 50
     assert w.drops["spool_full"] == 50 - stored
-    err = capsys.readouterr().err
+    err = caplog.text
     assert "spool_full" in err and "ML_DASH_SPOOL_MAX_BYTES" in err
     # what was stored is contiguous: a dropped batch never leaves a hole in the seqs
     assert [e.seq for e in _read_all(sdir)[0]] == list(range(stored))

@@ -25,7 +25,7 @@ def _hold_lock(exp_dir):
 
 
 @pytest.mark.parametrize("policy", ["drop", "raise"])
-def test_full_queue(dash_root, capsys, policy):
+def test_full_queue(dash_root, caplog, policy):
     cfg = Config(dash_root=str(dash_root), queue_max_events=10, batch_events=10, backpressure_timeout=0.05,
                  drop_policy=policy)
     exp = Experiment(prefix="a/b/full", config=cfg)
@@ -50,11 +50,11 @@ def test_full_queue(dash_root, capsys, policy):
         assert refused == dropped and len(rows) == stored_calls == 40 - refused
     else:
         assert refused == 0 and len(rows) == 40 - dropped
-        assert "queue_full" in capsys.readouterr().err
+        assert "queue_full" in caplog.text  # (through logging: see test_messages.py for stderr)
     assert [r["index"] for r in rows] == list(range(len(rows)))
 
 
-def test_default_policy_blocks_and_loses_nothing(dash_root, capsys):
+def test_default_policy_blocks_and_loses_nothing(dash_root, caplog):
     cfg = Config(dash_root=str(dash_root), queue_max_events=10, batch_events=10, backpressure_timeout=0.05)
     assert cfg.drop_policy == "block"
     exp = Experiment(prefix="a/b/block", config=cfg)
@@ -73,7 +73,7 @@ def test_default_policy_blocks_and_loses_nothing(dash_root, capsys):
     try:
         # The caller fills its queue, then waits; poll for that state, with a deadline.
         deadline = time.monotonic() + 20
-        while not (len(exp.metrics("m").queue) >= 10 and "waiting for the writer" in capsys.readouterr().err):
+        while not (len(exp.metrics("m").queue) >= 10 and "waiting for the writer" in caplog.text):
             assert time.monotonic() < deadline, "the caller never blocked"
             assert not done.is_set(), "40 calls went through a queue of 10 with the writer stalled"
             time.sleep(0.01)

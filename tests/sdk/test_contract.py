@@ -99,7 +99,9 @@ def test_both_sinks_and_readers_implement_the_whole_protocol(tmp_path):
 
     local = LocalSink(tmp_path / ".dash", parse_prefix("a/b/c"))
     remote = RemoteSink(Config(dash_url="http://127.0.0.1:9", spool_dir=str(tmp_path / "spool")), "a/b/c")
-    for sink in (local, remote):
+    from ml_dash._hybrid import HybridSink
+
+    for sink in (local, remote, HybridSink(local, remote)):
         assert isinstance(sink, Sink), type(sink).__name__
     assert isinstance(LocalReader(tmp_path / ".dash", "a/b/c"), Reader)
     assert isinstance(RemoteReader("http://127.0.0.1:9", None, "a/b/c"), Reader)

@@ -1,0 +1,155 @@
+"""Fork, in one place: one ``os.register_at_fork`` registration for the whole package.
+
+ml-dash runs at most three background threads per process, each a *service* registered here:
+the worker that drains every experiment's queues (``ml_dash._worker``), and in remote mode the
+sender's event loop (``ml_dash.agent._hub``) and the spool's group commit
+(``ml_dash.agent._syncer``). Around ``os.fork()``:
+
+* **before** (in the forking thread): the worker hands everything queued to the sinks (local
+  files, or the spool), the group commit fsyncs the spool, and every service's thread exits.
+  The process forks with no thread of ours alive: no lock of ours can be held in the child, a
+  ``kill -9`` of either process after the fork loses nothing logged before it, and Python 3.12+
+  does not warn that the process is multi-threaded on our account (its ``DeprecationWarning``
+  counts every thread; other libraries' threads still count). A service that does not stop
+  within :data:`PAUSE_TIMEOUT` is left running and the fork goes ahead.
+* **after, in the parent and in the child**: our threads stay stopped (*dormant*) until the
+  process next logs, flushes or closes; that call starts them again (:func:`wake`). Python
+  3.13+ counts threads after the fork hooks have run, so starting them right away would bring
+  the warning back. In the parent nothing is lost or written twice; uploads of what was spooled
+  before the fork go on at that next call.
+* **in the child**, first: every service forgets the parent's state without touching it (the
+  parent's objects are kept, never closed or finalized, in :data:`left_by_parent`); then every
+  experiment running in the parent resets (``_lifecycle.after_fork_in_child``): what the child
+  logs goes through fresh queues and, in remote mode, a spool session of the child's own. The
+  child never changes the run's status.
+
+Python 3.12+ refuses to start a thread once the interpreter is shutting down (atexit included),
+so each service also does its work inline, in the thread that flushes or closes the run: a
+forked child that logs only just before it exits loses nothing either.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+TYPE_CHECKING = False  # typing costs ~3 ms to import; annotations here are strings anyway
+if TYPE_CHECKING:
+    from typing import Any, List, Optional, Protocol
+
+    class Service(Protocol):
+        def pause_for_fork(self, deadline: float) -> None:
+            """In the forking thread: finish what is pending, stop the thread."""
+
+        def go_dormant(self) -> None:
+            """After a fork (either side): stay stopped until :meth:`resume`."""
+
+        def resume(self) -> None:
+            """At the next call after a fork: start the thread again if there is work for it."""
+
+        def reset_in_child(self) -> None:
+            """In the child, before ``go_dormant``: forget the parent's state without touching it."""
+
+__all__ = ["register_service", "wake", "dormant", "left_by_parent", "start_thread", "stop_thread", "PAUSE_TIMEOUT"]
+
+#: How long the forking thread waits for our threads to stop before it forks anyway, seconds.
+PAUSE_TIMEOUT = 2.0
+
+_services: List[Service] = []
+_lock = threading.RLock()  # wake() holds it while services start threads, which may install the hooks
+_installed = False
+#: True after a fork until the next call into a pipeline (:func:`wake`): our threads are stopped.
+dormant = False
+#: The parent's objects in a forked child: kept alive so that their finalizers never run there.
+left_by_parent: List[Any] = []
+
+
+def register_service(service: Service) -> None:
+    """Have ``service`` paused around every fork and reset in the child (in registration order)."""
+    with _lock:
+        _services.append(service)
+
+
+def _install() -> None:
+    """Register the fork hooks; called before the first thread of ours starts."""
+    global _installed
+    with _lock:
+        if _installed or not hasattr(os, "register_at_fork"):
+            return
+        _installed = True
+    # logging's own hook takes its module lock before a fork. Hooks run in reverse order of
+    # registration, so logging's must be registered first: then ours runs first, and our threads
+    # can finish what they are doing (which may touch logging) before that lock is taken.
+    import logging  # noqa: F401
+
+    os.register_at_fork(before=_before, after_in_parent=_after_in_parent, after_in_child=_after_in_child)
+
+
+def wake() -> None:
+    """Start the services again after a fork (a no-op unless :data:`dormant`)."""
+    global dormant
+    if not dormant:
+        return
+    with _lock:
+        if not dormant:
+            return
+        dormant = False
+        for service in _services:
+            service.resume()
+
+
+def _before() -> None:
+    deadline = time.monotonic() + PAUSE_TIMEOUT
+    for service in _services:  # the worker first: what it writes, the others send and sync
+        try:
+            service.pause_for_fork(deadline)
+        except Exception:  # never fail the user's fork
+            pass
+
+
+def _after_in_parent() -> None:
+    global dormant
+    dormant = True
+    for service in _services:
+        service.go_dormant()
+
+
+def _after_in_child() -> None:
+    global _lock, dormant
+    _lock = threading.RLock()
+    dormant = True
+    for service in _services:
+        service.reset_in_child()
+    for service in _services:
+        service.go_dormant()
+    from . import _lifecycle
+
+    _lifecycle.after_fork_in_child()
+
+
+def start_thread(target, name: str) -> Optional[threading.Thread]:
+    """Start a daemon thread; None when the interpreter refuses (it is shutting down: the caller
+    then does the work inline)."""
+    _install()
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    try:
+        thread.start()
+    except RuntimeError:  # "can't create new thread at interpreter shutdown" (3.12+)
+        return None
+    return thread
+
+
+def stop_thread(thread: Optional[threading.Thread], deadline: float) -> bool:
+    """Wait until ``thread`` (told to stop) has exited, down to the operating system's thread,
+    which Python 3.12's ``join`` does not wait for; False if it is still alive at ``deadline``."""
+    if thread is None:
+        return True
+    if thread is not threading.current_thread():
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if thread.is_alive():
+        return False
+    task = f"/proc/self/task/{thread.native_id}"
+    while os.path.exists(task) and time.monotonic() < deadline:
+        time.sleep(0.0002)
+    return True

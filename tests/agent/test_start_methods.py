@@ -1,0 +1,195 @@
+"""Child processes on every start method lose nothing, in local and remote mode: ``os.fork`` with a
+run live in the parent, ``multiprocessing`` pools with ``fork``, ``spawn`` and ``forkserver``, and
+``concurrent.futures.ProcessPoolExecutor``. Every row is read back. Forking while a run is live
+shows no ``DeprecationWarning`` on our account (the scripts run with ``-W error::DeprecationWarning``).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from ml_dash._store import ExperimentReader
+
+from .conftest import client_env, reader, run_agent, sessions
+
+pytestmark = pytest.mark.slow
+
+MODES = ["local", "remote"]
+
+
+@pytest.fixture(params=MODES)
+def mode(request, tmp_path):
+    """(env, read) for one mode: ``read(prefix)`` returns a reader of what was stored."""
+    if request.param == "local":
+        root = tmp_path / ".dash"
+        env = client_env(tmp_path / "spool", None, None, root=root)
+        yield "local", env, lambda prefix: ExperimentReader(root, prefix), tmp_path / "spool"
+    else:
+        server = request.getfixturevalue("server")
+        spool = tmp_path / "spool"
+        env = client_env(spool, server.url, server.token)
+        yield "remote", env, lambda prefix: reader(server.url, server.token, prefix), spool
+
+
+def _run(tmp_path, code: str, env, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    script = tmp_path / "main.py"  # a file, not -c: spawn and forkserver import the main module
+    script.write_text(textwrap.dedent(code))
+    return subprocess.run([sys.executable, "-W", "error::DeprecationWarning", str(script), *args],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
+
+
+def _rows_by_task(r, metric):
+    rows = r.metric_rows(metric)
+    by_task = {}
+    for row in rows:
+        by_task.setdefault(row["data"]["task"], []).append(row["data"]["i"])
+    return rows, by_task
+
+
+OS_FORK = """
+import os, sys
+from ml_dash import Experiment
+
+exp = Experiment("alice/p/osfork").run.start()
+for i in range(1000):
+    exp.metrics("rows").log(task=-1, i=i)
+exp.log("parent before")
+pids = []
+for k in range(3):
+    pid = os.fork()  # with the run live and its threads busy
+    if pid == 0:
+        for i in range(500):
+            exp.metrics("rows").log(task=k, i=i)
+        exp.log(f"child {k}")
+        if k == 2:
+            exp.flush()  # a child that leaves with os._exit must flush first
+            os._exit(0)
+        sys.exit(0)  # atexit drains the child's share
+    pids.append(pid)
+    for i in range(1000 + 100 * k, 1100 + 100 * k):
+        exp.metrics("rows").log(task=-1, i=i)
+assert all(os.waitpid(pid, 0)[1] == 0 for pid in pids)
+exp.log("parent after")
+exp.run.complete()
+print("OK", flush=True)
+"""
+
+
+def test_os_fork_with_a_live_run(tmp_path, mode):
+    name, env, read, spool = mode
+    proc = _run(tmp_path, OS_FORK, env)
+    assert proc.returncode == 0 and proc.stdout.strip() == "OK", proc.stderr
+    assert proc.stderr == ""  # no DeprecationWarning (it would be an error here), no message
+    r = read("alice/p/osfork")
+    rows, by_task = _rows_by_task(r, "rows")
+    assert by_task[-1] == list(range(1300))
+    for k in range(3):
+        assert by_task[k] == list(range(500)), k
+    assert sorted(row["index"] for row in rows) == list(range(1300 + 3 * 500))
+    messages = [x["message"] for x in r.logs()]
+    # Each process's own order is kept; between processes (remote: separate sessions) the store
+    # keeps arrival order.
+    assert sorted(messages) == ["child 0", "child 1", "child 2", "parent after", "parent before"]
+    assert messages.index("parent before") < messages.index("parent after")
+    assert r.experiment()["status"] == "COMPLETED"
+    if name == "remote":
+        # The child that left with os._exit never closed its session: everything in it was
+        # acknowledged (its flush returned), and the agent removes it without sending anything.
+        assert len(sessions(spool)) == 1
+        done = run_agent(["flush", str(spool)], env)
+        assert done.returncode == 0 and " 0 events" in done.stdout, done.stdout + done.stderr
+        assert sessions(spool) == [] and len(read("alice/p/osfork").metric_rows("rows")) == len(rows)
+
+
+POOLS = """
+import multiprocessing as mp, os, sys
+from concurrent.futures import ProcessPoolExecutor
+from ml_dash import Experiment
+
+PREFIX = "alice/p/pool"
+exp = None  # the parent's live run (inherited by fork children)
+own = None  # a child's own run (spawn and forkserver children cannot inherit one)
+
+
+def work(task):
+    global own
+    run = exp
+    if run is None:  # not inherited: open the experiment in this child, once, and never close it
+        if own is None:
+            own = Experiment(PREFIX).run.start()
+        run = own
+    for i in range(300):
+        run.metrics("rows").log(task=task, i=i)
+    run.log(f"task {task} in {os.getpid()}")
+    return task
+
+
+if __name__ == "__main__":
+    method, kind = sys.argv[1], sys.argv[2]
+    ctx = mp.get_context(method)
+    if method == "fork":
+        exp = Experiment(PREFIX).run.start()
+        exp.metrics("rows").log(task=-1, i=0)
+    if kind == "pool":
+        with ctx.Pool(2) as pool:
+            done = pool.map(work, range(6))
+    else:
+        with ProcessPoolExecutor(2, mp_context=ctx) as pool:
+            done = list(pool.map(work, range(6)))
+    assert done == list(range(6))
+    if exp is not None:
+        exp.run.complete()
+    print("OK", flush=True)
+"""
+
+
+@pytest.mark.parametrize("kind", ["pool", "executor"])
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_multiprocessing_children_lose_nothing(tmp_path, mode, method, kind):
+    name, env, read, spool = mode
+    proc = _run(tmp_path, POOLS, env, method, kind)
+    assert proc.returncode == 0 and proc.stdout.strip() == "OK", proc.stderr
+    assert "DeprecationWarning" not in proc.stderr, proc.stderr
+    r = read("alice/p/pool")
+    rows, by_task = _rows_by_task(r, "rows")
+    for task in range(6):
+        assert by_task.get(task) == list(range(300)), (task, len(by_task.get(task, [])), proc.stderr[-3000:])
+    assert sorted(row["index"] for row in rows) == list(range(len(rows)))
+    assert len(rows) == 6 * 300 + (method == "fork")
+    assert sorted(x["message"].split(" in ")[0] for x in r.logs()) == [f"task {t}" for t in range(6)]
+    if name == "remote":
+        assert sessions(spool) == []
+
+
+AT_EXIT_ONLY = """
+import atexit, os, sys
+from ml_dash import Experiment
+
+exp = Experiment("alice/p/late").run.start()
+exp.log("parent")
+exp.flush()
+pid = os.fork()
+if pid == 0:
+    # The child's first call into ml-dash happens at interpreter shutdown, when Python 3.12+
+    # refuses to start threads: the child drains and uploads inline.
+    atexit.register(lambda: [exp.metrics("late").log(i=i) for i in range(200)])
+    sys.exit(0)
+assert os.waitpid(pid, 0)[1] == 0
+exp.run.complete()
+print("OK", flush=True)
+"""
+
+
+def test_child_that_first_logs_at_interpreter_shutdown(tmp_path, mode):
+    name, env, read, spool = mode
+    proc = _run(tmp_path, AT_EXIT_ONLY, env)
+    assert proc.returncode == 0 and proc.stdout.strip() == "OK", proc.stderr
+    assert proc.stderr == ""
+    r = read("alice/p/late")
+    assert [row["data"]["i"] for row in r.metric_rows("late")] == list(range(200))
+    if name == "remote":
+        assert sessions(spool) == []
