@@ -193,7 +193,7 @@ class Sender:
                 continue
             try:
                 up = SessionUploader(sdir, self.client)
-                await self._rounds(lambda: up.run_to_end(lambda: True))
+                await self._rounds(lambda: up.run_to_end(lambda: True))  # noqa: B023 (awaited in this iteration)
                 self.tally.add(up.tally)
             finally:
                 sdir.sender_lock.release()

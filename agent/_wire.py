@@ -16,7 +16,15 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import orjson
 
-from ml_dash._events import ExperimentEvent, FileDeleteEvent, FileEvent, FileUpdateEvent, LogEvent, ParamsEvent, StatusEvent
+from ml_dash._events import (
+    ExperimentEvent,
+    FileDeleteEvent,
+    FileEvent,
+    FileUpdateEvent,
+    LogEvent,
+    ParamsEvent,
+    StatusEvent,
+)
 from ml_dash._values import encode_nonfinite
 
 __all__ = ["encode_items", "encode_track_rows", "gap_event", "batch_body", "compress", "ENCODINGS", "BUILDERS"]

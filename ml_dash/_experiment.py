@@ -6,9 +6,9 @@ import functools
 
 from . import _capture
 from ._config import Config, load_config
+from ._dropin import Bindrs, OperationMode, resolve_prefix
 from ._errors import InvalidDashUrl, InvalidValue
 from ._events import STATUSES
-from ._dropin import Bindrs, OperationMode, resolve_prefix
 from ._logs import LogBuilder, merge_metadata
 from ._ops import Files, Logs, Metrics, Params, make_log_event
 from ._recorder import Recorder
@@ -17,8 +17,8 @@ from ._values import normalize_fields
 
 TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations here are strings anyway
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, Optional, Union
     from pathlib import Path
+    from typing import Any, Callable, Dict, List, Optional, Union
 
 __all__ = ["Experiment", "RunControl", "OperationMode", "ml_dash_experiment", "STATUSES"]
 

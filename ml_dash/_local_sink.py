@@ -5,7 +5,16 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ._events import ExperimentEvent, FileDeleteEvent, FileEvent, FileUpdateEvent, LogEvent, ParamsEvent, SinkWriteError, StatusEvent
+from ._events import (
+    ExperimentEvent,
+    FileDeleteEvent,
+    FileEvent,
+    FileUpdateEvent,
+    LogEvent,
+    ParamsEvent,
+    SinkWriteError,
+    StatusEvent,
+)
 from ._files import Source, snapshot
 from ._names import Prefix
 from ._store import ExperimentReader, ExperimentWriter

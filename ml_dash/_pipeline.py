@@ -17,18 +17,18 @@ import collections
 import threading
 import time
 
-TYPE_CHECKING = False  # typing costs ~3 ms to import; annotations here are strings anyway
-if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, Optional
-
-    from ._sink import Sink
-
 from . import _fork
 from ._config import Config
 from ._errors import ExperimentStateError, QueueFull
 from ._events import FlushMarker, LogEvent, SinkWriteError
 from ._report import warn
 from ._worker import WORKER
+
+TYPE_CHECKING = False  # typing costs ~3 ms to import; annotations here are strings anyway
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional
+
+    from ._sink import Sink
 
 __all__ = ["Pipeline"]
 
@@ -120,10 +120,6 @@ class Pipeline:
             return self.overflow(q, event)
         q.append(event)
         return True
-
-    def wake(self) -> None:
-        """Ask the worker to write what is queued now, without waiting for it."""
-        self._wake.set()
 
     def wake(self) -> None:
         """Ask the worker to write what is queued now, without waiting for it."""

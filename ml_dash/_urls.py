@@ -7,7 +7,6 @@ needs any of this.
 
 from __future__ import annotations
 
-
 __all__ = ["check_dash_url", "is_loopback_host", "warn_plain_http", "dashboard_url", "announce_run"]
 
 _EXAMPLE = "http://127.0.0.1:8765"

@@ -34,7 +34,7 @@ from .._report import warn
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, Optional
+    from typing import Any, Callable, ClassVar, Dict, List, Optional
 
     from .._experiment import Experiment
 
@@ -216,7 +216,7 @@ class _Tap:
     """The one wrapper on one stream object, shared by every capture of it (runs may overlap)."""
 
     _lock = threading.Lock()
-    _taps: "Dict[int, _Tap]" = {}
+    _taps: ClassVar[Dict[int, "_Tap"]] = {}
 
     def __init__(self, name: str, stream: Any):
         self.name = name

@@ -12,8 +12,6 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-import orjson
-
 from .._names import Prefix
 from .._values import encode_nonfinite
 from ._encode import ColumnRows, count_rows, encode_lines, encode_metric_parts
@@ -22,7 +20,7 @@ from ._layout import ExperimentPaths
 
 TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations here are strings anyway
 if TYPE_CHECKING:
-    from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+    from typing import Any, Dict, Iterable, Iterator, Optional, Sequence, Tuple
 
 __all__ = ["ExperimentWriter", "LogRow", "ColumnRows", "TrackConflict"]
 

@@ -7,7 +7,7 @@ import time
 
 from ml_dash import Experiment
 
-from .conftest import (client_env, log_messages, reader, run_agent, run_client, sessions, spool_files, wait_for)
+from .conftest import client_env, log_messages, reader, run_agent, run_client, sessions, spool_files, wait_for
 
 
 def test_run_delivers_everything_in_order(server, spool, tmp_path):
