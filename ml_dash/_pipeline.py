@@ -21,10 +21,10 @@ TYPE_CHECKING = False  # typing costs ~3 ms to import; annotations here are stri
 if TYPE_CHECKING:
     from typing import Any, Callable, Dict, List, Optional
 
+    from ._config import Config
     from ._sink import Sink
 
 from . import _fork
-from ._config import Config
 from ._errors import ExperimentStateError, QueueFull
 from ._events import FlushMarker, LogEvent, SinkWriteError
 from ._report import warn
