@@ -21,7 +21,7 @@ from . import _savers
 from ._errors import InvalidValue
 from ._events import FileDeleteEvent, FileEvent, FileUpdateEvent
 from ._files import FileInfo, new_file_id
-from ._names import check_filename, check_relpath
+from ._names import check_file_path, check_filename
 from ._values import normalize_fields
 
 TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations here are strings anyway
@@ -44,7 +44,7 @@ class NoSuchSource(FileNotFoundError, ValueError):
 def _join(folder: str, rel: str) -> str:
     """``/models`` + ``a/b`` -> ``/models/a/b`` (checked segments); ``/`` + ``""`` -> ``/``."""
     parts = [p for p in (folder.strip("/"), rel.strip("/")) if p]
-    return "/" + check_relpath("/".join(parts), "file path") if parts else "/"
+    return "/" + check_file_path("/".join(parts)) if parts else "/"
 
 
 def _full(entry: Dict[str, Any]) -> str:
@@ -63,7 +63,7 @@ class FileScope:
         path = path if path else (prefix or "")
         if not isinstance(path, str):
             raise InvalidValue(f"a files path is a str, got {type(path).__name__}")
-        self._path = "/" + check_relpath(path, "file path") if path.strip("/") else "/"
+        self._path = "/" + check_file_path(path) if path.strip("/") else "/"
         self._file_id = None if file_id is None else str(file_id)
         self._description = description
         self._tags = tags

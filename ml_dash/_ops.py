@@ -11,10 +11,10 @@ from __future__ import annotations
 import math
 import time
 
-from ._errors import InvalidPrefix, InvalidValue
+from ._errors import InvalidValue
 from ._file_ops import Files, FileScope
 from ._logs import Logs, make_log_event
-from ._names import check_relpath
+from ._names import check_metric_name
 from ._params import Params, flatten, unflatten
 from ._values import FAST_TYPES, normalize_fields
 
@@ -225,10 +225,7 @@ class Metrics(dict):
     def __missing__(self, name: Optional[str]) -> MetricBuilder:
         key = name
         if name is not None:
-            check_relpath(name, "metric name")
-            name = name.strip("/")
-            if name == "None":
-                raise InvalidPrefix("metric name 'None' is reserved for the unnamed metric")
+            name = check_metric_name(name)
         b = self.get(name)
         if b is None:
             b = MetricBuilder(self._rec, name)

@@ -79,7 +79,11 @@ def test_a_running_server_shows_no_secret(pg_servers):
     cmdline = " ".join(psutil.Process(proc.pid).cmdline())
     password = pg_servers.settings.store.split(":")[2].split("@")[0]
     assert password not in cmdline  # nothing secret in the process listing
-    assert password not in proc.output() and "***" in proc.output()  # nor in what it printed
+    from ..conftest import wait_for
+
+    # the "data:" line comes just after the listening line the start waited for
+    wait_for(lambda: "***" in proc.output(), timeout=10, what="the server's data line")
+    assert password not in proc.output()  # nor in what it printed
     env = settings_env(pg_servers.settings)
     assert env["ML_DASH_SERVER_STORE"] == pg_servers.settings.store  # it came from the environment
 

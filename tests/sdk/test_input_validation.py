@@ -141,6 +141,27 @@ def test_metric_names_with_slash_become_folders_and_are_validated(dash_root):
     assert not (dash_root / "a/escape").exists()
 
 
+def test_names_that_would_land_on_the_stores_own_files_are_refused_at_the_call(dash_root):
+    """A metric ``x/data.jsonl`` beside a metric ``x`` would need ``data.jsonl`` to be a file and a
+    folder at once: refused at the call (as the server refuses it), and nothing else is lost."""
+    with Experiment(prefix="a/b/c", dash_root=str(dash_root)).run as exp:
+        exp.metrics("x").log(v=1)
+        for bad in ("x/data.jsonl", "y/metadata.json", "data.jsonl", "/None/"):
+            with pytest.raises(InvalidPrefix, match="metric name"):
+                exp.metrics(bad)
+        for bad in (".files_metadata.json", "/.files_metadata.json/deeper"):
+            with pytest.raises(InvalidPrefix, match="file listing"):
+                exp.files(bad)
+        exp.files("ok/.files_metadata.json").save_text("inside a folder it is an ordinary name", to="n.txt")
+        exp.metrics("x").log(v=2)
+        exp.log("after")
+    r = ExperimentReader(dash_root, "a/b/c")
+    assert [row["data"]["v"] for row in r.metric_rows("x")] == [1, 2]
+    assert sorted(p.name for p in (dash_root / "a/b/c/metrics").iterdir()) == ["x"]
+    assert [entry["path"] for entry in r.files()] == ["/ok/.files_metadata.json"]
+    assert [line["message"] for line in r.logs()] == ["after"]
+
+
 def test_log_levels_accept_stdlib_spellings(dash_root):
     with Experiment(prefix="a/b/c", dash_root=str(dash_root)).run as exp:
         exp.log("w", level="warning", epoch=3)
