@@ -83,7 +83,7 @@ def run_suite(s: Settings) -> Dict[str, Any]:
         if s.wants("mixed"):
             w["mixed"] = local.run_mixed(s, ours, scratch)
         if s.wants("import"):
-            w["import"] = local.run_import(s, ours)
+            w["import"] = local.run_import(s, ours, scratch)
         if any(s.wants(x) for x in ("remote", "wire", "outage", "ingest", "files")):
             w.update(remote.run_all(s, ours, scratch))
         if s.wants("sweep"):

@@ -83,7 +83,8 @@ def steps_tables(steps: Dict[str, Any]) -> str:
     tools = steps["tools"]
     floor = tools.get("floor", {}).get("runs", {})
     f_timed, f_main = floor.get("timed", []), floor.get("plain") or floor.get("timed", [])
-    head = ["tool", "call median µs", "call p99 µs", "call max µs", "×floor (median)", "loop s timed",
+    head = ["tool", "call median µs", "call p99 µs", "call p99.9 µs", "call max µs", "calls > 2 ms", "×floor (median)",
+            "loop s timed",
             "loop s plain", "close s", "loop+close s", "process wall s", "wall ×floor", "peak RSS MiB",
             "CPU s", "disk MB", "rows read back"]
     rows = []
@@ -98,7 +99,8 @@ def steps_tables(steps: Dict[str, Any]) -> str:
         label = name if e.get("peer") is False else f"{name} (peer{', ' + e['reason'] if e.get('reason') else ''})"
         rows.append([
             label,
-            cell(net(timed, "median_us")), cell(net(timed, "p99_us")), cell(net(timed, "max_us"), "{:.0f}"),
+            cell(net(timed, "median_us")), cell(net(timed, "p99_us")), cell(net(timed, "p999_us"), "{:.1f}"),
+            cell(net(timed, "max_us"), "{:.0f}"), cell(vals(timed, "result.latency.over_2ms"), "{:.0f}"),
             cell(paired(net(timed, "median_us"), net(f_timed, "median_us")), "{:.1f}×"),
             cell(vals(timed, "result.loop_s"), "{:.3f}"), cell(vals(plain, "result.loop_s"), "{:.3f}"),
             cell(vals(main, "result.close_s"), "{:.3f}") + mark,
@@ -125,8 +127,8 @@ def threads_table(steps: Dict[str, Any]) -> str:
     tools, k = steps["tools"], steps["threads"]
     key = f"threads{k}"
     f_runs = tools.get("floor", {}).get("runs", {}).get(key, [])
-    head = ["tool", "mean cost/step µs", "×floor", "call median µs", "call p99 µs", "call max µs",
-            "loop s", "close s", "rows read back"]
+    head = ["tool", "mean cost/step µs", "×floor", "call median µs", "call p99 µs", "call p99.9 µs", "call max µs",
+            "calls > 10 ms", "loop s", "close s", "rows read back"]
     rows = []
     for name, e in tools.items():
         if e["status"] != "ok":
@@ -138,7 +140,8 @@ def threads_table(steps: Dict[str, Any]) -> str:
             continue
         rows.append([name, cell(vals(runs, "result.mean_step_us")),
                      cell(paired(vals(runs, "result.mean_step_us"), vals(f_runs, "result.mean_step_us")), "{:.1f}×"),
-                     cell(net(runs, "median_us")), cell(net(runs, "p99_us")), cell(net(runs, "max_us"), "{:.0f}"),
+                     cell(net(runs, "median_us")), cell(net(runs, "p99_us")), cell(net(runs, "p999_us"), "{:.1f}"),
+                     cell(net(runs, "max_us"), "{:.0f}"), cell(vals(runs, "result.latency.over_10ms"), "{:.0f}"),
                      cell(vals(runs, "result.loop_s"), "{:.3f}"), cell(vals(runs, "result.close_s"), "{:.3f}"),
                      rows_cell(runs)])
     return "\n".join([f"### {k} threads × {steps['n'] // k:,} steps, one experiment", "", table(head, rows), "",

@@ -1,11 +1,8 @@
-"""Upstream 0.11's parts of the Experiment object: ``OperationMode``, ``exp.bindrs(name)``, and the
-prefix of an experiment made without one."""
+"""Upstream 0.11's parts of the Experiment object: ``exp.bindrs(name)`` and the prefix of an
+experiment made without one (``OperationMode`` is in ``_mode``)."""
 
 from __future__ import annotations
 
-import enum
-
-from ._config import Config
 from ._errors import InvalidPrefix
 from ._names import parse_prefix
 
@@ -13,24 +10,9 @@ TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations here are stri
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional
 
-__all__ = ["OperationMode", "Bindrs", "resolve_prefix"]
+    from ._config import Config
 
-
-class OperationMode(str, enum.Enum):
-    """Where an experiment's data goes (``exp.mode``). A ``str``: ``exp.mode == "local"`` holds too.
-
-    LOCAL: the local store (``dash_root``). REMOTE: a server (``dash_url``), through the spool.
-    HYBRID: both (``dash_url`` and ``dash_root`` given): every event is stored locally and uploaded.
-    """
-
-    LOCAL = "local"
-    REMOTE = "remote"
-    HYBRID = "hybrid"
-
-    def __str__(self) -> str:
-        return self.value
-
-    __format__ = str.__format__
+__all__ = ["Bindrs", "resolve_prefix"]
 
 
 class Bindrs(list):

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import functools
-
 from . import _capture
-from ._config import Config, load_config
-from ._dropin import Bindrs, OperationMode, resolve_prefix
+from ._dropin import Bindrs, resolve_prefix
 from ._errors import InvalidDashUrl, InvalidValue
 from ._events import STATUSES
 from ._logs import LogBuilder, merge_metadata
@@ -20,7 +17,10 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any, Callable, Dict, List, Optional, Union
 
-__all__ = ["Experiment", "RunControl", "OperationMode", "ml_dash_experiment", "STATUSES"]
+    from ._config import Config
+    from ._mode import OperationMode
+
+__all__ = ["Experiment", "RunControl", "ml_dash_experiment", "STATUSES"]
 
 
 def _str_list(value: Optional[List[str]], what: str) -> Optional[List[str]]:
@@ -156,7 +156,11 @@ class Experiment:
                           "dash_root=", DeprecationWarning, stacklevel=2)
             dash_url = remote if dash_url is None else dash_url
             dash_root = local_path if dash_root is None else dash_root
-        base = config or load_config()
+        if config is None:
+            from ._config import load_config  # dataclasses: loaded by the first Experiment, not by the import
+
+            config = load_config()
+        base = config
         if dash_url is True:  # upstream's "the default server": ours is the configured one
             if not base.dash_url:
                 raise InvalidDashUrl("dash_url=True means the configured server, and ML_DASH_URL is not set")
@@ -231,6 +235,8 @@ class Experiment:
     @property
     def mode(self) -> OperationMode:
         """OperationMode.LOCAL, REMOTE or HYBRID (compares equal to "local", "remote", "hybrid")."""
+        from ._mode import OperationMode
+
         return OperationMode(self._rec.mode)
 
     @property
@@ -345,6 +351,7 @@ def ml_dash_experiment(prefix: str, **experiment_kwargs: Any) -> Callable:
 def _wrap(fn: Callable, make: Callable[[], Experiment]) -> Callable:
     """``fn`` run inside the experiment ``make()`` returns, which it receives as ``experiment`` (or
     ``exp``) if it has such a parameter, else as its first positional argument."""
+    import functools
     import inspect
 
     params = inspect.signature(fn).parameters

@@ -14,7 +14,6 @@ their library only when called, and say which package to install when it is miss
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import time
 
@@ -257,6 +256,8 @@ class FileScope:
         return same_name[0] if len(same_name) == 1 else None
 
     def _matching(self, pattern: str) -> List[Dict[str, Any]]:
+        import fnmatch  # imports re: not at `import ml_dash`
+
         pattern = pattern.lstrip("/")
         base = self._path.strip("/")
         out = []

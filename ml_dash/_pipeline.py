@@ -18,7 +18,6 @@ import threading
 import time
 
 from . import _fork
-from ._config import Config
 from ._errors import ExperimentStateError, QueueFull
 from ._events import FlushMarker, LogEvent, SinkWriteError
 from ._report import warn
@@ -28,6 +27,7 @@ TYPE_CHECKING = False  # typing costs ~3 ms to import; annotations here are stri
 if TYPE_CHECKING:
     from typing import Any, Callable, Dict, List, Optional
 
+    from ._config import Config
     from ._sink import Sink
 
 __all__ = ["Pipeline"]

@@ -12,11 +12,12 @@ that folder's name.
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
+import time
 
 TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations here are strings anyway
 if TYPE_CHECKING:
+    import datetime as _dt
     from pathlib import Path
     from typing import Optional, Union
 
@@ -54,7 +55,8 @@ class RunInfo:
     """
 
     def __init__(self) -> None:
-        self.now: _dt.datetime = _dt.datetime.now()
+        self._import_time = time.time()
+        self._now: Optional[_dt.datetime] = None
         self._entry: Optional[Path] = None
         self._project_root: Optional[Path] = None
         self._user: Optional[str] = None
@@ -65,6 +67,19 @@ class RunInfo:
         self.job_counter: int = 0
         self.readme: Optional[str] = None
         self._id: Optional[str] = None
+
+    @property
+    def now(self) -> _dt.datetime:
+        """Local time of ``import ml_dash`` (a naive datetime, as upstream's); settable."""
+        if self._now is None:
+            import datetime  # ~1 ms: made when first asked for, not at import
+
+            self._now = datetime.datetime.fromtimestamp(self._import_time)
+        return self._now
+
+    @now.setter
+    def now(self, value: _dt.datetime) -> None:
+        self._now = value
 
     def __call__(self, **attrs: object) -> "RunInfo":
         """Set attributes (``RUN(entry=__file__, user="alice")``) and return RUN, as upstream's call does."""
