@@ -30,8 +30,8 @@ from ml_dash._errors import AuthError, ProtocolError
 
 from ._columns import slice_record
 from ._reader import Entry
+from ._retry import RETRY_STATUSES, ConnectFailed, Control, Retryable, RetryPolicy, parse_retry_after
 from ._session import blob_path
-from ._retry import RETRY_STATUSES, Control, ConnectFailed, Retryable, RetryPolicy, parse_retry_after
 from ._wire import ENCODINGS, batch_body, compress, gap_event
 
 if TYPE_CHECKING:  # aiohttp loads only in the sender thread, through _transport
@@ -112,7 +112,7 @@ class IngestClient:
         async def attempt() -> "Response":
             self.requests += 1
             try:
-                resp = await fn()
+                resp: Response = await fn()
             except ConnectFailed:
                 self.reachable = False
                 raise

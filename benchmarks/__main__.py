@@ -83,7 +83,7 @@ def run_suite(s: Settings) -> Dict[str, Any]:
         if s.wants("mixed"):
             w["mixed"] = local.run_mixed(s, ours, scratch)
         if s.wants("import"):
-            w["import"] = local.run_import(s, ours)
+            w["import"] = local.run_import(s, ours, scratch)
         if any(s.wants(x) for x in ("remote", "wire", "outage", "ingest", "files")):
             w.update(remote.run_all(s, ours, scratch))
         if s.wants("sweep"):
@@ -101,8 +101,8 @@ def render(results: Dict[str, Any]) -> str:
     m = results["meta"]
     head = [f"## ml-dash benchmarks — {m['date']}",
             "",
-            f"Machine: {m['nproc']} cores ({m['cpu']}), {m['os']}; Python {m['python']}; ml_dash {m['ml_dash']} "
-            f"at {m['commit']}; {m['scale']}.",
+            (f"Machine: {m['nproc']} cores ({m['cpu']}), {m['os']}; Python {m['python']}; ml_dash {m['ml_dash']} "
+             f"at {m['commit']}; {m['scale']}."),
             ""]
     if m.get("peers_python"):
         head.append(f"Peers ({m['peers_python']}): {', '.join(f'{k} {v}' for k, v in m.get('peer_versions', {}).items())}.")

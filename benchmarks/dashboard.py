@@ -81,7 +81,7 @@ def bench_page(browser, url: str, metrics: int, repeat: int) -> Dict[str, Any]:
             ctx = browser.new_context(viewport={"width": 1400, "height": 900})
             page = ctx.new_page()
             errors: List[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
             t0 = time.perf_counter()
             page.goto(f"{url}/e/bench/dashboard/{kind}", wait_until="commit")
             if kind == "empty":
@@ -183,7 +183,7 @@ def bench_live(browser, url: str, root: Path, seconds: float, interval: float, r
         writer.wait(60)
         halt.set()
         watcher.join()
-    logged = {i: t for i, t in (json.loads(line) for line in log_file.read_text().splitlines())}
+    logged = dict(json.loads(line) for line in log_file.read_text().splitlines())
     first_drawn: Dict[int, float] = {}
     for last_x, t in drawn:
         first_drawn.setdefault(int(last_x), t)

@@ -123,11 +123,11 @@ def _fmt(s: Optional[Dict[str, float]], digits: int = 1, unit: str = "") -> str:
 
 def report(both: Dict[str, Any], meta: Dict[str, Any]) -> str:
     results, calls = both["steps"], both["calls"]
-    out = [f"Run of {meta['date']}: {meta['cpu']}, {meta['nproc']} cores; Python {meta['python']} ({meta['python_executable']}); "
-           f"{meta['versions']}; ml_dash at {meta['commit']}; {meta['repeat']} repetition(s).", ""]
-    out += ["| framework | logger | step CPU median µs (training thread) | overhead/step CPU µs | overhead % | "
+    out = [(f"Run of {meta['date']}: {meta['cpu']}, {meta['nproc']} cores; Python {meta['python']} ({meta['python_executable']}); "
+           f"{meta['versions']}; ml_dash at {meta['commit']}; {meta['repeat']} repetition(s)."), ""]
+    out += [("| framework | logger | step CPU median µs (training thread) | overhead/step CPU µs | overhead % | "
             "step CPU mean µs | overhead/step mean µs | step wall median µs | overhead/step wall µs | "
-            "fit s | process CPU s | peak RSS MiB | data read back |",
+            "fit s | process CPU s | peak RSS MiB | data read back |"),
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for framework, variants in results.items():
         base = variants["none"]
@@ -139,7 +139,7 @@ def report(both: Dict[str, Any], meta: Dict[str, Any]) -> str:
                 continue
             pairs = [(r, b) for r, b in zip(runs, base) if r["ok"] and b["ok"]]
 
-            def over(key: str) -> str:
+            def over(key: str, variant: str = variant, pairs: List[Any] = pairs) -> str:
                 if variant == "none":
                     return "—"
                 return _fmt(summary(r[key] - b[key] for r, b in pairs))
@@ -155,17 +155,17 @@ def report(both: Dict[str, Any], meta: Dict[str, Any]) -> str:
             out.append("| " + " | ".join(row) + " |")
     steps = ", ".join(f"{f} {next(r['steps'] for v in results[f].values() for r in v)} steps"
                       for f in results)
-    out += ["", f"Steps per run: {steps}; every step logged. A step runs from the end of one training step to "
+    out += ["", (f"Steps per run: {steps}; every step logged. A step runs from the end of one training step to "
             "the end of the next, the loggers' work in the training thread included. Step CPU = CPU time of the "
             "training thread over the step (what a logger costs the loop, whatever else the machine does); step "
             "wall = the same on the wall clock (moves with the machine's load). Overhead = the logger's figure − "
             "the no-logger figure of the same repetition; its mean includes the rare slow steps (a flush to "
             "disk). Fit = the whole fit()/train() call (setup, the logger's start and close included). Process "
-            "CPU = all threads of the process (a logger's background threads included), from wait4."]
-    out += ["", "The hook's own call, driven directly with the framework's real objects, "
-            f"{next(r['n'] for v in calls.values() for rs in v.values() for r in rs)} calls per run:", "",
-            "| framework | call | logger | median µs | p99 µs | mean µs | training-thread CPU per call µs | "
-            "close s | data read back |", "|---|---|---|---|---|---|---|---|---|"]
+            "CPU = all threads of the process (a logger's background threads included), from wait4.")]
+    out += ["", ("The hook's own call, driven directly with the framework's real objects, "
+            f"{next(r['n'] for v in calls.values() for rs in v.values() for r in rs)} calls per run:"), "",
+            ("| framework | call | logger | median µs | p99 µs | mean µs | training-thread CPU per call µs | "
+            "close s | data read back |"), "|---|---|---|---|---|---|---|---|---|"]
     for framework, variants in calls.items():
         for variant, runs in variants.items():
             ok = [r for r in runs if r["ok"]]
@@ -178,8 +178,8 @@ def report(both: Dict[str, Any], meta: Dict[str, Any]) -> str:
                    _fmt(summary(r["thread_cpu_per_call_us"] for r in ok), 2),
                    _fmt(summary(r["close_s"] for r in ok), 3), ", ".join(sorted({r["check"] for r in ok}))]
             out.append("| " + " | ".join(row) + " |")
-    out += ["", "Net of the timer's own cost (measured in the same process). Close = finalize / on_train_end: "
-            "for ours, draining the queue and marking the run COMPLETED."]
+    out += ["", ("Net of the timer's own cost (measured in the same process). Close = finalize / on_train_end: "
+            "for ours, draining the queue and marking the run COMPLETED.")]
     return "\n".join(out)
 
 

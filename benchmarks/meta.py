@@ -79,7 +79,7 @@ def collect_meta(s: Settings) -> Dict[str, Any]:
         "ml_dash": _version_of_ours(),
         "commit": _commit(),
         "scale": scale,
-        "settings": {k: v for k, v in vars(s).items()},
+        "settings": dict(vars(s).items()),
         "peers_python": s.peers_python,
         "peer_versions": peer_versions(s.peers_python or s.python, s.peers) if s.peers else {},
     }

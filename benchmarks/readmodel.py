@@ -32,7 +32,7 @@ import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 REPO = Path(__file__).resolve().parents[1]
 PREFIX = "bench/series/run"
@@ -142,7 +142,7 @@ def bench_series(work: Path, sizes: List[int], repeat: int) -> Dict[str, Any]:
                 http = _timed(_http(url, "series", {"prefix": PREFIX, "name": "train", **q}), repeat)
                 a = http.pop("answer")
                 local.pop("answer")
-                check = a["count"] if "count" in a else None
+                check = a.get("count", None)
                 entry["queries"][label] = {"local": local, "http": http, "mode": a["mode"],
                                            "points": len(a["points"]["x"]), "count": check}
             spike = max(v for v in first["points"]["max"])
@@ -224,7 +224,7 @@ def bench_table(work: Path, n: int, repeat: int) -> Dict[str, Any]:
 
             k = [0]
 
-            def after_change(q=q) -> Any:
+            def after_change(q=q, k=k) -> Any:
                 folder = touched[k[0] % len(touched)]
                 k[0] += 1
                 os.utime(folder, None)  # as an atomic rewrite of experiment.json does
@@ -259,8 +259,8 @@ def _ms(d: Dict[str, Any]) -> str:
 def render(r: Dict[str, Any]) -> str:
     m = r["meta"]
     lines = [f"### Read model, {m['date']}", "",
-             f"Machine: {m['nproc']} cores, load average {m['load']}; Python {m['python']}; ml_dash at {m['commit']}; "
-             f"{m['repeat']} repetitions per query.", ""]
+             (f"Machine: {m['nproc']} cores, load average {m['load']}; Python {m['python']}; ml_dash at {m['commit']}; "
+             f"{m['repeat']} repetitions per query."), ""]
     s = r.get("series")
     if s:
         lines += ["#### Series read (one metric, 3 fields + `_ts`): median / p99 ms", "",
@@ -279,8 +279,8 @@ def render(r: Dict[str, Any]) -> str:
     t = r.get("table")
     if t:
         lines += [f"#### Table of {t['experiments']:,} experiments: median / p99 ms", "",
-                  f"Catalogue: first build {t['first_build_s']:.1f} s; a full refresh with nothing changed (in the background, "
-                  f"at most once a second while pages are asked for) {_ms(t['refresh'])} ms.", "",
+                  (f"Catalogue: first build {t['first_build_s']:.1f} s; a full refresh with nothing changed (in the background, "
+                  f"at most once a second while pages are asked for) {_ms(t['refresh'])} ms."), "",
                   "| page | matching | in process, repeated | in process, right after the server stored data for an experiment | over HTTP, repeated |",
                   "|---|---|---|---|---|"]
         for label, q in t["queries"].items():
@@ -289,7 +289,7 @@ def render(r: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: List[str] = None) -> int:
+def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.readmodel", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small sizes (a smoke test; the figures mean nothing)")
     p.add_argument("--repeat", type=int, default=None, help="repetitions per query (default 30; quick 3)")

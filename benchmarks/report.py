@@ -83,7 +83,8 @@ def steps_tables(steps: Dict[str, Any]) -> str:
     tools = steps["tools"]
     floor = tools.get("floor", {}).get("runs", {})
     f_timed, f_main = floor.get("timed", []), floor.get("plain") or floor.get("timed", [])
-    head = ["tool", "call median µs", "call p99 µs", "call max µs", "×floor (median)", "loop s timed",
+    head = ["tool", "call median µs", "call p99 µs", "call p99.9 µs", "call max µs", "calls > 2 ms", "×floor (median)",
+            "loop s timed",
             "loop s plain", "close s", "loop+close s", "process wall s", "wall ×floor", "peak RSS MiB",
             "CPU s", "disk MB", "rows read back"]
     rows = []
@@ -98,7 +99,8 @@ def steps_tables(steps: Dict[str, Any]) -> str:
         label = name if e.get("peer") is False else f"{name} (peer{', ' + e['reason'] if e.get('reason') else ''})"
         rows.append([
             label,
-            cell(net(timed, "median_us")), cell(net(timed, "p99_us")), cell(net(timed, "max_us"), "{:.0f}"),
+            cell(net(timed, "median_us")), cell(net(timed, "p99_us")), cell(net(timed, "p999_us"), "{:.1f}"),
+            cell(net(timed, "max_us"), "{:.0f}"), cell(vals(timed, "result.latency.over_2ms"), "{:.0f}"),
             cell(paired(net(timed, "median_us"), net(f_timed, "median_us")), "{:.1f}×"),
             cell(vals(timed, "result.loop_s"), "{:.3f}"), cell(vals(plain, "result.loop_s"), "{:.3f}"),
             cell(vals(main, "result.close_s"), "{:.3f}") + mark,
@@ -110,11 +112,11 @@ def steps_tables(steps: Dict[str, Any]) -> str:
             rows_cell(timed + plain),
         ])
     out = [f"### Step cost: {steps['n']:,} steps × 3 scalars, one thread", "", table(head, rows), "",
-           "Per-call figures come from the timed run, net of the timer's own cost measured in the same "
+           ("Per-call figures come from the timed run, net of the timer's own cost measured in the same "
            "process (its median is subtracted). The rest comes from the untimed (plain) run; † marks tools "
            "with no plain run (they are slow enough that the timer does not matter), whose figures come "
            "from the timed run. Process wall is measured by the parent from spawn to exit (interpreter "
-           "start, imports and exit included); peak RSS and CPU come from wait4 on the child."]
+           "start, imports and exit included); peak RSS and CPU come from wait4 on the child.")]
     timers = [dig(r, "result.timer.median_us") for e in tools.values() for r in e.get("runs", {}).get("timed", [])]
     if any(t is not None for t in timers):
         out.append(f"Timer overhead per call (median over all timed runs): {med(timers):.3f} µs.")
@@ -125,8 +127,8 @@ def threads_table(steps: Dict[str, Any]) -> str:
     tools, k = steps["tools"], steps["threads"]
     key = f"threads{k}"
     f_runs = tools.get("floor", {}).get("runs", {}).get(key, [])
-    head = ["tool", "mean cost/step µs", "×floor", "call median µs", "call p99 µs", "call max µs",
-            "loop s", "close s", "rows read back"]
+    head = ["tool", "mean cost/step µs", "×floor", "call median µs", "call p99 µs", "call p99.9 µs", "call max µs",
+            "calls > 10 ms", "loop s", "close s", "rows read back"]
     rows = []
     for name, e in tools.items():
         if e["status"] != "ok":
@@ -138,12 +140,13 @@ def threads_table(steps: Dict[str, Any]) -> str:
             continue
         rows.append([name, cell(vals(runs, "result.mean_step_us")),
                      cell(paired(vals(runs, "result.mean_step_us"), vals(f_runs, "result.mean_step_us")), "{:.1f}×"),
-                     cell(net(runs, "median_us")), cell(net(runs, "p99_us")), cell(net(runs, "max_us"), "{:.0f}"),
+                     cell(net(runs, "median_us")), cell(net(runs, "p99_us")), cell(net(runs, "p999_us"), "{:.1f}"),
+                     cell(net(runs, "max_us"), "{:.0f}"), cell(vals(runs, "result.latency.over_10ms"), "{:.0f}"),
                      cell(vals(runs, "result.loop_s"), "{:.3f}"), cell(vals(runs, "result.close_s"), "{:.3f}"),
                      rows_cell(runs)])
     return "\n".join([f"### {k} threads × {steps['n'] // k:,} steps, one experiment", "", table(head, rows), "",
-                      "Mean cost per step = loop wall time / all steps (GIL hand-offs included); per-call "
-                      "percentiles are over every call of every thread, net of the timer."])
+                      ("Mean cost per step = loop wall time / all steps (GIL hand-offs included); per-call "
+                      "percentiles are over every call of every thread, net of the timer.")])
 
 
 def mixed_table(mixed: Dict[str, Any]) -> str:
@@ -165,9 +168,9 @@ def mixed_table(mixed: Dict[str, Any]) -> str:
                     cell(vals(rr, "maxrss_mib"), "{:.0f}"), _mixed_counts(rr)])
     return "\n".join([f"### Mixed: {mixed['n']:,} steps with logs, params, eval metric and checkpoint saves", "",
                       table(head, rows), "",
-                      "Per step: 3 scalars; every 100 steps a log line; every 1,000 an eval row; params at "
+                      ("Per step: 3 scalars; every 100 steps a log line; every 1,000 an eval row; params at "
                       "start and every 25,000; a 1 MiB checkpoint saved every 10,000 (rewritten by the loop "
-                      "before each save). Per-call figures include the timer (~0.1 µs)."])
+                      "before each save). Per-call figures include the timer (~0.1 µs).")])
 
 
 def _mixed_counts(rr: Runs) -> str:

@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import orjson
 
@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 from tests.services import PgCluster, missing_pg  # noqa: E402  (the tests' throwaway cluster, durable here)
 
 
-def _server_env(store: str = None, blobs: str = None) -> Dict[str, str]:
+def _server_env(store: Optional[str] = None, blobs: Optional[str] = None) -> Dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ML_DASH_")}
     env["PYTHONPATH"] = str(REPO)
     if store:
@@ -43,7 +43,7 @@ def _server_env(store: str = None, blobs: str = None) -> Dict[str, str]:
     return env
 
 
-def _start(kind: str, work: Path, cluster: PgCluster = None, db: str = None):
+def _start(kind: str, work: Path, cluster: PgCluster = None, db: Optional[str] = None):
     """(url, token, process) of a server of ``kind``: embedded | postgres | postgres-2."""
     from ml_dash.server import create_token, spawn_server
     from ml_dash.server.settings import ServerSettings
@@ -154,7 +154,7 @@ def _time(fn, repeat: int) -> Dict[str, float]:
     return {"median_ms": statistics.median(xs), "p99_ms": _p99(xs), "min_ms": min(xs), "runs": repeat}
 
 
-def main(argv: List[str] = None) -> int:
+def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.scaleout", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--repeat", type=int, default=3)

@@ -11,7 +11,6 @@ Public API::
         exp.files("models").save("model.pth")
 """
 
-from ._config import Config, load_config
 from ._errors import (
     AuthError,
     ExperimentStateError,
@@ -22,15 +21,39 @@ from ._errors import (
     NotFound,
     ProtocolError,
     QueueFull,
-    SpoolNotPrivate,
     RemoteError,
+    SpoolNotPrivate,
     ValueTooLarge,
 )
-from ._experiment import Experiment, OperationMode, ml_dash_experiment
+from ._experiment import Experiment, ml_dash_experiment
 from ._files import FileInfo
 from ._run_info import RUN
 
 __version__ = "0.1.0"
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ._config import Config, load_config
+    from ._mode import OperationMode
+
+# Loaded on first use, not by `import ml_dash`: Config is a dataclass (the dataclasses module and
+# what it imports cost ~10 ms) and OperationMode an Enum; an Experiment loads them when it needs them.
+_LAZY = {"Config": "_config", "load_config": "_config", "OperationMode": "_mode"}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ml_dash' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> "list[str]":
+    return sorted([*globals(), *_LAZY])
 
 __all__ = [
     "Experiment",

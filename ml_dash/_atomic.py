@@ -7,8 +7,8 @@ from contextlib import contextmanager
 
 TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations here are strings anyway
 if TYPE_CHECKING:
-    from typing import IO, Iterator
     from pathlib import Path
+    from typing import IO, Iterator
 
 __all__ = ["replacing", "temp_prefix"]
 

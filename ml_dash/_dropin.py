@@ -1,39 +1,25 @@
-"""Upstream 0.11's parts of the Experiment object: ``OperationMode``, ``exp.bindrs(name)``, and the
-prefix of an experiment made without one."""
+"""Upstream 0.11's parts of the Experiment object: ``exp.bindrs(name)`` and the prefix of an
+experiment made without one (``OperationMode`` is in ``_mode``)."""
 
 from __future__ import annotations
 
-import enum
-
-from ._config import Config
 from ._errors import InvalidPrefix
-from ._names import parse_prefix
+from ._names import Prefix, parse_prefix
 
 TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations here are strings anyway
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional
 
-__all__ = ["OperationMode", "Bindrs", "resolve_prefix"]
+    from ._config import Config
+
+    _Names = List[str]  # Bindrs' base, parametrized for type checkers only
+else:
+    _Names = list
+
+__all__ = ["Bindrs", "resolve_prefix"]
 
 
-class OperationMode(str, enum.Enum):
-    """Where an experiment's data goes (``exp.mode``). A ``str``: ``exp.mode == "local"`` holds too.
-
-    LOCAL: the local store (``dash_root``). REMOTE: a server (``dash_url``), through the spool.
-    HYBRID: both (``dash_url`` and ``dash_root`` given): every event is stored locally and uploaded.
-    """
-
-    LOCAL = "local"
-    REMOTE = "remote"
-    HYBRID = "hybrid"
-
-    def __str__(self) -> str:
-        return self.value
-
-    __format__ = str.__format__
-
-
-class Bindrs(list):
+class Bindrs(_Names):
     """``exp.bindrs``: the experiment's bindrs (a list); ``exp.bindrs(name).list()`` lists the files
     of one bindr (upstream's call)."""
 
@@ -59,7 +45,7 @@ class _BindrFiles:
 _RUN_PARAMS = ("user", "job_name", "entry")
 
 
-def resolve_prefix(prefix: Optional[str], config: Config, run_params: Dict[str, Any], two_segments: bool) -> Any:
+def resolve_prefix(prefix: Optional[str], config: Config, run_params: Dict[str, Any], two_segments: bool) -> Prefix:
     """The experiment's prefix: given, else ``ML_DASH_PREFIX``, else ``RUN.prefix`` (upstream's template).
 
     ``two_segments``: upstream's ``owner/name`` is accepted (local mode; the project is the name).

@@ -14,7 +14,6 @@ their library only when called, and say which package to install when it is miss
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import time
 
@@ -22,13 +21,13 @@ from . import _savers
 from ._errors import InvalidValue
 from ._events import FileDeleteEvent, FileEvent, FileUpdateEvent
 from ._files import FileInfo, new_file_id
-from ._names import check_filename, check_relpath
+from ._names import check_file_path, check_filename
 from ._values import normalize_fields
 
 TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations here are strings anyway
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional, Tuple, Union
     from pathlib import Path
+    from typing import Any, Dict, List, Optional, Tuple, Union
 
     from ._files import Source
     from ._recorder import Recorder
@@ -45,7 +44,7 @@ class NoSuchSource(FileNotFoundError, ValueError):
 def _join(folder: str, rel: str) -> str:
     """``/models`` + ``a/b`` -> ``/models/a/b`` (checked segments); ``/`` + ``""`` -> ``/``."""
     parts = [p for p in (folder.strip("/"), rel.strip("/")) if p]
-    return "/" + check_relpath("/".join(parts), "file path") if parts else "/"
+    return "/" + check_file_path("/".join(parts)) if parts else "/"
 
 
 def _full(entry: Dict[str, Any]) -> str:
@@ -64,7 +63,7 @@ class FileScope:
         path = path if path else (prefix or "")
         if not isinstance(path, str):
             raise InvalidValue(f"a files path is a str, got {type(path).__name__}")
-        self._path = "/" + check_relpath(path, "file path") if path.strip("/") else "/"
+        self._path = "/" + check_file_path(path) if path.strip("/") else "/"
         self._file_id = None if file_id is None else str(file_id)
         self._description = description
         self._tags = tags
@@ -159,7 +158,7 @@ class FileScope:
             return self.save_image(source, to=to)
         raise InvalidValue(f"files.save takes a path, bytes, a dict or list, or a numpy array, got {type(source).__name__}")
 
-    def upload(self, fpath: Union[str, os.PathLike], *, to: Optional[str] = None, description: Optional[str] = None,
+    def upload(self, fpath: Union[str, os.PathLike[str]], *, to: Optional[str] = None, description: Optional[str] = None,
                tags: Optional[List[str]] = None, metadata: Optional[Dict[str, Any]] = None) -> FileInfo:
         """Store an existing file (upstream's call); ``to`` renames it (a relative path adds folders)."""
         if not isinstance(fpath, (str, os.PathLike)):
@@ -257,6 +256,8 @@ class FileScope:
         return same_name[0] if len(same_name) == 1 else None
 
     def _matching(self, pattern: str) -> List[Dict[str, Any]]:
+        import fnmatch  # imports re: not at `import ml_dash`
+
         pattern = pattern.lstrip("/")
         base = self._path.strip("/")
         out = []
@@ -294,8 +295,8 @@ class FileScope:
             raise FileNotFoundError(f"no file {self._path.lstrip('/')!r} in {self._rec.prefix}")
         return self._bytes(entry).decode(encoding)
 
-    def download(self, file: Any = None, dest: Union[str, os.PathLike, None] = None, *,
-                 to: Union[str, os.PathLike, None] = None) -> Union[Path, List[Path]]:
+    def download(self, file: Any = None, dest: Union[str, os.PathLike[str], None] = None, *,
+                 to: Union[str, os.PathLike[str], None] = None) -> Union[Path, List[Path]]:
         """Copy stored file(s) out; returns the path (a list of paths for a glob).
 
         ``file``: a FileInfo, an id, a path below this folder, or a glob (``"*.png"``: every match,
@@ -315,6 +316,7 @@ class FileScope:
             folder = Path(dest) if dest is not None else Path(".")
             folder.mkdir(parents=True, exist_ok=True)
             return [reader.download(e, folder / e["filename"]) for e in matches]
+        entry: Optional[Dict[str, Any]]
         if hasattr(file, "get") and file.get("id") is not None:  # a FileInfo or an entry dict
             entry = self._entry_by_id(str(file.get("id")))
         elif file is None:

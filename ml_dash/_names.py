@@ -6,24 +6,36 @@ Rules (one place, so local mode, the agent and the server agree):
   (below U+0020, or U+007F) and is at most 255 bytes in UTF-8;
 * a prefix is ``owner/project/path.../name``: at least three segments, relative (no leading ``/``);
 * a metric name or file path may have ``/`` between valid segments (it becomes sub-folders);
-* a file name is one segment.
+* a file name is one segment;
+* a metric name never lands on the store's own names: no segment is ``data.jsonl`` or
+  ``metadata.json`` (files every metric folder has) and the name is not ``None`` (the unnamed
+  metric's folder); a file path does not start with ``.files_metadata.json`` (the file listing).
+  The server refuses the same names (``invalid_name``); the SDK refuses them at the call.
 """
 
 from __future__ import annotations
+
+from ._errors import InvalidPrefix
 
 TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations here are strings anyway
 if TYPE_CHECKING:
     from typing import Tuple
 
-from ._errors import InvalidPrefix
-
-__all__ = ["Prefix", "parse_prefix", "check_segment", "check_relpath", "check_filename"]
+__all__ = ["Prefix", "parse_prefix", "check_segment", "check_relpath", "check_filename", "check_metric_name",
+           "check_file_path", "METRIC_FILES", "FILES_LISTING", "UNNAMED_METRIC"]
 
 _MAX_SEGMENT_BYTES = 255
 _MAX_PREFIX_BYTES = 1024
 
+#: Files the store keeps in every metric folder (``metrics/<name>/``).
+METRIC_FILES = frozenset(("data.jsonl", "metadata.json"))
+#: The experiment's file listing, in ``files/``.
+FILES_LISTING = ".files_metadata.json"
+#: The folder of the unnamed metric (``exp.metrics.log(...)``), as upstream names it.
+UNNAMED_METRIC = "None"
 
-def check_segment(segment: str, what: str) -> str:
+
+def check_segment(segment: object, what: str) -> str:
     """Return ``segment`` if it is a safe single path segment, else raise InvalidPrefix."""
     if not isinstance(segment, str):
         raise InvalidPrefix(f"{what} must be a str, got {type(segment).__name__}")
@@ -41,7 +53,7 @@ def check_segment(segment: str, what: str) -> str:
     return segment
 
 
-def _split(value: str, what: str) -> Tuple[str, ...]:
+def _split(value: object, what: str) -> Tuple[str, ...]:
     if not isinstance(value, str):
         raise InvalidPrefix(f"{what} must be a str, got {type(value).__name__}")
     if value == "":
@@ -58,13 +70,34 @@ def _split(value: str, what: str) -> Tuple[str, ...]:
     return parts
 
 
-def check_relpath(value: str, what: str) -> str:
+def check_relpath(value: object, what: str) -> str:
     """A relative path of safe segments (metric names, file folders). Leading/trailing '/' are trimmed."""
     stripped = value.strip("/") if isinstance(value, str) else value
     return "/".join(_split(stripped, what))
 
 
-def check_filename(value: str) -> str:
+def check_metric_name(value: str) -> str:
+    """A metric name as stored (segments checked, outer '/' trimmed) that cannot land on a file the
+    store keeps in every metric folder, nor on the unnamed metric's folder; else InvalidPrefix."""
+    rel = check_relpath(value, "metric name")
+    if rel == UNNAMED_METRIC:
+        raise InvalidPrefix(f"metric name {UNNAMED_METRIC!r} is reserved for the unnamed metric (log without a name)")
+    for seg in rel.split("/"):
+        if seg in METRIC_FILES:
+            raise InvalidPrefix(f"metric name {value!r}: the segment {seg!r} is a file every metric folder has")
+    return rel
+
+
+def check_file_path(value: str) -> str:
+    """A file folder as stored (segments checked, outer '/' trimmed) that does not start with the
+    experiment's file listing; else InvalidPrefix."""
+    rel = check_relpath(value, "file path")
+    if rel.split("/", 1)[0] == FILES_LISTING:
+        raise InvalidPrefix(f"file path {value!r}: {FILES_LISTING!r} is the experiment's file listing")
+    return rel
+
+
+def check_filename(value: object) -> str:
     """A file name: exactly one safe segment."""
     return check_segment(value, "file name")
 
@@ -73,6 +106,7 @@ class Prefix:
     """A parsed experiment prefix ``owner/project/path.../name`` (immutable, hashable)."""
 
     __slots__ = ("parts",)
+    parts: Tuple[str, ...]
 
     def __init__(self, parts: Tuple[str, ...]):
         object.__setattr__(self, "parts", tuple(parts))

@@ -12,13 +12,14 @@ that folder's name.
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
+import time
 
 TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations here are strings anyway
 if TYPE_CHECKING:
-    from typing import Optional, Union
+    import datetime as _dt
     from pathlib import Path
+    from typing import Optional, Union
 
 __all__ = ["RUN", "RunInfo", "find_project_root"]
 
@@ -27,7 +28,7 @@ PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", "requirements.txt"
 EXPERIMENTS_FOLDER = "experiments"
 
 
-def find_project_root(start: Union[str, os.PathLike]) -> Path:
+def find_project_root(start: Union[str, os.PathLike[str]]) -> Path:
     """Nearest folder at or above ``start`` holding a project marker; the start folder if none does."""
     from pathlib import Path
 
@@ -54,7 +55,8 @@ class RunInfo:
     """
 
     def __init__(self) -> None:
-        self.now: _dt.datetime = _dt.datetime.now()
+        self._import_time = time.time()
+        self._now: Optional[_dt.datetime] = None
         self._entry: Optional[Path] = None
         self._project_root: Optional[Path] = None
         self._user: Optional[str] = None
@@ -65,6 +67,19 @@ class RunInfo:
         self.job_counter: int = 0
         self.readme: Optional[str] = None
         self._id: Optional[str] = None
+
+    @property
+    def now(self) -> _dt.datetime:
+        """Local time of ``import ml_dash`` (a naive datetime, as upstream's); settable."""
+        if self._now is None:
+            import datetime  # ~1 ms: made when first asked for, not at import
+
+            self._now = datetime.datetime.fromtimestamp(self._import_time)
+        return self._now
+
+    @now.setter
+    def now(self, value: _dt.datetime) -> None:
+        self._now = value
 
     def __call__(self, **attrs: object) -> "RunInfo":
         """Set attributes (``RUN(entry=__file__, user="alice")``) and return RUN, as upstream's call does."""
@@ -103,8 +118,9 @@ class RunInfo:
 
     def _fill(self, template: str, counter: int) -> str:
         if self._entry is None:  # the running script, else the working folder
-            import __main__
             from pathlib import Path
+
+            import __main__
 
             root = self._project_root
             self._entry = Path(getattr(__main__, "__file__", None) or os.getcwd()).resolve()
@@ -154,7 +170,7 @@ class RunInfo:
         return self._entry
 
     @entry.setter
-    def entry(self, value: Union[str, os.PathLike, None]) -> None:
+    def entry(self, value: Union[str, os.PathLike[str], None]) -> None:
         from pathlib import Path  # pathlib costs ~10 ms to import: only when RUN is used
 
         self._entry = None if value is None else Path(value).resolve()
@@ -171,7 +187,7 @@ class RunInfo:
         return self._project_root
 
     @project_root.setter
-    def project_root(self, value: Union[str, os.PathLike]) -> None:
+    def project_root(self, value: Union[str, os.PathLike[str]]) -> None:
         from pathlib import Path
 
         self._project_root = Path(value).resolve()

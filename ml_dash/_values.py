@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import math
 
+from ._errors import InvalidValue, ValueTooLarge
+
 TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations here are strings anyway
 if TYPE_CHECKING:
     from typing import Any, Dict
-
-from ._errors import InvalidValue, ValueTooLarge
 
 __all__ = ["normalize_fields", "normalize_value", "encode_nonfinite", "decode_nonfinite", "FAST_TYPES"]
 

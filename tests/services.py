@@ -233,7 +233,7 @@ class WeedS3:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     tail = (self.base / "weed.log").read_bytes()[-3000:].decode("utf-8", "replace")
                     self.stop()
-                    raise RuntimeError(f"SeaweedFS did not start: {tail}")
+                    raise RuntimeError(f"SeaweedFS did not start: {tail}") from None
                 time.sleep(0.2)
 
     def stop(self) -> None:

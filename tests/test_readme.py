@@ -180,7 +180,7 @@ class Session:
             os.killpg(proc.pid, signal.SIGKILL)
             out, err = proc.communicate()
             raise ReadmeError(f"{block.where} did not finish within {self.timeout:.0f} s (a server? mark it "
-                              f"background):\n{block.code}\n--- stdout\n{_tail(out)}\n--- stderr\n{_tail(err)}")
+                              f"background):\n{block.code}\n--- stdout\n{_tail(out)}\n--- stderr\n{_tail(err)}") from None
         finally:
             try:
                 os.killpg(proc.pid, signal.SIGKILL)  # nothing a finished block started outlives it
@@ -205,7 +205,7 @@ class Session:
 
         threading.Thread(target=pump, daemon=True).start()
         self.background.append((block, proc, first))
-        if not got.wait(self.timeout) or proc.poll() is not None and not first:
+        if not got.wait(self.timeout) or (proc.poll() is not None and not first):
             raise ReadmeError(f"{block.where} printed nothing within {self.timeout:.0f} s (or exited "
                               f"{proc.poll()}):\n{block.code}{''.join(first)}")
 

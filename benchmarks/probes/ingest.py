@@ -18,7 +18,8 @@ def _bodies(session: str, prefix: str, steps: int, batch: int, encoding: str) ->
     """Compressed request bodies for one client, encoded as the agent encodes them when it can."""
     import orjson
 
-    from .wire import _bodies as pack, _limits
+    from .wire import _bodies as pack
+    from .wire import _limits
 
     now = time.time()
     rows = [{"loss": 1.0 / (i + 1), "acc": i / steps, "lr": 0.001, "_ts": now + i * 1e-5} for i in range(steps)]

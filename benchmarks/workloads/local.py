@@ -6,6 +6,7 @@ a slow minute of this shared machine hits every tool alike instead of one tool's
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -133,19 +134,37 @@ def run_big(s: Settings, child: Child, scratch: str) -> Dict[str, Any]:
     return {"points": steps * 3, "steps": steps, "runs": runs}
 
 
-def run_import(s: Settings, child: Child) -> Dict[str, Any]:
-    """``python -c "import ml_dash"`` against ``python -c "pass"``, interleaved, many times."""
-    env = child.environ()
+def _regular_install(scratch: str) -> str:
+    """This checkout laid out as a wheel installs it (``ml_dash/`` with the agent as ``ml_dash/agent``,
+    bytecode compiled, no source tree or editable finder in the way) in a folder of its own."""
+    import compileall
+    import shutil
+
+    target = os.path.join(scratch, "regular-install")
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(REPO_ROOT / "ml_dash", os.path.join(target, "ml_dash"), ignore=skip, dirs_exist_ok=True)
+    shutil.copytree(REPO_ROOT / "agent", os.path.join(target, "ml_dash", "agent"), ignore=skip, dirs_exist_ok=True)
+    compileall.compile_dir(target, quiet=1)
+    return target
+
+
+def run_import(s: Settings, child: Child, scratch: str) -> Dict[str, Any]:
+    """``python -c "import ml_dash"`` against ``python -c "pass"``, interleaved, many times, from a
+    regular install (both commands put it first on ``sys.path``; neither sees this checkout)."""
+    target = _regular_install(scratch)
+    env = Child(python=child.python, ours=False).environ()
+    head = f"import sys; sys.path.insert(0, {target!r})"
+    codes = {"pass": head, "import ml_dash": head + "; import ml_dash"}
     walls: Dict[str, list] = {"pass": [], "import ml_dash": []}
     for _ in range(s.import_repeat):
-        for code in walls:
-            res = run_command([child.python, "-c", code], env=env, cwd=str(REPO_ROOT.parent), timeout=60)
-            walls[code].append(res.wall_s if res.ok else None)
-    check = spawn("import-check", {}, child, 60)
+        for name, code in codes.items():
+            res = run_command([child.python, "-c", code], env=env, cwd=scratch, timeout=60)
+            walls[name].append(res.wall_s if res.ok else None)
+    check = spawn("import-check", {"path": target}, child, 60)
     diffs = [a - b for a, b in zip(walls["import ml_dash"], walls["pass"]) if a is not None and b is not None]
     progress(f"[import] median over bare python: {statistics.median(diffs) * 1000 if diffs else float('nan'):.1f} ms; "
              f"aiohttp loaded: {check.result.get('aiohttp_loaded')}")
-    return {"repeat": s.import_repeat, "walls": walls, "paired_diff_s": diffs,
+    return {"repeat": s.import_repeat, "walls": walls, "paired_diff_s": diffs, "install": "regular (copied, compiled)",
             "check": check.result if check.ok else {"error": check.error}}
 
 

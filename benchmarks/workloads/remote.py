@@ -213,9 +213,9 @@ def _wire_table(wire: Dict[str, Any]) -> str:
              f"{c['compress_s']:.3f}"] for name, c in r["codecs"].items()]
     return "\n".join([f"### {title} ({r['n']:,} metric rows as {r['events']:,} events in {r['bodies']} bodies)", "",
                       table(head, rows), "",
-                      f"Encoded with {r['encoder']}, {r['framing']}; gzip level {r['levels']['gzip']} and zstd level "
+                      (f"Encoded with {r['encoder']}, {r['framing']}; gzip level {r['levels']['gzip']} and zstd level "
                       f"{r['levels']['zstd']} as the agent sends them (zstd-3: level 3, for comparison). "
-                      "HTTP headers (a few hundred bytes per request) are not counted."])
+                      "HTTP headers (a few hundred bytes per request) are not counted.")])
 
 
 def _outage_table(out: Dict[str, Any]) -> str:
@@ -230,8 +230,8 @@ def _outage_table(out: Dict[str, Any]) -> str:
              cell(vals(rr, "result.spool_peak_bytes"), "{:.1f}", 1e-6), cell(vals(rr, "result.catchup_s"), "{:.1f}"),
              ", ".join(str(r.get("result", {}).get("caught_up")) for r in rr), rows_cell(rr)]]
     return "\n".join([f"### {title}", "", table(head, rows), "",
-                      f"The loop logs {out['rate']:,} steps/s (3 scalars each) throughout; catch-up is the time "
-                      "from the route's return to exp.flush() returning (everything acknowledged)."])
+                      (f"The loop logs {out['rate']:,} steps/s (3 scalars each) throughout; catch-up is the time "
+                      "from the route's return to exp.flush() returning (everything acknowledged).")])
 
 
 def _ingest_table(ing: Dict[str, Any]) -> str:
@@ -249,8 +249,8 @@ def _ingest_table(ing: Dict[str, Any]) -> str:
     framing = next((r["result"].get("framing") for r in ing["runs"] if r.get("result", {}).get("framing")), "?")
     return "\n".join([f"### {title}: {ing['clients']} concurrent clients × {ing['steps']:,} rows", "",
                       f"Encoded as {framing}.", "", table(head, rows), "",
-                      "A point is one scalar value (3 per row). Bodies are built before the clock starts; the "
-                      "load generator and the server share this machine's cores."])
+                      ("A point is one scalar value (3 per row). Bodies are built before the clock starts; the "
+                      "load generator and the server share this machine's cores.")])
 
 
 def _files_table(f: Dict[str, Any]) -> str:
@@ -263,5 +263,5 @@ def _files_table(f: Dict[str, Any]) -> str:
              cell(vals(rr, "server.maxrss_mib"), "{:.0f}"), cell(vals(rr, "server.cpu_s"), "{:.1f}"), rows_cell(rr)]]
     return "\n".join([f"### {title}: {f['clients']} concurrent clients × {f['mib']} MiB, {f['reads']} downloads each",
                       "", table(head, rows), "",
-                      "Each client uploads its blob (hashed and written by the server), links it with a file "
-                      "event, then downloads it; every download is checked against its sha256."])
+                      ("Each client uploads its blob (hashed and written by the server), links it with a file "
+                      "event, then downloads it; every download is checked against its sha256.")])

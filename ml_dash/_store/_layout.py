@@ -5,18 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .._names import Prefix, check_relpath
+from .._names import FILES_LISTING, UNNAMED_METRIC, Prefix, check_relpath
 
 __all__ = ["ExperimentPaths", "UNNAMED_METRIC"]
-
-#: Folder of a metric logged with no name (upstream's spelling).
-UNNAMED_METRIC = "None"
 
 
 class ExperimentPaths:
     """Paths of one experiment under ``root``. Every name is validated before it becomes a path."""
 
-    def __init__(self, root: os.PathLike | str, prefix: Prefix):
+    def __init__(self, root: os.PathLike[str] | str, prefix: Prefix):
         self.root = Path(root)
         self.prefix = prefix
         self.dir = self.root.joinpath(*prefix.parts)
@@ -27,7 +24,7 @@ class ExperimentPaths:
         self.log_sequence = self.logs_dir / ".log_sequence"
         self.metrics_dir = self.dir / "metrics"
         self.files_dir = self.dir / "files"
-        self.files_metadata = self.files_dir / ".files_metadata.json"
+        self.files_metadata = self.files_dir / FILES_LISTING
         self.lock = self.dir / ".lock"
         self.tracks_dir = self.dir / "tracks"
 

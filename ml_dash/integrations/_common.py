@@ -90,7 +90,7 @@ def default_prefix(framework: str, config: Any = None) -> str:
     return f"{cfg.user}/{RUN.project}/{framework}-{RUN.now:%Y%m%d-%H%M%S}"
 
 
-def status_of_current_exception() -> tuple:
+def status_of_current_exception() -> tuple[Any, ...]:
     """``(status, reason)`` for the exception being handled now: Ctrl-C cancels, anything else fails."""
     exc = sys.exc_info()[1]
     if isinstance(exc, KeyboardInterrupt):
@@ -112,7 +112,7 @@ def plain_params(value: Any) -> Any:
     t = type(value)
     if value is None or t in (bool, int, float, str):
         return value
-    if isinstance(value, dict) or hasattr(value, "items") and callable(value.items):
+    if isinstance(value, dict) or (hasattr(value, "items") and callable(value.items)):
         try:
             return {str(k): plain_params(v) for k, v in value.items()}
         except Exception:

@@ -23,18 +23,19 @@ Prefix segments are checked where prefixes are parsed (:func:`.batch.parse_serve
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Optional, Set, Tuple
 
+from .._errors import InvalidPrefix
+from .._names import METRIC_FILES
+from .._names import check_file_path as _check_file_path
+from .._names import check_metric_name as _check_metric_name
 from .._store._jsonio import read_json
-from .._store._layout import UNNAMED_METRIC, ExperimentPaths
-from .._store._nofollow import entry_kind, is_plain_chain
+from .._store._layout import ExperimentPaths
+from .._store._nofollow import is_plain_chain
 from .storage_errors import code_for, is_transient
 
 __all__ = ["Refused", "Targets", "check_metric_name", "check_file_path", "METRIC_FILES", "INVALID", "CONFLICT"]
 
-#: Files the store keeps in every metric folder.
-METRIC_FILES = frozenset(("data.jsonl", "metadata.json"))
-_FILES_METADATA = ".files_metadata.json"
 INVALID = "invalid_name"
 CONFLICT = "path_conflict"
 
@@ -49,20 +50,20 @@ class Refused(Exception):
 
 
 def check_metric_name(rel: str) -> str:
-    """A normalized metric name that does not collide with the store's own names, else Refused."""
-    if rel == UNNAMED_METRIC:
-        raise Refused(INVALID, f"metric name {UNNAMED_METRIC!r} is the folder of the unnamed metric; send null for it")
-    for seg in rel.split("/"):
-        if seg in METRIC_FILES:
-            raise Refused(INVALID, f"metric name segment {seg!r} is a file every metric folder has")
-    return rel
+    """A normalized metric name that does not collide with the store's own names, else Refused
+    (the rule is the SDK's: :func:`ml_dash._names.check_metric_name`)."""
+    try:
+        return _check_metric_name(rel)
+    except InvalidPrefix as exc:
+        raise Refused(INVALID, str(exc)) from None
 
 
 def check_file_path(rel: str) -> str:
     """A normalized file folder (no leading '/') that does not collide with the store's names."""
-    if rel.split("/", 1)[0] == _FILES_METADATA:
-        raise Refused(INVALID, f"file path segment {_FILES_METADATA!r} is the experiment's file listing")
-    return rel
+    try:
+        return _check_file_path(rel)
+    except InvalidPrefix as exc:
+        raise Refused(INVALID, str(exc)) from None
 
 
 class Targets:
@@ -75,18 +76,18 @@ class Targets:
     def __init__(self, root: Path, paths: ExperimentPaths):
         self.root = root
         self.paths = paths
-        self._checked: Dict[Tuple, Optional[Refused]] = {}
-        self._banned: Dict[Tuple, Refused] = {}
+        self._checked: Dict[Tuple[Any, ...], Optional[Refused]] = {}
+        self._banned: Dict[Tuple[Any, ...], Refused] = {}
         self._dirs: Set[Path] = set()  # folders this batch's files need
         self._files: Set[Path] = set()  # files this batch creates under files/
         self._ids: Optional[Set[str]] = None  # file ids the experiment has
         self._track_folders: Dict[str, str] = {}  # tracks/<folder> -> the topic of this batch there
 
-    def ban(self, group: Tuple, code: str, message: str) -> None:
+    def ban(self, group: Tuple[Any, ...], code: str, message: str) -> None:
         self._banned[group] = Refused(code, message)
         self._checked.pop(group, None)
 
-    def _once(self, group: Tuple, check) -> None:
+    def _once(self, group: Tuple[Any, ...], check: Callable[[], object]) -> None:
         if group in self._banned:
             raise self._banned[group]
         if group not in self._checked:
@@ -95,9 +96,9 @@ class Targets:
                 self._checked[group] = None
             except Refused as exc:
                 self._checked[group] = exc
-        exc = self._checked[group]
-        if exc is not None:
-            raise exc
+        refused = self._checked[group]
+        if refused is not None:
+            raise refused
 
     def _plain(self, path: Path, what: str, *, leaf_dir: bool = False) -> None:
         try:

@@ -8,7 +8,7 @@ import sys
 
 from ml_dash.agent._credentials import token_for
 
-from .conftest import client_env, log_messages, run_agent, run_client
+from .conftest import client_env, log_messages, run_agent, run_client, unexpected_stderr
 
 
 def test_status_and_flush_of_an_empty_or_missing_spool(spool):
@@ -39,7 +39,7 @@ def test_token_from_the_credentials_file(tmp_path, server, spool):
         with Experiment("alice/p/creds").run as exp:
             exp.log("hi")
     """, run_env)
-    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert proc.returncode == 0 and unexpected_stderr(proc.stderr) == "", proc.stderr
     assert log_messages(server.url, server.token, "alice/p/creds") == ["hi"]
 
 

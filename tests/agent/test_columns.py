@@ -59,7 +59,7 @@ def test_key_set_changes_start_a_new_record_and_none_stays_distinct_from_missing
 def test_nonfinite_nested_and_none_values():
     rows = [{"x": math.nan, "v": [1, {"y": math.inf}], "s": None, "_ts": 1.0},
             {"x": -math.inf, "v": [], "s": "NaN", "_ts": 2.0}]
-    payloads, counts, _ = encode_metric_rows(0, None, rows)
+    payloads, _counts, _ = encode_metric_rows(0, None, rows)
     rec = orjson.loads(payloads[0])
     assert rec["cols"] == {"x": ["NaN", "-Infinity"], "v": [[1, {"y": "Infinity"}], []], "s": [None, "NaN"]}
     assert rec["ts"] == [1.0, 2.0] and rec["name"] is None
@@ -76,7 +76,7 @@ def test_big_records_are_cut_and_unencodable_rows_take_no_seq(monkeypatch):
     monkeypatch.setattr(_columns, "MAX_RECORD_BYTES", 2000)
     rows = _rows(100)
     rows[40] = {"loss": 1.0, "step": {1: "non-str key"}, "_ts": 1.0}  # same key set, orjson refuses it
-    payloads, counts, bad = encode_metric_rows(0, "t", rows)
+    payloads, _counts, bad = encode_metric_rows(0, "t", rows)
     assert all(len(p) <= 2000 for p in payloads) and len(bad) == 1
     got = _expand(payloads)
     assert [s for s, _, _ in got] == list(range(99))  # contiguous: the bad row took no seq

@@ -141,9 +141,8 @@ def test_server_holding_part_of_a_record_stores_only_the_rest(server, spool):
         if rec["kind"] != "metrics":
             events.append(rec)
             continue
-        for i in range(rec["n"]):
-            events.append({"seq": rec["seq"] + i, "kind": "metric", "ts": rec["ts"][i], "name": rec["name"],
-                           "data": {k: v[i] for k, v in rec["cols"].items()}})
+        events.extend({"seq": rec["seq"] + i, "kind": "metric", "ts": rec["ts"][i], "name": rec["name"],
+                       "data": {k: v[i] for k, v in rec["cols"].items()}} for i in range(rec["n"]))
     a = ingest(server.url, server.token, sdir.id, prefix, events[:1501])
     assert a.status == 200 and a.json["acked_seq"] == 1500, a
     done = run_agent(["flush", str(spool)], client_env(spool, server.url, server.token))

@@ -6,8 +6,8 @@ import asyncio
 import json
 import time
 
-from ml_dash._events import LogEvent
 from ml_dash import Experiment, load_config
+from ml_dash._events import LogEvent
 from ml_dash.agent._flush import flush_sessions
 from ml_dash.agent._retry import RetryPolicy
 from ml_dash.agent._session import SessionDir

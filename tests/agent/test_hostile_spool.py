@@ -25,7 +25,7 @@ import pytest
 
 from ml_dash import Experiment, SpoolNotPrivate, load_config
 
-from .conftest import client_env, log_messages, run_agent, run_client, sessions
+from .conftest import client_env, log_messages, run_agent, run_client, sessions, unexpected_stderr
 
 FOREIGN_UID = 65534  # nobody
 
@@ -339,7 +339,7 @@ def test_no_warning_on_loopback(server, spool):
         with Experiment("alice/p/loop").run as exp:
             exp.log("x")
     """, client_env(spool, server.url, server.token))
-    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert proc.returncode == 0 and unexpected_stderr(proc.stderr) == "", proc.stderr
     assert log_messages(server.url, server.token, "alice/p/loop") == ["x"]
 
 

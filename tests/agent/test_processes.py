@@ -9,14 +9,23 @@ import subprocess
 import sys
 import time
 
-from ml_dash._events import LogEvent
 from ml_dash import Experiment, load_config
+from ml_dash._events import LogEvent
 from ml_dash.agent._reader import SessionReader
 from ml_dash.agent._session import SessionDir
 from ml_dash.agent._spool import SpoolWriter
 
-from .conftest import (client_env, log_messages, run_agent, run_client, sessions, set_faults, start_client,
-                       wait_for)
+from .conftest import (
+    client_env,
+    log_messages,
+    run_agent,
+    run_client,
+    sessions,
+    set_faults,
+    start_client,
+    unexpected_stderr,
+    wait_for,
+)
 
 KILLED = """
 import time
@@ -177,7 +186,7 @@ exp.run.complete()
 
 def test_forked_child_that_logs_gets_its_own_session(server, spool):
     proc = run_client(FORK_LOGS, client_env(spool, server.url, server.token), timeout=30)
-    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert proc.returncode == 0 and unexpected_stderr(proc.stderr) == "", proc.stderr
     expected = [f"p{i}" for i in range(10)] + [f"c{i}" for i in range(5)] + ["p10"]
     assert log_messages(server.url, server.token, "alice/p/forklog") == expected
     assert sessions(spool) == []

@@ -7,7 +7,17 @@ import time
 
 from ml_dash import Experiment
 
-from .conftest import (client_env, log_messages, reader, run_agent, run_client, sessions, spool_files, wait_for)
+from .conftest import (
+    client_env,
+    log_messages,
+    reader,
+    run_agent,
+    run_client,
+    sessions,
+    spool_files,
+    unexpected_stderr,
+    wait_for,
+)
 
 
 def test_run_delivers_everything_in_order(server, spool, tmp_path):
@@ -126,7 +136,7 @@ def test_wrong_token_keeps_the_spool_and_the_token_never_leaks(server, spool):
     assert log_messages(server.url, server.token, "alice/proj/auth") == [f"m{i}" for i in range(50)]
     # A second run with the right token, then search every byte the agent wrote or printed.
     ok = run_client(CLIENT.format(name="auth2", n=50), client_env(spool, server.url, server.token))
-    assert ok.returncode == 0 and ok.stderr == ""
+    assert ok.returncode == 0 and unexpected_stderr(ok.stderr) == "", ok.stderr
     outputs = proc.stdout + proc.stderr + bad.stdout + bad.stderr + good.stdout + good.stderr + ok.stderr
     for token in (wrong, server.token):
         assert token not in outputs

@@ -117,7 +117,7 @@ def test_size_cap_drops_and_counts(tmp_path, caplog):
 
 
 def test_group_commit_fsyncs_within_the_window(tmp_path):
-    sdir, w = _writer(tmp_path / "spool", fsync_interval=0.2)
+    _sdir, w = _writer(tmp_path / "spool", fsync_interval=0.2)
     w.append(_logs(3))
     assert w._dirty_since is not None
     start = time.monotonic()

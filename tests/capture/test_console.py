@@ -52,7 +52,7 @@ def test_prints_logging_and_tqdm_reach_the_logs(dash_root):
     logger.addHandler(handler)
     logger.propagate = False
     try:
-        with _console_exp(dash_root).run as exp:
+        with _console_exp(dash_root).run:
             print("first line")
             print("a", "b", sep="-")
             sys.stderr.write("to stderr\n")

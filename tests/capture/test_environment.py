@@ -86,7 +86,7 @@ def test_clean_tree_records_commit_branch_remote_and_command(repo, tmp_path):
 @needs_git
 def test_dirty_tree_saves_the_diff_as_a_file(repo, tmp_path):
     (repo / "train.py").write_text("print('v2')\n")
-    dash, reader = _run(repo, tmp_path)
+    _dash, reader = _run(repo, tmp_path)
     git = reader.experiment()["metadata"]["environment"]["git"]
     assert git["dirty"] is True and git["diff_file"] == "environment/git.diff"
     (entry,) = reader.files(None)
@@ -99,7 +99,7 @@ def test_dirty_tree_saves_the_diff_as_a_file(repo, tmp_path):
 @needs_git
 def test_a_large_diff_is_cut_at_the_bound(repo, tmp_path):
     (repo / "big.txt").write_text("".join(f"line {i} of a long change\n" for i in range(50_000)))
-    dash, reader = _run(repo, tmp_path, ML_DASH_GIT_DIFF_MAX_BYTES="4096")
+    _dash, reader = _run(repo, tmp_path, ML_DASH_GIT_DIFF_MAX_BYTES="4096")
     (entry,) = reader.files(None)
     stored = reader.file_path(entry).read_bytes()
     full = subprocess.run(["git", "diff", "--no-color", "HEAD"], cwd=repo, capture_output=True).stdout
@@ -109,7 +109,7 @@ def test_a_large_diff_is_cut_at_the_bound(repo, tmp_path):
 
 @needs_git
 def test_packages_only_when_asked(repo, tmp_path):
-    dash, reader = _run(repo, tmp_path, ML_DASH_CAPTURE_PACKAGES="1")
+    _dash, reader = _run(repo, tmp_path, ML_DASH_CAPTURE_PACKAGES="1")
     packages = reader.experiment()["metadata"]["environment"]["packages"]
     from importlib.metadata import version
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import http.client
 import re
 import subprocess
 import sys
-import time
 import urllib.parse
 from pathlib import Path
 

@@ -7,7 +7,7 @@ import os
 import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
-from ._frameworks import require  # noqa: E402
+from ._frameworks import require
 
 keras = require("keras")
 if not keras.__version__.startswith("3"):

@@ -11,13 +11,12 @@ import pytest
 
 from ml_dash import Experiment
 
-from ._frameworks import require  # noqa: E402
+from ._frameworks import require
 
 pl = require("lightning.pytorch")
 torch = require("torch")
 
 from ml_dash.integrations.lightning import MlDashLogger  # noqa: E402
-
 
 STEPS_PER_EPOCH = 4  # 32 samples, batches of 8
 
@@ -32,7 +31,7 @@ class Tiny(pl.LightningModule):
 
     def training_step(self, batch, batch_idx):
         if self.global_step == self.fail_at_step:
-            raise RuntimeError("boom at step %d" % self.global_step)
+            raise RuntimeError(f"boom at step {self.global_step}")
         x, y = batch
         loss = self.loss_fn(self.net(x), y)
         self.log("train/loss", loss)

@@ -8,7 +8,7 @@ import os
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub, even by accident
-from ._frameworks import require  # noqa: E402
+from ._frameworks import require
 
 transformers = require("transformers")
 torch = require("torch")

@@ -5,7 +5,7 @@ a restart and a crash between its writes."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from typing import Optional
 
 import orjson
 import pytest
@@ -27,7 +27,7 @@ def cache(request, tmp_path):
     return tmp_path / "cache" if request.param == "disk" else None
 
 
-def _loss(cols: MetricColumns, start: int = 0, stop: int = None) -> list:
+def _loss(cols: MetricColumns, start: int = 0, stop: Optional[int] = None) -> list:
     return cols.values("loss", start, cols.rows if stop is None else stop).tolist()
 
 

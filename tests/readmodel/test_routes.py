@@ -162,7 +162,7 @@ def test_reading_an_experiment_that_does_not_exist_raises_not_found(server, tmp_
     for exp in (Experiment("alice/proj/never", dash_root=str(tmp_path / "local")),
                 Experiment("alice/proj/never", dash_url=server.url, token=server.token)):
         for read in (exp.info, exp.params.get, exp.logs.read, exp.metrics.names, exp.files.list, exp.summary,
-                     lambda: exp.metrics("train").read(), lambda: exp.metrics("train").series("loss")):
+                     lambda exp=exp: exp.metrics("train").read(), lambda exp=exp: exp.metrics("train").series("loss")):
             with pytest.raises(NotFound) as info:
                 read()
             assert "alice/proj/never" in str(info.value)

@@ -124,7 +124,7 @@ def seeded(tmp_path):
     {"sort": "p:lr", "order": "desc", "glob": "bob/*"},
 ])
 def test_filters_and_sorts_match_brute_force(seeded, query):
-    root, specs, model = seeded
+    _root, specs, model = seeded
     now = 1.9e9  # durations of running experiments grow with the clock: pin it
     from ml_dash._readmodel._table import run_table
 
@@ -153,7 +153,7 @@ def test_filters_and_sorts_match_brute_force(seeded, query):
 
 
 def test_pages_cover_the_sorted_list_once(seeded):
-    root, specs, model = seeded
+    _root, specs, model = seeded
     full = [r["prefix"] for r in model.table(TableQuery(sort="m:train:loss", order="desc", limit=1000))["rows"]]
     paged = []
     for offset in range(0, len(specs) + 7, 7):
@@ -164,7 +164,7 @@ def test_pages_cover_the_sorted_list_once(seeded):
 
 
 def test_strict_answers_name_non_finite_values(seeded):
-    root, specs, model = seeded
+    _root, specs, model = seeded
     answer = model.table(TableQuery(columns=("m:train:loss",), limit=1000), strict=True)
     nan_rows = [s["prefix"] for s in specs if isinstance(s["loss"], float) and math.isnan(s["loss"])]
     assert nan_rows, "the seed has a NaN last value"

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from ml_dash import Experiment
 from ml_dash._store import ExperimentReader
 
@@ -79,7 +77,7 @@ def test_remote_log_helpers_and_metric_reads(server):
         assert exp.metrics("eval").stats()["totalDataPoints"] == "5"
         assert {m["name"] for m in exp.metrics.list_all()} == {None, "train", "eval"}
         logs = exp.logs.read()
-        assert [(l["level"], l.get("metadata")) for l in logs] == [("warn", {"step": 1}), ("info", {"epoch": 2})]
+        assert [(log["level"], log.get("metadata")) for log in logs] == [("warn", {"step": 1}), ("info", {"epoch": 2})]
         assert exp.mode == "remote" and exp.id == P + "-m"
 
 
@@ -101,7 +99,7 @@ def test_hybrid_mode_stores_locally_and_uploads(server, tmp_path):
         assert exp.flush(timeout=30)
     for where in (root, server.layout()):
         r = ExperimentReader(where, P + "-h")
-        assert [l["message"] for l in r.logs()] == ["both sides"] and r.params() == {"lr": 0.1}
+        assert [log["message"] for log in r.logs()] == ["both sides"] and r.params() == {"lr": 0.1}
         assert [x["data"]["step"] for x in r.metric_rows("train")] == list(range(50))
         assert r.track_entries("pos") == [{"timestamp": 1.0, "x": 1}]
         (f,) = r.files()
@@ -128,4 +126,4 @@ def test_auto_start_dxp_from_the_environment(server, tmp_path):
     assert remote.returncode == 0, remote.stderr
     for root, prefix in ((tmp_path / ".dash", "alice/auto/local"), (server.layout(), "alice/auto/remote")):
         r = ExperimentReader(root, prefix)
-        assert [l["message"] for l in r.logs()] == ["hello from dxp"] and r.experiment()["status"] == "COMPLETED"
+        assert [log["message"] for log in r.logs()] == ["hello from dxp"] and r.experiment()["status"] == "COMPLETED"

@@ -20,7 +20,7 @@ def test_remote_mode_block(server):
     ).run as exp:
         exp.log("Using remote server")
 
-    assert [l["message"] for l in exp.logs.read()] == ["Using remote server"]
+    assert [log["message"] for log in exp.logs.read()] == ["Using remote server"]
     # The server's root is a dash_root in the local layout.
     assert ExperimentReader(server.layout(), "alice/project/my-experiment").logs()[0]["message"] == "Using remote server"
 
@@ -36,17 +36,16 @@ def test_automatic_status_blocks(server):
     assert exp.info()["status"] == "COMPLETED"
 
     # Exception handling - status becomes FAILED
-    with pytest.raises(ValueError):
-        with Experiment(
-            prefix="alice/ml/training",
-            dash_url=server.url
-        ).run as exp:
-            exp.log("Training...")
-            raise ValueError("Training failed!")
+    with pytest.raises(ValueError), Experiment(
+        prefix="alice/ml/training",
+        dash_url=server.url
+    ).run as exp:
+        exp.log("Training...")
+        raise ValueError("Training failed!")
             # Status automatically set to FAILED on exception
     info = exp.info()
     assert info["status"] == "FAILED" and "Training failed!" in info["status_reason"]
-    assert [l["message"] for l in exp.logs.read()] == ["Training...", "Training..."]
+    assert [log["message"] for log in exp.logs.read()] == ["Training...", "Training..."]
 
 
 @pytest.mark.parametrize("outcome", ["complete", "interrupt", "error"])
@@ -75,19 +74,19 @@ def test_manual_status_control_block(server, outcome):
     expected = {"complete": "COMPLETED", "interrupt": "CANCELLED", "error": "FAILED"}[outcome]
     info = exp.info()
     assert info["status"] == expected and info["started_at"] <= info["ended_at"]
-    messages = [l["message"] for l in exp.logs.read()]
+    messages = [log["message"] for log in exp.logs.read()]
     assert messages == (["Training...", "Error: boom"] if outcome == "error" else ["Training..."])
 
 
 def test_resume_by_prefix_across_processes(server, tmp_path):
-    code = """
+    code = f"""
         import sys
         from ml_dash import Experiment
         epoch = int(sys.argv[1]) if len(sys.argv) > 1 else 0
-        with Experiment(prefix="alice/ml/long-training", dash_url={url!r}).run as exp:
+        with Experiment(prefix="alice/ml/long-training", dash_url={server.url!r}).run as exp:
             exp.log("epoch %d" % epoch)
             exp.metrics("train").log(loss=0.5 / (epoch + 1), epoch=epoch)
-    """.format(url=server.url)
+    """
     env = {"ML_DASH_TOKEN": server.token, "ML_DASH_SPOOL_DIR": str(tmp_path / "spool")}
     for epoch in (1, 2):
         proc = run_script(code.replace("int(sys.argv[1]) if len(sys.argv) > 1 else 0", str(epoch)),
@@ -95,7 +94,7 @@ def test_resume_by_prefix_across_processes(server, tmp_path):
         assert proc.returncode == 0, proc.stderr
     exp = Experiment(prefix="alice/ml/long-training", dash_url=server.url)
     assert [(r["index"], r["data"]["epoch"]) for r in exp.metrics("train").read()] == [(0, 1), (1, 2)]
-    assert [(l["sequenceNumber"], l["message"]) for l in exp.logs.read()] == [(0, "epoch 1"), (1, "epoch 2")]
+    assert [(log["sequenceNumber"], log["message"]) for log in exp.logs.read()] == [(0, "epoch 1"), (1, "epoch 2")]
 
 
 @pytest.fixture(params=["local", "remote"])
@@ -122,7 +121,7 @@ def test_same_reads_in_both_modes(where, tmp_path):
     assert exp.info()["description"] == "both" and exp.info()["status"] == "COMPLETED"
     assert exp.params.get() == {"lr": 0.001, "batch_size": 32, "model.depth": 4}
     logs = exp.logs.read()
-    assert [(l["sequenceNumber"], l["level"], l["message"]) for l in logs] == [
+    assert [(log["sequenceNumber"], log["level"], log["message"]) for log in logs] == [
         (0, "info", "Training started"), (1, "warn", "careful")]
     assert logs[1]["metadata"] == {"epoch": 2}
     rows = exp.metrics("train").read()

@@ -115,7 +115,7 @@ def test_migrate_from_an_embedded_root_then_export(tmp_path, pg_cluster, pg_s3_s
     for prefix in (P, Q):
         a, b = ExperimentReader(root, prefix), ExperimentReader(out, prefix)
         assert b.experiment() == a.experiment() and b.params() == a.params()
-        assert [x for x in b.logs()] == [x for x in a.logs()]
+        assert list(b.logs()) == list(a.logs())
     a, b = ExperimentReader(root, P), ExperimentReader(out, P)
     assert b.metric_names() == a.metric_names() == [None, "train"]
     strip = lambda rows: [(r["index"], json.dumps(r["data"], sort_keys=True, default=str)) for r in rows]

@@ -4,8 +4,6 @@ and the same through the protocol's read routes."""
 
 from __future__ import annotations
 
-import pytest
-
 from ml_dash.server import create_token, run_in_thread
 
 from ..server._client import get, ingest

@@ -6,8 +6,6 @@ from __future__ import annotations
 import math
 import random
 
-import pytest
-
 from ml_dash.server import create_token, run_in_thread
 from ml_dash.server.limits import Limits
 from ml_dash.server.stores.postgres import PgBackend
@@ -62,7 +60,7 @@ def _same(a, b):
     if isinstance(b, str):
         b = float(b.replace("Infinity", "inf"))
     if a is None or b is None:
-        return a is None and b is None or (isinstance(a, float) and math.isnan(a)) or (isinstance(b, float) and math.isnan(b))
+        return (a is None and b is None) or (isinstance(a, float) and math.isnan(a)) or (isinstance(b, float) and math.isnan(b))
     return (math.isnan(a) and math.isnan(b)) or a == b
 
 

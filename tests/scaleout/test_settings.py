@@ -13,7 +13,6 @@ import pytest
 
 from ml_dash.server.settings import ServerSettings, SettingsError, load_settings, redact
 
-from ..conftest import wait_for
 from .conftest import settings_env
 
 
@@ -76,13 +75,15 @@ def test_server_refuses_a_password_on_the_command_line_and_a_database_without_sc
 
 
 def test_a_running_server_shows_no_secret(pg_servers):
-    url, proc = pg_servers.start()
+    _url, proc = pg_servers.start()
     cmdline = " ".join(psutil.Process(proc.pid).cmdline())
     password = pg_servers.settings.store.split(":")[2].split("@")[0]
     assert password not in cmdline  # nothing secret in the process listing
-    # nor in what it printed (the line with the store comes just after the one spawn_server waits for)
-    wait_for(lambda: "***" in proc.output(), timeout=10, what="the server's line naming its store")
-    assert password not in proc.output()
+    from ..conftest import wait_for
+
+    # the "data:" line comes just after the listening line the start waited for
+    wait_for(lambda: "***" in proc.output(), timeout=10, what="the server's data line")
+    assert password not in proc.output()  # nor in what it printed
     env = settings_env(pg_servers.settings)
     assert env["ML_DASH_SERVER_STORE"] == pg_servers.settings.store  # it came from the environment
 

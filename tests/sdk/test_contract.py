@@ -11,7 +11,15 @@ import pytest
 
 from ml_dash import Config, _events
 from ml_dash._events import (
-    SINK_EVENTS, ExperimentEvent, FileDeleteEvent, FileEvent, FileUpdateEvent, FlushMarker, LogEvent, ParamsEvent, SinkWriteError,
+    SINK_EVENTS,
+    ExperimentEvent,
+    FileDeleteEvent,
+    FileEvent,
+    FileUpdateEvent,
+    FlushMarker,
+    LogEvent,
+    ParamsEvent,
+    SinkWriteError,
     StatusEvent,
 )
 from ml_dash._local_sink import LocalReader, LocalSink

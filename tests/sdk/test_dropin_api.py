@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import textwrap
 
 import pytest
 
-from ml_dash import Experiment, FileInfo, InvalidValue, OperationMode, RUN
+from ml_dash import RUN, Experiment, FileInfo, InvalidValue, OperationMode
 from ml_dash._store import ExperimentReader
 
 UPSTREAM = os.environ.get("ML_DASH_UPSTREAM_PYTHON")
@@ -41,7 +40,7 @@ def test_log_metadata_keyword_is_the_metadata_not_a_nested_key(dash_root):
         with pytest.raises(InvalidValue, match="must be a dict"):
             exp.log("bad", metadata=[1, 2])
     logs = ExperimentReader(dash_root, "a/p/logmd").logs()
-    assert [(l["message"], l.get("metadata")) for l in logs] == [
+    assert [(log["message"], log.get("metadata")) for log in logs] == [
         ("epoch done", {"epoch": 5, "loss": 0.25}), ("both", {"a": 1, "b": 2}), ("plain", {"step": 3})]
 
 
@@ -72,7 +71,7 @@ def test_log_helpers_store_and_echo_as_upstream(dash_root, capsys):
     assert out.splitlines() == ["[INFO] loading [shard=1]", "[DEBUG] shape", "[WARN] lr constant", "[INFO] fluent [run=7]"]
     assert err.splitlines() == ["[ERROR] nan at step [step=150]", "[FATAL] oom"]
     logs = ExperimentReader(dash_root, "a/p/helpers").logs()
-    assert [(l["level"], l["message"], l.get("metadata")) for l in logs] == [
+    assert [(log["level"], log["message"], log.get("metadata")) for log in logs] == [
         ("info", "loading", {"shard": 1}), ("debug", "shape", None), ("warn", "lr constant", None),
         ("error", "nan at step", {"step": 150}), ("fatal", "oom", None), ("info", "fluent", {"run": 7})]
 
@@ -82,7 +81,7 @@ def test_log_echo_switch(dash_root, capsys, monkeypatch):
     with Experiment(prefix="a/p/quiet", dash_root=str(dash_root)).run as exp:
         exp.logs.error("stored, not printed")
     assert capsys.readouterr() == ("", "")
-    assert [l["message"] for l in ExperimentReader(dash_root, "a/p/quiet").logs()] == ["stored, not printed"]
+    assert [log["message"] for log in ExperimentReader(dash_root, "a/p/quiet").logs()] == ["stored, not printed"]
 
 
 def test_echo_is_not_captured_twice(dash_root, monkeypatch):
@@ -90,7 +89,7 @@ def test_echo_is_not_captured_twice(dash_root, monkeypatch):
     with Experiment(prefix="a/p/capture", dash_root=str(dash_root)).run as exp:
         exp.logs.info("once")
         print("printed")
-    messages = [l["message"] for l in ExperimentReader(dash_root, "a/p/capture").logs()]
+    messages = [log["message"] for log in ExperimentReader(dash_root, "a/p/capture").logs()]
     assert messages.count("once") == 1 and "printed" in messages and not any("[INFO]" in m for m in messages)
 
 

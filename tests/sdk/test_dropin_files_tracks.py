@@ -139,7 +139,7 @@ def test_object_savers_name_the_missing_package(dash_root):
     if not missing:
         pytest.skip("torch, matplotlib, imageio and Pillow are all installed")
     with Experiment(prefix=P, dash_root=str(dash_root)).run as exp:
-        for module, call in missing:
+        for _module, call in missing:
             with pytest.raises(ImportError, match="pip install"):
                 call(exp.files)
         exp.files.save_text("still fine", to="after.txt")

@@ -127,7 +127,7 @@ def test_kill9_after_flush_keeps_flushed_rows_and_resume_continues(tmp_path):
     assert proc.returncode == 0, proc.stderr
     r = ExperimentReader(tmp_path / ".dash", "a/b/k9")
     assert [(x["index"], x["data"]["i"]) for x in r.metric_rows("m")] == [(i, i) for i in range(1001)]
-    assert [l["sequenceNumber"] for l in r.logs()] == list(range(1001))
+    assert [log["sequenceNumber"] for log in r.logs()] == list(range(1001))
 
 
 def test_torn_last_line_is_skipped_and_numbering_continues(dash_root):
@@ -162,7 +162,7 @@ def test_threads_get_unique_contiguous_indices(dash_root):
     assert [x["index"] for x in rows] == list(range(40_000))
     for k in range(4):
         assert [x["data"]["i"] for x in rows if x["data"]["k"] == k] == list(range(10_000))
-    assert [l["sequenceNumber"] for l in r.logs()] == list(range(40))
+    assert [log["sequenceNumber"] for log in r.logs()] == list(range(40))
 
 
 def test_several_processes_write_one_experiment(tmp_path):
@@ -189,7 +189,7 @@ def test_several_processes_write_one_experiment(tmp_path):
     assert raw_lines == 15_000  # no duplicate or torn lines on disk either
     for k in range(3):
         assert [x["data"]["i"] for x in rows if x["data"]["k"] == k] == list(range(5000))
-    assert [l["sequenceNumber"] for l in r.logs()] == list(range(30))
+    assert [log["sequenceNumber"] for log in r.logs()] == list(range(30))
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")

@@ -33,9 +33,9 @@ def test_blocks_encode_like_rows(columns):
     block = ColumnRows(list(columns), list(columns.values()), [1.5, 2.5, 3.5])
     fast, slow = _both([{"x": 1, "_ts": 0.5}, block, {"y": 2, "_ts": 4.5}], first=10)
     assert fast == slow
-    lines = [json.loads(l) for l in fast.splitlines()]
-    assert [l["index"] for l in lines] == [10, 11, 12, 13, 14]
-    assert [l["data"]["_ts"] for l in lines] == [0.5, 1.5, 2.5, 3.5, 4.5]
+    lines = [json.loads(row) for row in fast.splitlines()]
+    assert [row["index"] for row in lines] == [10, 11, 12, 13, 14]
+    assert [row["data"]["_ts"] for row in lines] == [0.5, 1.5, 2.5, 3.5, 4.5]
 
 
 def test_large_block_is_chunked_and_counted():

@@ -21,3 +21,15 @@ def test_import_and_local_run_do_not_load_aiohttp(tmp_path):
     """, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == [[], []]
+
+
+def test_import_loads_no_typing(tmp_path):
+    """Annotations are strings and typing is imported for type checkers only (CONTRIBUTING.md)."""
+    proc = run_script("""
+        import json, sys
+        before = set(sys.modules)  # what the interpreter's start loaded (a .pth file may load typing)
+        import ml_dash
+        print(json.dumps(sorted(m for m in ("typing", "typing_extensions") if m in set(sys.modules) - before)))
+    """, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == []

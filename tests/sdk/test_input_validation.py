@@ -74,7 +74,7 @@ def test_bad_values_raise_at_call_and_do_not_poison_the_batch(dash_root):
     with Experiment(prefix="a/b/c", dash_root=str(dash_root)).run as exp:
         m = exp.metrics("train")
         m.log(step=0, loss=1.0)
-        with pytest.raises(InvalidValue, match="'bad'.*Opaque"):
+        with pytest.raises(InvalidValue, match=r"'bad'.*Opaque"):
             m.log(step=1, bad=Opaque())
         with pytest.raises(InvalidValue, match="keys must be str"):
             m.log(step=1, nested={1: 2})
@@ -101,7 +101,7 @@ def test_huge_string_refused_with_limit_in_message(dash_root):
         with pytest.raises(ValueTooLarge):
             exp.metrics("m").log(note="y" * (2 * 1024 * 1024))
         exp.log("small")
-    assert [l["message"] for l in ExperimentReader(dash_root, "a/b/c").logs()] == ["small"]
+    assert [log["message"] for log in ExperimentReader(dash_root, "a/b/c").logs()] == ["small"]
 
 
 def test_nonfinite_floats_are_strict_json_and_read_back(dash_root):
@@ -141,12 +141,33 @@ def test_metric_names_with_slash_become_folders_and_are_validated(dash_root):
     assert not (dash_root / "a/escape").exists()
 
 
+def test_names_that_would_land_on_the_stores_own_files_are_refused_at_the_call(dash_root):
+    """A metric ``x/data.jsonl`` beside a metric ``x`` would need ``data.jsonl`` to be a file and a
+    folder at once: refused at the call (as the server refuses it), and nothing else is lost."""
+    with Experiment(prefix="a/b/c", dash_root=str(dash_root)).run as exp:
+        exp.metrics("x").log(v=1)
+        for bad in ("x/data.jsonl", "y/metadata.json", "data.jsonl", "/None/"):
+            with pytest.raises(InvalidPrefix, match="metric name"):
+                exp.metrics(bad)
+        for bad in (".files_metadata.json", "/.files_metadata.json/deeper"):
+            with pytest.raises(InvalidPrefix, match="file listing"):
+                exp.files(bad)
+        exp.files("ok/.files_metadata.json").save_text("inside a folder it is an ordinary name", to="n.txt")
+        exp.metrics("x").log(v=2)
+        exp.log("after")
+    r = ExperimentReader(dash_root, "a/b/c")
+    assert [row["data"]["v"] for row in r.metric_rows("x")] == [1, 2]
+    assert sorted(p.name for p in (dash_root / "a/b/c/metrics").iterdir()) == ["x"]
+    assert [entry["path"] for entry in r.files()] == ["/ok/.files_metadata.json"]
+    assert [line["message"] for line in r.logs()] == ["after"]
+
+
 def test_log_levels_accept_stdlib_spellings(dash_root):
     with Experiment(prefix="a/b/c", dash_root=str(dash_root)).run as exp:
         exp.log("w", level="warning", epoch=3)
         exp.log("c", level="CRITICAL")
         exp.log("d", level="debug")
-        assert [l["level"] for l in exp.logs.read()] == ["warn", "fatal", "debug"]
-        assert [l["message"] for l in exp.logs.read(level="warning")] == ["w"]
+        assert [log["level"] for log in exp.logs.read()] == ["warn", "fatal", "debug"]
+        assert [log["message"] for log in exp.logs.read(level="warning")] == ["w"]
         assert exp.logs.read()[0]["metadata"] == {"epoch": 3}
         assert "metadata" not in exp.logs.read()[1]

@@ -30,7 +30,7 @@ def test_context_manager_block():
         exp.params.set(learning_rate=0.001)
 
     r = _reader("alice/project/my-experiment")
-    assert [l["message"] for l in r.logs()] == ["Training started"]
+    assert [log["message"] for log in r.logs()] == ["Training started"]
     assert r.params() == {"learning_rate": 0.001}
     assert r.experiment()["status"] == "COMPLETED"
 
@@ -152,8 +152,9 @@ def test_sweep_block(tmp_path):
     __file__ = str(sweep_dir)  # the block's own __file__
     sweep_configs = [{"lr": 0.1}, {"lr": 0.01}, {"lr": 0.001}]
 
-    from ml_dash import RUN, Experiment
     from pathlib import Path
+
+    from ml_dash import RUN, Experiment
 
     # Point to sweep directory instead of __file__
     sweep_dir = Path(__file__).parent
@@ -210,15 +211,14 @@ def test_status_lifecycle_block_automatic():
     assert _reader("alice/ml/training").experiment()["status"] == "COMPLETED"
 
     # Exception handling - status becomes FAILED
-    with pytest.raises(ValueError, match="Training failed!"):
-        with Experiment(prefix="alice/ml/training").run as exp:
-            exp.log("Training...")
-            raise ValueError("Training failed!")
+    with pytest.raises(ValueError, match="Training failed!"), Experiment(prefix="alice/ml/training").run as exp:
+        exp.log("Training...")
+        raise ValueError("Training failed!")
     info = _reader("alice/ml/training").experiment()
     assert info["status"] == "FAILED"
     assert "Training failed!" in info["status_reason"]
     assert info["started_at"] <= info["ended_at"]
-    assert [l["message"] for l in _reader("alice/ml/training").logs()] == ["Training...", "Training..."]
+    assert [log["message"] for log in _reader("alice/ml/training").logs()] == ["Training...", "Training..."]
 
 
 @pytest.mark.parametrize("outcome", ["complete", "interrupt", "error"])
@@ -267,7 +267,7 @@ def test_resume_block_in_new_processes(tmp_path):
         proc = run_script(code, cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr
     r = _reader("alice/ml/long-training")
-    assert [(l["sequenceNumber"], l["message"]) for l in r.logs()] == [
+    assert [(log["sequenceNumber"], log["message"]) for log in r.logs()] == [
         (0, "Starting epoch 1"), (1, "Resuming from checkpoint")]
     rows = r.metric_rows("train")
     assert [(x["index"], x["data"]["epoch"], x["data"]["loss"]) for x in rows] == [(0, 1, 0.5), (1, 2, 0.3)]

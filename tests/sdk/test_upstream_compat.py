@@ -41,7 +41,7 @@ def test_fixture_tree_reads(upstream_tree):
     assert info["description"] == "ResNet run" and info["tags"] == ["resnet"] and "status" not in info
     assert r.params() == {"learning_rate": 0.0005, "model.layers.hidden": 128, "optimizer": "adam"}
     logs = r.logs()
-    assert [(l["sequenceNumber"], l["level"]) for l in logs] == [(0, "info"), (1, "warn"), (2, "error")]
+    assert [(log["sequenceNumber"], log["level"]) for log in logs] == [(0, "info"), (1, "warn"), (2, "error")]
     assert logs[1]["metadata"] == {"epoch": 3}
     rows = r.metric_rows("train")
     assert [x["index"] for x in rows] == [0, 1, 2, 3]  # the duplicate index 2 is read once
@@ -62,7 +62,7 @@ def test_resume_an_upstream_tree(upstream_tree):
         assert exp.params.get()["optimizer"] == "sgd"
     r = ExperimentReader(upstream_tree, RUN1)
     assert [x["index"] for x in r.metric_rows("train")] == [0, 1, 2, 3, 4]
-    assert [l["sequenceNumber"] for l in r.logs()] == [0, 1, 2, 3]
+    assert [log["sequenceNumber"] for log in r.logs()] == [0, 1, 2, 3]
     assert (upstream_tree / RUN1 / "logs/.log_sequence").read_text() == "4"
     doc = json.loads((upstream_tree / RUN1 / "parameters.json").read_text())
     assert doc["version"] == 3 and "createdAt" in doc
@@ -144,4 +144,4 @@ def test_we_read_upstreams_tree_and_it_resumes_ours(tmp_path):
             exp.log("upstream again")
     """, tmp_path)
     assert [(x["index"], x["data"]["step"]) for x in r.metric_rows("train")] == [(i, i) for i in range(8)]
-    assert [l["sequenceNumber"] for l in r.logs()] == [0, 1, 2]
+    assert [log["sequenceNumber"] for log in r.logs()] == [0, 1, 2]

@@ -6,9 +6,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from ..conftest import layout_of
-
 from ml_dash.server import Limits, create_token, run_in_thread
+
+from ..conftest import layout_of
 
 
 @pytest.fixture

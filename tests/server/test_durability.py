@@ -43,7 +43,7 @@ def _logs_and_rows(url, token):
 
 
 def test_kill_9_right_after_ack_keeps_the_data(proc_server):
-    root, token, start = proc_server
+    _root, token, start = proc_server
     url, proc = start()
     events = metric_events(0, 1000) + [{"seq": 1000, "kind": "log", "ts": 1.0, "level": "info", "message": "end"},
                                        {"seq": 1001, "kind": "params", "ts": 1.0, "data": {"lr": 0.1}}]
@@ -100,7 +100,7 @@ def test_crash_between_write_and_commit_rolls_back(proc_server):
 
 
 def test_sigterm_is_a_clean_shutdown(proc_server):
-    root, token, start = proc_server
+    _root, token, start = proc_server
     url, proc = start()
     assert ingest(url, token, "sessTERM01", P, metric_events(0, 3)).status == 200
     proc.send_signal(signal.SIGTERM)

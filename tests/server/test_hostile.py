@@ -10,7 +10,7 @@ import urllib.parse
 import orjson
 import pytest
 
-from ml_dash.server import spawn_server, create_token
+from ml_dash.server import create_token, spawn_server
 
 from ._client import auth, batch_body, get, ingest, metric_events, post, request
 

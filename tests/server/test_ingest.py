@@ -10,7 +10,7 @@ from ml_dash._errors import AuthError, RemoteError
 from ml_dash._remote_read import RemoteReader
 from ml_dash._store import ExperimentReader
 
-from ._client import get, ingest, metric_events, post, batch_body
+from ._client import batch_body, get, ingest, metric_events, post
 
 P = "alice/proj/run-1"
 
