@@ -7,12 +7,15 @@ Importing this package does not import aiohttp: the sender thread does, when it 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._sink import RemoteSink
 
 __all__ = ["open_remote_sink"]
 
 
-def open_remote_sink(config: Any, prefix: Any):
+def open_remote_sink(config: Any, prefix: Any) -> "RemoteSink":
     """The sink remote mode writes to (see ``ml_dash._sink.Sink``)."""
     from ._sink import RemoteSink
 

@@ -112,7 +112,7 @@ class IngestClient:
         async def attempt() -> "Response":
             self.requests += 1
             try:
-                resp = await fn()
+                resp: Response = await fn()
             except ConnectFailed:
                 self.reachable = False
                 raise

@@ -45,7 +45,7 @@ def _has_nonfinite(value: Any) -> bool:
     return False
 
 
-def _columns(rows: List[Dict[str, Any]]) -> Optional[Dict[str, list]]:
+def _columns(rows: List[Dict[str, Any]]) -> Optional[Dict[str, list[Any]]]:
     """The rows as columns, or None when they do not all have the first row's key set.
 
     Same size and every key of the first row present means the same key set; both are checked
@@ -67,7 +67,7 @@ def _runs(rows: List[Dict[str, Any]]) -> List[Tuple[int, int]]:
     return list(zip(cuts, cuts[1:]))
 
 
-def _record(seq: int, name: Optional[str], n: int, cols: Dict[str, list]) -> Dict[str, Any]:
+def _record(seq: int, name: Optional[str], n: int, cols: Dict[str, list[Any]]) -> Dict[str, Any]:
     ts = cols.pop("_ts", None)
     return {"seq": seq, "kind": "metrics", "n": n, "name": name, "ts": ts, "cols": cols}
 
@@ -83,11 +83,11 @@ def _dump(record: Dict[str, Any]) -> bytes:
 
 
 def _encode(seq: int, name: Optional[str], rows: List[Dict[str, Any]], payloads: List[bytes],
-            counts: List[int], bad: List[Tuple[Any, str]], cols: Optional[Dict[str, list]] = None) -> int:
+            counts: List[int], bad: List[Tuple[Any, str]], cols: Optional[Dict[str, list[Any]]] = None) -> int:
     """Append the records of ``rows`` (one key set; ``cols`` if already made) from ``seq`` on;
     returns the next seq."""
     try:
-        out = _dump(_record(seq, name, len(rows), cols or _columns(rows)))
+        out = _dump(_record(seq, name, len(rows), cols or _columns(rows)))  # type: ignore[arg-type]  # one key set: not None
     except (orjson.JSONEncodeError, TypeError) as exc:
         if len(rows) == 1:  # one row that cannot be encoded: it takes no seq
             bad.append((rows[0], f"cannot encode metric row: {exc}"))

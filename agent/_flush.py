@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple, Union
 
 from ml_dash._errors import ProtocolError
 from ml_dash._text import printable
@@ -86,7 +86,7 @@ class FlushSummary:
 
 
 async def flush_sessions(root: Path, url_override: Optional[str], token_for: Callable[[str], Optional[str]],
-                         policy: RetryPolicy, on_progress: Callable[[int, int], None] = lambda e, b: None,
+                         policy: RetryPolicy, on_progress: Callable[[int, int], object] = lambda e, b: None,
                          wait_for_others: float = 600.0) -> FlushSummary:
     """Upload every pending session under ``root``; see the module docstring for the rules."""
     from ._transport import Transport
@@ -161,7 +161,7 @@ def _unusable(url: str, root: Path) -> Dict[str, str]:
     return {}
 
 
-async def _claim(sdir: SessionDir, patience: float):
+async def _claim(sdir: SessionDir, patience: float) -> Union[str, bool, None]:
     """True when we hold the session's sender lock; else a reason it is left ('' when it is gone)."""
     deadline = time.monotonic() + patience
     while True:
@@ -178,7 +178,7 @@ async def _claim(sdir: SessionDir, patience: float):
         await asyncio.sleep(0.2)  # another flush: wait for it, then see what is left
 
 
-def _alive(pid) -> bool:
+def _alive(pid: object) -> bool:
     if not isinstance(pid, int):
         return False
     try:

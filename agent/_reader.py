@@ -97,7 +97,7 @@ class SessionReader:
         confirmed_next: Optional[int] = None
         size = _READ
         while True:
-            buf = self._read_at(self._seg, scan, size)
+            buf = self._read_at(self._seg, scan, size)  # type: ignore[arg-type]  # _position set it
             eof = len(buf) < size
             cut = buf.rfind(b"\n") + 1
             if cut and self._take(buf[:cut], scan, entries, bad, room):
@@ -110,7 +110,7 @@ class SessionReader:
                 continue
             # End of this segment's data for now.
             if confirmed_next is None:
-                nxt = next((f for f in self.sdir.segments() if f > self._seg), None)
+                nxt = next((f for f in self.sdir.segments() if f > self._seg), None)  # type: ignore[operator]
                 if nxt is not None:
                     confirmed_next = nxt  # the writer finished this segment: read its end once more
                     continue
@@ -173,7 +173,8 @@ class SessionReader:
                 return True
         return False
 
-    def _take_intact(self, block, base, lines, payloads, first, skip, entries, room) -> bool:
+    def _take_intact(self, block: bytes, base: int, lines: List[bytes], payloads: List[bytes], first: int, skip: int,
+                     entries: List[Entry], room: List[int]) -> bool:
         # The common case, with the per-record work in C: every record intact and in order.
         sizes = [len(ln) + 1 for ln in lines]
         avail = len(lines) - skip
@@ -191,7 +192,8 @@ class SessionReader:
         self._off = base + sum(sizes[:skip]) + (cum[take - 1] if take else 0)
         return take < avail
 
-    def _take_records(self, base, lines, payloads, entries, room) -> Optional[bool]:
+    def _take_records(self, base: int, lines: List[bytes], payloads: List[bytes], entries: List[Entry],
+                      room: List[int]) -> Optional[bool]:
         """Like :meth:`_take_intact` for a block holding columnar records (a Python step per record,
         each of up to a thousand rows); None when the block is not in order from the cursor."""
         seqs = list(map(seq_of, payloads))

@@ -155,12 +155,14 @@ class RetryPolicy:
             await control.sleep(seconds - hard)
 
         def before_sleep(rs: RetryCallState) -> None:
-            if on_retry is not None and rs.outcome is not None:
-                on_retry(rs.outcome.exception(), rs.upcoming_sleep)
+            exc = rs.outcome.exception() if rs.outcome is not None else None
+            if on_retry is not None and exc is not None:  # only exceptions are retried
+                on_retry(exc, rs.upcoming_sleep)
 
         return AsyncRetrying(
             sleep=sleep,
-            stop=stop_after_attempt(self.attempts) | stop_after_delay(self.max_delay) | stop_when_down_at_close,
+            # tenacity calls each part; its annotations only name its own stop classes
+            stop=stop_after_attempt(self.attempts) | stop_after_delay(self.max_delay) | stop_when_down_at_close,  # type: ignore[operator]
             wait=wait,
             retry=retry_if_exception_type((TransportError, Retryable)),
             before_sleep=before_sleep,

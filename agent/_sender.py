@@ -18,7 +18,7 @@ import asyncio
 import os
 import threading
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple, TypeVar
 
 from ml_dash._config import Config
 from ml_dash._errors import ProtocolError
@@ -30,6 +30,8 @@ from ._retry import ConnectFailed, Control, Retryable, RetryPolicy, TransportErr
 from ._session import SessionDir, public_url, session_problem
 from ._spool import SpoolWriter
 from ._uploader import SessionUploader, Tally
+
+T = TypeVar("T")
 
 __all__ = ["Sender", "BATCH_INTERVAL", "BATCH_TARGET"]
 
@@ -45,6 +47,10 @@ class _GiveUp(Exception):
 class Sender:
     """Uploads one session (and orphans of the same experiment) as a task on the sender loop."""
 
+    _task: asyncio.Task[Any]
+    _data: asyncio.Event
+    _control: Control
+
     def __init__(self, config: Config, sdir: SessionDir, writer: SpoolWriter, url: str, token: Optional[str],
                  hub: Hub = HUB):
         self._config = config
@@ -54,10 +60,8 @@ class Sender:
         self._token = token
         self._hub = hub
         self._prefix = str((sdir.manifest or {}).get("prefix"))
-        # Made in the loop by _begin, which runs before any callback queued after start().
-        self._task: Optional[asyncio.Task] = None
-        self._data: Optional[asyncio.Event] = None
-        self._control: Optional[Control] = None
+        # self._task, self._data, self._control: made in the loop by _begin, which runs before any
+        # callback queued after start() (declared on the class).
         self._cond = threading.Condition(threading.Lock())
         self._writer_closed = False
         self._wanted = -1  # highest seq a caller of wait_acked waits for
@@ -82,7 +86,7 @@ class Sender:
         self._control = Control()
         self._task = asyncio.get_event_loop().create_task(self._run())
 
-    def _call(self, fn: Callable[[], None]) -> None:
+    def _call(self, fn: Callable[[], object]) -> None:
         if not self.done.is_set():
             self._hub.call_soon(fn)
 
@@ -170,7 +174,7 @@ class Sender:
             if self.stopped is not None and self.client.last_error:
                 self._sdir.write_state({"last_error": self.client.last_error, "stopped": self.stopped})
 
-    async def _rounds(self, fn):
+    async def _rounds(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Run ``fn`` (itself retried by the policy) until it succeeds; between failed rounds the run
         keeps spooling. Gives up only when closing and the server refuses connections."""
         while True:
@@ -186,13 +190,18 @@ class Sender:
                 self._sdir.write_state({"last_error": str(exc)})
                 await self._control.sleep(self._config.retry_max_wait)
 
+    @property
+    def _ingest(self) -> IngestClient:
+        assert self.client is not None  # made by _main before anything is uploaded
+        return self.client
+
     async def _adopt_orphans(self) -> None:
         """Upload sessions of this experiment left by runs that died (their writer lock is free)."""
         for sdir in _orphans(self._sdir.root, self._prefix, public_url(self._url), self._sdir.id):
             if not sdir.writer_finished() or not sdir.claim_sender("live"):
                 continue
             try:
-                up = SessionUploader(sdir, self.client)
+                up = SessionUploader(sdir, self._ingest)
                 await self._rounds(lambda: up.run_to_end(lambda: True))  # noqa: B023 (awaited in this iteration)
                 self.tally.add(up.tally)
             finally:
@@ -205,7 +214,7 @@ class Sender:
             self._cond.notify_all()
 
     async def _upload_own(self) -> None:
-        up = SessionUploader(self._sdir, self.client, on_progress=lambda events, nbytes: self._progress(up, nbytes),
+        up = SessionUploader(self._sdir, self._ingest, on_progress=lambda events, nbytes: self._progress(up, nbytes),
                              on_trim=self._writer.note_trimmed)
         loop = asyncio.get_running_loop()
         data, writer = self._data, self._writer

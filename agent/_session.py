@@ -143,7 +143,7 @@ def write_private(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def unlink_counting(path: Path) -> int:
+def unlink_counting(path: "os.PathLike[str] | str") -> int:
     """Remove ``path``; its size in bytes, or 0 when it could not be removed.
 
     Trimming acknowledged data is best effort: a file left behind is tried again at the next trim.

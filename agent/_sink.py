@@ -145,6 +145,7 @@ class RemoteSink:
             why = "offline mode" if sender is None else self._why(sender)
             self._report_left(writer, sender, sdir, why)
         else:
+            assert sdir is not None  # a sender runs only with its session folder
             sdir.writer_lock.release()
         self._report_drops(writer, sender)
 
@@ -156,6 +157,7 @@ class RemoteSink:
             if now >= deadline:
                 return
             if now >= next_report:
+                assert self._writer is not None  # close() returned early without one
                 events, nbytes = self._pending(self._writer, sender)
                 progress(f"waiting for {events:,} events / {human_bytes(nbytes)} to reach {self._url_public()} "
                     f"({deadline - now:.0f} s left; Ctrl-C leaves them in the spool)")
@@ -213,4 +215,5 @@ class RemoteSink:
         """The read interface against the server (the same one local mode offers)."""
         from ml_dash._remote_read import RemoteReader
 
+        assert self._config.dash_url is not None  # remote mode: there is a server
         return RemoteReader(self._config.dash_url, self._token, self._prefix)

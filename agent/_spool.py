@@ -33,9 +33,11 @@ __all__ = ["SpoolWriter", "SEGMENT_BYTES"]
 SEGMENT_BYTES = 8 * 1024 * 1024
 #: Items encoded per write(2): bounds the memory a huge worker batch needs.
 _CHUNK_ITEMS = 4096
+# (first seq, items) -> (payloads, events per payload or None for one each, [(bad item, why)])
+_Encoder = Callable[[int, Any], Tuple[List[bytes], Optional[List[int]], List[Tuple[Any, str]]]]
 
 
-def _one_seq_each(first: int, events: Sequence[tuple]):
+def _one_seq_each(first: int, events: Sequence[tuple[Any, ...]]) -> Tuple[List[bytes], None, List[Tuple[Any, str]]]:
     payloads, bad = encode_items(first, events)
     return payloads, None, bad  # None: one seq per payload
 
@@ -66,7 +68,7 @@ class SpoolWriter:
         self._dirty_since: Optional[float] = None
         self._dir_dirty = False
         self._warned = False
-        self._told: set = set()
+        self._told: set[Any] = set()
         self._closed = False
 
     # -- appending -------------------------------------------------------------------------------
@@ -75,7 +77,7 @@ class SpoolWriter:
     def pending_bytes(self) -> int:
         return self.bytes_written - self.bytes_trimmed + self.blob_bytes
 
-    def append(self, events: Sequence[tuple]) -> int:
+    def append(self, events: Sequence[tuple[Any, ...]]) -> int:
         """Give each event (``ml_dash._events``) the next seq and append it; returns how many were
         stored. Never raises."""
         return self._append(events, _one_seq_each)
@@ -89,7 +91,7 @@ class SpoolWriter:
         """Append one track topic's entries as ``track`` events, a seq each; like :meth:`append`."""
         return self._append(rows, lambda first, chunk: encode_track_rows(first, topic, chunk))
 
-    def _append(self, items: Sequence[Any], encode) -> int:
+    def _append(self, items: Sequence[Any], encode: _Encoder) -> int:
         stored = 0
         for start in range(0, len(items), _CHUNK_ITEMS):
             stored += self._append_chunk(items[start : start + _CHUNK_ITEMS], encode)
@@ -97,7 +99,7 @@ class SpoolWriter:
             self.on_data()
         return stored
 
-    def _append_chunk(self, items: Sequence[Any], encode) -> int:
+    def _append_chunk(self, items: Sequence[Any], encode: _Encoder) -> int:
         first = self.next_seq
         payloads, counts, bad = encode(first, items)
         for _, why in bad:  # one bad item must not fail its batch; it takes no seq

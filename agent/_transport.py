@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from typing import Any, AsyncIterator, Dict, List, NamedTuple, Optional
+from typing import Any, AsyncIterator, Dict, List, NamedTuple, Optional, Tuple, Type
 
 import aiohttp
 import orjson
@@ -29,7 +29,7 @@ __all__ = ["Transport", "Response"]
 _BLOB_CHUNK = 1 << 20
 #: Failures that the same request would meet again: a URL aiohttp cannot use, a TLS handshake or
 #: certificate that fails (https:// to a plain http port, an untrusted certificate). Not retried.
-_UNRECOVERABLE = tuple(c for c in (aiohttp.InvalidURL, getattr(aiohttp, "NonHttpUrlClientError", None),
+_UNRECOVERABLE: Tuple[Type[BaseException], ...] = tuple(c for c in (aiohttp.InvalidURL, getattr(aiohttp, "NonHttpUrlClientError", None),
                                    aiohttp.ClientSSLError) if c is not None)
 
 
@@ -65,7 +65,7 @@ class _InlineResolver(AbstractResolver):
     async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> List[ResolveResult]:
         infos = socket.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
         return [
-            ResolveResult(hostname=host, host=addr[0], port=addr[1], family=fam, proto=proto,
+            ResolveResult(hostname=host, host=str(addr[0]), port=int(addr[1]), family=fam, proto=proto,
                           flags=socket.AI_NUMERICHOST | socket.AI_NUMERICSERV)
             for fam, _, proto, _, addr in infos
         ]

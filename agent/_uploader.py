@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ml_dash._errors import ProtocolError
 
 from ._client import IngestClient
-from ._reader import SessionReader
+from ._reader import Chunk, Entry, SessionReader
 from ._session import SessionDir, blob_path, unlink_counting
 
 __all__ = ["SessionUploader", "Tally", "BATCH_MAX_EVENTS", "BATCH_MAX_BYTES"]
@@ -46,7 +46,7 @@ class SessionUploader:
     """Uploads one session; the caller holds its sender lock."""
 
     def __init__(self, sdir: SessionDir, client: IngestClient,
-                 on_progress: Callable[[int, int], None] = lambda events, nbytes: None,
+                 on_progress: Callable[[int, int], object] = lambda events, nbytes: None,
                  on_trim: Callable[[int, int], None] = lambda record_bytes, blob_bytes: None):
         self.sdir = sdir
         manifest = sdir.manifest or {}
@@ -56,12 +56,12 @@ class SessionUploader:
         self.client = client
         self.tally = Tally()
         self.removed = False
-        self._set_aside: set = set()
-        self._next = None  # (chunk, finished) read ahead while the previous batch was in flight
+        self._set_aside: set[Any] = set()
+        self._next: Optional[Tuple[Chunk, bool]] = None  # (chunk, finished) read ahead while the previous batch was in flight
         self._on_progress = on_progress
         self._on_trim = on_trim
 
-    def _limits(self):
+    def _limits(self) -> Tuple[int, int]:
         info = self.client.info
         events, nbytes = BATCH_MAX_EVENTS, BATCH_MAX_BYTES
         if info is not None:
@@ -123,7 +123,7 @@ class SessionUploader:
             return False
         return at_end and self._next is None
 
-    def _newly_acked(self, entries, new: int):
+    def _newly_acked(self, entries: List[Entry], new: int) -> Tuple[int, int]:
         """(spool bytes, events delivered) that an ack moving from ``self.acked`` to ``new`` accounts for.
 
         A record's bytes count once its last seq is acknowledged; its events (seqs, not counting
@@ -149,7 +149,7 @@ class SessionUploader:
         ahead = sum(e.n for e in self._next[0].entries) if self._next is not None else 0
         return written - self.reader.next_seq + ahead
 
-    def _drop_blobs(self, files, acked: int) -> int:
+    def _drop_blobs(self, files: Dict[int, str], acked: int) -> int:
         freed = 0
         for seq, file_id in files.items():
             path = blob_path(self.sdir.blobs, file_id)

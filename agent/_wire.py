@@ -75,7 +75,8 @@ BUILDERS: Dict[type, Callable[[int, Any], Dict[str, Any]]] = {
 }
 
 
-def encode_track_rows(first_seq: int, topic: str, rows: Sequence[Dict[str, Any]]):
+def encode_track_rows(first_seq: int, topic: str,
+                      rows: Sequence[Dict[str, Any]]) -> Tuple[List[bytes], None, List[Tuple[Any, str]]]:
     """One ``track`` wire event per entry (the user's fields plus ``_ts``, the entry's timestamp),
     seqs from ``first_seq``; returns (payloads, None: a seq each, [(bad row, why)])."""
     wire = []
@@ -97,7 +98,7 @@ def _has_nonfinite(value: Any) -> bool:
     return False
 
 
-def encode_items(first_seq: int, events: Sequence[tuple]) -> Tuple[List[bytes], List[Tuple[Any, str]]]:
+def encode_items(first_seq: int, events: Sequence[tuple[Any, ...]]) -> Tuple[List[bytes], List[Tuple[Any, str]]]:
     """Wire events for ``events`` with seqs from ``first_seq`` on; returns (payloads, [(bad event, why)]).
 
     One ``orjson.dumps`` serializes the whole list and the output is cut into events: one call per
@@ -123,7 +124,8 @@ def encode_items(first_seq: int, events: Sequence[tuple]) -> Tuple[List[bytes], 
     return _serialize(first_seq, wire, bad)
 
 
-def _serialize(first_seq: int, events: List[Dict[str, Any]], bad: List[Tuple[Any, str]]):
+def _serialize(first_seq: int, events: List[Dict[str, Any]],
+               bad: List[Tuple[Any, str]]) -> Tuple[List[bytes], List[Tuple[Any, str]]]:
     if not events:
         return [], bad
     try:
@@ -142,8 +144,9 @@ def _serialize(first_seq: int, events: List[Dict[str, Any]], bad: List[Tuple[Any
     return parts, bad
 
 
-def _one_by_one(first_seq: int, events: List[Dict[str, Any]], bad: List[Tuple[Any, str]]):
-    payloads = []
+def _one_by_one(first_seq: int, events: List[Dict[str, Any]],
+                bad: List[Tuple[Any, str]]) -> Tuple[List[bytes], List[Tuple[Any, str]]]:
+    payloads: List[bytes] = []
     for event in events:
         event["seq"] = first_seq + len(payloads)
         try:
@@ -183,7 +186,7 @@ def compress(body: bytes, offered: Tuple[str, ...]) -> Tuple[bytes, Optional[str
         try:
             import zstandard
         except ImportError:  # optional dependency: gzip is the fallback
-            zstandard = None
+            zstandard = None  # type: ignore[assignment]
         if zstandard is not None:
             # A compressor per call: they are not thread-safe, and making one costs microseconds.
             return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(body), "zstd"

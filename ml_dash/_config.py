@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, fields, replace
 
 TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations here are strings anyway
 if TYPE_CHECKING:
-    from typing import Mapping, Optional
+    from typing import Any, Mapping, Optional
 
 __all__ = ["Config", "load_config"]
 
@@ -92,7 +92,7 @@ class Config:
     #: Prefix of the experiment a framework hook creates when it is given none (``ML_DASH_PREFIX``).
     prefix: Optional[str] = None
 
-    def with_overrides(self, **overrides) -> "Config":
+    def with_overrides(self, **overrides: Any) -> "Config":
         """A copy with the given fields replaced; None values are ignored."""
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -100,7 +100,7 @@ class Config:
 _TRUE = {"1", "true", "yes", "on"}
 
 
-def _convert(raw: str, default):
+def _convert(raw: str, default: Any) -> Any:
     if isinstance(default, bool):
         return raw.strip().lower() in _TRUE
     if isinstance(default, int):

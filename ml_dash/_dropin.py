@@ -4,7 +4,7 @@ experiment made without one (``OperationMode`` is in ``_mode``)."""
 from __future__ import annotations
 
 from ._errors import InvalidPrefix
-from ._names import parse_prefix
+from ._names import Prefix, parse_prefix
 
 TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations here are strings anyway
 if TYPE_CHECKING:
@@ -12,10 +12,14 @@ if TYPE_CHECKING:
 
     from ._config import Config
 
+    _Names = List[str]  # Bindrs' base, parametrized for type checkers only
+else:
+    _Names = list
+
 __all__ = ["Bindrs", "resolve_prefix"]
 
 
-class Bindrs(list):
+class Bindrs(_Names):
     """``exp.bindrs``: the experiment's bindrs (a list); ``exp.bindrs(name).list()`` lists the files
     of one bindr (upstream's call)."""
 
@@ -41,7 +45,7 @@ class _BindrFiles:
 _RUN_PARAMS = ("user", "job_name", "entry")
 
 
-def resolve_prefix(prefix: Optional[str], config: Config, run_params: Dict[str, Any], two_segments: bool) -> Any:
+def resolve_prefix(prefix: Optional[str], config: Config, run_params: Dict[str, Any], two_segments: bool) -> Prefix:
     """The experiment's prefix: given, else ``ML_DASH_PREFIX``, else ``RUN.prefix`` (upstream's template).
 
     ``two_segments``: upstream's ``owner/name`` is accepted (local mode; the project is the name).

@@ -167,7 +167,7 @@ class FlushMarker(NamedTuple):
 
 
 #: Every kind a sink's ``write`` receives (a test checks that each sink handles all of them).
-SINK_EVENTS: Tuple[Type[tuple], ...] = (ExperimentEvent, StatusEvent, ParamsEvent, LogEvent, FileEvent,
+SINK_EVENTS: Tuple[Type[tuple[Any, ...]], ...] = (ExperimentEvent, StatusEvent, ParamsEvent, LogEvent, FileEvent,
                                         FileDeleteEvent, FileUpdateEvent)
 
 if TYPE_CHECKING:

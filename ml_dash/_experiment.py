@@ -15,7 +15,8 @@ from ._values import normalize_fields
 TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations here are strings anyway
 if TYPE_CHECKING:
     from pathlib import Path
-    from typing import Any, Callable, Dict, List, Optional, Union
+    from types import TracebackType
+    from typing import Any, Callable, Dict, List, Literal, Optional, Union
 
     from ._config import Config
     from ._mode import OperationMode
@@ -107,14 +108,15 @@ class RunControl:
 
         return RUN.entry
 
-    def __call__(self, fn: Callable) -> Callable:
+    def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """``@exp.run``: run ``fn`` inside the experiment, passing the experiment in (upstream's decorator)."""
         return _wrap(fn, lambda: self._exp)
 
     def __enter__(self) -> "Experiment":
         return self.start()
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException],
+                 tb: Optional[TracebackType]) -> Literal[False]:
         if exc_type is None:
             self.complete()
         elif issubclass(exc_type, KeyboardInterrupt):
@@ -176,13 +178,13 @@ class Experiment:
         self.config: Config = base.with_overrides(dash_root=dash_root, dash_url=dash_url, token=token, offline=offline)
         remote_side = bool(self.config.dash_url)
         self._prefix = resolve_prefix(prefix, self.config, run_params, two_segments=not remote_side)
-        if remote_side:
+        if self.config.dash_url:  # remote_side
             from ._urls import check_dash_url  # remote mode only: keeps `import ml_dash` light
 
             check_dash_url(self.config.dash_url)  # a typo fails here, not 20 s into the exit
         if description is not None and readme is not None and description != readme:
             raise InvalidValue("readme= is another name for description=: give one of them")
-        self._fields = {
+        self._fields: Dict[str, Any] = {
             "description": description if description is not None else readme,
             "tags": _str_list(tags, "tags"),
             "bindrs": _str_list(bindrs, "bindrs"),
@@ -191,7 +193,6 @@ class Experiment:
         self._rec = Recorder(self._prefix, self.config, self._fields)
         self._rec.hybrid = hybrid
         self._display_name: Optional[str] = None
-        self._run_id: Optional[str] = None
         self.run = RunControl(self, self._rec)
         self.params = Params(self._rec)
         self.metrics = Metrics(self._rec)
@@ -200,7 +201,7 @@ class Experiment:
         self.tracks = Tracks(self._rec)
         from ._files import new_file_id
 
-        self._run_id = new_file_id()
+        self._run_id: str = new_file_id()
 
     # -- identity ------------------------------------------------------------------------------------
 
@@ -246,14 +247,16 @@ class Experiment:
 
     @property
     def description(self) -> Optional[str]:
-        return self._fields["description"]
+        description: Optional[str] = self._fields["description"]
+        return description
 
     readme = description  # upstream's name
 
     @property
     def metadata(self) -> Optional[Dict[str, Any]]:
         """The metadata given to the constructor (the stored record merges with earlier runs': ``info()``)."""
-        return self._fields["metadata"]
+        metadata: Optional[Dict[str, Any]] = self._fields["metadata"]
+        return metadata
 
     @property
     def tags(self) -> List[str]:
@@ -331,24 +334,25 @@ class Experiment:
     def __enter__(self) -> "Experiment":
         return self.run.__enter__()
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException],
+                 tb: Optional[TracebackType]) -> Literal[False]:
         return self.run.__exit__(exc_type, exc, tb)
 
 
-def ml_dash_experiment(prefix: str, **experiment_kwargs: Any) -> Callable:
+def ml_dash_experiment(prefix: str, **experiment_kwargs: Any) -> Callable[..., Any]:
     """Decorator: run the function inside an experiment and pass the experiment in.
 
     The experiment goes to the parameter named ``experiment`` (or ``exp``) if the function has
     one, else as the first positional argument. Other arguments and the return value pass through.
     """
 
-    def decorate(fn: Callable) -> Callable:
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         return _wrap(fn, lambda: Experiment(prefix=prefix, **experiment_kwargs))
 
     return decorate
 
 
-def _wrap(fn: Callable, make: Callable[[], Experiment]) -> Callable:
+def _wrap(fn: Callable[..., Any], make: Callable[[], Experiment]) -> Callable[..., Any]:
     """``fn`` run inside the experiment ``make()`` returns, which it receives as ``experiment`` (or
     ``exp``) if it has such a parameter, else as its first positional argument."""
     import functools

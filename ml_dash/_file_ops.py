@@ -158,7 +158,7 @@ class FileScope:
             return self.save_image(source, to=to)
         raise InvalidValue(f"files.save takes a path, bytes, a dict or list, or a numpy array, got {type(source).__name__}")
 
-    def upload(self, fpath: Union[str, os.PathLike], *, to: Optional[str] = None, description: Optional[str] = None,
+    def upload(self, fpath: Union[str, os.PathLike[str]], *, to: Optional[str] = None, description: Optional[str] = None,
                tags: Optional[List[str]] = None, metadata: Optional[Dict[str, Any]] = None) -> FileInfo:
         """Store an existing file (upstream's call); ``to`` renames it (a relative path adds folders)."""
         if not isinstance(fpath, (str, os.PathLike)):
@@ -295,8 +295,8 @@ class FileScope:
             raise FileNotFoundError(f"no file {self._path.lstrip('/')!r} in {self._rec.prefix}")
         return self._bytes(entry).decode(encoding)
 
-    def download(self, file: Any = None, dest: Union[str, os.PathLike, None] = None, *,
-                 to: Union[str, os.PathLike, None] = None) -> Union[Path, List[Path]]:
+    def download(self, file: Any = None, dest: Union[str, os.PathLike[str], None] = None, *,
+                 to: Union[str, os.PathLike[str], None] = None) -> Union[Path, List[Path]]:
         """Copy stored file(s) out; returns the path (a list of paths for a glob).
 
         ``file``: a FileInfo, an id, a path below this folder, or a glob (``"*.png"``: every match,
@@ -316,6 +316,7 @@ class FileScope:
             folder = Path(dest) if dest is not None else Path(".")
             folder.mkdir(parents=True, exist_ok=True)
             return [reader.download(e, folder / e["filename"]) for e in matches]
+        entry: Optional[Dict[str, Any]]
         if hasattr(file, "get") and file.get("id") is not None:  # a FileInfo or an entry dict
             entry = self._entry_by_id(str(file.get("id")))
         elif file is None:

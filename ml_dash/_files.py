@@ -14,9 +14,11 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
-    Source = Union[str, os.PathLike, bytes, bytearray, memoryview]
+    Source = Union[str, os.PathLike[str], bytes, bytearray, memoryview]
+    _Entry = Mapping[str, Any]  # FileInfo's base, parametrized for type checkers only
 else:  # importable for annotations elsewhere, without importing typing at run time
     Source = "str | os.PathLike | bytes | bytearray | memoryview"
+    _Entry = Mapping
 
 __all__ = ["FileInfo", "new_file_id", "snapshot", "Source"]
 
@@ -80,7 +82,7 @@ _FILE_FIELDS = ("id", "path", "filename", "checksum", "size", "content_type", "d
                 "metadata", "uploaded_at")
 
 
-class FileInfo(Mapping):
+class FileInfo(_Entry):
     """A stored file: what ``files(...).save()`` returns and ``files.list()`` lists.
 
     Attributes (``info.size``) and, as upstream's dict, a read-only mapping of the stored entry:
@@ -89,6 +91,19 @@ class FileInfo(Mapping):
     """
 
     __slots__ = (*_FILE_FIELDS, "_entry")
+    # The slots' types (annotations only: no class attributes, nothing evaluated at run time)
+    id: str
+    path: str
+    filename: str
+    checksum: str
+    size: int
+    content_type: Optional[str]
+    description: Optional[str]
+    tags: List[str]
+    metadata: Optional[Dict[str, Any]]
+    uploaded_at: Optional[str]
+    _entry: Dict[str, Any]
+
 
     def __init__(self, id: str, path: str, filename: str, checksum: str, size: int,
                  content_type: Optional[str] = None, description: Optional[str] = None,

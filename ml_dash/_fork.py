@@ -36,7 +36,7 @@ import time
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; annotations here are strings anyway
 if TYPE_CHECKING:
-    from typing import Any, List, Optional, Protocol
+    from typing import Any, Callable, List, Optional, Protocol
 
     class Service(Protocol):
         def pause_for_fork(self, deadline: float) -> None:
@@ -128,7 +128,7 @@ def _after_in_child() -> None:
     _lifecycle.after_fork_in_child()
 
 
-def start_thread(target, name: str) -> Optional[threading.Thread]:
+def start_thread(target: Callable[[], object], name: str) -> Optional[threading.Thread]:
     """Start a daemon thread; None when the interpreter refuses (it is shutting down: the caller
     then does the work inline)."""
     _install()

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from typing import Any, Callable, Dict, List, Optional, Tuple
 
     from ._files import Source
+    from ._local_sink import LocalSink
     from ._sink import Reader, Sink
 
 __all__ = ["HybridSink"]
@@ -25,7 +26,7 @@ __all__ = ["HybridSink"]
 class HybridSink:
     """A Sink that writes to a local sink and a remote sink (``ml_dash._sink.Sink``)."""
 
-    def __init__(self, local: Sink, remote: Sink):
+    def __init__(self, local: LocalSink, remote: Sink):
         self.local = local
         self.remote = remote
         self._track_stamps: Dict[str, List[float]] = {}

@@ -26,7 +26,8 @@ from ._report import warn
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; annotations here are strings anyway
 if TYPE_CHECKING:
-    from typing import List, Optional
+    from types import FrameType, TracebackType
+    from typing import Any, Callable, List, Optional
 
     from ._recorder import Recorder
 
@@ -38,7 +39,7 @@ _installed = False
 _uncaught: Optional[BaseException] = None
 _previous_sigterm = None
 _closing = 0  # closes in progress (see closing)
-_deferred_sigterm: Optional[tuple] = None
+_deferred_sigterm: Optional[tuple[Any, ...]] = None
 
 
 def running() -> List[Recorder]:
@@ -90,7 +91,7 @@ def _at_exit() -> None:
 def _wrap_excepthook() -> None:
     previous = sys.excepthook
 
-    def hook(exc_type, exc, tb):
+    def hook(exc_type: type[BaseException], exc: BaseException, tb: Optional[TracebackType]) -> None:
         global _uncaught
         _uncaught = exc
         previous(exc_type, exc, tb)
@@ -112,7 +113,7 @@ def _install_sigterm() -> None:
     signal.signal(signal.SIGTERM, _on_sigterm)
 
 
-def _on_sigterm(signum, frame) -> None:
+def _on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
     global _deferred_sigterm
     if _closing:
         # A close is under way (maybe in the very frame this handler interrupted, holding its
@@ -137,7 +138,7 @@ def _flush_all() -> None:
         rec.pipe.flush(max(0.0, deadline - time.monotonic()))
 
 
-def _off_main_thread(work, timeout: float) -> None:
+def _off_main_thread(work: Callable[[], object], timeout: float) -> None:
     """Run ``work`` in a helper thread and wait at most ``timeout`` seconds for it.
 
     A signal handler runs in the main thread between two steps of whatever it interrupted,

@@ -21,9 +21,10 @@ from ._store import ExperimentReader, ExperimentWriter
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; annotations here are strings anyway
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional, Tuple
+    from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
     from ._events import Event
+    from ._readmodel import LayoutReadModel
 
 __all__ = ["LocalSink", "LocalReader"]
 
@@ -51,12 +52,12 @@ class LocalSink:
         dest = self._writer.paths.file_dir(entry["path"], entry["id"]) / entry["filename"]
         return snapshot(source, dest)
 
-    def write_metrics(self, name: Optional[str], rows: List[dict]) -> None:
+    def write_metrics(self, name: Optional[str], rows: List[dict[str, Any]]) -> None:
         w = self._writer
         with w.lock():
             w.append_metric(name, rows, time.time())
 
-    def write_tracks(self, topic: str, rows: List[dict]) -> None:
+    def write_tracks(self, topic: str, rows: List[dict[str, Any]]) -> None:
         from ._tracks import resolve_stamps
 
         resolve_stamps(rows, self._track_stamps.setdefault(topic, [0.0]))
@@ -86,9 +87,9 @@ class LocalSink:
         params: List[ParamsEvent] = []
         logs: List[LogEvent] = []
         files: List[Dict[str, Any]] = []
-        deletes: List[tuple] = []
-        updates: List[tuple] = []
-        record: List[tuple] = []
+        deletes: List[tuple[Any, ...]] = []
+        updates: List[tuple[Any, ...]] = []
+        record: List[tuple[Any, ...]] = []
         failed = 0
         first_error: Optional[BaseException] = None
         for event in events:
@@ -108,7 +109,7 @@ class LocalSink:
                 failed += 1
                 first_error = first_error or TypeError(f"LocalSink cannot store {type(event).__name__}")
         w = self._writer
-        ops: List[tuple] = [(_merge_params, e, 1) for e in params]
+        ops: List[tuple[Any, ...]] = [(_merge_params, e, 1) for e in params]
         if logs:
             ops.append((_append_logs, logs, len(logs)))
         if files:
@@ -159,18 +160,18 @@ def _add_files(w: ExperimentWriter, entries: List[Dict[str, Any]]) -> None:
     w.add_files(entries)
 
 
-def _update_files(w: ExperimentWriter, updates: List[tuple]) -> None:
+def _update_files(w: ExperimentWriter, updates: List[tuple[Any, ...]]) -> None:
     w.update_files(updates)
 
 
-def _delete_files(w: ExperimentWriter, deletions: List[tuple]) -> None:
+def _delete_files(w: ExperimentWriter, deletions: List[tuple[Any, ...]]) -> None:
     w.delete_files(deletions)
 
 
-def _update_record(w: ExperimentWriter, events: List[tuple]) -> None:
+def _update_record(w: ExperimentWriter, events: List[Union[ExperimentEvent, StatusEvent]]) -> None:
     current = None
     for e in events:
-        if type(e) is ExperimentEvent:
+        if isinstance(e, ExperimentEvent):
             current = w.upsert_experiment(e.fields, e.ts, current, write=False)
         else:
             current = w.set_status(e.status, e.ts, e.reason, current, write=False)
@@ -217,10 +218,10 @@ class LocalReader(ExperimentReader):
         return _local_query(_read_model(self.paths.root).summary, str(self.paths.prefix))
 
 
-_MODELS: "Dict[str, Any]" = {}
+_MODELS: "Dict[str, LayoutReadModel]" = {}
 
 
-def _read_model(root: Path):
+def _read_model(root: Path) -> LayoutReadModel:
     """One in-memory read model per store folder, kept for the process: a second series call on a
     growing metric reads only the rows appended since the first."""
     import os
@@ -236,7 +237,7 @@ def _read_model(root: Path):
     return model
 
 
-def _local_query(fn, *args: Any) -> Dict[str, Any]:
+def _local_query(fn: Callable[..., Dict[str, Any]], *args: Any) -> Dict[str, Any]:
     from ._errors import InvalidPrefix, NotFound
     from ._readmodel._series import QueryError
 

@@ -18,7 +18,7 @@ from ._values import normalize_fields, normalize_value
 
 TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations here are strings anyway
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional
+    from typing import Any, Callable, Dict, List, Optional
 
     from ._recorder import Recorder
 
@@ -107,7 +107,7 @@ class LogBuilder:
         self._logs = logs
         self._metadata = metadata
 
-    def _level(level: str):  # type: ignore[misc]
+    def _level(level: str) -> Callable[..., None]:  # type: ignore[misc]
         def write(self: "LogBuilder", message: str, **extra: Any) -> None:
             self._logs._write(level, message, {**self._metadata, **extra})
 

@@ -35,7 +35,7 @@ FILES_LISTING = ".files_metadata.json"
 UNNAMED_METRIC = "None"
 
 
-def check_segment(segment: str, what: str) -> str:
+def check_segment(segment: object, what: str) -> str:
     """Return ``segment`` if it is a safe single path segment, else raise InvalidPrefix."""
     if not isinstance(segment, str):
         raise InvalidPrefix(f"{what} must be a str, got {type(segment).__name__}")
@@ -53,7 +53,7 @@ def check_segment(segment: str, what: str) -> str:
     return segment
 
 
-def _split(value: str, what: str) -> Tuple[str, ...]:
+def _split(value: object, what: str) -> Tuple[str, ...]:
     if not isinstance(value, str):
         raise InvalidPrefix(f"{what} must be a str, got {type(value).__name__}")
     if value == "":
@@ -70,7 +70,7 @@ def _split(value: str, what: str) -> Tuple[str, ...]:
     return parts
 
 
-def check_relpath(value: str, what: str) -> str:
+def check_relpath(value: object, what: str) -> str:
     """A relative path of safe segments (metric names, file folders). Leading/trailing '/' are trimmed."""
     stripped = value.strip("/") if isinstance(value, str) else value
     return "/".join(_split(stripped, what))
@@ -97,7 +97,7 @@ def check_file_path(value: str) -> str:
     return rel
 
 
-def check_filename(value: str) -> str:
+def check_filename(value: object) -> str:
     """A file name: exactly one safe segment."""
     return check_segment(value, "file name")
 
@@ -106,6 +106,7 @@ class Prefix:
     """A parsed experiment prefix ``owner/project/path.../name`` (immutable, hashable)."""
 
     __slots__ = ("parts",)
+    parts: Tuple[str, ...]
 
     def __init__(self, parts: Tuple[str, ...]):
         object.__setattr__(self, "parts", tuple(parts))

@@ -20,11 +20,18 @@ from ._values import FAST_TYPES, normalize_fields
 
 TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations here are strings anyway
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional
+    from typing import Any, Dict, KeysView, List, Optional
 
     from ._recorder import Recorder
     from ._sink import Sink
     from ._summary import SummaryBuffer, SummaryCache
+
+    # The bases of MetricRows and Metrics, parametrized for type checkers only (typing stays unimported)
+    _RowList = List[Dict[str, Any]]
+    _BuilderDict = Dict[Optional[str], "MetricBuilder"]
+else:
+    _RowList = list
+    _BuilderDict = dict
 
 _now = time.time
 
@@ -47,7 +54,7 @@ def explicit_ts(rec: Recorder, value: Any, what: str) -> float:
 def metrics_list(rec: Recorder) -> List[Dict[str, Any]]:
     """Upstream's ``list_all()``: one summary per metric with rows."""
     reader = rec.reader()
-    out = []
+    out: List[Dict[str, Any]] = []
     for name in reader.metric_names():
         rows = reader.metric_rows(name)
         out.append({"metricId": f"{rec.prefix}/metrics/{name}", "name": name, "description": None, "tags": [],
@@ -55,19 +62,21 @@ def metrics_list(rec: Recorder) -> List[Dict[str, Any]]:
     return out
 
 
-class MetricRows(list):
+class MetricRows(_RowList):
     """What ``metrics(name).read()`` returns: the rows ``{"index", "data", "createdAt"}`` as a list,
     also readable as upstream's page dict: ``rows["data"]``, ``rows["total"]``, ``rows["hasMore"]``,
     ``rows["startIndex"]``, ``rows["endIndex"]``."""
 
     __slots__ = ("start_index", "has_more")
+    start_index: int
+    has_more: bool
 
     def page(self) -> Dict[str, Any]:
         """Upstream's page: ``{"data", "startIndex", "endIndex", "total", "hasMore"}``."""
         return {"data": list(self), "startIndex": self.start_index,
                 "endIndex": self.start_index + len(self) - 1, "total": len(self), "hasMore": self.has_more}
 
-    def __getitem__(self, key):  # type: ignore[override]
+    def __getitem__(self, key: Any) -> Any:
         if isinstance(key, str):
             return self.page()[key]
         return list.__getitem__(self, key)
@@ -75,7 +84,7 @@ class MetricRows(list):
     def get(self, key: str, default: Any = None) -> Any:
         return self.page().get(key, default)
 
-    def keys(self):
+    def keys(self) -> KeysView[str]:
         return self.page().keys()
 
 
@@ -197,7 +206,7 @@ class MetricBuilder:
         return self._rec.reader().series(self.name, field, x, start, end, buckets, after, limit)
 
 
-class Metrics(dict):
+class Metrics(_BuilderDict):
     """``exp.metrics``: ``exp.metrics("train").log(...)``, or ``exp.metrics.log(...)`` for the unnamed metric.
 
     A dict of name -> MetricBuilder; ``__missing__`` validates and creates a metric on first use.

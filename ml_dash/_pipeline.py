@@ -44,7 +44,7 @@ class _Refusing:
     def __len__(self) -> int:
         return 0
 
-    def append(self, item) -> None:
+    def append(self, item: object) -> None:
         raise ExperimentStateError(self._why)
 
 
@@ -113,7 +113,7 @@ class Pipeline:
     def running(self) -> bool:
         return isinstance(self._q, collections.deque)
 
-    def put(self, event: tuple) -> bool:
+    def put(self, event: tuple[Any, ...]) -> bool:
         """Queue an event; False when it was dropped (counted in ``drops``)."""
         q = self._q
         if len(q) >= self.wake_at:
@@ -267,7 +267,7 @@ class Pipeline:
                     self._space.notify_all()
             return more
 
-    def _process(self, batch: List[tuple], metrics: List[tuple]) -> None:
+    def _process(self, batch: List[tuple[Any, ...]], metrics: List[tuple[Any, ...]]) -> None:
         sink = self._sink
         for owner, rows in metrics:
             try:
@@ -283,7 +283,7 @@ class Pipeline:
                 start = i + 1
         self._write(batch[start:], sync=False)
 
-    def _write(self, events: List[tuple], sync: bool) -> None:
+    def _write(self, events: List[tuple[Any, ...]], sync: bool) -> None:
         if events:
             try:
                 self._sink.write(events)
@@ -320,7 +320,7 @@ class Pipeline:
             WORKER.register(self)
 
 
-def _take(q: Any, limit: Optional[int] = None) -> list:
+def _take(q: Any, limit: Optional[int] = None) -> list[Any]:
     """Pop what is in ``q`` now (at most ``limit``); items appended meanwhile stay for the next round."""
     n = len(q) if limit is None else min(len(q), limit)
     pop = q.popleft

@@ -20,7 +20,9 @@ if TYPE_CHECKING:
     from ._config import Config
     from ._files import Source
     from ._names import Prefix
+    from ._ops import Metrics
     from ._sink import Reader, Sink
+    from ._summary import SummaryBuffer
 
 __all__ = ["Recorder"]
 
@@ -45,9 +47,9 @@ class Recorder:
         self._stored = False  # known to exist in the store: reads check once
         #: The last explicit ``_ts`` or track timestamp, which ``_ts=-1`` repeats (upstream's rule).
         self.last_ts: Optional[float] = None
-        self._summary_buffer: Optional[Any] = None
+        self._summary_buffer: Optional[SummaryBuffer] = None
         #: ``exp.metrics`` (set by it): what ``metrics.buffer.log_summary()`` logs through.
-        self.metrics: Optional[Any] = None
+        self.metrics: Optional[Metrics] = None
 
     @property
     def mode(self) -> str:
@@ -108,12 +110,12 @@ class Recorder:
             self._stored = True
         return reader
 
-    def summary_buffer(self) -> Any:
+    def summary_buffer(self) -> SummaryBuffer:
         """The experiment's ``metrics.buffer`` (values kept for ``log_summary``), made on first use."""
         if self._summary_buffer is None:
             from ._summary import SummaryBuffer
 
-            self._summary_buffer = SummaryBuffer(lambda name: self.metrics(name))
+            self._summary_buffer = SummaryBuffer(lambda name: self.metrics(name))  # type: ignore[misc]  # set by then
         return self._summary_buffer
 
     # -- lifecycle -----------------------------------------------------------------------------------

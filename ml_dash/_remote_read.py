@@ -7,6 +7,7 @@ or the end; non-finite floats ("NaN", "Infinity", "-Infinity" on the wire) come 
 
 from __future__ import annotations
 
+import http.client
 import json
 import shutil
 import urllib.error
@@ -42,14 +43,15 @@ class RemoteReader:
 
     # -- HTTP --------------------------------------------------------------------------------------
 
-    def _request(self, route: str, **query: Any):
+    def _request(self, route: str, **query: Any) -> "http.client.HTTPResponse":
         params = {"prefix": self._prefix}
         params.update({k: v for k, v in query.items() if v is not None})
         req = urllib.request.Request(self._base + route + "?" + urllib.parse.urlencode(params))
         if self._token:
             req.add_header("Authorization", f"Bearer {self._token}")
         try:
-            return urllib.request.urlopen(req, timeout=self._timeout)
+            resp: http.client.HTTPResponse = urllib.request.urlopen(req, timeout=self._timeout)
+            return resp
         except urllib.error.HTTPError as exc:
             raise self._error(exc) from None
         except (urllib.error.URLError, OSError) as exc:
@@ -67,15 +69,17 @@ class RemoteReader:
         cls = AuthError if exc.code in (401, 403) else RemoteError
         return cls(f"server answered {exc.code}: {message}", status=exc.code, code=code)
 
-    def _get(self, route: str, **query: Any) -> Any:
+    def _get(self, route: str, **query: Any) -> Dict[str, Any]:
+        """The JSON object the server answers (every route answers one)."""
         with self._request(route, **query) as resp:
             try:
-                return json.loads(resp.read())
+                body: Dict[str, Any] = json.loads(resp.read())
+                return body
             except ValueError:
                 raise RemoteError(f"the server's answer to {route} is not JSON") from None
 
-    def _paged(self, route: str, key: str, start: int, limit: Optional[int], **query: Any) -> List[dict]:
-        out: List[dict] = []
+    def _paged(self, route: str, key: str, start: int, limit: Optional[int], **query: Any) -> List[dict[str, Any]]:
+        out: List[dict[str, Any]] = []
         nxt: Optional[int] = start
         while nxt is not None and (limit is None or len(out) < limit):
             want = _PAGE if limit is None else min(_PAGE, limit - len(out))
@@ -96,7 +100,7 @@ class RemoteReader:
             raise
         return True
 
-    def _found(self, route: str, **query: Any) -> Any:
+    def _found(self, route: str, **query: Any) -> Dict[str, Any]:
         """``_get`` raising what local mode raises: NotFound, InvalidPrefix, ValueError."""
         try:
             return self._get(route, **query)
@@ -122,7 +126,8 @@ class RemoteReader:
 
     def summary(self) -> Dict[str, Any]:
         """``GET /api/v1/summary``: every metric with its count and per field last/min/max; logs, files."""
-        return decode_nonfinite(self._found("summary"))
+        answer: Dict[str, Any] = decode_nonfinite(self._found("summary"))
+        return answer
 
     def experiment(self) -> Dict[str, Any]:
         """The experiment's metadata and status ({} when there is no such experiment)."""
@@ -135,9 +140,10 @@ class RemoteReader:
 
     def params(self) -> Dict[str, Any]:
         """The flattened parameters ({} when none)."""
-        return decode_nonfinite(self._get("params").get("data") or {})
+        params: Dict[str, Any] = decode_nonfinite(self._get("params").get("data") or {})
+        return params
 
-    def logs(self, start: int = 0, limit: Optional[int] = None, level: Optional[str] = None) -> List[dict]:
+    def logs(self, start: int = 0, limit: Optional[int] = None, level: Optional[str] = None) -> List[dict[str, Any]]:
         """Log records with ``sequenceNumber >= start``, in order, at most ``limit``."""
         return [decode_nonfinite(r) for r in self._paged("logs", "logs", start, limit, level=level)]
 
@@ -145,7 +151,7 @@ class RemoteReader:
         """Names of every metric with data; the unnamed metric is None."""
         return list(self._get("metrics").get("metrics") or [])
 
-    def metric_rows(self, name: Optional[str], start: int = 0, limit: Optional[int] = None) -> List[dict]:
+    def metric_rows(self, name: Optional[str], start: int = 0, limit: Optional[int] = None) -> List[dict[str, Any]]:
         """Rows ``{"index", "data", "createdAt"}`` with ``index >= start``, ordered by index."""
         rows = self._paged("metric", "rows", start, limit, name=name)
         for r in rows:
@@ -160,11 +166,11 @@ class RemoteReader:
         """Topics with entries."""
         return list(self._get("tracks").get("tracks") or [])
 
-    def track_entries(self, topic: str, start: Optional[float] = None, end: Optional[float] = None) -> List[dict]:
+    def track_entries(self, topic: str, start: Optional[float] = None, end: Optional[float] = None) -> List[dict[str, Any]]:
         """Entries ``{"timestamp", ...}`` with ``start <= timestamp <= end``, in timestamp order."""
         out = []
         for e in self._paged("track", "entries", 0, None, topic=topic):
-            t = e.get("timestamp")
+            t: Any = e.get("timestamp")  # the server always sends it
             if (start is None or t >= start) and (end is None or t <= end):
                 out.append(decode_nonfinite(e))
         return out

@@ -26,6 +26,7 @@ import sys
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
+    from typing import Optional
 
 __all__ = ["warn", "notice", "error", "logger", "LOGGER"]
 
@@ -78,7 +79,7 @@ def _unconfigured(log: "logging.Logger") -> bool:
     root = logging.getLogger()
     if root.level != logging.WARNING:
         return False
-    node = log
+    node: Optional[logging.Logger] = log
     while node is not None and node is not root:
         if node.level != logging.NOTSET or any(not isinstance(h, _last_resort_class()) for h in node.handlers):
             return False
@@ -96,24 +97,24 @@ class _Stderr:
         sys.stderr.flush()
 
 
-_handler_class = None
+_handler_class: "Optional[type[logging.Handler]]" = None
 
 
-def _last_resort_class():
+def _last_resort_class() -> "type[logging.Handler]":
     """The handler of last resort's class, made at first use (it needs logging)."""
     global _handler_class
     if _handler_class is not None:
         return _handler_class
     import logging
 
-    class LastResort(logging.StreamHandler):
+    class LastResort(logging.StreamHandler):  # type: ignore[type-arg]  # generic in typeshed only, not at run time (3.9)
         """Prints ``ml-dash: <message>`` on stderr, only when no other handler would see the record."""
 
         def __init__(self) -> None:
-            super().__init__(_Stderr())  # type: ignore[arg-type]
+            super().__init__(_Stderr())
             self.setFormatter(logging.Formatter("ml-dash: %(message)s"))
 
-        def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+        def handle(self, record: logging.LogRecord) -> bool:
             if _handled_elsewhere(logging.getLogger(record.name), self):
                 return False
             return bool(super().handle(record))
@@ -124,7 +125,7 @@ def _last_resort_class():
 
 def _handled_elsewhere(log: "logging.Logger", ours: object) -> bool:
     """True when a handler other than ``ours`` is on the record's way up (the app configured logging)."""
-    node = log
+    node: Optional[logging.Logger] = log
     while node is not None:
         if any(h is not ours for h in node.handlers):
             return True

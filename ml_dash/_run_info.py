@@ -28,7 +28,7 @@ PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", "requirements.txt"
 EXPERIMENTS_FOLDER = "experiments"
 
 
-def find_project_root(start: Union[str, os.PathLike]) -> Path:
+def find_project_root(start: Union[str, os.PathLike[str]]) -> Path:
     """Nearest folder at or above ``start`` holding a project marker; the start folder if none does."""
     from pathlib import Path
 
@@ -170,7 +170,7 @@ class RunInfo:
         return self._entry
 
     @entry.setter
-    def entry(self, value: Union[str, os.PathLike, None]) -> None:
+    def entry(self, value: Union[str, os.PathLike[str], None]) -> None:
         from pathlib import Path  # pathlib costs ~10 ms to import: only when RUN is used
 
         self._entry = None if value is None else Path(value).resolve()
@@ -184,7 +184,7 @@ class RunInfo:
         return self._project_root
 
     @project_root.setter
-    def project_root(self, value: Union[str, os.PathLike]) -> None:
+    def project_root(self, value: Union[str, os.PathLike[str]]) -> None:
         from pathlib import Path
 
         self._project_root = Path(value).resolve()

@@ -109,6 +109,7 @@ def video_bytes(frame_stack: Any, name: str, fps: int, **imageio_kwargs: Any) ->
     else:
         options.setdefault("fps", fps)
     try:
-        return iio.imwrite("<bytes>", frames, extension=ext, **options)
+        data: bytes = iio.imwrite("<bytes>", frames, extension=ext, **options)
+        return data
     except (ImportError, ValueError, RuntimeError) as exc:
         raise ImportError(f"save_video could not write {ext}: {exc} (for .mp4: pip install imageio-ffmpeg)") from None

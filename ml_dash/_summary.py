@@ -67,7 +67,7 @@ def aggregate(values: List[float], agg: str) -> float:
     raise ValueError(f"unknown aggregation {agg!r}; use one of {', '.join(AGGREGATIONS)}")
 
 
-def summarize(store: Dict[str, List[float]], aggs: tuple) -> Dict[str, float]:
+def summarize(store: Dict[str, List[float]], aggs: tuple[Any, ...]) -> Dict[str, float]:
     out: Dict[str, float] = {}
     for key, values in store.items():
         clean = [v for v in values if v == v]
@@ -77,7 +77,7 @@ def summarize(store: Dict[str, List[float]], aggs: tuple) -> Dict[str, float]:
     return out
 
 
-def _peek(store: Dict[str, List[float]], keys: tuple, limit: Optional[int]) -> Dict[str, List[float]]:
+def _peek(store: Dict[str, List[float]], keys: tuple[Any, ...], limit: Optional[int]) -> Dict[str, List[float]]:
     return {k: (store[k][-limit:] if limit else list(store[k])) for k in (keys or store.keys()) if store.get(k)}
 
 

@@ -45,7 +45,7 @@ def track_folder(topic: str) -> str:
 def _plain(value: Any, limit: int, where: str) -> Any:
     """A track value: arrays of any shape become lists (upstream's ``tolist``), then the usual rules."""
     tolist = getattr(value, "tolist", None)
-    if tolist is not None and getattr(value, "ndim", 0) and getattr(value, "shape", None) is not None:
+    if tolist is not None and getattr(value, "ndim", False) and getattr(value, "shape", None) is not None:
         value = tolist()
     if isinstance(value, dict):
         return {k: _plain(v, limit, f"{where}.{k}") for k, v in value.items()}

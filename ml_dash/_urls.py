@@ -7,10 +7,16 @@ needs any of this.
 
 from __future__ import annotations
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional, Set, Tuple
+
+    from ._config import Config
+
 __all__ = ["check_dash_url", "is_loopback_host", "warn_plain_http", "dashboard_url", "announce_run"]
 
 _EXAMPLE = "http://127.0.0.1:8765"
-_warned: set = set()
+_warned: "Set[Tuple[Optional[str], Optional[int]]]" = set()
 
 
 def _shown(url: str) -> str:
@@ -75,7 +81,7 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-def warn_plain_http(url: str, token) -> None:
+def warn_plain_http(url: str, token: Optional[str]) -> None:
     """Say once per server, on stderr, that a token is about to travel unencrypted off this machine."""
     if not token:
         return
@@ -101,7 +107,7 @@ def dashboard_url(dash_url: str, prefix: str) -> str:
     return dash_url.rstrip("/") + "/e/" + "/".join(quote(seg, safe="") for seg in prefix.split("/"))
 
 
-def announce_run(config, prefix: str) -> None:
+def announce_run(config: Config, prefix: str) -> None:
     """Print where to watch a remote run (stderr; ``ML_DASH_PRINT_URL=0`` silences it)."""
     if config.dash_url and config.print_url:
         from ._report import notice

@@ -24,7 +24,7 @@ from . import _fork
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; annotations here are strings anyway
 if TYPE_CHECKING:
-    from typing import List, Optional
+    from typing import Any, List, Optional
 
     from ._pipeline import Pipeline
 
@@ -39,7 +39,7 @@ class Worker:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._poked: collections.deque = collections.deque()  # pipelines that asked to be drained
+        self._poked: collections.deque[Any] = collections.deque()  # pipelines that asked to be drained
         self._pipes: List[Pipeline] = []  # replaced, never mutated: the thread iterates a snapshot
         self._interval = 0.5
         self._thread: Optional[threading.Thread] = None

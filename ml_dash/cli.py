@@ -50,13 +50,15 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in PASSTHROUGH:
-        return importlib.import_module(PASSTHROUGH[argv[0]][0]).main(argv[1:])
+        rc: int = importlib.import_module(PASSTHROUGH[argv[0]][0]).main(argv[1:])
+        return rc
     parser = _parser()
     if not argv:
         parser.print_help()
         return 0
     args = parser.parse_args(argv)
-    return args._run(args)
+    code: int = args._run(args)
+    return code
 
 
 if __name__ == "__main__":

@@ -20,7 +20,10 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import List, Optional
+    from typing import List, Optional, Protocol
+
+    class _Part(Protocol):
+        def stop(self, deadline: float) -> None: ...
 
     from .._experiment import Experiment
 
@@ -31,9 +34,9 @@ class Captures:
     """The captures started for one run; ``stop`` ends them in reverse order of starting."""
 
     def __init__(self) -> None:
-        self._parts: List[object] = []
+        self._parts: List[_Part] = []
 
-    def add(self, part: object) -> None:
+    def add(self, part: _Part) -> None:
         self._parts.append(part)
 
     def stop(self, deadline: float) -> None:

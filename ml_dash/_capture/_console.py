@@ -118,7 +118,7 @@ class ConsoleCapture:
         limit = max(1, exp.config.max_string_bytes)
         self._splitters: Dict[str, LineSplitter] = {"stdout": LineSplitter(limit), "stderr": LineSplitter(limit)}
         self._lock = threading.Lock()
-        self._lines: collections.deque = collections.deque()
+        self._lines: collections.deque[Any] = collections.deque()
         self._wake = threading.Event()
         self._stopping = False
         #: Set at stop and in a forked child: text passes to the terminal, nothing is kept.
@@ -221,7 +221,7 @@ class _Tap:
     def __init__(self, name: str, stream: Any):
         self.name = name
         self.stream = stream
-        self.captures: tuple = ()
+        self.captures: tuple[Any, ...] = ()
         original = stream.write
         self._previous = getattr(stream, "__dict__", {}).get("write")
         self._proxy: Any = None

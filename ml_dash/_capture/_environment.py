@@ -76,7 +76,7 @@ def _merge_metadata(exp: "Experiment", metadata: Dict[str, Any]) -> None:
     exp._rec.merge_metadata(normalize_fields(metadata, exp.config.max_string_bytes, "environment metadata"))
 
 
-def collect(packages: bool = False, diff_max_bytes: int = 1024 * 1024) -> Tuple[Dict[str, Any], Optional[tuple]]:
+def collect(packages: bool = False, diff_max_bytes: int = 1024 * 1024) -> Tuple[Dict[str, Any], Optional[tuple[Any, ...]]]:
     """``(environment dict, (diff bytes, cut) or None)`` for this process."""
     import platform
     import socket
@@ -111,7 +111,7 @@ def installed_packages() -> Dict[str, str]:
     return dict(sorted(out.items(), key=lambda kv: kv[0].lower()))
 
 
-def git_state(folder: str, diff_max_bytes: int) -> Tuple[Optional[Dict[str, Any]], Optional[tuple]]:
+def git_state(folder: str, diff_max_bytes: int) -> Tuple[Optional[Dict[str, Any]], Optional[tuple[Any, ...]]]:
     """``(git facts, (diff bytes, cut) or None)`` for the work tree holding ``folder``; ``(None, None)``
     when there is none (or no ``git``)."""
     root = _git(folder, "rev-parse", "--show-toplevel")
@@ -161,7 +161,7 @@ def _git(cwd: str, *args: str) -> Optional[str]:
     return proc.stdout.decode("utf-8", "replace").strip()
 
 
-def _git_diff(root: str, max_bytes: int) -> Optional[tuple]:
+def _git_diff(root: str, max_bytes: int) -> Optional[tuple[Any, ...]]:
     """``(first max_bytes of git diff HEAD, whether it was cut)``; reads no more than that."""
     import subprocess
 

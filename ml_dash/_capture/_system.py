@@ -30,7 +30,7 @@ from .._report import warn
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional
+    from typing import Any, Callable, Dict, List, Optional, Tuple
 
     from .._experiment import Experiment
 
@@ -50,7 +50,7 @@ class SystemSampler:
         self._proc = psutil.Process()
         self._process = exp.metrics("system/process")
         self._host = exp.metrics("system/host")
-        self._gpus: List[tuple] = []
+        self._gpus: List[tuple[Any, ...]] = []
         self._nvml: Any = None
         self._last: Dict[str, Any] = {}
         self.samples = 0
@@ -135,7 +135,7 @@ def _safe(counter: Any) -> Any:
         return None
 
 
-def gpu_handles() -> tuple:
+def gpu_handles() -> tuple[Any, ...]:
     """``(pynvml module, [device handles])``, or ``(None, [])`` when NVML is not there or not answering."""
     try:
         import pynvml
@@ -154,7 +154,7 @@ def gpu_handles() -> tuple:
 def gpu_sample(nvml: Any, handle: Any) -> Dict[str, float]:
     """One device's row; a reading the device does not support is left out."""
     row: Dict[str, float] = {}
-    readings = (
+    readings: "Tuple[Tuple[str, Callable[[], Any]], ...]" = (
         ("utilization_percent", lambda: nvml.nvmlDeviceGetUtilizationRates(handle).gpu),
         ("memory_used_mib", lambda: nvml.nvmlDeviceGetMemoryInfo(handle).used / _MIB),
         ("memory_total_mib", lambda: nvml.nvmlDeviceGetMemoryInfo(handle).total / _MIB),

@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
             span = None if end is None else end - t(started)
         except ValueError:
             span = None
-    tags = exp.get("tags") if isinstance(exp.get("tags"), list) else []
+    raw_tags = exp.get("tags")
+    tags = raw_tags if isinstance(raw_tags, list) else []
     meta = [("prefix", args.prefix), ("status", exp.get("status")), ("description", exp.get("description")),
             ("tags", ", ".join(F.value(t) for t in tags) or None), ("created", F.when(exp.get("created_at"))),
             ("started", F.when(started)), ("ended", F.when(ended) if exp.get("status") != "RUNNING" else None),

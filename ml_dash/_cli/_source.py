@@ -9,7 +9,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional
+
+if TYPE_CHECKING:
+    from .._local_sink import LocalReader
+    from .._readmodel import LayoutReadModel
 
 from .._errors import NotFound, RemoteError
 from .._readmodel import TableQuery
@@ -55,9 +59,9 @@ class LocalSource(Source):
 
         self.root = Path(root)
         self.where = str(root)
-        self._model = LayoutReadModel(self.root, max_age=0.0)
+        self._model: LayoutReadModel = LayoutReadModel(self.root, max_age=0.0)
 
-    def _reader(self, prefix: str):
+    def _reader(self, prefix: str) -> "LocalReader":
         from .._local_sink import LocalReader
         from .._readmodel._model import read_prefix
 
@@ -66,7 +70,7 @@ class LocalSource(Source):
             raise NotFound(f"no experiment {prefix!r} in {self.where}")
         return reader
 
-    def _ask(self, fn, *args: Any) -> Any:
+    def _ask(self, fn: Callable[..., Dict[str, Any]], *args: Any) -> Dict[str, Any]:
         from .._local_sink import _local_query
 
         return _local_query(fn, *args)
@@ -101,7 +105,7 @@ class RemoteSource(Source):
         self.where = public_url(url)
         self._token = token
 
-    def _get(self, route: str, params: Dict[str, Any]) -> Any:
+    def _get(self, route: str, params: Dict[str, Any]) -> Dict[str, Any]:
         from .._remote_read import RemoteReader
 
         query = urllib.parse.urlencode([(k, v) for k, vs in params.items() if vs is not None
@@ -111,7 +115,8 @@ class RemoteSource(Source):
             req.add_header("Authorization", f"Bearer {self._token}")
         try:
             with urllib.request.urlopen(req, timeout=60) as resp:
-                return decode_nonfinite(json.loads(resp.read()))
+                body: Dict[str, Any] = decode_nonfinite(json.loads(resp.read()))
+                return body
         except urllib.error.HTTPError as exc:
             err = RemoteReader._error(exc)
             if err.status == 404 and err.code == "not_found":

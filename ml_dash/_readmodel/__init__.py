@@ -14,7 +14,14 @@ numpy is imported by these modules; nothing here is imported by ``import ml_dash
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what the lazy attributes below are, for type checkers
+    from ._catalog import Catalog
+    from ._columns import MetricColumns
+    from ._model import LayoutReadModel, ReadModel
+    from ._table import TableQuery
+
 
 __all__ = ["LayoutReadModel", "ReadModel", "TableQuery", "MetricColumns", "Catalog"]
 

@@ -13,7 +13,7 @@ import os
 import shutil
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, ContextManager, Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
@@ -59,7 +59,7 @@ class MemArrays:
 
     def __init__(self) -> None:
         self._arrays: Dict[str, _Grow] = {}
-        self.meta: Optional[dict] = None
+        self.meta: Optional[dict[str, Any]] = None
 
     def length(self, name: str) -> int:
         g = self._arrays.get(name)
@@ -87,13 +87,13 @@ class MemArrays:
         self._arrays.clear()
         self.meta = None
 
-    def load_meta(self) -> Optional[dict]:
+    def load_meta(self) -> Optional[dict[str, Any]]:
         return self.meta
 
-    def locked(self):
+    def locked(self) -> ContextManager[Any]:
         return nullcontext()
 
-    def save_meta(self, meta: dict) -> None:
+    def save_meta(self, meta: dict[str, Any]) -> None:
         self.meta = meta
 
 
@@ -158,11 +158,11 @@ class DiskArrays:
         finally:
             os.close(fd)
 
-    def load_meta(self) -> Optional[dict]:
+    def load_meta(self) -> Optional[dict[str, Any]]:
         meta = read_json(self.folder / "meta.json")
         return meta if isinstance(meta, dict) else None
 
-    def save_meta(self, meta: dict) -> None:
+    def save_meta(self, meta: dict[str, Any]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         # A cache: no fsync. A meta that did not reach the disk means rows are parsed again.
         atomic_write_json(self.folder / "meta.json", meta, fsync=False)

@@ -86,6 +86,9 @@ class _Tail:
     __slots__ = ("ino", "sig", "consumed", "last", "values")
 
     def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
         self.ino = -1
         self.sig: Tuple[int, int] = (-1, -1)
         self.consumed = 0
@@ -100,13 +103,13 @@ class _Tail:
                 raise FileNotFoundError(path)
         except (FileNotFoundError, NotADirectoryError):
             changed = self.last is not None or self.values
-            self.__init__()
+            self._reset()
             return bool(changed)
         sig = (st.st_size, st.st_mtime_ns)
         if sig == self.sig and st.st_ino == self.ino:
             return False
         if st.st_ino != self.ino or st.st_size < self.consumed:
-            self.__init__()
+            self._reset()
             self.ino = st.st_ino
         self.sig = sig
         start = max(self.consumed, st.st_size - _WINDOW)
@@ -237,7 +240,7 @@ class Catalog:
         self._snapshot: List[Entry] = []
         self._refresh_lock = threading.Lock()
         self._refreshed_at = -1e18
-        self._touched: set = set()
+        self._touched: set[Any] = set()
         self._stopped = False
         self._thread: Optional[threading.Thread] = None
         self._thread_guard = threading.Lock()

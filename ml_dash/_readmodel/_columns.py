@@ -30,7 +30,7 @@ import math
 import os
 import threading
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, BinaryIO, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 import orjson
@@ -224,7 +224,7 @@ class MetricColumns:
         """Indices are exactly 0..rows-1 (then a row's position is its index)."""
         return self.rows == 0 or (self.first_index == 0 and self.last_index == self.rows - 1)
 
-    def _meta(self) -> dict:
+    def _meta(self) -> dict[str, Any]:
         return {"v": _VERSION, "source": self.source, "ino": self.ino, "offset": self.offset,
                 "tail": self._tail.hex(), "rows": self.rows, "first_index": self.first_index,
                 "last_index": self.last_index, "fields": [f.as_json() for f in self.fields.values()]}
@@ -284,11 +284,11 @@ class MetricColumns:
             self._clear()
             self._load()
 
-    def _same_tail(self, fh) -> bool:
+    def _same_tail(self, fh: BinaryIO) -> bool:
         n = len(self._tail)
         return n == 0 or os.pread(fh.fileno(), n, self.offset - n) == self._tail
 
-    def _read_from(self, fh, size: int) -> int:
+    def _read_from(self, fh: BinaryIO, size: int) -> int:
         added = 0
         pos = self.offset
         carry = b""
@@ -349,9 +349,9 @@ class MetricColumns:
         out[:] = (0, 0, math.inf, -math.inf, math.nan)
         return out
 
-    def _parse(self, buf: bytes) -> Tuple[List[int], List[dict]]:
+    def _parse(self, buf: bytes) -> Tuple[List[int], List[dict[str, Any]]]:
         idxs: List[int] = []
-        datas: List[dict] = []
+        datas: List[dict[str, Any]] = []
         last = -1 if self.last_index is None else self.last_index
         loads = orjson.loads
         for line in buf.split(b"\n"):

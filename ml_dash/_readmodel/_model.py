@@ -112,7 +112,7 @@ class LayoutReadModel(ReadModel):
             raise QueryError(404, "not_found", f"no experiment {prefix!r}")  # a symlink is never followed
         return paths
 
-    def _columns(self, paths: ExperimentPaths, name: Optional[str], fields: Optional[frozenset] = None) -> MetricColumns:
+    def _columns(self, paths: ExperimentPaths, name: Optional[str], fields: Optional[frozenset[Any]] = None) -> MetricColumns:
         try:
             data = paths.metric_dir(name or None) / "data.jsonl"
         except InvalidPrefix as exc:
@@ -137,17 +137,19 @@ class LayoutReadModel(ReadModel):
 
     # -- the interface ---------------------------------------------------------------------------------
 
-    def series(self, prefix, name, field, x="index", start=None, end=None, buckets=1000, *, strict=False):
+    def series(self, prefix: str, name: Optional[str], field: str, x: str = "index", start: Any = None,
+               end: Any = None, buckets: Any = 1000, *, strict: bool = False) -> Dict[str, Any]:
         paths = self._paths(prefix)
         cols = self._columns(paths, name, frozenset([field] + ([] if (x or "index") == "index" else [x])))
         return {"name": name or None, **series(cols, field, x, start, end, buckets, strict=strict)}
 
-    def increments(self, prefix, name, field, x="index", after=-1, limit=10_000, *, strict=False):
+    def increments(self, prefix: str, name: Optional[str], field: str, x: str = "index", after: Any = -1,
+                   limit: int = 10_000, *, strict: bool = False) -> Dict[str, Any]:
         paths = self._paths(prefix)
         cols = self._columns(paths, name, frozenset([field] + ([] if (x or "index") == "index" else [x])))
         return {"name": name or None, **increments(cols, field, x, after, limit, strict=strict)}
 
-    def summary(self, prefix, *, strict=False):
+    def summary(self, prefix: str, *, strict: bool = False) -> Dict[str, Any]:
         from .._store import ExperimentReader
 
         paths = self._paths(prefix)
@@ -161,7 +163,7 @@ class LayoutReadModel(ReadModel):
                   "files": len(reader.files()) if is_plain_chain(self.root, paths.files_metadata) else 0}
         return encode_nonfinite(answer) if strict else answer
 
-    def table(self, query, *, strict=False, owner=None):
+    def table(self, query: TableQuery, *, strict: bool = False, owner: Optional[str] = None) -> Dict[str, Any]:
         entries = self.catalog.entries(self.max_age)
         if owner is not None:  # never through the shared cache: it holds every owner's rows
             return run_table([e for e in entries if e.owner == owner], query, strict=strict)

@@ -186,8 +186,8 @@ def series(cols: MetricColumns, field: str, x: str = "index", start: Any = None,
         answer: Dict[str, Any] = {"field": field, "x": x, "total": cols.rows, "last_index": cols.last_index}
         x_is_index = x == "index"
         if not x_is_index:
-            answer["x_sorted"] = bool(cols.field(x).sorted)
-        if not x_is_index and not cols.field(x).sorted and (lo_x is not None or hi_x is not None):
+            answer["x_sorted"] = bool(cols.fields[x].sorted)
+        if not x_is_index and not cols.fields[x].sorted and (lo_x is not None or hi_x is not None):
             return {**answer, **_selected(cols, field, x, lo_x, hi_x, b, strict)}
         p0 = 0 if lo_x is None else _position_of_x(cols, x, lo_x, "left")
         p1 = cols.rows if hi_x is None else _position_of_x(cols, x, hi_x, "right")
@@ -290,7 +290,7 @@ def increments(cols: MetricColumns, field: str, x: str = "index", after: Any = -
                   "after": int(after_f), "cursor": cursor, "more": q < cols.rows, "mode": "raw",
                   "points": _raw_answer(y, xs, x == "index", strict)}
         if x != "index":
-            answer["x_sorted"] = bool(cols.field(x).sorted)
+            answer["x_sorted"] = bool(cols.fields[x].sorted)
         return answer
 
 

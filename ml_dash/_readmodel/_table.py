@@ -51,7 +51,7 @@ class TableQuery:
 
         def integer(name: str, default: int) -> int:
             raw = get(name)
-            if raw in (None, ""):
+            if raw is None or raw == "":
                 return default
             try:
                 return int(raw)
@@ -166,8 +166,8 @@ def _filtered(entries: Sequence[Entry], query: TableQuery) -> Tuple[List[Entry],
     if query.q:
         needle = query.q.lower()
         rows = [e for e in rows if needle in e.text]
-    metric_keys: set = set()
-    param_keys: set = set()
+    metric_keys: set[Any] = set()
+    param_keys: set[Any] = set()
     for e in rows:
         metric_keys.update(e.metric_keys)
         param_keys.update(e.param_keys)

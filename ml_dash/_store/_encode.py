@@ -17,7 +17,7 @@ from .._values import encode_nonfinite
 
 TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations here are strings anyway
 if TYPE_CHECKING:
-    from typing import Any, Dict, Iterator, List, Sequence
+    from typing import Any, Dict, Iterable, Iterator, List, Sequence
 
 __all__ = ["ColumnRows", "count_rows", "encode_lines", "encode_metric_rows", "encode_metric_parts"]
 
@@ -48,7 +48,7 @@ def _has_nonfinite(value: Any) -> bool:
     return False
 
 
-def encode_lines(records: Sequence[dict]) -> Iterator[bytes]:
+def encode_lines(records: Sequence[dict[str, Any]]) -> Iterator[bytes]:
     """JSONL chunks for ``records``; non-finite floats become strings; one bad record never fails the rest."""
     dumps = orjson.dumps
     for start in range(0, len(records), _CHUNK_ROWS):
@@ -104,7 +104,7 @@ class ColumnRows:
 
     __slots__ = ("keys", "columns", "ts")
 
-    def __init__(self, keys: Sequence[str], columns: Sequence[list], ts: list):
+    def __init__(self, keys: Iterable[str], columns: Sequence[list[Any]], ts: list[Any]):
         self.keys = tuple(keys)
         self.columns = list(columns)
         self.ts = ts
@@ -127,7 +127,7 @@ def count_rows(parts: Sequence[Any]) -> int:
     return sum(len(p) if type(p) is ColumnRows else 1 for p in parts)
 
 
-def _value_texts(column: list) -> Any:
+def _value_texts(column: list[Any]) -> Any:
     """Each value's JSON text, from one dumps of the column split on commas; None when that
     split is not exact (a string or nested value with a comma) or a null may hide a NaN."""
     blob = orjson.dumps(column)

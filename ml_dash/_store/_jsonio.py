@@ -15,7 +15,7 @@ from .._atomic import replacing
 TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations here are strings anyway
 if TYPE_CHECKING:
     from pathlib import Path
-    from typing import Any, Iterator, Optional
+    from typing import Any, BinaryIO, Iterator, Optional
 
 __all__ = [
     "iso_utc",
@@ -132,7 +132,7 @@ def last_value_of(path: Path, key: str) -> Optional[int]:
         return None
 
 
-def ensure_newline_end(fh) -> None:
+def ensure_newline_end(fh: BinaryIO) -> None:
     """Before appending to a JSONL file opened 'ab': end a torn last line so it cannot swallow ours."""
     size = fh.seek(0, os.SEEK_END)
     if size == 0:

@@ -13,7 +13,7 @@ __all__ = ["ExperimentPaths", "UNNAMED_METRIC"]
 class ExperimentPaths:
     """Paths of one experiment under ``root``. Every name is validated before it becomes a path."""
 
-    def __init__(self, root: os.PathLike | str, prefix: Prefix):
+    def __init__(self, root: os.PathLike[str] | str, prefix: Prefix):
         self.root = Path(root)
         self.prefix = prefix
         self.dir = self.root.joinpath(*prefix.parts)

@@ -24,7 +24,7 @@ __all__ = ["ExperimentReader", "list_experiments"]
 _DATA_DIRS = frozenset(("logs", "metrics", "files", "tracks"))
 
 
-def _iter_jsonl(path: Path) -> Iterator[dict]:
+def _iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     try:
         fh = open(path, "rb")
     except FileNotFoundError:
@@ -44,7 +44,7 @@ def _iter_jsonl(path: Path) -> Iterator[dict]:
 class ExperimentReader:
     """Read access to one experiment in a local layout (a ``dash_root`` or a server root)."""
 
-    def __init__(self, root: os.PathLike | str, prefix: Prefix | str):
+    def __init__(self, root: os.PathLike[str] | str, prefix: Prefix | str):
         if isinstance(prefix, str):
             prefix = parse_prefix(prefix)
         self.paths = ExperimentPaths(root, prefix)
@@ -62,11 +62,12 @@ class ExperimentReader:
         data = read_json(self.paths.parameters_json, {})
         if not isinstance(data, dict) or not isinstance(data.get("data"), dict):
             return {}
-        return decode_nonfinite(data["data"])
+        params: Dict[str, Any] = decode_nonfinite(data["data"])
+        return params
 
-    def logs(self, start: int = 0, limit: Optional[int] = None, level: Optional[str] = None) -> List[dict]:
+    def logs(self, start: int = 0, limit: Optional[int] = None, level: Optional[str] = None) -> List[dict[str, Any]]:
         """Log records with ``sequenceNumber >= start``, in order, at most ``limit``."""
-        out: Dict[int, dict] = {}
+        out: Dict[int, dict[str, Any]] = {}
         for rec in _iter_jsonl(self.paths.logs_jsonl):
             seq = rec.get("sequenceNumber")
             if not isinstance(seq, int) or seq < start or seq in out:
@@ -89,10 +90,10 @@ class ExperimentReader:
                 names.append(None if rel == UNNAMED_METRIC else rel)
         return sorted(names, key=lambda n: "" if n is None else n)
 
-    def metric_rows(self, name: Optional[str], start: int = 0, limit: Optional[int] = None) -> List[dict]:
+    def metric_rows(self, name: Optional[str], start: int = 0, limit: Optional[int] = None) -> List[dict[str, Any]]:
         """Rows ``{"index", "data", "createdAt"}`` with ``index >= start``, ordered by index."""
         path = self.paths.metric_dir(name) / "data.jsonl"
-        out: Dict[int, dict] = {}
+        out: Dict[int, dict[str, Any]] = {}
         for rec in _iter_jsonl(path):
             idx = rec.get("index")
             if isinstance(idx, str) and idx.isdigit():  # some upstream versions wrote it as a string
@@ -136,13 +137,13 @@ class ExperimentReader:
                 topics.append(topic if isinstance(topic, str) else tdir.name)
         return topics
 
-    def track_entries(self, topic: str, start: Optional[float] = None, end: Optional[float] = None) -> List[dict]:
+    def track_entries(self, topic: str, start: Optional[float] = None, end: Optional[float] = None) -> List[dict[str, Any]]:
         """Entries ``{"timestamp", ...}`` with ``start <= timestamp <= end``, in timestamp order.
         Lines with the same timestamp are one entry (fields merged in file order, later winning),
         as appends with one timestamp are meant to be; torn or corrupt lines are skipped."""
-        merged: Dict[float, dict] = {}
+        merged: Dict[float, dict[str, Any]] = {}
         for rec in _iter_jsonl(self.paths.track_dir(topic) / "data.jsonl"):
-            stamp = rec.get("timestamp")
+            stamp: Any = rec.get("timestamp")
             if type(stamp) not in (int, float) or (start is not None and stamp < start) or (end is not None and stamp > end):
                 continue
             rec = decode_nonfinite(rec)
@@ -154,15 +155,15 @@ class ExperimentReader:
 
     def file_path(self, entry: Dict[str, Any]) -> Path:
         """Where the bytes of a file entry are stored."""
-        return self.paths.file_dir(str(entry.get("path") or ""), str(entry["id"])) / entry["filename"]
+        return self.paths.file_dir(str(entry.get("path") or ""), str(entry["id"])) / str(entry["filename"])
 
 
-def list_experiments(root: os.PathLike | str, pattern: Optional[str] = None) -> List[str]:
+def list_experiments(root: os.PathLike[str] | str, pattern: Optional[str] = None) -> List[str]:
     """Prefixes of every experiment under ``root`` (a folder with experiment.json), optionally matching a glob."""
     import fnmatch
 
     root = Path(root)
-    found = []
+    found: List[str] = []
     if not root.is_dir():
         return found
     for dirpath, dirs, files in os.walk(root):

@@ -45,7 +45,10 @@ def _flatten_track(data: Dict[str, Any], parent: str = "") -> Dict[str, Any]:
     return out
 
 #: (epoch seconds, level, message, metadata or None)
-LogRow = "Tuple[float, str, str, Optional[Dict[str, Any]]]"
+if TYPE_CHECKING:
+    LogRow = Tuple[float, str, str, Optional[Dict[str, Any]]]
+else:  # importable, without importing typing at run time
+    LogRow = "Tuple[float, str, str, Optional[Dict[str, Any]]]"
 
 
 class _Appender:
@@ -82,7 +85,7 @@ class _Appender:
 class ExperimentWriter:
     """Writes one experiment in the upstream-compatible layout. Hold :meth:`lock` around calls."""
 
-    def __init__(self, root: os.PathLike | str, prefix: Prefix):
+    def __init__(self, root: os.PathLike[str] | str, prefix: Prefix):
         self.paths = ExperimentPaths(root, prefix)
         self._appenders: Dict[Path, _Appender] = {}
 
@@ -115,8 +118,9 @@ class ExperimentWriter:
         if current is None:
             current = read_json(p.experiment_json)
         now = iso_utc(ts)
+        record: Dict[str, Any]
         if not isinstance(current, dict):
-            current = {
+            record = current = {
                 "name": p.prefix.name,
                 "project": p.prefix.project,
                 "description": None,
@@ -128,6 +132,7 @@ class ExperimentWriter:
                 "write_protected": False,
             }
         else:
+            record = current
             current["updated_at"] = now
         for key, value in fields.items():
             if value is None:
@@ -138,9 +143,9 @@ class ExperimentWriter:
                 current[key] = value
         if write:
             atomic_write_json(p.experiment_json, current)
-        return current
+        return record
 
-    def set_status(self, status: str, ts: float, reason: Optional[str] = None, current: Any = None,
+    def set_status(self, status: str, ts: float, reason: Optional[str] = None, current: Optional[Dict[str, Any]] = None,
                    write: bool = True) -> Dict[str, Any]:
         """Record a status change with its time; RUNNING also records ``started_at``, the others
         ``ended_at``. ``current`` and ``write`` as for :meth:`upsert_experiment`."""

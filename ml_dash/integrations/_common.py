@@ -90,7 +90,7 @@ def default_prefix(framework: str, config: Any = None) -> str:
     return f"{cfg.user}/{RUN.project}/{framework}-{RUN.now:%Y%m%d-%H%M%S}"
 
 
-def status_of_current_exception() -> tuple:
+def status_of_current_exception() -> tuple[Any, ...]:
     """``(status, reason)`` for the exception being handled now: Ctrl-C cancels, anything else fails."""
     exc = sys.exc_info()[1]
     if isinstance(exc, KeyboardInterrupt):

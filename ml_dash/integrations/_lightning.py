@@ -113,7 +113,7 @@ class LoggerMethods:
             return
         exp = self._run.get()
         metrics = dict(metrics)
-        extra = {} if step is None else {"step": step}
+        extra: Dict[str, float] = {} if step is None else {"step": step}
         if "epoch" in metrics:
             extra["epoch"] = metrics.pop("epoch")
         for metric, fields in group_fields(metrics, self._default_metric).items():

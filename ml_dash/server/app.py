@@ -12,16 +12,17 @@ import asyncio
 import functools
 import gc
 import logging
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, AsyncIterator, Awaitable, Callable, Dict, Iterator, Optional, TypeVar
 
 import orjson
 from aiohttp import web
 
-from .._readmodel import LayoutReadModel
+from .._readmodel import ReadModel
 from . import read_routes
 from .auth import Authenticator
 from .batch import parse_body
@@ -45,6 +46,8 @@ log = logging.getLogger("ml_dash.server")
 
 STATE: web.AppKey["State"] = web.AppKey("ml_dash_state", object)  # type: ignore[arg-type]
 _JSON = "application/json"
+T = TypeVar("T")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _json(body: Any, status: int = 200, headers: Optional[Dict[str, str]] = None) -> web.Response:
@@ -73,14 +76,15 @@ class State:
         self._slots = {"ingest": limits.max_concurrent_writes, "blobs": limits.max_concurrent_blobs}
         self.shutting_down: Optional[asyncio.Event] = None
         #: The read model behind /series, /summary, /table (set by make_app).
-        self.read_model: Optional[LayoutReadModel] = None
+        self.read_model: Optional[ReadModel] = None
 
-    async def run(self, fn, *args, **kwargs):
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` in the server's thread pool."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
 
     @asynccontextmanager
-    async def write_slot(self, pool: str):
+    async def write_slot(self, pool: str) -> AsyncIterator[None]:
         """Bound the requests of one pool ("ingest", "blobs") handled at once; past it, shed load
         with 503 + Retry-After. Separate pools: a crowd of slow uploads never holds up batches."""
         if self.in_flight[pool] >= self._slots[pool]:
@@ -104,7 +108,7 @@ _CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_f
 
 
 @web.middleware
-async def _errors(request: web.Request, handler):
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every error becomes a JSON body; an unexpected exception is logged and answered 500, never leaked."""
     st: State = request.app[STATE]
     request_started(request)
@@ -147,6 +151,7 @@ async def _fault(request: web.Request, cls: str) -> Optional[Dict[str, Any]]:
     if action == "close_before":
         raise _Abort()
     if action == "hang":
+        assert st.shutting_down is not None  # set at startup, before any request
         await st.shutting_down.wait()
         raise _Abort()
     return rule  # drop_after_commit, crash_before_commit: they act later
@@ -188,7 +193,7 @@ _gc_was_enabled = False
 
 
 @contextmanager
-def _gc_paused():
+def _gc_paused() -> Iterator[None]:
     """Pause the cyclic GC while a batch is parsed and stored.
 
     A batch allocates one dict per event and keeps them all alive until it is written, which makes
@@ -215,7 +220,7 @@ def _store_batch(st: State, raw: bytes, encoding: str, owner: Optional[str], cra
     with _gc_paused():
         # 403 as soon as the header is read, before any event is looked at
         batch = parse_body(pieces, st.limits, authorize=lambda prefix: st.auth.require_write(owner, prefix))
-        answer = st.store.ingest(batch, crash_before_commit=crash)
+        answer: Dict[str, Any] = st.store.ingest(batch, crash_before_commit=crash)
     if st.read_model is not None:
         st.read_model.stored(str(batch.prefix))  # the next table page shows it
     return answer
@@ -312,7 +317,7 @@ def read_scope_of(request: web.Request) -> Optional[str]:
     return only
 
 
-def _reader_route(path: str, method: str, *params: str):
+def _reader_route(path: str, method: str, *params: str) -> None:
     """A read route: auth, then ``Reads.<method>(prefix, *query params)`` in the pool."""
 
     async def handler(request: web.Request) -> web.Response:
@@ -379,25 +384,32 @@ async def faults_put(request: web.Request) -> web.Response:
         rules = orjson.loads(await read_body(request, 1 << 20, st.limits))
     except orjson.JSONDecodeError:
         raise ApiError(400, "bad_json", "the fault plan must be JSON") from None
-    st.faults.set(rules)
-    return _json({"rules": st.faults.rules})
+    faults = _faults(st)
+    faults.set(rules)
+    return _json({"rules": faults.rules})
 
 
 async def faults_get(request: web.Request) -> web.Response:
     st: State = request.app[STATE]
     st.auth.identify(request.headers.get("Authorization"))
-    return _json({"rules": st.faults.rules})
+    return _json({"rules": _faults(st).rules})
 
 
 async def stats_get(request: web.Request) -> web.Response:
     st: State = request.app[STATE]
     st.auth.identify(request.headers.get("Authorization"))
+    assert st.stats is not None  # the route exists only with fault injection on
     return _json(st.stats.as_dict())
+
+
+def _faults(st: State) -> FaultPlan:
+    assert st.faults is not None  # the routes exist only with fault injection on
+    return st.faults
 
 
 # -- the application -------------------------------------------------------------------------------
 
-def make_app(root: Path | str, *, auth: bool = True, fault_injection: bool = False,
+def make_app(root: os.PathLike[str] | str, *, auth: bool = True, fault_injection: bool = False,
              limits: Optional[Limits] = None, read_only: bool = False,
              settings: Optional[ServerSettings] = None, read_scope: str = "team") -> web.Application:
     """The aiohttp application of a server on ``root``. Run it with ``auto_decompress=False``
@@ -431,7 +443,8 @@ def make_app(root: Path | str, *, auth: bool = True, fault_injection: bool = Fal
         await state.run(state.store.recover)
 
     async def on_shutdown(app: web.Application) -> None:
-        state.shutting_down.set()  # releases "hang" faults
+        if state.shutting_down is not None:
+            state.shutting_down.set()  # releases "hang" faults
 
     async def on_cleanup(app: web.Application) -> None:
         await asyncio.get_running_loop().run_in_executor(None, state.close)

@@ -14,12 +14,17 @@ from __future__ import annotations
 import hashlib
 import secrets
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional, Union
 
 from .._errors import InvalidPrefix
 from .._names import Prefix, check_segment
 from .errors import ApiError
 from .index import Index
+
+if TYPE_CHECKING:
+    from .dashboard.session import CookieSessions
+    from .settings import ServerSettings
+    from .stores.postgres import PgIndex
 
 __all__ = ["create_token", "hash_token", "Authenticator", "check_owner", "READ_SCOPES"]
 
@@ -41,7 +46,8 @@ def check_owner(owner: str) -> str:
     return owner
 
 
-def create_token(root: Path | str, owner: str, label: Optional[str] = None, settings=None) -> str:
+def create_token(root: Path | str, owner: str, label: Optional[str] = None,
+                 settings: Optional[ServerSettings] = None) -> str:
     """Create a token for ``owner`` in the server root ``root`` (or the store ``settings`` name,
     :mod:`.settings`) and return it (it is not stored)."""
     check_owner(owner)
@@ -54,16 +60,14 @@ def create_token(root: Path | str, owner: str, label: Optional[str] = None, sett
     return token
 
 
-def open_index(root: Path | str, settings=None):
+def open_index(root: Path | str, settings: Optional[ServerSettings] = None) -> Union[Index, PgIndex]:
     """The token index of the embedded store under ``root``, or of the store ``settings`` name."""
     if settings is None or settings.store is None:
         return Index(root)
     from .stores.postgres import PgIndex, open_pool
 
     pool = open_pool(settings.store, 1)
-    index = PgIndex(pool)
-    index.close = pool.close
-    return index
+    return PgIndex(pool, closes_pool=True)
 
 
 class Authenticator:
@@ -76,7 +80,7 @@ class Authenticator:
         self.enabled = enabled
         self.read_scope = read_scope
         #: The dashboard's login cookies (``dashboard.session.CookieSessions``), set when it is mounted.
-        self.sessions = None
+        self.sessions: Optional[CookieSessions] = None
 
     def identify(self, authorization: Optional[str]) -> Optional[str]:
         """The token's owner; None when auth is off. Raises 401 for a missing or unknown token."""

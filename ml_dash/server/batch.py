@@ -52,8 +52,8 @@ class Batch:
 
     __slots__ = ("session", "prefix", "events", "too_big", "too_deep", "first_seq", "counts")
 
-    def __init__(self, session: str, prefix: Prefix, events: List[dict], too_big: frozenset,
-                 too_deep: frozenset = frozenset(), counts: Optional[List[int]] = None):
+    def __init__(self, session: str, prefix: Prefix, events: List[dict[str, Any]], too_big: frozenset[Any],
+                 too_deep: frozenset[Any] = frozenset(), counts: Optional[List[int]] = None):
         self.session = session
         self.prefix = prefix
         self.events = events
@@ -243,10 +243,11 @@ def parse_body(pieces: Iterable[bytes], limits: Limits, authorize: Optional[Call
         del lines, parsed
     if session is None:
         parse_header(b"")  # raises: no header line
+    assert session is not None and prefix is not None
     return _check(session, prefix, events, frozenset(too_big), frozenset(too_deep), limits)
 
 
-def _check(session: str, prefix: Prefix, events: List[Any], too_big: frozenset, too_deep: frozenset,
+def _check(session: str, prefix: Prefix, events: List[Any], too_big: frozenset[Any], too_deep: frozenset[Any],
            limits: Limits) -> Batch:
     """Identity: every event an object with an int seq, contiguous. Without that, nothing in the
     batch can be acknowledged correctly, so it is malformed as a whole."""
@@ -274,7 +275,7 @@ def _check(session: str, prefix: Prefix, events: List[Any], too_big: frozenset, 
     return Batch(session, prefix, events, too_big, too_deep, counts)
 
 
-def _count(ev: dict, limits: Limits) -> int:
+def _count(ev: dict[str, Any], limits: Limits) -> int:
     """Seqs an event covers; a ``metrics`` event's ``n`` is part of its identity, so a bad one is a 400."""
     if ev.get("kind") != "metrics":
         return 1

@@ -4,9 +4,12 @@ single-range requests a browser or ``curl -r`` makes (a multi-range request gets
 from __future__ import annotations
 
 import re
-from typing import Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
 from aiohttp import web
+
+if TYPE_CHECKING:
+    from .stores import BlobSource
 
 __all__ = ["stream_blob", "parse_range"]
 
@@ -31,7 +34,7 @@ def parse_range(header: Optional[str], size: int) -> Optional[Tuple[int, int]]:
     return start, stop
 
 
-async def stream_blob(request: web.Request, source, headers: Dict[str, str]) -> web.StreamResponse:
+async def stream_blob(request: web.Request, source: BlobSource, headers: Dict[str, str]) -> web.StreamResponse:
     size = source.size
     try:
         rng = parse_range(request.headers.get("Range"), size)

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Optional
+from typing import Any, Optional
 
 import orjson
 from aiohttp import web
 from aiohttp.http_exceptions import LineTooLong
 from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
 __all__ = ["GuardedRunner", "request_started"]
 
@@ -63,7 +64,7 @@ class _Handler(RequestHandler):
         peer = self.transport.get_extra_info("peername") if self.transport is not None else None
         return str(peer[0]) if isinstance(peer, tuple) and peer else "?"
 
-    def handle_error(self, request, status: int = 500, exc: Optional[BaseException] = None,
+    def handle_error(self, request: BaseRequest, status: int = 500, exc: Optional[BaseException] = None,
                      message: Optional[str] = None) -> web.StreamResponse:
         if status >= 500:
             log.error("error handling a request from %s", request.remote, exc_info=exc)
@@ -97,7 +98,7 @@ class _Server(web.Server):
 class GuardedRunner(web.AppRunner):
     """``web.AppRunner`` whose connections follow the rules above; ``idle_timeout`` in seconds."""
 
-    def __init__(self, app: web.Application, *, idle_timeout: float, **kwargs):
+    def __init__(self, app: web.Application, *, idle_timeout: float, **kwargs: Any) -> None:
         kwargs.setdefault("keepalive_timeout", idle_timeout)
         kwargs.setdefault("lingering_time", min(2.0, idle_timeout))  # reading what a refused client still sends
         super().__init__(app, **kwargs)
@@ -107,6 +108,7 @@ class GuardedRunner(web.AppRunner):
         server = await super()._make_server()
         if type(server) is web.Server:
             server.__class__ = _Server
+            assert isinstance(server, _Server)
             server.ml_dash_idle = self._idle_timeout
         return server
 

@@ -17,7 +17,7 @@ from .errors import ApiError
 try:  # optional: zstd is advertised only when the module is there
     import zstandard as _zstd
 except ImportError:  # pragma: no cover - exercised only without the extra
-    _zstd = None
+    _zstd = None  # type: ignore[assignment]
 
 __all__ = ["accepted_encodings", "decoded_chunks", "too_large", "STEP"]
 

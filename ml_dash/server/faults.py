@@ -34,7 +34,7 @@ def route_class(path: str) -> str:
 class FaultPlan:
     """The current list of rules; replaced as a whole by ``PUT /api/v1/_test/faults``."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.rules: List[Dict[str, Any]] = []
 
     def set(self, rules: Any) -> None:
@@ -73,7 +73,7 @@ class FaultPlan:
 class Stats:
     """Counts of requests per route class and their arrival times (epoch seconds)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.counts: Dict[str, int] = defaultdict(int)
         self.arrivals: Dict[str, List[float]] = defaultdict(list)
         self.statuses: Dict[str, List[int]] = defaultdict(list)

@@ -16,7 +16,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple
+from typing import Any, Iterator, List, Optional, Tuple
 
 __all__ = ["Index", "server_dir", "private_dir", "SERVER_DIR_NAME"]
 
@@ -91,7 +91,7 @@ class Index:
                 raise
             self._db.execute("COMMIT")
 
-    def _query(self, sql: str, args: tuple = ()) -> List[tuple]:
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> List[tuple[Any, ...]]:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
 
@@ -142,9 +142,11 @@ class Index:
 
     def add_intent(self, prefix: str, plan: bytes) -> int:
         with self._tx() as db:
-            return db.execute(
+            rowid = db.execute(
                 "INSERT INTO intents(prefix, plan, created_at) VALUES (?, ?, ?)", (prefix, plan, time.time())
             ).lastrowid
+            assert rowid is not None  # an INSERT's
+            return rowid
 
     def intents(self) -> List[Tuple[int, str, bytes]]:
         return self._query("SELECT id, prefix, plan FROM intents ORDER BY id")

@@ -19,7 +19,7 @@ import time
 from bisect import bisect_left
 from collections import deque
 from itertools import repeat
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .._errors import InvalidPrefix
 from .._events import LEVELS, STATUSES
@@ -46,12 +46,12 @@ class Plan:
     __slots__ = ("metrics", "logs", "ops", "files", "rejected", "last_seq", "stored", "duplicates",
                  "gaps", "blob_missing", "tracks", "deletes", "updates")
 
-    def __init__(self):
+    def __init__(self) -> None:
         #: Per metric, rows in order: dicts, or ColumnRows blocks from columnar events.
         self.metrics: Dict[Optional[str], List[Any]] = {}
-        self.logs: List[tuple] = []
+        self.logs: List[tuple[Any, ...]] = []
         #: ("experiment", fields, ts) | ("status", status, reason, ts) | ("params", data, ts), in seq order
-        self.ops: List[tuple] = []
+        self.ops: List[tuple[Any, ...]] = []
         #: (file entry, checksum)
         self.files: List[Tuple[Dict[str, Any], str]] = []
         self.rejected: List[Dict[str, Any]] = []
@@ -71,23 +71,24 @@ class Plan:
         return not (self.metrics or self.logs or self.ops or self.files or self.tracks or self.deletes or self.updates)
 
 
-def _ts(ev: dict, now: float) -> float:
-    ts = ev.get("ts")
+def _ts(ev: dict[str, Any], now: float) -> float:
+    ts: Any = ev.get("ts")
     if ts is None:  # the client did not know the time of the call: store ours
         return now
     if type(ts) not in _NUM or not 0 <= ts < _TS_MAX:
         raise Refused("bad_ts", "'ts' must be epoch seconds (a number >= 0)")
-    return ts
+    checked: float = ts  # an int stays an int, as the client sent it
+    return checked
 
 
-def _opt_str(ev: dict, key: str, limit: int) -> Optional[str]:
+def _opt_str(ev: dict[str, Any], key: str, limit: int) -> Optional[str]:
     v = ev.get(key)
     if v is not None and (type(v) is not str or len(v) > limit):
         raise Refused("bad_field", f"'{key}' must be a string of at most {limit:,} characters, or null")
     return v
 
 
-def _opt_dict(ev: dict, key: str, limits: Limits) -> Optional[dict]:
+def _opt_dict(ev: dict[str, Any], key: str, limits: Limits) -> Optional[dict[str, Any]]:
     v = ev.get(key)
     if v is None:
         return None
@@ -98,7 +99,7 @@ def _opt_dict(ev: dict, key: str, limits: Limits) -> Optional[dict]:
     return v
 
 
-def _opt_strs(ev: dict, key: str, limits: Limits) -> Optional[List[str]]:
+def _opt_strs(ev: dict[str, Any], key: str, limits: Limits) -> Optional[List[str]]:
     v = ev.get(key)
     if v is None:
         return None
@@ -118,7 +119,8 @@ def _name(value: Any, what: str, limits: Limits) -> str:
     return rel
 
 
-def plan_batch(batch: Batch, acked: int, limits: Limits, prefix: str, blob_size, targets: Targets) -> Plan:
+def plan_batch(batch: Batch, acked: int, limits: Limits, prefix: str, blob_size: Callable[[str], Optional[int]],
+               targets: Targets) -> Plan:
     """Group the events after ``acked`` into a :class:`Plan`; 409 ``seq_gap`` if the batch starts later.
 
     ``blob_size(checksum) -> int | None`` says whether a file event's bytes are there. A file event
@@ -132,6 +134,7 @@ def plan_batch(batch: Batch, acked: int, limits: Limits, prefix: str, blob_size,
         plan.last_seq = acked
         return plan
     first = batch.first_seq
+    assert first is not None  # there are events
     if first > acked + 1:
         raise ApiError(409, "seq_gap", f"the batch starts at seq {first} but the server has up to {acked}; resend from {acked + 1}",
                        acked_seq=acked)
@@ -185,7 +188,8 @@ def plan_batch(batch: Batch, acked: int, limits: Limits, prefix: str, blob_size,
                     rows = metrics[name] = []
                 rows.append(data)
             elif kind == "log":
-                level = LEVELS.get(ev.get("level")) if type(ev.get("level")) is str else None
+                raw_level: Any = ev.get("level")
+                level = LEVELS.get(raw_level) if type(raw_level) is str else None
                 if level is None:
                     raise Refused("bad_level", f"log level must be one of {sorted(set(LEVELS.values()))}")
                 message = ev.get("message")
@@ -224,7 +228,7 @@ def plan_batch(batch: Batch, acked: int, limits: Limits, prefix: str, blob_size,
                 plan.files.append((entry, checksum))
             elif kind == "track":
                 topic = _track_topic(ev.get("topic"), names, limits, targets)
-                stamp = ev.get("timestamp")
+                stamp: Any = ev.get("timestamp")
                 if type(stamp) not in _NUM or not math.isfinite(stamp):
                     raise Refused("bad_ts", "a track event's 'timestamp' must be a finite number")
                 data = ev.get("data")
@@ -278,7 +282,7 @@ def _metric_name(name: Any, names: Dict[str, str], limits: Limits, targets: Targ
     return norm
 
 
-def _columnar(plan: Plan, ev: dict, offset: int, names: Dict[str, str], limits: Limits, now: float, deep: bool,
+def _columnar(plan: Plan, ev: dict[str, Any], offset: int, names: Dict[str, str], limits: Limits, now: float, deep: bool,
               targets: Targets) -> None:
     """Add the new rows of a columnar ``metrics`` event to ``plan``; raises Refused for the whole event."""
     name = _metric_name(ev.get("name"), names, limits, targets)
@@ -292,7 +296,7 @@ def _columnar(plan: Plan, ev: dict, offset: int, names: Dict[str, str], limits: 
         have = plan.metrics.get(name)
         if have is None:
             have = plan.metrics[name] = []
-        if type(rows) is ColumnRows:
+        if isinstance(rows, ColumnRows):
             have.append(rows)  # the store encodes the block from its columns
         else:
             have.extend(rows)
@@ -302,7 +306,7 @@ def _columnar(plan: Plan, ev: dict, offset: int, names: Dict[str, str], limits: 
     plan.last_seq = seq + ev["n"] - 1
 
 
-def _all_metrics_fast(plan: Plan, new: List[dict], limits: Limits, targets: Targets) -> bool:
+def _all_metrics_fast(plan: Plan, new: List[dict[str, Any]], limits: Limits, targets: Targets) -> bool:
     """The common batch, all well-formed metric events, checked with C-level passes over columns.
 
     Fills ``plan`` and returns True only when every event is valid, so the result is exactly what
@@ -312,10 +316,10 @@ def _all_metrics_fast(plan: Plan, new: List[dict], limits: Limits, targets: Targ
     kinds = list(map(get, new, repeat("kind")))
     if kinds.count("metric") != len(kinds):
         return False
-    tss = list(map(get, new, repeat("ts")))
+    tss: List[Any] = list(map(get, new, repeat("ts")))
     if set(map(type, tss)) != {float} or min(tss) < 0 or max(tss) >= _TS_MAX:
         return False
-    datas = list(map(get, new, repeat("data")))
+    datas: List[Any] = list(map(get, new, repeat("data")))
     if set(map(type, datas)) != {dict} or max(map(len, datas)) > limits.max_fields:
         return False
     names = list(map(get, new, repeat("name")))
@@ -361,7 +365,7 @@ def _track_topic(topic: Any, names: Dict[str, str], limits: Limits, targets: Tar
     return checked
 
 
-def _file_entry(ev: dict, limits: Limits, prefix: str, now: float) -> Tuple[Dict[str, Any], str]:
+def _file_entry(ev: dict[str, Any], limits: Limits, prefix: str, now: float) -> Tuple[Dict[str, Any], str]:
     from .._store._jsonio import iso_utc
 
     file_id = ev.get("id")
@@ -372,7 +376,7 @@ def _file_entry(ev: dict, limits: Limits, prefix: str, now: float) -> Tuple[Dict
         path = "/"
     else:
         path = "/" + _name(path, "file path", limits)
-    filename = ev.get("filename")
+    filename: Any = ev.get("filename")
     try:
         check_filename(filename)
     except InvalidPrefix as exc:

@@ -12,13 +12,16 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import IO, TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence, Tuple
 
 from aiohttp import web
 
 from .app import STATE, make_app
 from .connections import GuardedRunner
 from .limits import Limits
+
+if TYPE_CHECKING:
+    from .settings import ServerSettings
 
 __all__ = ["ServerHandle", "run_in_thread", "spawn_server", "serve_forever", "is_loopback", "tls_context", "LISTENING"]
 
@@ -40,7 +43,7 @@ def _url(host: str, port: int, tls: bool = False) -> str:
     return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
-def tls_context(cert: os.PathLike | str, key: os.PathLike | str) -> ssl.SSLContext:
+def tls_context(cert: os.PathLike[str] | str, key: os.PathLike[str] | str) -> ssl.SSLContext:
     """The server side of TLS from a certificate chain and its private key (PEM files), TLS 1.2 or later."""
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -48,8 +51,8 @@ def tls_context(cert: os.PathLike | str, key: os.PathLike | str) -> ssl.SSLConte
     return ctx
 
 
-async def _start(root, host: str, port: int, auth: bool, fault_injection: bool,
-                 limits: Optional[Limits], read_only: bool = False, settings=None,
+async def _start(root: os.PathLike[str] | str, host: str, port: int, auth: bool, fault_injection: bool,
+                 limits: Optional[Limits], read_only: bool = False, settings: Optional[ServerSettings] = None,
                  reuse_port: bool = False, ssl_context: Optional[ssl.SSLContext] = None,
                  read_scope: str = "team") -> Tuple[web.AppRunner, str]:
     if not auth and not is_loopback(host):
@@ -98,13 +101,13 @@ class ServerHandle:
     def __enter__(self) -> "ServerHandle":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
-def run_in_thread(root: os.PathLike | str, host: str = "127.0.0.1", port: int = 0, auth: bool = True,
+def run_in_thread(root: os.PathLike[str] | str, host: str = "127.0.0.1", port: int = 0, auth: bool = True,
                   fault_injection: bool = False, limits: Optional[Limits] = None,
-                  read_only: bool = False, settings=None, ssl_context: Optional[ssl.SSLContext] = None,
+                  read_only: bool = False, settings: Optional[ServerSettings] = None, ssl_context: Optional[ssl.SSLContext] = None,
                   read_scope: str = "team") -> ServerHandle:
     """Start a server on ``root`` in a daemon thread and return once it listens (port 0: a free port).
     ``ssl_context``: serve https (:func:`tls_context`); ``read_scope``: "team" or "owner" (PROTOCOL.md)."""
@@ -145,9 +148,9 @@ def run_in_thread(root: os.PathLike | str, host: str = "127.0.0.1", port: int = 
     return ServerHandle(box["url"], Path(root), box["loop"], box["stop"], thread)  # type: ignore[arg-type]
 
 
-def serve_forever(root: os.PathLike | str, host: str, port: int, *, auth: bool, fault_injection: bool,
+def serve_forever(root: os.PathLike[str] | str, host: str, port: int, *, auth: bool, fault_injection: bool,
                   limits: Optional[Limits], on_ready: Callable[[str], None], read_only: bool = False,
-                  settings=None, reuse_port: bool = False, ssl_context: Optional[ssl.SSLContext] = None,
+                  settings: Optional[ServerSettings] = None, reuse_port: bool = False, ssl_context: Optional[ssl.SSLContext] = None,
                   read_scope: str = "team") -> None:
     """Run until SIGTERM or SIGINT, then shut down cleanly. ``on_ready(url)`` is called once listening."""
 
@@ -168,9 +171,9 @@ def serve_forever(root: os.PathLike | str, host: str, port: int, *, auth: bool, 
     asyncio.run(run())
 
 
-def spawn_server(root: os.PathLike | str, *, host: str = "127.0.0.1", port: int = 0, auth: bool = True,
+def spawn_server(root: os.PathLike[str] | str, *, host: str = "127.0.0.1", port: int = 0, auth: bool = True,
                  fault_injection: bool = False, extra_args: Sequence[str] = (), env: Optional[Dict[str, str]] = None,
-                 timeout: float = 30, preexec_fn: Optional[Callable[[], None]] = None) -> Tuple[str, subprocess.Popen]:
+                 timeout: float = 30, preexec_fn: Optional[Callable[[], None]] = None) -> Tuple[str, subprocess.Popen[Any]]:
     """Start ``python -m ml_dash.server`` as a subprocess; (its URL, the Popen) once it listens.
 
     For tests that need a real process (``kill -9``). The child's further output is drained by a
@@ -189,7 +192,7 @@ def spawn_server(root: os.PathLike | str, *, host: str = "127.0.0.1", port: int 
     got = threading.Event()
     kept = threading.Lock()
 
-    def drain(stream, first: bool) -> None:
+    def drain(stream: IO[str], first: bool) -> None:
         for line in stream:
             if first and "url" not in result:
                 m = re.search(re.escape(LISTENING) + r"(\S+)", line)

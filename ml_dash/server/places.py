@@ -23,7 +23,7 @@ Prefix segments are checked where prefixes are parsed (:func:`.batch.parse_serve
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Optional, Set, Tuple
 
 from .._errors import InvalidPrefix
 from .._names import METRIC_FILES
@@ -76,18 +76,18 @@ class Targets:
     def __init__(self, root: Path, paths: ExperimentPaths):
         self.root = root
         self.paths = paths
-        self._checked: Dict[Tuple, Optional[Refused]] = {}
-        self._banned: Dict[Tuple, Refused] = {}
+        self._checked: Dict[Tuple[Any, ...], Optional[Refused]] = {}
+        self._banned: Dict[Tuple[Any, ...], Refused] = {}
         self._dirs: Set[Path] = set()  # folders this batch's files need
         self._files: Set[Path] = set()  # files this batch creates under files/
         self._ids: Optional[Set[str]] = None  # file ids the experiment has
         self._track_folders: Dict[str, str] = {}  # tracks/<folder> -> the topic of this batch there
 
-    def ban(self, group: Tuple, code: str, message: str) -> None:
+    def ban(self, group: Tuple[Any, ...], code: str, message: str) -> None:
         self._banned[group] = Refused(code, message)
         self._checked.pop(group, None)
 
-    def _once(self, group: Tuple, check) -> None:
+    def _once(self, group: Tuple[Any, ...], check: Callable[[], object]) -> None:
         if group in self._banned:
             raise self._banned[group]
         if group not in self._checked:
@@ -96,9 +96,9 @@ class Targets:
                 self._checked[group] = None
             except Refused as exc:
                 self._checked[group] = exc
-        exc = self._checked[group]
-        if exc is not None:
-            raise exc
+        refused = self._checked[group]
+        if refused is not None:
+            raise refused
 
     def _plain(self, path: Path, what: str, *, leaf_dir: bool = False) -> None:
         try:

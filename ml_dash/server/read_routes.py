@@ -92,7 +92,7 @@ def setup(app: web.Application, model: ReadModel, *, authenticate: Callable[[web
     app[_AUTH] = authenticate
     app[_RUN] = run
     app[_LIMIT] = max_page
-    warming: dict = {}
+    warming: dict[str, Any] = {}
     app.router.add_get("/api/v1/series", series)
     app.router.add_get("/api/v1/summary", summary)
     app.router.add_get("/api/v1/table", table)

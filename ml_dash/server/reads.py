@@ -41,7 +41,7 @@ _MARK_EVERY = 1024
 _SCAN_CHUNK = 8 << 20
 
 
-def _parse(line: bytes) -> Optional[dict]:
+def _parse(line: bytes) -> Optional[dict[str, Any]]:
     try:
         rec = orjson.loads(line)
     except orjson.JSONDecodeError:
@@ -132,7 +132,7 @@ class JsonlPager:
             return m
 
     def page(self, path: Path, key: str, start: int, limit: int,
-             keep: Optional[Callable[[dict], bool]] = None) -> Optional[Tuple[List[dict], Optional[int]]]:
+             keep: Optional[Callable[[dict[str, Any]], bool]] = None) -> Optional[Tuple[List[dict[str, Any]], Optional[int]]]:
         """(records with key >= start, next start or None); None when the file is not regular."""
         m = self._scan(path, key)
         if m is None or not m.regular:
@@ -141,7 +141,7 @@ class JsonlPager:
             return [], None
         i = bisect.bisect_right(m.keys, start) - 1
         offset = m.offsets[i] if i >= 0 else 0
-        rows: List[dict] = []
+        rows: List[dict[str, Any]] = []
         with open(path, "rb") as fh:
             fh.seek(offset)
             pos = offset
@@ -161,7 +161,7 @@ class JsonlPager:
         return rows, None
 
 
-def _metric_row(rec: dict) -> dict:
+def _metric_row(rec: dict[str, Any]) -> dict[str, Any]:
     data = rec.get("data")
     return {"index": rec["index"], "data": data if isinstance(data, dict) else {}, "createdAt": rec.get("createdAt")}
 

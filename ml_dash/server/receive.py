@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Optional
+
+from aiohttp import web
 
 from .decode import too_large
 from .limits import Limits
@@ -23,7 +26,7 @@ log = logging.getLogger("ml_dash.server")
 class _Watch:
     """Closes the request's connection when its body stalls or crawls (see the module doc)."""
 
-    def __init__(self, request, limits: Limits):
+    def __init__(self, request: web.Request, limits: Limits) -> None:
         self.request = request
         self.idle = max(0.05, float(limits.idle_timeout_s))
         self.rate = limits.min_body_bytes_per_s
@@ -60,17 +63,18 @@ class receiving:
     """``async with receiving(request, limits) as body: async for chunk in body: ...``: the body as
     it arrives, in pieces of at most ``size`` bytes, under the idle and rate rules while the block runs."""
 
-    def __init__(self, request, limits: Limits, size: int = 1 << 16):
+    def __init__(self, request: web.Request, limits: Limits, size: int = 1 << 16) -> None:
         self.request = request
         self.limits = limits
         self.size = size
-        self._watch = None
+        self._watch: Optional[_Watch] = None
 
     async def __aenter__(self) -> "receiving":
         self._watch = _Watch(self.request, self.limits)
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._watch is not None  # __aenter__ made it
         self._watch.stop()
 
     def __aiter__(self) -> "receiving":
@@ -80,11 +84,12 @@ class receiving:
         chunk = await self.request.content.read(self.size)
         if not chunk:
             raise StopAsyncIteration
+        assert self._watch is not None  # iterated inside the `async with`
         self._watch.saw(len(chunk))
         return chunk
 
 
-async def read_body(request, limit: int, limits: Limits) -> bytes:
+async def read_body(request: web.Request, limit: int, limits: Limits) -> bytes:
     """The raw body, refused with 413 once it passes ``limit`` (before reading it all when declared)."""
     declared = request.content_length
     if declared is not None and declared > limit:

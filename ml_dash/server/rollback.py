@@ -20,12 +20,15 @@ import logging
 import os
 import stat
 from pathlib import Path
-from typing import Dict, List, Optional, Set
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set
 
 from .._atomic import replacing
 from .._store._layout import ExperimentPaths
 from .._store._nofollow import entry_kind
 from .blobs import fsync_dir
+
+if TYPE_CHECKING:
+    from .ingest import Plan
 from .storage_errors import is_transient
 
 __all__ = ["capture", "sync", "rollback"]
@@ -50,7 +53,7 @@ def _content(p: Path) -> Optional[str]:
         return None
 
 
-def capture(root: Path, paths: ExperimentPaths, plan) -> Dict[str, List]:
+def capture(root: Path, paths: ExperimentPaths, plan: Plan) -> Dict[str, List[Any]]:
     """The intent of ``plan`` (an :class:`.ingest.Plan`) on the experiment at ``paths``.
 
     Also adds the creation of experiment.json to ``plan`` when the experiment has none: every
@@ -58,8 +61,8 @@ def capture(root: Path, paths: ExperimentPaths, plan) -> Dict[str, List]:
     """
     import time
 
-    append: List[list] = []
-    restore: List[list] = []
+    append: List[list[Any]] = []
+    restore: List[list[Any]] = []
     create: List[str] = []
     for name in plan.metrics:
         mdir = paths.metric_dir(name)
@@ -106,7 +109,7 @@ def _new_ancestors(root: Path, p: Path) -> List[Path]:
     return out
 
 
-def sync(root: Path, intent: Dict[str, List]) -> None:
+def sync(root: Path, intent: Dict[str, List[Any]]) -> None:
     """fsync every file the batch wrote and every folder whose entries it changed."""
     dirs: Set[Path] = set()
     for rel, before in intent["append"]:
@@ -235,7 +238,7 @@ class _Undo:
                 self._failed(_rel(self.root, d), "make its entries durable", exc)
 
 
-def rollback(root: Path, intent: Dict[str, List]) -> "_Undo":
+def rollback(root: Path, intent: Dict[str, List[Any]]) -> "_Undo":
     """Undo a batch that was not committed; the result lists what could not be undone
     (``.problems``) and whether trying again later may help (``.transient``)."""
     undo = _Undo(root)

@@ -27,7 +27,7 @@ import stat
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, overload
 
 __all__ = ["ServerSettings", "SettingsError", "load_settings", "redact", "is_database_url"]
 
@@ -67,9 +67,13 @@ class ServerSettings:
 
 
 def is_database_url(value: Optional[str]) -> bool:
-    return bool(value) and value.split(":", 1)[0] in ("postgresql", "postgres")
+    return value is not None and value.split(":", 1)[0] in ("postgresql", "postgres")
 
 
+@overload
+def redact(url: str) -> str: ...
+@overload
+def redact(url: None) -> None: ...
 def redact(url: Optional[str]) -> Optional[str]:
     """``url`` with any password replaced by ``***``."""
     if not url or "://" not in url:
@@ -83,9 +87,9 @@ def redact(url: Optional[str]) -> Optional[str]:
     if parts.password is not None:
         user = parts.username or ""
         netloc = f"{user}:***@" + netloc.rsplit("@", 1)[1]
-    query = urllib.parse.urlencode([(k, "***" if k == "password" else v)
+    shown = urllib.parse.urlencode([(k, "***" if k == "password" else v)
                                     for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)])
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, shown, parts.fragment))
 
 
 def _has_password(url: str) -> bool:

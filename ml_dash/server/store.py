@@ -32,7 +32,7 @@ import time
 from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import orjson
 
@@ -46,7 +46,7 @@ from .index import Index
 from .ingest import Plan, plan_batch
 from .limits import Limits
 from .places import Refused, Targets
-from .rollback import capture, rollback, sync
+from .rollback import _Undo, capture, rollback, sync
 from .storage_errors import code_for, is_transient
 
 __all__ = ["Store"]
@@ -61,7 +61,7 @@ class _Slot:
 
     __slots__ = ("lock", "writer")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.lock = threading.Lock()
         self.writer: Optional[ExperimentWriter] = None
 
@@ -80,7 +80,7 @@ class Store:
         #: Called after a rollback in a running server (readers drop what they cached of the files).
         self.on_rollback: Optional[Callable[[], None]] = None
         #: Per experiment, rollbacks not finished yet: (intent id, intent), oldest first.
-        self._pending: Dict[str, List[Tuple[Optional[int], Dict[str, List]]]] = {}
+        self._pending: Dict[str, List[Tuple[Optional[int], Dict[str, List[Any]]]]] = {}
 
     # -- writers and locks -------------------------------------------------------------------------
 
@@ -183,7 +183,7 @@ class Store:
         prefix = batch.prefix
         key = str(prefix)
         intent_id = None
-        intent: Dict[str, List] = {}
+        intent: Dict[str, List[Any]] = {}
         try:
             if not plan.empty():
                 writer = self._writer(key, slot)
@@ -216,7 +216,7 @@ class Store:
         except sqlite3.Error as exc:
             raise _unavailable(key, exc) from None
 
-    def _undo(self, key: str, slot: _Slot, intent_id: Optional[int], intent: Dict[str, List],
+    def _undo(self, key: str, slot: _Slot, intent_id: Optional[int], intent: Dict[str, List[Any]],
               lock: bool = False) -> None:
         """Roll back in a running server; what cannot be undone yet stays pending (see :meth:`_settle`).
         ``lock``: take the experiment's file lock (False when the caller holds it already)."""
@@ -251,7 +251,7 @@ class Store:
                 self.on_rollback()
         self._pending.pop(key, None)
 
-    def _rollback_locked(self, key: str, intent: Dict[str, List], lock: bool):
+    def _rollback_locked(self, key: str, intent: Dict[str, List[Any]], lock: bool) -> _Undo:
         if not lock:  # the caller holds the experiment's file lock already
             return rollback(self.root, intent)
         writer = ExperimentWriter(self.root, parse_server_prefix(key))
@@ -348,7 +348,7 @@ _MAX_PLANS = 8
 class _GroupFailed(Exception):
     """A write of one group of a plan (a metric, a file, the logs...) failed; the batch was rolled back."""
 
-    def __init__(self, group: tuple, exc: OSError):
+    def __init__(self, group: tuple[Any, ...], exc: OSError):
         super().__init__(str(exc))
         self.group = group
         self.exc = exc
@@ -357,7 +357,7 @@ class _GroupFailed(Exception):
 
 
 @contextmanager
-def _group(group: tuple):
+def _group(group: tuple[Any, ...]) -> Iterator[None]:
     try:
         yield
     except OSError as exc:

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Callable, List, Optional
+from typing import Any, Callable, List, Optional
 
 __all__ = ["serve_workers", "child_argv"]
 
@@ -46,16 +46,23 @@ class _Worker:
     def __init__(self, cmd: List[str], listening: str):
         self.cmd = cmd
         self.listening = listening
-        self.proc: Optional[subprocess.Popen] = None
+        self.proc: Optional[subprocess.Popen[Any]] = None
         self.url: Optional[str] = None
         self.ready = threading.Event()
+
+    @property
+    def running(self) -> subprocess.Popen[Any]:
+        """The process (``start`` has been called)."""
+        assert self.proc is not None
+        return self.proc
 
     def start(self) -> None:
         self.ready.clear()
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=None, text=True, bufsize=1)
         threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
 
-    def _pump(self, proc: subprocess.Popen) -> None:
+    def _pump(self, proc: subprocess.Popen[Any]) -> None:
+        assert proc.stdout is not None  # a pipe
         for line in proc.stdout:
             m = re.search(re.escape(self.listening) + r"(\S+)", line)
             if m and not self.ready.is_set():
@@ -93,17 +100,17 @@ def serve_workers(argv: List[str], host: str, port: int, workers: int, listening
             if w.url is None:
                 print("error: a worker did not start (its messages are above)", file=sys.stderr)
                 return 1
-        on_ready(pool[0].url)
-        print(f"{workers} workers: " + " ".join(str(w.proc.pid) for w in pool), flush=True)
+        on_ready(pool[0].url or "")  # every worker said its URL (above)
+        print(f"{workers} workers: " + " ".join(str(w.running.pid) for w in pool), flush=True)
         while not stop.wait(0.2):
             for w in pool:
-                code = w.proc.poll()
+                code = w.running.poll()
                 if code is not None and not stop.is_set():
-                    print(f"worker {w.proc.pid} ended ({code}); starting another", file=sys.stderr, flush=True)
+                    print(f"worker {w.running.pid} ended ({code}); starting another", file=sys.stderr, flush=True)
                     time.sleep(_RESTART_PAUSE)
                     w.start()
                     w.ready.wait(120)
-                    print(f"worker {w.proc.pid} started", flush=True)
+                    print(f"worker {w.running.pid} started", flush=True)
         return 0
     finally:
         for w in pool:

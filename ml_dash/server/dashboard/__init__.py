@@ -7,10 +7,16 @@ JavaScript and a vendored uPlot (``static/vendor/uplot``, MIT): no build step, n
 
 from __future__ import annotations
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from ..app import State
+
 __all__ = ["mount"]
 
 
-def mount(app, state, read_only: bool = False) -> None:
+def mount(app: web.Application, state: State, read_only: bool = False) -> None:
     """Add the dashboard's routes to a server app (see :func:`ml_dash.server.app.make_app`)."""
     from .routes import mount as _mount  # routes import the app module: import on use, not at import
 

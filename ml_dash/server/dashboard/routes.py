@@ -9,7 +9,7 @@ from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
-from ..app import read_auth
+from ..app import Handler, State, read_auth
 from ..auth import hash_token
 from ..errors import ApiError
 from ..index import server_dir
@@ -36,7 +36,7 @@ def _html(text: str, status: int = 200) -> web.Response:
 
 
 class _Pages:
-    def __init__(self, state, read_only: bool):
+    def __init__(self, state: State, read_only: bool) -> None:
         self.st = state
         self.read_only = read_only
         self.v = _asset_version()
@@ -97,6 +97,7 @@ class _Pages:
             msg = "That token is not valid on this server." if token else "Paste a token to log in."
             return _html(pages.login_page(next_url, msg, self.v), 401)
         resp = web.HTTPSeeOther(next_url)
+        assert self.st.auth.sessions is not None  # set by mount()
         resp.set_cookie(COOKIE_NAME, self.st.auth.sessions.make(hash_token(token)), max_age=MAX_AGE,
                         path="/", httponly=True, samesite="Strict", secure=_is_https(request))
         raise resp
@@ -133,13 +134,13 @@ async def _cache_static(request: web.Request, response: web.StreamResponse) -> N
 
 
 @web.middleware
-async def _read_only(request: web.Request, handler):
+async def _read_only(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method not in ("GET", "HEAD"):
         raise ApiError(405, "read_only", "this is a read-only dashboard: it accepts no writes")
     return await handler(request)
 
 
-def mount(app: web.Application, state, read_only: bool = False) -> None:
+def mount(app: web.Application, state: State, read_only: bool = False) -> None:
     """Add the dashboard to a server app (after its API routes)."""
     state.auth.sessions = CookieSessions(server_dir(state.root), state.index.token_owner,
                                          secret=state.backend.shared_secret("dashboard-cookie"))

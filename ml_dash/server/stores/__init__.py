@@ -28,7 +28,14 @@ parts; nothing above this package changes.
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Optional, Protocol
+from typing import TYPE_CHECKING, Any, AsyncIterator, Optional, Protocol
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ..._readmodel import ReadModel
+    from ..limits import Limits
+    from ..settings import ServerSettings
 
 __all__ = ["Backend", "BlobSource", "open_backend"]
 
@@ -57,7 +64,7 @@ class Backend:
         """Where the data is, for the start-up banner (never a password)."""
         raise NotImplementedError
 
-    def read_model(self):
+    def read_model(self) -> ReadModel:
         """The :class:`ml_dash._readmodel.ReadModel` of this store: what the series, summary and
         table routes (the dashboard's) ask."""
         raise NotImplementedError
@@ -71,7 +78,7 @@ class Backend:
         self.index.close()
 
 
-def open_backend(settings, root, limits) -> Backend:
+def open_backend(settings: Optional[ServerSettings], root: Path, limits: Limits) -> Backend:
     """The backend the settings name (``settings.store``: None for the embedded store)."""
     if settings is None or settings.store is None:
         from .embedded import EmbeddedBackend

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import List
+from typing import TYPE_CHECKING, List
+
+if TYPE_CHECKING:
+    from ..settings import ServerSettings
 
 __all__ = ["migrate_main", "export_main", "add_store_arguments", "settings_from_args"]
 
@@ -24,7 +27,7 @@ def add_store_arguments(p: argparse.ArgumentParser, store_flag: str = "--store")
     p.add_argument("--settings", default=None, help="a JSON settings file, readable by its owner only")
 
 
-def settings_from_args(args):
+def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     from ..settings import load_settings
 
     return load_settings({"store": args.store, "blobs": args.blobs, "s3_endpoint": args.s3_endpoint},

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..._readmodel import ReadModel
 from ..blobs import BlobStore
 from ..index import Index
+from ..limits import Limits
 from ..reads import Reads
 from ..store import Store
 from . import Backend
@@ -16,7 +18,7 @@ __all__ = ["EmbeddedBackend"]
 class EmbeddedBackend(Backend):
     kind = "embedded"
 
-    def __init__(self, root: Path, limits):
+    def __init__(self, root: Path, limits: Limits) -> None:
         self.root = Path(root)
         index = Index(self.root)
         blobs = BlobStore(self.root)
@@ -28,7 +30,7 @@ class EmbeddedBackend(Backend):
     def describe(self) -> str:
         return str(self.root)
 
-    def read_model(self):
+    def read_model(self) -> ReadModel:
         from ..._readmodel import LayoutReadModel
         from ..index import server_dir
 

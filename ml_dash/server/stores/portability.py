@@ -24,7 +24,7 @@ import sqlite3
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import orjson
 
@@ -35,6 +35,11 @@ from ..._store._jsonio import atomic_write_json, iso_utc, read_json
 from ..._store._layout import ExperimentPaths
 from ..._values import encode_nonfinite
 from ..index import server_dir
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from .postgres import PgBackend
 
 __all__ = ["import_root", "export_store"]
 
@@ -60,14 +65,15 @@ def _epoch(value: Any, default: float) -> float:
 
 # -- into PostgreSQL -----------------------------------------------------------------------------------
 
-def _metric_runs(reader: ExperimentReader, name: Optional[str]) -> Iterator[Tuple[int, float, List[dict]]]:
+def _metric_runs(reader: ExperimentReader, name: Optional[str]) -> Iterator[Tuple[int, float, List[dict[str, Any]]]]:
     """(first index, createdAt, data rows) runs of contiguous indices, at most CHUNK_ROWS each."""
     from .postgres._chunks import CHUNK_ROWS
 
     path = reader.paths.metric_dir(name) / "data.jsonl"
 
-    def runs(records: Iterator[dict]) -> Iterator[Tuple[int, float, List[dict]]]:
-        first, created, rows = None, 0.0, []
+    def runs(records: Iterator[dict[str, Any]]) -> Iterator[Tuple[int, float, List[dict[str, Any]]]]:
+        first, created = 0, 0.0  # set with the first row of each run
+        rows: List[Dict[str, Any]] = []
         for rec in records:
             idx, data = rec["index"], rec["data"]
             if rows and (idx != first + len(rows) or len(rows) >= CHUNK_ROWS):
@@ -81,7 +87,7 @@ def _metric_runs(reader: ExperimentReader, name: Optional[str]) -> Iterator[Tupl
         if rows:
             yield first, created, rows
 
-    def streamed() -> Iterator[dict]:
+    def streamed() -> Iterator[dict[str, Any]]:
         last = -1
         with open(path, "rb") as fh:
             for line in fh:
@@ -107,7 +113,7 @@ class _Irregular(Exception):
     pass
 
 
-def _upload_file(raw, path: Path, limit: int = 1 << 62) -> Tuple[str, int]:
+def _upload_file(raw: Any, path: Path, limit: int = 1 << 62) -> Tuple[str, int]:
     """Hash ``path``, then store it in the raw blob store (streamed); (checksum, size)."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -126,11 +132,12 @@ def _upload_file(raw, path: Path, limit: int = 1 << 62) -> Tuple[str, int]:
     return checksum, up.size
 
 
-def import_root(src: Path | str, backend, say: Callable[[str], None] = print) -> Dict[str, int]:
+def import_root(src: Path | str, backend: PgBackend, say: Callable[[str], None] = print) -> Dict[str, int]:
     """Import every experiment under ``src`` into the PostgreSQL ``backend`` (see the module doc)."""
     from ..._readmodel._columns import FieldInfo
     from .postgres._chunks import chunks_of
     from .postgres._ingest import file_place
+    from .postgres._rows import one
 
     src = Path(src)
     pool, raw = backend.pool, backend._blobs.raw
@@ -172,8 +179,8 @@ def import_root(src: Path | str, backend, say: Callable[[str], None] = print) ->
             counts["logs"] += len(logs)
             for name in reader.metric_names():
                 doc = reader.metric_info(name)
-                metric_id = cur.execute("INSERT INTO metrics (experiment_id, name, doc) VALUES (%s, %s, %s) RETURNING id",
-                                        (exp_id, name or "", orjson.dumps(doc))).fetchone()[0]
+                metric_id = one(cur.execute("INSERT INTO metrics (experiment_id, name, doc) VALUES (%s, %s, %s) RETURNING id",
+                                            (exp_id, name or "", orjson.dumps(doc))).fetchone())[0]
                 end = 0
                 fields: Dict[str, Any] = {}
                 with cur.copy(_COPY_CHUNKS) as cp:
@@ -196,9 +203,9 @@ def import_root(src: Path | str, backend, say: Callable[[str], None] = print) ->
             for topic in reader.track_topics():
                 tdoc = read_json(reader.paths.track_dir(topic) / "metadata.json", {})
                 entries = reader.track_entries(topic)
-                track_id = cur.execute("INSERT INTO tracks (experiment_id, topic, folder, doc) VALUES (%s, %s, %s, %s)"
-                                       " RETURNING id", (exp_id, topic, topic.replace("/", "_"),
-                                                         orjson.dumps(tdoc if isinstance(tdoc, dict) else {}))).fetchone()[0]
+                track_id = one(cur.execute("INSERT INTO tracks (experiment_id, topic, folder, doc) VALUES (%s, %s, %s, %s)"
+                                           " RETURNING id", (exp_id, topic, topic.replace("/", "_"),
+                                                             orjson.dumps(tdoc if isinstance(tdoc, dict) else {}))).fetchone())[0]
                 with cur.copy("COPY track_entries (track_id, seq, timestamp, entry) FROM STDIN (FORMAT BINARY)") as cp:
                     cp.set_types(["int8", "int8", "float8", "bytea"])
                     for i, e in enumerate(entries):
@@ -222,9 +229,9 @@ def import_root(src: Path | str, backend, say: Callable[[str], None] = print) ->
                 counts["files"] += 1
         counts["experiments"] += 1
         say(f"imported {prefix_str}")
-    index = server_dir(src) / "index.sqlite3"
-    if index.is_file():  # an embedded server root: its tokens and sessions too
-        db = sqlite3.connect(f"file:{index}?mode=ro", uri=True)
+    index_db = server_dir(src) / "index.sqlite3"
+    if index_db.is_file():  # an embedded server root: its tokens and sessions too
+        db = sqlite3.connect(f"file:{index_db}?mode=ro", uri=True)
         try:
             tokens = db.execute("SELECT hash, owner, label, created_at FROM tokens").fetchall()
             sessions = db.execute("SELECT session, prefix, acked_seq, created_at, updated_at FROM sessions").fetchall()
@@ -243,7 +250,7 @@ def import_root(src: Path | str, backend, say: Callable[[str], None] = print) ->
 
 # -- out of PostgreSQL ---------------------------------------------------------------------------------
 
-def export_store(backend, dest: Path | str, say: Callable[[str], None] = print) -> Dict[str, int]:
+def export_store(backend: PgBackend, dest: Path | str, say: Callable[[str], None] = print) -> Dict[str, int]:
     """Write every experiment of the PostgreSQL ``backend`` under ``dest`` as a local layout."""
     from .postgres._chunks import decode_rows
 
@@ -304,11 +311,11 @@ def export_store(backend, dest: Path | str, say: Callable[[str], None] = print) 
     return counts
 
 
-def _export_logs(conn, exp_id: int, paths: ExperimentPaths) -> int:
+def _export_logs(conn: psycopg.Connection[Any], exp_id: int, paths: ExperimentPaths) -> int:
     count = 0
     with conn.cursor(name=f"logs{exp_id}") as cur:
         cur.execute("SELECT seq, ts, level, message, metadata FROM logs WHERE experiment_id = %s ORDER BY seq", (exp_id,))
-        batch: List[dict] = []
+        batch: List[dict[str, Any]] = []
         for seq, ts, level, message, metadata in cur:
             rec = {"sequenceNumber": seq, "timestamp": iso_utc(ts), "level": level,
                    "message": bytes(message).decode("utf-8", "surrogatepass")}
@@ -324,7 +331,7 @@ def _export_logs(conn, exp_id: int, paths: ExperimentPaths) -> int:
     return count
 
 
-def _export_blob(raw, checksum: str, out: Path) -> None:
+def _export_blob(raw: Any, checksum: str, out: Path) -> None:
     source = raw.source(checksum, None) if hasattr(raw, "source") else None
     tmp = out.with_name(f".{out.name}.export")
     if source is None:  # a blob folder

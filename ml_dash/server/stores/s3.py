@@ -20,7 +20,7 @@ import hashlib
 import logging
 import threading
 import urllib.parse
-from typing import Any, AsyncIterator, Optional
+from typing import Any, AsyncIterator, Coroutine, Dict, List, Optional, Tuple
 
 from ..errors import ApiError
 
@@ -33,7 +33,7 @@ PART_SIZE = 8 << 20
 _READ_CHUNK = 1 << 20
 
 
-def parse_s3_url(url: str):
+def parse_s3_url(url: str) -> Tuple[str, str]:
     """(bucket, key prefix without slashes) of ``s3://bucket/prefix``."""
     parts = urllib.parse.urlsplit(url)
     return parts.netloc, parts.path.strip("/")
@@ -74,7 +74,7 @@ class S3Blobs:
                                           aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key)
         self.client = self.call(self._ctx.__aenter__())
 
-    def call(self, coro, timeout: Optional[float] = 300) -> Any:
+    def call(self, coro: Coroutine[Any, Any, Any], timeout: Optional[float] = 300) -> Any:
         """Run ``coro`` on the client's loop and wait for it (from any thread but that loop's)."""
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
@@ -126,7 +126,7 @@ class S3Upload:
         self._hash = hashlib.sha256()
         self._buffer = bytearray()
         self._upload_id: Optional[str] = None
-        self._parts = []
+        self._parts: List[Dict[str, Any]] = []
 
     def _send_part(self) -> None:
         b, key = self.blobs, self.blobs.key(self.checksum)
@@ -203,7 +203,7 @@ class S3Source:
             return
         b = self.blobs
 
-        def on_s3(coro):
+        def on_s3(coro: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
             return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, b._loop))
 
         try:

@@ -13,15 +13,25 @@ import logging
 import secrets
 import time
 from pathlib import Path
-from typing import Any, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 from ...errors import ApiError
 from ...settings import ServerSettings, redact
 from .. import Backend
+from ._rows import one
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg_pool import ConnectionPool
+
+    from ...._readmodel import ReadModel
+    from ...batch import Batch
+    from ...limits import Limits
 
 __all__ = ["PgBackend", "connect", "apply_migrations"]
 
 log = logging.getLogger("ml_dash.server")
+T = TypeVar("T")
 
 
 def _json_setup() -> None:
@@ -32,7 +42,7 @@ def _json_setup() -> None:
     set_json_loads(orjson.loads)
 
 
-def connect(url: str, **kw):
+def connect(url: str, **kw: Any) -> psycopg.Connection[Any]:
     """One connection (autocommit), for the CLI's one-off work."""
     import psycopg
 
@@ -48,7 +58,7 @@ def apply_migrations(url: str) -> List[str]:
         return migrate(conn)
 
 
-def open_pool(url: str, size: int):
+def open_pool(url: str, size: int) -> ConnectionPool:
     """A pool of at most ``size`` connections, opened (it waits for the first connection)."""
     from psycopg_pool import ConnectionPool
 
@@ -59,12 +69,12 @@ def open_pool(url: str, size: int):
 
 
 class _Unavailable(ApiError):
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__(503, "storage_unavailable", "the server's database is unavailable; retry later",
                          headers={"Retry-After": "2"})
 
 
-def _guard(fn):
+def _guard(fn: Callable[..., T]) -> Callable[..., T]:
     """Map "the database is not there" (restart, failover, network) to 503 + Retry-After."""
     import functools
 
@@ -72,7 +82,7 @@ def _guard(fn):
     import psycopg_pool
 
     @functools.wraps(fn)
-    def wrapped(*args, **kwargs):
+    def wrapped(*args: Any, **kwargs: Any) -> T:
         try:
             return fn(*args, **kwargs)
         except (psycopg.OperationalError, psycopg_pool.PoolTimeout, psycopg.errors.AdminShutdown) as exc:
@@ -92,9 +102,10 @@ class PgIndex:
 
     TOKEN_TTL = 2.0
 
-    def __init__(self, pool):
+    def __init__(self, pool: ConnectionPool, closes_pool: bool = False) -> None:
         self.pool = pool
-        self._owners: dict = {}
+        self._closes_pool = closes_pool  # a pool of its own (the CLI's), closed with it
+        self._owners: dict[str, Any] = {}
 
     def add_token(self, token_hash: str, owner: str, label: Optional[str]) -> None:
         with self.pool.connection() as conn:
@@ -142,7 +153,8 @@ class PgIndex:
             return [r[0] for r in conn.execute(sql + " ORDER BY prefix", tuple(args)).fetchall()]
 
     def close(self) -> None:
-        pass
+        if self._closes_pool:
+            self.pool.close()
 
 
 class PgStore:
@@ -150,11 +162,11 @@ class PgStore:
 
     on_rollback = None
 
-    def __init__(self, pool, limits):
+    def __init__(self, pool: ConnectionPool, limits: Limits) -> None:
         self.pool = pool
         self.limits = limits
 
-    def ingest(self, batch, crash_before_commit: bool = False):
+    def ingest(self, batch: Batch, crash_before_commit: bool = False) -> Dict[str, Any]:
         from ._ingest import ingest_batch
         from ._targets import PgTargets
 
@@ -172,7 +184,7 @@ class PgBlobs:
     is listed only after its bytes are stored and checked, and a file event may link only a listed
     blob, so a file entry never points at bytes that are not there."""
 
-    def __init__(self, pool, raw):
+    def __init__(self, pool: ConnectionPool, raw: Any) -> None:
         self.pool = pool
         self.raw = raw
 
@@ -181,7 +193,7 @@ class PgBlobs:
             row = conn.execute("SELECT size FROM blobs WHERE checksum = %s", (checksum,)).fetchone()
         return None if row is None else row[0]
 
-    def upload(self, checksum: str, limit: int):
+    def upload(self, checksum: str, limit: int) -> _ListedUpload:
         return _ListedUpload(self, self.raw.upload(checksum, limit))
 
     def list(self, checksum: str, size: int) -> bool:
@@ -189,7 +201,7 @@ class PgBlobs:
             return conn.execute("INSERT INTO blobs (checksum, size, created_at) VALUES (%s, %s, %s)"
                                 " ON CONFLICT (checksum) DO NOTHING", (checksum, size, time.time())).rowcount == 1
 
-    def source(self, checksum: str, size: Optional[int]):
+    def source(self, checksum: str, size: Optional[int]) -> Any:
         src = getattr(self.raw, "source", None)
         if src is not None:
             return src(checksum, size)
@@ -202,7 +214,7 @@ class PgBlobs:
 
 
 class _ListedUpload:
-    def __init__(self, blobs: PgBlobs, upload):
+    def __init__(self, blobs: PgBlobs, upload: Any) -> None:
         self._blobs = blobs
         self._upload = upload
 
@@ -224,7 +236,7 @@ class _ListedUpload:
 class _Guarded:
     """Every public method of ``inner`` with database outages answered 503 (see :func:`_guard`)."""
 
-    def __init__(self, inner):
+    def __init__(self, inner: Any) -> None:
         self._inner = inner
 
     def __getattr__(self, name: str) -> Any:
@@ -241,7 +253,7 @@ class _GuardedReadModel(_Guarded):
 class PgBackend(Backend):
     kind = "postgres"
 
-    def __init__(self, settings: ServerSettings, pool, raw_blobs, limits):
+    def __init__(self, settings: ServerSettings, pool: ConnectionPool, raw_blobs: Any, limits: Limits) -> None:
         from ._reads import PgReads
 
         self.settings = settings
@@ -252,10 +264,11 @@ class PgBackend(Backend):
         self._blobs = blobs
 
     @classmethod
-    def open(cls, settings: ServerSettings, root, limits, check: bool = True) -> "PgBackend":
+    def open(cls, settings: ServerSettings, root: Optional[Path], limits: Limits, check: bool = True) -> "PgBackend":
         """Connect (``settings.pool_size`` connections at most) and check the schema version."""
         from ._schema import check_schema
 
+        assert settings.store is not None  # settings naming this store
         pool = open_pool(settings.store, settings.pool_size)
         try:
             if check:
@@ -270,23 +283,23 @@ class PgBackend(Backend):
     def describe(self) -> str:
         return f"{redact(self.settings.store)} + blobs {self.settings.blobs}"
 
-    def read_model(self):
+    def read_model(self) -> ReadModel:
         from ._readmodel import PgReadModel
 
-        return _GuardedReadModel(PgReadModel(self.pool))
+        return _GuardedReadModel(PgReadModel(self.pool))  # type: ignore[return-value]  # a proxy of one
 
     def shared_secret(self, name: str) -> bytes:
         with self.pool.connection() as conn:
             conn.execute("INSERT INTO server_secrets (name, value) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING",
                          (name, secrets.token_bytes(32)))
-            return bytes(conn.execute("SELECT value FROM server_secrets WHERE name = %s", (name,)).fetchone()[0])
+            return bytes(one(conn.execute("SELECT value FROM server_secrets WHERE name = %s", (name,)).fetchone())[0])
 
     def close(self) -> None:
         self._blobs.close()
         self.pool.close()
 
 
-def open_raw_blobs(settings: ServerSettings, root):
+def open_raw_blobs(settings: ServerSettings, root: Optional[Path]) -> Any:
     """The storage of file bytes the settings name: an S3 bucket, or a folder."""
     if not settings.blobs:
         raise ValueError("the PostgreSQL store needs --blobs: s3://BUCKET/PREFIX, or a folder every server "

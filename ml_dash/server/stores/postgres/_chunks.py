@@ -55,12 +55,12 @@ def _text_number(v: str) -> Optional[float]:
     return float(v) if body.isdigit() and body.isascii() else None  # an integer beyond 64 bits
 
 
-def numeric_column(col: list, absent: Optional[List[int]] = None) -> np.ndarray:
+def numeric_column(col: list[Any], absent: Optional[List[int]] = None) -> np.ndarray:
     """A column as float64: numbers as they are, "NaN"/"Infinity" strings as floats, anything
     else (null, text, nested, a row without the key) as :data:`MISSING`."""
     if not absent and set(map(type, col)) <= _NUMBERS:
         return np.array(col, dtype=np.float64)
-    out = np.empty(len(col), dtype=np.float64)
+    out: np.ndarray = np.empty(len(col), dtype=np.float64)
     for i, v in enumerate(col):
         t = type(v)
         if t is float or t is int or t is bool:
@@ -101,7 +101,7 @@ class Chunk:
     __slots__ = ("n", "keys", "ts", "float_keys", "floats", "int_keys", "ints", "json", "stats", "num_stats",
                  "fields")
 
-    def __init__(self, keys: Sequence[str], columns: Sequence[list], ts: list, absent: Optional[Dict[str, List[int]]] = None):
+    def __init__(self, keys: Sequence[str], columns: Sequence[list[Any]], ts: list[Any], absent: Optional[Dict[str, List[int]]] = None):
         from ...._readmodel._columns import _column
 
         n = len(ts)
@@ -113,8 +113,8 @@ class Chunk:
         self.int_keys: List[str] = []
         floats: List[bytes] = []
         ints: List[bytes] = []
-        other: Dict[str, list] = {}
-        stats: Dict[str, list] = {}
+        other: Dict[str, Any] = {}
+        stats: Dict[str, list[Any]] = {}
         nums = np.empty((len(self.keys) + 1, 5))
         #: (key, float64 values, rows with a non-null value, last non-null value): the metric's
         #: field summaries are updated from these (FieldInfo.update of the read model)
@@ -158,14 +158,14 @@ class Chunk:
         self.json = orjson.dumps(other) if other else None
         self.stats = stats
 
-    def copy_row(self, metric_id: int, first_index: int, created: float) -> tuple:
+    def copy_row(self, metric_id: int, first_index: int, created: float) -> tuple[Any, ...]:
         pos = {k: i for i, k in enumerate(self.keys)}
         layout = {"keys": self.keys, "floats": [pos[k] for k in self.float_keys], "ints": [pos[k] for k in self.int_keys]}
         return (metric_id, first_index, self.n, created, orjson.dumps(layout), self.ts, self.floats, self.ints,
                 self.json, orjson.dumps(self.stats), self.num_stats)
 
 
-def _json_stats(col: list, absent: Optional[List[int]]) -> list:
+def _json_stats(col: list[Any], absent: Optional[List[int]]) -> list[Any]:
     """[rows with the key, numeric rows, min, max, last value] of a column of any JSON values."""
     skip = set(absent) if absent else ()
     present = len(col) - len(skip)
@@ -186,12 +186,12 @@ def _json_stats(col: list, absent: Optional[List[int]]) -> list:
     return [present, len(nums), lo, hi, last]
 
 
-def combine_stats(a: Optional[list], b: list) -> list:
+def combine_stats(a: Optional[list[Any]], b: list[Any]) -> list[Any]:
     """The stats of two runs of rows, ``a`` before ``b`` (either may lack numbers)."""
     if a is None:
         return list(b)
 
-    def num(v):
+    def num(v: Any) -> Any:
         return _NONFINITE[v] if type(v) is str else v
 
     lo = [num(v) for v in (a[2], b[2]) if v is not None]
@@ -200,34 +200,34 @@ def combine_stats(a: Optional[list], b: list) -> list:
             _json_number(max(hi)) if hi else None, b[4] if b[0] else a[4]]
 
 
-def _from_dicts(rows: List[dict]) -> Chunk:
+def _from_dicts(rows: List[dict[str, Any]]) -> Chunk:
     shapes = set(map(tuple, map(dict.keys, rows)))
     if len(shapes) == 1:
         keys = [k for k in next(iter(shapes)) if k != "_ts"]
         columns = [list(map(dict.get, rows, repeat(k))) for k in keys]
         return Chunk(keys, columns, list(map(dict.get, rows, repeat("_ts"))))
-    keys: Dict[str, None] = {}
+    every: Dict[str, None] = {}  # every key, in first-seen order
     for shape in sorted(shapes, key=lambda s: -len(s)):
-        keys.update(dict.fromkeys(shape))
-    keys.pop("_ts", None)
+        every.update(dict.fromkeys(shape))
+    every.pop("_ts", None)
     absent: Dict[str, List[int]] = {}
     columns = []
-    for k in keys:
+    for k in every:
         col = list(map(dict.get, rows, repeat(k)))
         missing = [i for i, r in enumerate(rows) if k not in r]
         if missing:
             absent[k] = missing
         columns.append(col)
-    return Chunk(list(keys), columns, list(map(dict.get, rows, repeat("_ts"))), absent)
+    return Chunk(list(every), columns, list(map(dict.get, rows, repeat("_ts"))), absent)
 
 
 def chunks_of(parts: Sequence[Any]) -> Iterator[Chunk]:
     """Chunks of at most CHUNK_ROWS rows from a metric's planned rows (dicts and ColumnRows blocks),
     in order. Consecutive blocks with the same keys share chunks."""
     keys: Optional[Tuple[str, ...]] = None
-    cols: List[list] = []
+    cols: List[list[Any]] = []
     ts: List[Any] = []
-    dicts: List[dict] = []
+    dicts: List[dict[str, Any]] = []
 
     def flush_columns() -> Iterator[Chunk]:
         nonlocal keys, cols, ts
@@ -266,7 +266,7 @@ def chunks_of(parts: Sequence[Any]) -> Iterator[Chunk]:
     yield from flush_columns()
 
 
-def _columns(record: tuple, lo: int, hi: int) -> Tuple[List[str], List[list], List[float], Dict[str, List[int]]]:
+def _columns(record: tuple[Any, ...], lo: int, hi: int) -> Tuple[List[str], List[list[Any]], List[float], Dict[str, List[int]]]:
     """(keys, columns, ts, absent) of rows lo..hi of a stored chunk
     (record: n, layout, ts, floats, ints, json)."""
     n, layout, ts, floats, ints, js = record
@@ -274,7 +274,7 @@ def _columns(record: tuple, lo: int, hi: int) -> Tuple[List[str], List[list], Li
     keys = layout["keys"]
     float_keys = [keys[i] for i in layout["floats"]]
     int_keys = [keys[i] for i in layout["ints"]]
-    by_key: Dict[str, list] = {}
+    by_key: Dict[str, list[Any]] = {}
     for i, k in enumerate(float_keys):
         by_key[k] = np.frombuffer(floats, "<f8", count=hi - lo, offset=(i * n + lo) * 8).tolist()
     for i, k in enumerate(int_keys):
@@ -293,7 +293,7 @@ def _columns(record: tuple, lo: int, hi: int) -> Tuple[List[str], List[list], Li
     return list(keys), [by_key[k] for k in keys], ts_list, absent
 
 
-def numeric_values(record: tuple, key: str, lo: int, hi: int, layouts: Optional[dict] = None) -> np.ndarray:
+def numeric_values(record: tuple[Any, ...], key: str, lo: int, hi: int, layouts: Optional[dict[bytes, Any]] = None) -> np.ndarray:
     """Rows lo..hi of one key of a stored chunk as float64 (see :func:`numeric_column`);
     ``key`` "_ts" is the rows' time. ``layouts`` caches parsed layouts between calls."""
     n, layout, ts, floats, ints, js = record
@@ -319,7 +319,7 @@ def numeric_values(record: tuple, key: str, lo: int, hi: int, layouts: Optional[
     return numeric_column(other[key][lo:hi], gone)
 
 
-def decode_rows(record: tuple, lo: int, hi: int) -> List[dict]:
+def decode_rows(record: tuple[Any, ...], lo: int, hi: int) -> List[dict[str, Any]]:
     """The data dicts (the user's fields + ``_ts``) of rows lo..hi of a stored chunk."""
     keys, columns, ts, absent = _columns(record, lo, hi)
     rows = list(map(dict, map(zip, repeat((*keys, "_ts")), zip(*columns, ts))))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 import orjson
 
@@ -33,6 +33,11 @@ from ....server.ingest import Plan, plan_batch
 from ....server.limits import Limits
 from . import _docs
 from ._chunks import chunks_of
+from ._rows import one
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg_pool import ConnectionPool
 
 __all__ = ["ingest_batch"]
 
@@ -52,8 +57,8 @@ def _doc(raw: Optional[bytes]) -> Any:
     return None if raw is None else orjson.loads(raw)
 
 
-def ingest_batch(pool, batch: Batch, limits: Limits, crash_before_commit: bool = False,
-                 targets_for=None) -> Dict[str, Any]:
+def ingest_batch(pool: ConnectionPool, batch: Batch, limits: Limits, crash_before_commit: bool = False,
+                 targets_for: Optional[Callable[[psycopg.Cursor[Any], str], Any]] = None) -> Dict[str, Any]:
     """Store the new events of ``batch``; the answer body. Raises ApiError (409) as PROTOCOL.md says."""
     prefix = str(batch.prefix)
     now = time.time()
@@ -62,8 +67,8 @@ def ingest_batch(pool, batch: Batch, limits: Limits, crash_before_commit: bool =
         cur.execute("INSERT INTO sessions (session, prefix, acked_seq, created_at, updated_at)"
                     " VALUES (%s, %s, -1, %s, %s) ON CONFLICT (session) DO NOTHING",
                     (batch.session, prefix, now, now))
-        owner_prefix, acked = cur.execute("SELECT prefix, acked_seq FROM sessions WHERE session = %s FOR UPDATE",
-                                          (batch.session,)).fetchone()
+        owner_prefix, acked = one(cur.execute("SELECT prefix, acked_seq FROM sessions WHERE session = %s FOR UPDATE",
+                                              (batch.session,)).fetchone())
         if owner_prefix != prefix:
             raise ApiError(409, "session_prefix_mismatch",
                            f"session {batch.session} writes {owner_prefix!r}, not {prefix!r}", acked_seq=acked)
@@ -88,14 +93,14 @@ def ingest_batch(pool, batch: Batch, limits: Limits, crash_before_commit: bool =
     return answer
 
 
-def _apply(cur, batch: Batch, plan: Plan, now: float) -> None:
+def _apply(cur: psycopg.Cursor[Any], batch: Batch, plan: Plan, now: float) -> None:
     prefix = batch.prefix
     key = str(prefix)
     cur.execute("INSERT INTO experiments (prefix, owner, project, doc, created_at, updated_at)"
                 " VALUES (%s, %s, %s, NULL, %s, %s) ON CONFLICT (prefix) DO NOTHING",
                 (key, prefix.owner, prefix.project, now, now))
-    exp_id, doc, next_log = cur.execute(
-        "SELECT id, doc, next_log_seq FROM experiments WHERE prefix = %s FOR UPDATE", (key,)).fetchone()
+    exp_id, doc, next_log = one(cur.execute(
+        "SELECT id, doc, next_log_seq FROM experiments WHERE prefix = %s FOR UPDATE", (key,)).fetchone())
     doc = _doc(doc)
     doc_changed = doc is None
     if doc is None and not any(op[0] in ("experiment", "status") for op in plan.ops):
@@ -148,18 +153,18 @@ def _apply(cur, batch: Batch, plan: Plan, now: float) -> None:
         _track(cur, exp_id, topic, rows, now)
     for file_id, changes, ts in getattr(plan, "updates", ()):  # description, tags, metadata of live files
         row = cur.execute("SELECT entry FROM files WHERE experiment_id = %s AND id = %s", (exp_id, file_id)).fetchone()
-        entry = _doc(row[0]) if row else None
-        if entry is not None and not entry.get("deletedAt"):
-            entry.update({k: v for k, v in changes.items() if k in ("description", "tags", "metadata")})
-            entry["updatedAt"] = iso_utc(ts)
-            cur.execute("UPDATE files SET entry = %s WHERE experiment_id = %s AND id = %s", (_jsonb(entry), exp_id, file_id))
+        live = _doc(row[0]) if row else None
+        if live is not None and not live.get("deletedAt"):
+            live.update({k: v for k, v in changes.items() if k in ("description", "tags", "metadata")})
+            live["updatedAt"] = iso_utc(ts)
+            cur.execute("UPDATE files SET entry = %s WHERE experiment_id = %s AND id = %s", (_jsonb(live), exp_id, file_id))
     for file_id, ts in plan.deletes:  # soft delete: deletedAt set, the bytes kept
         row = cur.execute("SELECT entry FROM files WHERE experiment_id = %s AND id = %s", (exp_id, file_id)).fetchone()
-        entry = _doc(row[0]) if row else None
-        if entry is not None and not entry.get("deletedAt"):
-            entry["deletedAt"] = entry["updatedAt"] = iso_utc(ts)
+        live = _doc(row[0]) if row else None
+        if live is not None and not live.get("deletedAt"):
+            live["deletedAt"] = live["updatedAt"] = iso_utc(ts)
             cur.execute("UPDATE files SET entry = %s, deleted = true WHERE experiment_id = %s AND id = %s",
-                        (_jsonb(entry), exp_id, file_id))
+                        (_jsonb(live), exp_id, file_id))
     if doc_changed:
         cur.execute("UPDATE experiments SET doc = %s, next_log_seq = %s, updated_at = %s WHERE id = %s",
                     (_jsonb(doc), next_log, now, exp_id))
@@ -172,7 +177,7 @@ def file_place(entry: Dict[str, Any]) -> str:
     return "/" + str(entry.get("path") or "").strip("/") + "\x1f" + str(entry.get("filename") or "")
 
 
-def _track(cur, exp_id: int, topic: str, rows: List[Dict[str, Any]], now: float) -> None:
+def _track(cur: psycopg.Cursor[Any], exp_id: int, topic: str, rows: List[Dict[str, Any]], now: float) -> None:
     """Append a topic's entries as the local writer does (one batch's same-timestamp entries merged,
     flattened, in timestamp order) and keep its metadata document."""
     merged: Dict[Any, Dict[str, Any]] = {}
@@ -191,8 +196,8 @@ def _track(cur, exp_id: int, topic: str, rows: List[Dict[str, Any]], now: float)
                 (exp_id, topic, folder, _jsonb({"trackId": f"local-track-{folder}", "topic": topic, "columns": [],
                                                 "totalEntries": 0, "firstTimestamp": None, "lastTimestamp": None,
                                                 "createdAt": iso_utc(now)})))
-    track_id, meta = cur.execute("SELECT id, doc FROM tracks WHERE experiment_id = %s AND topic = %s",
-                                 (exp_id, topic)).fetchone()
+    track_id, meta = one(cur.execute("SELECT id, doc FROM tracks WHERE experiment_id = %s AND topic = %s",
+                                     (exp_id, topic)).fetchone())
     meta = _doc(meta)
     seq = meta.get("totalEntries") or 0
     with cur.copy("COPY track_entries (track_id, seq, timestamp, entry) FROM STDIN (FORMAT BINARY)") as cp:
@@ -212,7 +217,7 @@ def _track(cur, exp_id: int, topic: str, rows: List[Dict[str, Any]], now: float)
     cur.execute("UPDATE tracks SET doc = %s WHERE id = %s", (_jsonb(encode_nonfinite(meta)), track_id))
 
 
-def _metrics(cur, exp_id: int, plan: Plan, now: float) -> None:
+def _metrics(cur: psycopg.Cursor[Any], exp_id: int, plan: Plan, now: float) -> None:
     from ...._readmodel._columns import FieldInfo
 
     created = iso_utc(now)
@@ -222,9 +227,9 @@ def _metrics(cur, exp_id: int, plan: Plan, now: float) -> None:
         cur.execute("INSERT INTO metrics (experiment_id, name, doc) VALUES (%s, %s, %s)"
                     " ON CONFLICT (experiment_id, name) DO NOTHING",
                     (exp_id, stored_name, _jsonb(_docs.new_metric_doc(name, now))))
-        metric_id, first, mdoc, summary = cur.execute(
+        metric_id, first, mdoc, summary = one(cur.execute(
             "SELECT id, next_index, doc, summary FROM metrics WHERE experiment_id = %s AND name = %s",
-            (exp_id, stored_name)).fetchone()
+            (exp_id, stored_name)).fetchone())
         fields = {k: FieldInfo.from_json(v) for k, v in orjson.loads(summary).items()}
         targets.append((metric_id, first, _doc(mdoc), fields, parts))
     ends = []

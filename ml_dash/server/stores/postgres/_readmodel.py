@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from typing import Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import orjson
@@ -23,19 +23,24 @@ from ...._readmodel import ReadModel
 from ...._readmodel._catalog import Entry, _short
 from ...._readmodel._columns import missing_mask
 from ...._readmodel._series import MAX_BUCKETS, QueryError, _number, _raw_answer
-from ...._readmodel._table import TableCache, run_table
+from ...._readmodel._table import TableCache, TableQuery, run_table
 from ...._values import decode_nonfinite, encode_nonfinite
 from ...batch import parse_server_prefix
+from ._rows import one
 from ._series import column, position_of_x, series_rows
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg_pool import ConnectionPool
 
 __all__ = ["PgReadModel"]
 
 
 class PgReadModel(ReadModel):
-    def __init__(self, pool, max_age: float = 1.0):
+    def __init__(self, pool: ConnectionPool, max_age: float = 1.0) -> None:
         self.pool = pool
         self.max_age = max_age
-        self._snapshot = None
+        self._snapshot: Optional[List[Entry]] = None
         self._built = 0.0
         self._stale = True
         self._lock = threading.Lock()
@@ -43,7 +48,7 @@ class PgReadModel(ReadModel):
 
     # -- finding things --------------------------------------------------------------------------------
 
-    def _experiment(self, conn, prefix: str):
+    def _experiment(self, conn: psycopg.Connection[Any], prefix: str) -> Tuple[str, Tuple[Any, ...]]:
         try:
             prefix = str(parse_server_prefix(prefix))
         except InvalidPrefix as exc:
@@ -53,7 +58,8 @@ class PgReadModel(ReadModel):
             raise QueryError(404, "not_found", f"no experiment {prefix!r}")
         return prefix, row
 
-    def _metric(self, conn, exp_id: int, prefix: str, name: Optional[str]):
+    def _metric(self, conn: psycopg.Connection[Any], exp_id: int, prefix: str,
+                name: Optional[str]) -> Tuple[int, int, Dict[str, Any]]:
         try:
             stored = check_relpath(name, "metric name") if name else ""
         except InvalidPrefix as exc:
@@ -79,7 +85,8 @@ class PgReadModel(ReadModel):
 
     # -- the interface ---------------------------------------------------------------------------------
 
-    def series(self, prefix, name, field, x="index", start=None, end=None, buckets=1000, *, strict=False):
+    def series(self, prefix: str, name: Optional[str], field: str, x: str = "index", start: Any = None,
+               end: Any = None, buckets: Any = 1000, *, strict: bool = False) -> Dict[str, Any]:
         x = x or "index"
         try:
             b = int(buckets if buckets not in (None, "") else 1000)
@@ -109,7 +116,8 @@ class PgReadModel(ReadModel):
             answer["count"] = p1 - p0
             return {**answer, **series_rows(conn, metric_id, field, x, p0, p1, b, strict)}
 
-    def _selected(self, conn, metric_id, rows, field, x, lo_x, hi_x, b, strict):
+    def _selected(self, conn: psycopg.Connection[Any], metric_id: int, rows: int, field: str, x: str,
+                  lo_x: Optional[float], hi_x: Optional[float], b: int, strict: bool) -> Dict[str, Any]:
         """A range on an x that decreases somewhere: every row is looked at."""
         from ...._readmodel._series import _reduce
 
@@ -127,7 +135,8 @@ class PgReadModel(ReadModel):
             return {**out, "mode": "raw", "points": _raw_answer(y, xs, False, strict)}
         return {**out, "mode": "buckets", "points": _reduce(y, xs, False, b, strict)}
 
-    def increments(self, prefix, name, field, x="index", after=-1, limit=10_000, *, strict=False):
+    def increments(self, prefix: str, name: Optional[str], field: str, x: str = "index", after: Any = -1,
+                   limit: int = 10_000, *, strict: bool = False) -> Dict[str, Any]:
         x = x or "index"
         after_f = _number(after, "after")
         after_f = -1.0 if after_f is None else after_f
@@ -147,7 +156,7 @@ class PgReadModel(ReadModel):
                 answer["x_sorted"] = self._sorted(fields, x)
             return answer
 
-    def summary(self, prefix, *, strict=False):
+    def summary(self, prefix: str, *, strict: bool = False) -> Dict[str, Any]:
         with self.pool.connection() as conn:
             prefix, (exp_id, doc, next_log) = self._experiment(conn, prefix)
             metrics = []
@@ -160,14 +169,14 @@ class PgReadModel(ReadModel):
                     fields[key] = {"last": f["last"], "min": f["min"] if has else None, "max": f["max"] if has else None,
                                    "numeric": f["numeric"] > 0, "count": f["count"], "sorted": bool(f["sorted"])}
                 metrics.append({"name": name or None, "count": rows, "last_index": rows - 1, "fields": fields})
-            files = conn.execute("SELECT count(*) FROM files WHERE experiment_id = %s AND NOT deleted",
-                                 (exp_id,)).fetchone()[0]
+            files = one(conn.execute("SELECT count(*) FROM files WHERE experiment_id = %s AND NOT deleted",
+                                     (exp_id,)).fetchone())[0]
         exp = orjson.loads(doc)
         answer = {"prefix": prefix, "status": exp.get("status") if isinstance(exp, dict) else None,
                   "metrics": metrics, "logs": next_log, "files": files}
         return encode_nonfinite(answer) if strict else answer
 
-    def _entries(self):
+    def _entries(self) -> List[Entry]:
         with self._lock:
             if self._snapshot is not None and not self._stale and time.monotonic() - self._built < self.max_age:
                 return self._snapshot
@@ -194,7 +203,7 @@ class PgReadModel(ReadModel):
             self._snapshot, self._built = entries, time.monotonic()
             return entries
 
-    def table(self, query, *, strict=False, owner=None):
+    def table(self, query: TableQuery, *, strict: bool = False, owner: Optional[str] = None) -> Dict[str, Any]:
         entries = self._entries()
         if owner is not None:  # an owner-scoped token: never through the shared cache, which holds every owner's
             return run_table([e for e in entries if e.owner == owner], query, strict=strict)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 
 import orjson
 
@@ -14,12 +14,17 @@ from ...batch import parse_server_prefix
 from ...errors import ApiError
 from ._chunks import CHUNK_ROWS, decode_rows
 
+if TYPE_CHECKING:
+    from psycopg_pool import ConnectionPool
+
+    from . import PgBlobs
+
 __all__ = ["PgReads"]
 
 _CHUNK_COLS = "c.first_index, c.n, c.created_at, c.layout, c.ts, c.floats, c.ints, c.json"
 
 
-def _doc(raw) -> Any:
+def _doc(raw: Optional[Union[str, bytes]]) -> Any:
     return None if raw is None else orjson.loads(raw)
 
 
@@ -42,16 +47,16 @@ def _metric_name(name: Optional[str]) -> str:
 class PgReads:
     """Read operations, each returning the JSON body of its route (see PROTOCOL.md, "Read API")."""
 
-    def __init__(self, pool, max_page: int, blobs):
+    def __init__(self, pool: ConnectionPool, max_page: int, blobs: PgBlobs) -> None:
         self.pool = pool
         self.max_page = max_page
         self.blobs = blobs
 
-    def _one(self, sql: str, args: tuple) -> Optional[tuple]:
+    def _one(self, sql: str, args: tuple[Any, ...]) -> Optional[tuple[Any, ...]]:
         with self.pool.connection() as conn:
             return conn.execute(sql, args).fetchone()
 
-    def _all(self, sql: str, args: tuple) -> List[tuple]:
+    def _all(self, sql: str, args: tuple[Any, ...]) -> List[tuple[Any, ...]]:
         with self.pool.connection() as conn:
             return conn.execute(sql, args).fetchall()
 
@@ -108,7 +113,7 @@ class PgReads:
         start, limit = self.page_args(start, limit)
         sql = ("SELECT l.seq, l.ts, l.level, l.message, l.metadata FROM logs l JOIN experiments e"
                " ON e.id = l.experiment_id WHERE e.prefix = %s AND l.seq >= %s")
-        args: list = [_prefix(prefix), start]
+        args: list[Any] = [_prefix(prefix), start]
         if level:
             sql += " AND l.level = %s"
             args.append(level)
@@ -137,16 +142,16 @@ class PgReads:
         rows = self.metric_range(prefix, name, start, start + limit)
         return {"rows": rows, "next": rows[-1]["index"] + 1 if len(rows) >= limit else None}
 
-    def metric_range(self, prefix: str, name: Optional[str], start: int, stop: Optional[int]) -> List[dict]:
+    def metric_range(self, prefix: str, name: Optional[str], start: int, stop: Optional[int]) -> List[dict[str, Any]]:
         """Rows ``{"index", "data", "createdAt"}`` with start <= index < stop (None: to the end)."""
         sql = (f"SELECT {_CHUNK_COLS} FROM metric_chunks c JOIN metrics m ON m.id = c.metric_id"  # noqa: S608
                " JOIN experiments e ON e.id = m.experiment_id"
                " WHERE e.prefix = %s AND m.name = %s AND c.first_index > %s")
-        args: list = [_prefix(prefix), _metric_name(name), start - CHUNK_ROWS]
+        args: list[Any] = [_prefix(prefix), _metric_name(name), start - CHUNK_ROWS]
         if stop is not None:
             sql += " AND c.first_index < %s"
             args.append(stop)
-        out: List[dict] = []
+        out: List[dict[str, Any]] = []
         for first, n, created, *record in self._all(sql + " ORDER BY c.first_index", tuple(args)):
             lo = max(0, start - first)
             hi = n if stop is None else min(n, stop - first)
@@ -162,12 +167,12 @@ class PgReads:
                          " WHERE e.prefix = %s ORDER BY t.folder", (_prefix(prefix),))
         return {"tracks": [r[0] for r in rows]}
 
-    def track_merged(self, prefix: str, topic: str) -> List[dict]:
+    def track_merged(self, prefix: str, topic: str) -> List[dict[str, Any]]:
         """Every entry of a topic in timestamp order, same-timestamp entries merged (later wins)."""
         rows = self._all("SELECT te.timestamp, te.entry FROM track_entries te JOIN tracks t ON t.id = te.track_id"
                          " JOIN experiments e ON e.id = t.experiment_id WHERE e.prefix = %s AND t.topic = %s"
                          " ORDER BY te.timestamp, te.seq", (_prefix(prefix), topic))
-        merged: Dict[float, dict] = {}
+        merged: Dict[float, dict[str, Any]] = {}
         for stamp, raw in rows:
             rec = orjson.loads(raw)
             if stamp in merged:

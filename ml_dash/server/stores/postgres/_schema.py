@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import List, Tuple
+from typing import TYPE_CHECKING, Any, List, Tuple
+
+from ._rows import one
+
+if TYPE_CHECKING:
+    import psycopg
+
 
 __all__ = ["migrations", "latest_version", "current_version", "migrate", "check_schema", "SchemaError"]
 
@@ -40,15 +46,15 @@ def latest_version() -> int:
     return len(migrations())
 
 
-def current_version(conn) -> int:
+def current_version(conn: psycopg.Connection[Any]) -> int:
     """The schema version of the database (0: nothing applied)."""
-    row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+    row = one(conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone())
     if not row[0]:
         return 0
-    return conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()[0]
+    return one(conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone())[0]
 
 
-def migrate(conn) -> List[str]:
+def migrate(conn: psycopg.Connection[Any]) -> List[str]:
     """Apply every missing migration (``conn`` in autocommit mode); the names applied."""
     applied = []
     for version, name, sql in migrations():
@@ -65,7 +71,7 @@ def migrate(conn) -> List[str]:
     return applied
 
 
-def check_schema(conn) -> None:
+def check_schema(conn: psycopg.Connection[Any]) -> None:
     """Raise :class:`SchemaError` unless the database has exactly this package's schema."""
     have, want = current_version(conn), latest_version()
     if have < want:

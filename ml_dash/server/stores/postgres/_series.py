@@ -20,13 +20,16 @@ looking at every row (cost grows with the metric, as in the read model).
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import orjson
 
 from ...._readmodel._series import _buckets_answer, _combine, _raw_answer, _reduce, _stats
 from ._chunks import CHUNK_ROWS, MISSING, missing_mask, numeric_values
+
+if TYPE_CHECKING:
+    import psycopg
 
 __all__ = ["column", "chunk_stats", "series_rows", "series_by_index"]
 
@@ -54,7 +57,7 @@ def _kind(layout: bytes, key: str, cache: Dict[bytes, Tuple[str, int]]) -> Tuple
     return got
 
 
-def column(conn, metric_id: int, key: str, lo: int, hi: int) -> np.ndarray:
+def column(conn: psycopg.Connection[Any], metric_id: int, key: str, lo: int, hi: int) -> np.ndarray:
     """Rows lo..hi of one key as float64 (:data:`MISSING` where a row has no number).
 
     Only that key's bytes travel: the chunks' layouts are read first (a few bytes each), then for
@@ -95,7 +98,8 @@ def column(conn, metric_id: int, key: str, lo: int, hi: int) -> np.ndarray:
     return out
 
 
-def chunk_stats(conn, metric_id: int, keys: List[str], lo: int, hi: int):
+def chunk_stats(conn: psycopg.Connection[Any], metric_id: int, keys: List[str], lo: int,
+                hi: int) -> Tuple[np.ndarray, np.ndarray, Dict[str, np.ndarray]]:
     """(first index, rows) of the chunks that meet lo..hi, and for each key their summaries
     ``[n, m, min, max, last]`` (a chunk cut by lo or hi: over its rows inside the range)."""
     rows = conn.cursor(binary=True).execute(
@@ -104,7 +108,7 @@ def chunk_stats(conn, metric_id: int, keys: List[str], lo: int, hi: int):
     rows = [r for r in rows if r[0] + r[1] > lo]
     firsts = np.array([max(lo, r[0]) for r in rows], dtype=np.int64)
     lasts = np.array([min(hi, r[0] + r[1]) - 1 for r in rows], dtype=np.int64)
-    out = {}
+    out: Dict[str, np.ndarray] = {}
     positions: Dict[bytes, Dict[str, int]] = {}
     for key in keys:
         st = np.empty((len(rows), 5))
@@ -126,7 +130,7 @@ def chunk_stats(conn, metric_id: int, keys: List[str], lo: int, hi: int):
     return firsts, lasts, out
 
 
-def series_rows(conn, metric_id: int, field: str, x: str, p0: int, p1: int, b: int, strict: bool) -> Dict[str, Any]:
+def series_rows(conn: psycopg.Connection[Any], metric_id: int, field: str, x: str, p0: int, p1: int, b: int, strict: bool) -> Dict[str, Any]:
     """The ``mode`` and ``points`` of rows p0..p1 (positions = indices) in at most ``b`` buckets."""
     x_is_index = x == "index"
     count = p1 - p0
@@ -142,7 +146,7 @@ def series_rows(conn, metric_id: int, field: str, x: str, p0: int, p1: int, b: i
                                                      x_is_index, b, strict)}
     keys = [field] if x_is_index else [field, x]
     firsts, lasts, stats = chunk_stats(conn, metric_id, keys, p0, p1)
-    bucket = ((firsts - p0) * b) // count  # a chunk goes to the bucket of its first row
+    bucket: np.ndarray = ((firsts - p0) * b) // count  # a chunk goes to the bucket of its first row
     starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
     st = _combine(stats[field], starts)
     if x_is_index:
@@ -152,7 +156,7 @@ def series_rows(conn, metric_id: int, field: str, x: str, p0: int, p1: int, b: i
     return {"mode": "buckets", "points": _buckets_answer(st, xs, x_is_index, strict)}
 
 
-def series_by_index(conn, prefix: str, name: str, key: str, start: Optional[int], end: Optional[int],
+def series_by_index(conn: psycopg.Connection[Any], prefix: str, name: str, key: str, start: Optional[int], end: Optional[int],
                     b: int, strict: bool = True) -> Optional[Dict[str, Any]]:
     """The series of one key over indices start..end (inclusive; None: the ends); None when there
     is no such metric. (The read model's ``series`` adds the checks and the other x.)"""
@@ -167,7 +171,7 @@ def series_by_index(conn, prefix: str, name: str, key: str, start: Optional[int]
     return {**answer, **series_rows(conn, metric_id, key, "index", p0, p1, b, strict)}
 
 
-def position_of_x(conn, metric_id: int, x: str, rows: int, value: float, side: str) -> int:
+def position_of_x(conn: psycopg.Connection[Any], metric_id: int, x: str, rows: int, value: float, side: str) -> int:
     """First row whose x is >= value ('left') or > value ('right'); x never decreases."""
     firsts, lasts, stats = chunk_stats(conn, metric_id, [x], 0, rows)
     if not len(firsts):

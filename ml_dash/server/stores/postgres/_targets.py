@@ -10,11 +10,14 @@ round.
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Set, Tuple
 
 import orjson
 
 from ...places import CONFLICT, Refused, check_file_path, check_metric_name
+
+if TYPE_CHECKING:
+    import psycopg
 
 __all__ = ["PgTargets"]
 
@@ -27,19 +30,19 @@ def _dest(path: str, file_id: str, filename: str) -> Tuple[str, ...]:
 class PgTargets:
     """One batch's names in one experiment (see the module doc); ``cur`` is the batch's cursor."""
 
-    def __init__(self, cur, prefix: str):
+    def __init__(self, cur: psycopg.Cursor[Any], prefix: str) -> None:
         self._cur = cur
         self._prefix = prefix
-        self._banned: Dict[Tuple, Refused] = {}
+        self._banned: Dict[Tuple[Any, ...], Refused] = {}
         self._ids: Optional[Set[str]] = None
         self._files: Set[Tuple[str, ...]] = set()
         self._dirs: Set[Tuple[str, ...]] = set()
         self._track_folders: Dict[str, str] = {}
 
-    def ban(self, group: Tuple, code: str, message: str) -> None:
+    def ban(self, group: Tuple[Any, ...], code: str, message: str) -> None:
         self._banned[group] = Refused(code, message)
 
-    def _check_ban(self, group: Tuple) -> None:
+    def _check_ban(self, group: Tuple[Any, ...]) -> None:
         if group in self._banned:
             raise self._banned[group]
 
@@ -94,6 +97,7 @@ class PgTargets:
             check_file_path(rel)
         if self._ids is None:
             self._load()
+        assert self._ids is not None  # _load sets it
         if file_id in self._ids:
             return  # stored already: the event changes nothing, so it cannot collide
         dest = _dest(path, file_id, filename)
