@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The test suite against a regular (non-editable) install of the wheel, instead of the checkout.
 #
-# Sourced by the per-Python-version runs (.ci/pythons.sh), so that the suite runs from the wheel
-# without a run of its own:
+# Run as a script (below), or sourced by another CI step (a run per Python version, say), so that
+# its suite runs from the wheel without a run of its own:
 #     source .ci/wheel.sh
 #     wheel_build "$py"                      # once (any Python with pip): the wheel, ML_DASH_WHEEL
 #     wheel_install "$venv"                  # instead of `pip install -e '.[test]'`
@@ -62,9 +62,13 @@ wheel_pytest() {  # wheel_pytest VENV [pytest args...]: the suite, from the copy
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   set -euo pipefail
   python=${1:-python3}; shift || true
-  venv=/tmp/ml-dash-wheel-venv
-  [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
-  wheel_build "$venv/bin/python"
+  build_venv=/tmp/ml-dash-wheel-build-venv  # any venv with pip: it only builds the wheel
+  [ -x "$build_venv/bin/python" ] || "$python" -m venv "$build_venv"
+  wheel_build "$build_venv/bin/python"
+  # The test venv inside the copy, where a checkout's own .venv is (the README's command): a few
+  # tests expect the running script (pytest's, from the venv) under the project root (RUN.entry).
+  venv="$ML_DASH_WHEEL_CHECKOUT/.venv"
+  "$python" -m venv "$venv"
   wheel_install "$venv"
   wheel_pytest "$venv" -q "$@"
 fi

@@ -142,8 +142,15 @@ def _regular_install(scratch: str) -> str:
 
     target = os.path.join(scratch, "regular-install")
     skip = shutil.ignore_patterns("__pycache__", "*.pyc")
-    shutil.copytree(REPO_ROOT / "ml_dash", os.path.join(target, "ml_dash"), ignore=skip, dirs_exist_ok=True)
-    shutil.copytree(REPO_ROOT / "agent", os.path.join(target, "ml_dash", "agent"), ignore=skip, dirs_exist_ok=True)
+    if (REPO_ROOT / "ml_dash").is_dir():
+        shutil.copytree(REPO_ROOT / "ml_dash", os.path.join(target, "ml_dash"), ignore=skip, dirs_exist_ok=True)
+        shutil.copytree(REPO_ROOT / "agent", os.path.join(target, "ml_dash", "agent"), ignore=skip, dirs_exist_ok=True)
+    else:  # no sources here (.ci/wheel.sh's copy of the checkout): the installed package is laid out so already
+        import importlib.util
+
+        spec = importlib.util.find_spec("ml_dash")  # finds it without importing it
+        assert spec is not None and spec.origin is not None, "ml_dash is neither in this checkout nor installed"
+        shutil.copytree(os.path.dirname(spec.origin), os.path.join(target, "ml_dash"), ignore=skip, dirs_exist_ok=True)
     compileall.compile_dir(target, quiet=1)
     return target
 

@@ -26,7 +26,6 @@ not deleted.
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
 import os
 import threading
@@ -35,171 +34,22 @@ from pathlib import Path
 from stat import S_ISREG
 from typing import Any, Dict, List, Optional, Tuple
 
-import orjson
-
-from .._store._jsonio import loads_lenient, read_json
+from .._store._jsonio import read_json
 from .._store._layout import UNNAMED_METRIC
 from .._values import decode_nonfinite
+from ._entry import Entry, short_value
+from ._tail import Tail, regular_file
 
-__all__ = ["Catalog", "Entry"]
+__all__ = ["Catalog"]
 
 log = logging.getLogger("ml_dash.server")
 
 _DATA_DIRS = frozenset(("logs", "metrics", "files", "tracks"))
-_WINDOW = 256 << 10
-_MAX_TEXT = 200
 _HOT_FOR = 60.0  # seconds a running experiment stays hot after its last change
 _WARM_EVERY = 10.0  # a running experiment that did not change lately: data looked at this often
 _SWEEP_EVERY = 60.0  # every experiment's data is looked at at least this often
 _BUDGET = 200  # data checks that are due only by age, at most, per refresh
 _RUNNING = ("RUNNING", None)
-
-
-def _regular(path: Path) -> bool:
-    """A regular file, not a symlink: the server never follows a symlink planted in its root."""
-    try:
-        return S_ISREG(os.lstat(path).st_mode)
-    except (FileNotFoundError, NotADirectoryError):
-        return False
-
-
-def _epoch(iso: Any) -> Optional[float]:
-    if not isinstance(iso, str) or not iso:
-        return None
-    try:
-        return _dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
-def _short(v: Any) -> Any:
-    if type(v) is str and len(v) > _MAX_TEXT:
-        return v[:_MAX_TEXT]
-    if type(v) in (list, dict):
-        return None
-    return v
-
-
-class _Tail:
-    """What the end of one JSONL file says: its highest key, and (metrics) each field's last value."""
-
-    __slots__ = ("ino", "sig", "consumed", "last", "values")
-
-    def __init__(self) -> None:
-        self._reset()
-
-    def _reset(self) -> None:
-        self.ino = -1
-        self.sig: Tuple[int, int] = (-1, -1)
-        self.consumed = 0
-        self.last: Optional[int] = None
-        self.values: Dict[str, Any] = {}
-
-    def update(self, path: Path, key: str, values: bool) -> bool:
-        """Read what was appended; True when something changed."""
-        try:
-            st = os.lstat(path)
-            if not S_ISREG(st.st_mode):  # a symlink is never followed: it reads as no file
-                raise FileNotFoundError(path)
-        except (FileNotFoundError, NotADirectoryError):
-            changed = self.last is not None or self.values
-            self._reset()
-            return bool(changed)
-        sig = (st.st_size, st.st_mtime_ns)
-        if sig == self.sig and st.st_ino == self.ino:
-            return False
-        if st.st_ino != self.ino or st.st_size < self.consumed:
-            self._reset()
-            self.ino = st.st_ino
-        self.sig = sig
-        start = max(self.consumed, st.st_size - _WINDOW)
-        try:
-            with open(path, "rb") as fh:
-                buf = os.pread(fh.fileno(), st.st_size - start, start)
-        except FileNotFoundError:
-            return False
-        end = buf.rfind(b"\n") + 1
-        if end == 0:
-            return False
-        first = 0
-        if start > self.consumed:  # skipped ahead: the window may begin inside a line
-            first = buf.find(b"\n") + 1
-        self.consumed = start + end
-        for line in buf[first:end].split(b"\n"):
-            if not line.strip():
-                continue
-            try:
-                rec = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                try:
-                    rec = loads_lenient(line)
-                except ValueError:
-                    continue
-            if type(rec) is not dict:
-                continue
-            k = rec.get(key)
-            if type(k) is int and (self.last is None or k > self.last):
-                self.last = k
-            if values:
-                data = rec.get("data")
-                if type(data) is dict:
-                    self.values.update(data)
-        return True
-
-
-class Entry:
-    """One experiment as the table shows it. Never changed once published: a refresh that sees a
-    change makes a new Entry."""
-
-    __slots__ = ("prefix", "owner", "project", "name", "status", "tags", "description", "created_at",
-                 "started_at", "ended_at", "started", "ended", "params", "metrics", "metric_rows", "logs",
-                 "files", "text", "metric_keys", "param_keys")
-
-    def __init__(self, prefix: str, exp: Dict[str, Any], params: Dict[str, Any],
-                 metrics: Dict[str, Dict[str, Any]], logs: int, files: int):
-        parts = prefix.split("/")
-        self.prefix = prefix
-        self.owner, self.project, self.name = parts[0], parts[1] if len(parts) > 1 else "", parts[-1]
-        status = exp.get("status")
-        self.status = status if isinstance(status, str) else None
-        tags = exp.get("tags")
-        self.tags = [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
-        desc = exp.get("description")
-        self.description = desc if isinstance(desc, str) else None
-        self.created_at = exp.get("created_at") if isinstance(exp.get("created_at"), str) else None
-        self.started_at = exp.get("started_at") if isinstance(exp.get("started_at"), str) else None
-        self.ended_at = exp.get("ended_at") if isinstance(exp.get("ended_at"), str) else None
-        if self.status == "RUNNING":
-            self.ended_at = None
-        self.started = _epoch(self.started_at) or _epoch(self.created_at)
-        self.ended = _epoch(self.ended_at)
-        self.params = params
-        self.metrics = metrics  # "" is the unnamed metric: {"rows", "last_index", "last": {field: value}}
-        self.metric_rows = sum(m["rows"] for m in metrics.values())
-        self.logs = logs
-        self.files = files
-        self.text = " ".join([prefix, self.description or "", *self.tags]).lower()
-        self.metric_keys = tuple(f"m:{n}:{f}" for n, m in metrics.items() for f in m["last"])
-        self.param_keys = tuple(f"p:{k}" for k in params)
-
-    def duration(self, now: float) -> Optional[float]:
-        if self.started is None:
-            return None
-        if self.ended is not None:
-            return max(0.0, self.ended - self.started)
-        return max(0.0, now - self.started) if self.status == "RUNNING" else None
-
-    def value(self, key: str) -> Any:
-        """The value of a column key (``m:<metric>:<field>`` or ``p:<param>``), or None."""
-        if key.startswith("p:"):
-            return self.params.get(key[2:])
-        if key.startswith("m:"):
-            name, sep, field = key[2:].rpartition(":")
-            if sep:
-                m = self.metrics.get(name)
-                if m is not None:
-                    return m["last"].get(field)
-        return None
 
 
 class _State:
@@ -211,8 +61,8 @@ class _State:
         self.dir_mtime = -1
         self.exp: Dict[str, Any] = {}
         self.params: Dict[str, Any] = {}
-        self.metrics: Dict[str, _Tail] = {}
-        self.logs = _Tail()
+        self.metrics: Dict[str, Tail] = {}
+        self.logs = Tail()
         self.files_sig: Tuple[int, int] = (-1, -1)
         self.files = 0
         self.changed = -1e18  # when its data last changed (monotonic)
@@ -403,11 +253,11 @@ class Catalog:
             return False
         path = self.root / rel
         s.dir_mtime = dir_mtime
-        exp = read_json(path / "experiment.json", {}) if _regular(path / "experiment.json") else {}
+        exp = read_json(path / "experiment.json", {}) if regular_file(path / "experiment.json") else {}
         s.exp = exp if isinstance(exp, dict) else {}
-        params = read_json(path / "parameters.json", {}) if _regular(path / "parameters.json") else {}
+        params = read_json(path / "parameters.json", {}) if regular_file(path / "parameters.json") else {}
         data = params.get("data") if isinstance(params, dict) else None
-        s.params = {k: _short(v) for k, v in decode_nonfinite(data).items()} if isinstance(data, dict) else {}
+        s.params = {k: short_value(v) for k, v in decode_nonfinite(data).items()} if isinstance(data, dict) else {}
         return True
 
     def _check_data(self, rel: str, s: _State, now: float, fresh: bool) -> bool:
@@ -427,7 +277,7 @@ class Catalog:
         for name in names:
             tail = s.metrics.get(name)
             if tail is None:
-                tail = s.metrics[name] = _Tail()
+                tail = s.metrics[name] = Tail()
             name_path = path / "metrics" / (UNNAMED_METRIC if name == "" else name) / "data.jsonl"
             changed |= tail.update(name_path, "index", True)
         fm = path / "files" / ".files_metadata.json"
@@ -469,5 +319,5 @@ class Catalog:
             if t.last is None and not t.values:
                 continue
             out[name] = {"rows": 0 if t.last is None else t.last + 1, "last_index": t.last,
-                         "last": {k: _short(v) for k, v in decode_nonfinite(t.values).items()}}
+                         "last": {k: short_value(v) for k, v in decode_nonfinite(t.values).items()}}
         return out

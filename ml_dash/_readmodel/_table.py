@@ -16,7 +16,7 @@ from operator import itemgetter
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .._values import encode_nonfinite
-from ._catalog import Entry
+from ._entry import Entry
 from ._series import QueryError
 
 __all__ = ["TableQuery", "TableCache", "run_table", "SORT_KEYS", "STATUSES", "MAX_LIMIT", "MAX_AVAILABLE"]

@@ -1,4 +1,4 @@
-"""HTTP only: routes, the error middleware, load shedding and the test-only fault hooks.
+"""HTTP only: routes, the error middleware and load shedding (the test-only fault hooks: :mod:`.fault_routes`).
 
 Everything that blocks (decoding, parsing, disk, SQLite) runs in a small thread pool, so the event
 loop only moves bytes. The logic lives in :mod:`.ingest`, :mod:`.store`, :mod:`.reads`,
@@ -23,7 +23,7 @@ import orjson
 from aiohttp import web
 
 from .._readmodel import ReadModel
-from . import read_routes
+from . import fault_routes, read_routes
 from .auth import Authenticator
 from .batch import parse_body
 from .blob_responses import stream_blob
@@ -134,39 +134,6 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     return resp
 
 
-async def _fault(request: web.Request, cls: str) -> Optional[Dict[str, Any]]:
-    """Apply the pre-storage part of a fault rule; returns a rule that acts after storage, if any."""
-    st: State = request.app[STATE]
-    if st.faults is None:
-        return None
-    rule = st.faults.take(cls)
-    if rule is None:
-        return None
-    action = rule["action"]
-    if action == "status":
-        headers = {}
-        if rule.get("retry_after") is not None:
-            headers["Retry-After"] = str(rule["retry_after"])
-        raise ApiError(rule["status"], "injected_fault", f"injected status {rule['status']}", headers=headers)
-    if action == "close_before":
-        raise _Abort()
-    if action == "hang":
-        assert st.shutting_down is not None  # set at startup, before any request
-        await st.shutting_down.wait()
-        raise _Abort()
-    return rule  # drop_after_commit, crash_before_commit: they act later
-
-
-class _Abort(Exception):
-    """Close the connection without an answer (fault injection)."""
-
-
-def _abort(request: web.Request) -> web.Response:
-    if request.transport is not None:
-        request.transport.abort()
-    return web.Response(status=499)  # never sent: writing to the aborted transport fails quietly
-
-
 # -- routes ----------------------------------------------------------------------------------------
 
 routes = web.RouteTableDef()
@@ -236,14 +203,14 @@ async def ingest(request: web.Request) -> web.Response:
     encoding = request.headers.get("Content-Encoding", "")
     async with st.write_slot("ingest"):
         try:
-            after = await _fault(request, "ingest")
-        except _Abort:
-            return _abort(request)
+            after = await fault_routes.before_storage(request.app[STATE], "ingest")
+        except fault_routes.Abort:
+            return fault_routes.abort(request)
         raw = await read_body(request, st.limits.max_body_bytes, st.limits)
         crash = after is not None and after["action"] == "crash_before_commit"
         answer = await st.run(_store_batch, st, raw, encoding, owner, crash)
         if after is not None:  # drop_after_commit: stored and committed, but the client never hears
-            return _abort(request)
+            return fault_routes.abort(request)
         return _json(answer)
 
 
@@ -267,9 +234,9 @@ async def blob_put(request: web.Request) -> web.Response:
     limit = st.limits.max_blob_bytes
     async with st.write_slot("blobs"):
         try:
-            after = await _fault(request, "blobs")
-        except _Abort:
-            return _abort(request)
+            after = await fault_routes.before_storage(request.app[STATE], "blobs")
+        except fault_routes.Abort:
+            return fault_routes.abort(request)
         if request.content_length is not None and request.content_length > limit:
             raise ApiError(413, "blob_too_large", f"blob is over the limit of {limit:,} bytes", limit=limit)
         size = await st.run(st.blobs.size, checksum)
@@ -296,7 +263,7 @@ async def blob_put(request: web.Request) -> web.Response:
             answer = {"checksum": checksum, "size": upload.size, "created": created}
             status = 201 if created else 200
         if after is not None:
-            return _abort(request)
+            return fault_routes.abort(request)
         return _json(answer, status)
 
 
@@ -375,38 +342,6 @@ async def file_download(request: web.Request) -> web.StreamResponse:
     return await stream_blob(request, path, headers)
 
 
-# -- test-only routes ------------------------------------------------------------------------------
-
-async def faults_put(request: web.Request) -> web.Response:
-    st: State = request.app[STATE]
-    st.auth.identify(request.headers.get("Authorization"))  # like every other route
-    try:
-        rules = orjson.loads(await read_body(request, 1 << 20, st.limits))
-    except orjson.JSONDecodeError:
-        raise ApiError(400, "bad_json", "the fault plan must be JSON") from None
-    faults = _faults(st)
-    faults.set(rules)
-    return _json({"rules": faults.rules})
-
-
-async def faults_get(request: web.Request) -> web.Response:
-    st: State = request.app[STATE]
-    st.auth.identify(request.headers.get("Authorization"))
-    return _json({"rules": _faults(st).rules})
-
-
-async def stats_get(request: web.Request) -> web.Response:
-    st: State = request.app[STATE]
-    st.auth.identify(request.headers.get("Authorization"))
-    assert st.stats is not None  # the route exists only with fault injection on
-    return _json(st.stats.as_dict())
-
-
-def _faults(st: State) -> FaultPlan:
-    assert st.faults is not None  # the routes exist only with fault injection on
-    return st.faults
-
-
 # -- the application -------------------------------------------------------------------------------
 
 def make_app(root: os.PathLike[str] | str, *, auth: bool = True, fault_injection: bool = False,
@@ -434,9 +369,7 @@ def make_app(root: os.PathLike[str] | str, *, auth: bool = True, fault_injection
 
     mount_dashboard(app, state, read_only=read_only)
     if fault_injection:
-        app.router.add_put("/api/v1/_test/faults", faults_put)
-        app.router.add_get("/api/v1/_test/faults", faults_get)
-        app.router.add_get("/api/v1/_test/stats", stats_get)
+        fault_routes.setup(app, state)
 
     async def on_startup(app: web.Application) -> None:
         state.shutting_down = asyncio.Event()

@@ -14,29 +14,24 @@ built per column in :mod:`.columns`.
 from __future__ import annotations
 
 import math
-import re
 import time
 from bisect import bisect_left
 from collections import deque
 from itertools import repeat
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .._errors import InvalidPrefix
 from .._events import LEVELS, STATUSES
-from .._names import check_filename, check_relpath
 from .._store._encode import ColumnRows
 from .batch import MAX_DEPTH, Batch
 from .columns import TS_MAX, RecordRejected, expand_metrics
 from .errors import ApiError
+from .event_fields import FILE_ID_RE, checked_name, event_ts, file_entry, opt_dict, opt_str, opt_strs
 from .limits import Limits
 from .places import Refused, Targets
 
 __all__ = ["Plan", "plan_batch", "STATUSES", "LEVELS"]
 
-FILE_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
-CHECKSUM_RE = re.compile(r"[0-9a-f]{64}")
 # STATUSES and LEVELS: the SDK's own vocabularies (ml_dash/_events.py), one definition for both sides.
-_TS_MAX = TS_MAX
 _NUM = (int, float)
 
 
@@ -69,54 +64,6 @@ class Plan:
 
     def empty(self) -> bool:
         return not (self.metrics or self.logs or self.ops or self.files or self.tracks or self.deletes or self.updates)
-
-
-def _ts(ev: dict[str, Any], now: float) -> float:
-    ts: Any = ev.get("ts")
-    if ts is None:  # the client did not know the time of the call: store ours
-        return now
-    if type(ts) not in _NUM or not 0 <= ts < _TS_MAX:
-        raise Refused("bad_ts", "'ts' must be epoch seconds (a number >= 0)")
-    checked: float = ts  # an int stays an int, as the client sent it
-    return checked
-
-
-def _opt_str(ev: dict[str, Any], key: str, limit: int) -> Optional[str]:
-    v = ev.get(key)
-    if v is not None and (type(v) is not str or len(v) > limit):
-        raise Refused("bad_field", f"'{key}' must be a string of at most {limit:,} characters, or null")
-    return v
-
-
-def _opt_dict(ev: dict[str, Any], key: str, limits: Limits) -> Optional[dict[str, Any]]:
-    v = ev.get(key)
-    if v is None:
-        return None
-    if type(v) is not dict:
-        raise Refused("bad_field", f"'{key}' must be an object or null")
-    if len(v) > limits.max_fields:
-        raise Refused("too_many_fields", f"'{key}' has {len(v):,} fields; the limit is {limits.max_fields:,}")
-    return v
-
-
-def _opt_strs(ev: dict[str, Any], key: str, limits: Limits) -> Optional[List[str]]:
-    v = ev.get(key)
-    if v is None:
-        return None
-    if type(v) is not list or len(v) > limits.max_fields or any(type(s) is not str or len(s) > limits.max_name_bytes for s in v):
-        raise Refused("bad_field", f"'{key}' must be a list of strings (at most {limits.max_fields} of {limits.max_name_bytes} chars)")
-    return v
-
-
-def _name(value: Any, what: str, limits: Limits) -> str:
-    """A metric name or file path: safe relative segments, at most max_name_bytes as a whole."""
-    try:
-        rel = check_relpath(value, what)
-    except InvalidPrefix as exc:
-        raise Refused("invalid_name", str(exc)) from None
-    if len(rel.encode("utf-8", "surrogatepass")) > limits.max_name_bytes:
-        raise Refused("name_too_long", f"{what} is over {limits.max_name_bytes} bytes")
-    return rel
 
 
 def plan_batch(batch: Batch, acked: int, limits: Limits, prefix: str, blob_size: Callable[[str], Optional[int]],
@@ -180,8 +127,8 @@ def plan_batch(batch: Batch, acked: int, limits: Limits, prefix: str, blob_size:
                 if len(data) > max_fields:
                     raise Refused("too_many_fields", f"'data' has {len(data):,} fields; the limit is {max_fields:,}")
                 ts = ev.get("ts")
-                if type(ts) is not float or not 0 <= ts < _TS_MAX:
-                    ts = _ts(ev, now)
+                if type(ts) is not float or not 0 <= ts < TS_MAX:
+                    ts = event_ts(ev, now)
                 data["_ts"] = ts
                 rows = metrics.get(name)
                 if rows is None:
@@ -196,28 +143,28 @@ def plan_batch(batch: Batch, acked: int, limits: Limits, prefix: str, blob_size:
                 if type(message) is not str:
                     raise Refused("bad_field", "a log event's 'message' must be a string")
                 targets.logs()
-                plan.logs.append((_ts(ev, now), level, message, _opt_dict(ev, "metadata", limits)))
+                plan.logs.append((event_ts(ev, now), level, message, opt_dict(ev, "metadata", limits)))
             elif kind == "params":
                 data = ev.get("data")
                 if type(data) is not dict or len(data) > max_fields:
                     raise Refused("bad_field", f"a params event's 'data' must be an object of at most {max_fields:,} fields")
                 targets.params()
-                plan.ops.append(("params", data, _ts(ev, now)))
+                plan.ops.append(("params", data, event_ts(ev, now)))
             elif kind == "experiment":
                 fields = {
-                    "description": _opt_str(ev, "description", limits.max_event_bytes),
-                    "tags": _opt_strs(ev, "tags", limits),
-                    "bindrs": _opt_strs(ev, "bindrs", limits),
-                    "metadata": _opt_dict(ev, "metadata", limits),
+                    "description": opt_str(ev, "description", limits.max_event_bytes),
+                    "tags": opt_strs(ev, "tags", limits),
+                    "bindrs": opt_strs(ev, "bindrs", limits),
+                    "metadata": opt_dict(ev, "metadata", limits),
                 }
-                plan.ops.append(("experiment", fields, _ts(ev, now)))
+                plan.ops.append(("experiment", fields, event_ts(ev, now)))
             elif kind == "status":
                 status = ev.get("status")
                 if status not in STATUSES:
                     raise Refused("bad_status", f"status must be one of {sorted(STATUSES)}")
-                plan.ops.append(("status", status, _opt_str(ev, "reason", limits.max_event_bytes), _ts(ev, now)))
+                plan.ops.append(("status", status, opt_str(ev, "reason", limits.max_event_bytes), event_ts(ev, now)))
             elif kind == "file":
-                entry, checksum = _file_entry(ev, limits, prefix, now)
+                entry, checksum = file_entry(ev, limits, prefix, now)
                 targets.file(entry["path"], entry["id"], entry["filename"])
                 size = blob_size(checksum)
                 if size is None:
@@ -240,17 +187,17 @@ def plan_batch(batch: Batch, acked: int, limits: Limits, prefix: str, blob_size:
                 file_id = ev.get("id")
                 if type(file_id) is not str or not FILE_ID_RE.fullmatch(file_id):
                     raise Refused("bad_file_id", "a file 'id' must match [A-Za-z0-9_-]{1,64}")
-                changes = {k: v for k, v in (("description", _opt_str(ev, "description", limits.max_event_bytes)),
-                                             ("tags", _opt_strs(ev, "tags", limits)),
-                                             ("metadata", _opt_dict(ev, "metadata", limits))) if v is not None}
+                changes = {k: v for k, v in (("description", opt_str(ev, "description", limits.max_event_bytes)),
+                                             ("tags", opt_strs(ev, "tags", limits)),
+                                             ("metadata", opt_dict(ev, "metadata", limits))) if v is not None}
                 targets.files_listing()
-                plan.updates.append((file_id, changes, _ts(ev, now)))
+                plan.updates.append((file_id, changes, event_ts(ev, now)))
             elif kind == "file_delete":
                 file_id = ev.get("id")
                 if type(file_id) is not str or not FILE_ID_RE.fullmatch(file_id):
                     raise Refused("bad_file_id", "a file 'id' must match [A-Za-z0-9_-]{1,64}")
                 targets.files_listing()
-                plan.deletes.append((file_id, _ts(ev, now)))
+                plan.deletes.append((file_id, event_ts(ev, now)))
             elif kind == "gap":  # the client lost this seq (e.g. a corrupt spool record): consume it
                 plan.gaps += 1
             else:
@@ -277,7 +224,7 @@ def _metric_name(name: Any, names: Dict[str, str], limits: Limits, targets: Targ
         raise Refused("invalid_name", "a metric 'name' must be a string or null")
     norm = names.get(name)
     if norm is None:
-        norm = names[name] = _name(name, "metric name", limits)
+        norm = names[name] = checked_name(name, "metric name", limits)
     targets.metric(norm)  # remembered there: a name refused once is refused again at once
     return norm
 
@@ -317,7 +264,7 @@ def _all_metrics_fast(plan: Plan, new: List[dict[str, Any]], limits: Limits, tar
     if kinds.count("metric") != len(kinds):
         return False
     tss: List[Any] = list(map(get, new, repeat("ts")))
-    if set(map(type, tss)) != {float} or min(tss) < 0 or max(tss) >= _TS_MAX:
+    if set(map(type, tss)) != {float} or min(tss) < 0 or max(tss) >= TS_MAX:
         return False
     datas: List[Any] = list(map(get, new, repeat("data")))
     if set(map(type, datas)) != {dict} or max(map(len, datas)) > limits.max_fields:
@@ -332,7 +279,7 @@ def _all_metrics_fast(plan: Plan, new: List[dict[str, Any]], limits: Limits, tar
         if name is not None and type(name) is not str:
             return False
         try:
-            norm[name] = None if name is None else _name(name, "metric name", limits)
+            norm[name] = None if name is None else checked_name(name, "metric name", limits)
             targets.metric(norm[name])
         except Refused:
             return False
@@ -360,50 +307,6 @@ def _track_topic(topic: Any, names: Dict[str, str], limits: Limits, targets: Tar
     key = "\x00track:" + topic
     checked = names.get(key)
     if checked is None:
-        checked = names[key] = _name(topic, "track topic", limits)
+        checked = names[key] = checked_name(topic, "track topic", limits)
     targets.track(checked)
     return checked
-
-
-def _file_entry(ev: dict[str, Any], limits: Limits, prefix: str, now: float) -> Tuple[Dict[str, Any], str]:
-    from .._store._jsonio import iso_utc
-
-    file_id = ev.get("id")
-    if type(file_id) is not str or not FILE_ID_RE.fullmatch(file_id):
-        raise Refused("bad_file_id", "a file 'id' must match [A-Za-z0-9_-]{1,64}")
-    path = ev.get("path")
-    if path is None or (type(path) is str and not path.strip("/")):
-        path = "/"
-    else:
-        path = "/" + _name(path, "file path", limits)
-    filename: Any = ev.get("filename")
-    try:
-        check_filename(filename)
-    except InvalidPrefix as exc:
-        raise Refused("invalid_name", str(exc)) from None
-    if len(filename.encode("utf-8", "surrogatepass")) > limits.max_name_bytes:
-        raise Refused("name_too_long", f"file name is over {limits.max_name_bytes} bytes")
-    checksum = ev.get("checksum")
-    if type(checksum) is not str or not CHECKSUM_RE.fullmatch(checksum):
-        raise Refused("bad_checksum", "'checksum' must be the lowercase sha256 hex of the file")
-    size = ev.get("size")
-    if type(size) is not int or size < 0:
-        raise Refused("bad_field", "'size' must be an integer >= 0")
-    when = iso_utc(_ts(ev, now))
-    entry = {
-        "id": file_id,
-        "experimentId": prefix,
-        "path": path,
-        "filename": filename,
-        "description": _opt_str(ev, "description", limits.max_event_bytes),
-        "tags": _opt_strs(ev, "tags", limits) or [],
-        "bindrs": _opt_strs(ev, "bindrs", limits) or [],
-        "contentType": _opt_str(ev, "content_type", limits.max_name_bytes) or "application/octet-stream",
-        "sizeBytes": size,
-        "checksum": checksum,
-        "metadata": _opt_dict(ev, "metadata", limits),
-        "uploadedAt": when,
-        "updatedAt": when,
-        "deletedAt": None,
-    }
-    return entry, checksum

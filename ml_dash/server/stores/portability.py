@@ -339,10 +339,14 @@ def _export_blob(raw: Any, checksum: str, out: Path) -> None:
     else:
         import asyncio
 
+        import aiofiles
+
         async def pull() -> None:
-            with open(tmp, "wb") as fh:
+            # The chunks stream from the bucket on this loop: the local writes go to aiofiles'
+            # threads, so a slow disk never holds up the download (a write of a MiB blocked it).
+            async with aiofiles.open(tmp, "wb") as fh:
                 async for chunk in source.chunks(0, source.size):
-                    fh.write(chunk)
+                    await fh.write(chunk)
 
         asyncio.run(pull())
     os.replace(tmp, out)

@@ -102,7 +102,7 @@ class Chunk:
                  "fields")
 
     def __init__(self, keys: Sequence[str], columns: Sequence[list[Any]], ts: list[Any], absent: Optional[Dict[str, List[int]]] = None):
-        from ...._readmodel._columns import _column
+        from ...._readmodel._numeric import column_of
 
         n = len(ts)
         self.n = n
@@ -142,7 +142,7 @@ class Chunk:
                     continue
             other[key] = col
             stats[key] = _json_stats(col, gone)
-            arr, nonnull, last = _column(col)  # an absent key reads as null there
+            arr, nonnull, last = column_of(col)  # an absent key reads as null there
             if gone:
                 arr[gone] = MISSING
             nums[j] = summarize(arr)

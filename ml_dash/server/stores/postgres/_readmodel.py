@@ -20,8 +20,8 @@ import orjson
 from ...._errors import InvalidPrefix
 from ...._names import check_relpath
 from ...._readmodel import ReadModel
-from ...._readmodel._catalog import Entry, _short
 from ...._readmodel._columns import missing_mask
+from ...._readmodel._entry import Entry, short_value
 from ...._readmodel._series import MAX_BUCKETS, QueryError, _number, _raw_answer
 from ...._readmodel._table import TableCache, TableQuery, run_table
 from ...._values import decode_nonfinite, encode_nonfinite
@@ -191,13 +191,13 @@ class PgReadModel(ReadModel):
                 metrics: Dict[int, Dict[str, Any]] = {}
                 for exp_id, name, rows, summary in conn.execute(
                         "SELECT experiment_id, name, next_index, summary FROM metrics WHERE next_index > 0").fetchall():
-                    last = {k: _short(f.get("last")) for k, f in decode_nonfinite(orjson.loads(summary)).items()}
+                    last = {k: short_value(f.get("last")) for k, f in decode_nonfinite(orjson.loads(summary)).items()}
                     metrics.setdefault(exp_id, {})[name] = {"rows": rows, "last_index": rows - 1, "last": last}
             entries = []
             for exp_id, prefix, doc, next_log in exps:
                 p = params.get(exp_id)
                 data = orjson.loads(p).get("data") if p is not None else None
-                flat = {k: _short(v) for k, v in decode_nonfinite(data).items()} if isinstance(data, dict) else {}
+                flat = {k: short_value(v) for k, v in decode_nonfinite(data).items()} if isinstance(data, dict) else {}
                 entries.append(Entry(prefix, orjson.loads(doc), flat, metrics.get(exp_id, {}), next_log,
                                      files.get(exp_id, 0)))
             self._snapshot, self._built = entries, time.monotonic()
