@@ -24,7 +24,7 @@ import ml_dash
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 CODE = HERE / "typecheck"
-INSTALLED = REPO not in Path(ml_dash.__file__).resolve().parents
+INSTALLED = Path(ml_dash.__file__).resolve().parent != (REPO / "ml_dash").resolve()  # not the checkout's sources
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("mypy") is None or importlib.util.find_spec("typing_extensions") is None,
                                 reason="mypy is not installed: pip install -e '.[lint]'")
