@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import shlex
 import time
 from pathlib import Path
 from typing import Optional
@@ -48,4 +49,6 @@ def run_demo(dash_root: Optional[str], steps: int) -> int:
     print(f"metrics      train: {train_rows} rows, val: {val_rows} rows; final train loss {final:.4f}")
     print(f"files        checkpoints/{checkpoint.filename} ({checkpoint.size:,} bytes, sha256 {checkpoint.checksum[:12]}...)")
     print(f"caller cost  {1e6 * loop_seconds / max(1, logged):.2f} us per metrics(...).log() call, {logged} calls")
+    root_arg = "" if dash_root is None else f" --root {shlex.quote(dash_root)}"  # else both read the same default
+    print(f"look at it   ml-dash dashboard{root_arg}    (or: ml-dash show {prefix}{root_arg})")
     return 0 if train_rows == steps else 1
