@@ -24,6 +24,10 @@ from typing import Any, Callable, List, Optional
 __all__ = ["serve_workers", "child_argv"]
 
 _RESTART_PAUSE = 1.0
+# The parent's stdout carries its own lines and the workers' lines relayed by one thread per
+# worker: one at a time, or a relayed line lands inside the listening line (print writes the text
+# and its newline apart), and whoever reads the URL from that line gets a broken one.
+_STDOUT = threading.Lock()
 
 
 def child_argv(argv: List[str], port: int) -> List[str]:
@@ -69,8 +73,9 @@ class _Worker:
                 self.url = m.group(1)
                 self.ready.set()
                 continue  # the parent prints the one listening line
-            sys.stdout.write(f"[worker {proc.pid}] {line}")
-            sys.stdout.flush()
+            with _STDOUT:
+                sys.stdout.write(f"[worker {proc.pid}] {line}")
+                sys.stdout.flush()
         self.ready.set()
 
 
@@ -100,8 +105,9 @@ def serve_workers(argv: List[str], host: str, port: int, workers: int, listening
             if w.url is None:
                 print("error: a worker did not start (its messages are above)", file=sys.stderr)
                 return 1
-        on_ready(pool[0].url or "")  # every worker said its URL (above)
-        print(f"{workers} workers: " + " ".join(str(w.running.pid) for w in pool), flush=True)
+        with _STDOUT:
+            on_ready(pool[0].url or "")  # every worker said its URL (above)
+            print(f"{workers} workers: " + " ".join(str(w.running.pid) for w in pool), flush=True)
         while not stop.wait(0.2):
             for w in pool:
                 code = w.running.poll()
@@ -110,7 +116,8 @@ def serve_workers(argv: List[str], host: str, port: int, workers: int, listening
                     time.sleep(_RESTART_PAUSE)
                     w.start()
                     w.ready.wait(120)
-                    print(f"worker {w.running.pid} started", flush=True)
+                    with _STDOUT:
+                        print(f"worker {w.running.pid} started", flush=True)
         return 0
     finally:
         for w in pool:
