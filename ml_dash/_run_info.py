@@ -124,15 +124,15 @@ class RunInfo:
 
             root = self._project_root
             self._entry = Path(getattr(__main__, "__file__", None) or os.getcwd()).resolve()
-            try:
-                stem = self.path_stem
+            try:  # the project too: read after the restore, it would cache the working folder's root
+                stem, project = self.path_stem, self.project
             finally:
                 self._entry, self._project_root = None, root
         else:
-            stem = self.path_stem
+            stem, project = self.path_stem, self.project
         job = self.job_name.format(now=self.now, job_counter=counter)
         return template.format(user=self.user, now=self.now, path_stem=stem, job_name=job,
-                               project=self.project, job_counter=counter)
+                               project=project, job_counter=counter)
 
     @property
     def owner(self) -> str:
@@ -180,7 +180,10 @@ class RunInfo:
     def project_root(self) -> Path:
         """Auto-detected from ``entry`` (or the working folder); may be set explicitly."""
         if self._project_root is None:
-            self._project_root = find_project_root(self._entry or os.getcwd())
+            root = find_project_root(self._entry or os.getcwd())
+            if self._entry is None:  # the working folder's: not kept, the entry found later has its own
+                return root
+            self._project_root = root
         return self._project_root
 
     @project_root.setter

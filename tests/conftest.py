@@ -166,3 +166,43 @@ def store_settings(request):
     if getattr(request, "param", "embedded") == "embedded":
         return None
     return request.getfixturevalue("pg_settings")
+
+
+# -- the split CI runs on each Python (.ci/pythons.sh; markers registered in pyproject.toml) -------
+
+#: Modules by what they need beyond this interpreter and its test extras, and by cost (slow: real
+#: processes killed, forked, started with each start method, or measured).
+_MODULE_MARKS = {
+    "tests/agent/test_processes.py": ("slow",),
+    "tests/agent/test_start_methods.py": ("slow",),
+    "tests/server/test_durability.py": ("slow",),
+    "tests/server/test_memory.py": ("slow",),
+    "tests/scaleout/test_processes.py": ("slow",),
+    "tests/dashboard/test_benchmark_smoke.py": ("bench",),
+    "tests/readmodel/test_benchmark_smoke.py": ("bench",),
+    "tests/test_benchmarks_smoke.py": ("bench",),
+    "tests/integrations/test_benchmark_probe.py": ("bench", "integrations"),
+    "tests/integrations/test_keras.py": ("integrations",),
+    "tests/integrations/test_lightning.py": ("integrations",),
+    "tests/integrations/test_transformers.py": ("integrations",),
+    "tests/integrations/test_readme_frameworks.py": ("integrations",),
+    "tests/test_lint.py": ("tooling",),
+    "tests/test_typing.py": ("tooling",),
+    "tests/test_wheel.py": ("tooling",),
+}
+_DEFAULT_ONLY = ("browser", "services", "integrations", "bench", "tooling")
+
+
+def pytest_collection_modifyitems(config, items):
+    root = Path(str(config.rootpath))
+    for item in items:
+        marks = set(_MODULE_MARKS.get(Path(str(item.path)).relative_to(root).as_posix(), ()))
+        if "browser" in item.fixturenames:
+            marks.add("browser")
+        if {"pg_cluster", "s3_server"} & set(item.fixturenames) or \
+                getattr(getattr(item, "callspec", None), "params", {}).get("store_settings") == "postgres":
+            marks.add("services")
+        for name in sorted(marks):
+            item.add_marker(name)
+        if marks & set(_DEFAULT_ONLY):
+            item.add_marker("default_only")

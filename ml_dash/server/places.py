@@ -151,7 +151,8 @@ class Targets:
             dest = self.paths.file_dir(path, file_id) / filename
             what = f"file {path.rstrip('/')}/{filename} (id {file_id})"
             self._plain(dest, what)
-            folders = set(dest.parents[: len(dest.relative_to(self.paths.files_dir).parts) - 1])
+            depth = len(dest.relative_to(self.paths.files_dir).parts) - 1
+            folders = set(list(dest.parents)[:depth])  # Path.parents takes a slice only from 3.10
             if dest in self._dirs or folders & self._files or self.paths.files_metadata in folders:
                 raise Refused(CONFLICT, f"{what} collides with another file of this batch")
             self._dirs |= folders

@@ -35,10 +35,11 @@ def mode(request, tmp_path):
         yield "remote", env, lambda prefix: reader(server.url, server.token, prefix), spool
 
 
-def _run(tmp_path, code: str, env, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+def _run(tmp_path, code: str, env, *args: str, timeout: float = 120,
+         warnings: tuple = ("-W", "error::DeprecationWarning")) -> subprocess.CompletedProcess:
     script = tmp_path / "main.py"  # a file, not -c: spawn and forkserver import the main module
     script.write_text(textwrap.dedent(code))
-    return subprocess.run([sys.executable, "-W", "error::DeprecationWarning", str(script), *args],
+    return subprocess.run([sys.executable, *warnings, str(script), *args],
                           env=env, cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
 
 
@@ -191,5 +192,41 @@ def test_child_that_first_logs_at_interpreter_shutdown(tmp_path, mode):
     assert unexpected_stderr(proc.stderr) == "", proc.stderr
     r = read("alice/p/late")
     assert [row["data"]["i"] for row in r.metric_rows("late")] == list(range(200))
+    if name == "remote":
+        assert sessions(spool) == []
+
+
+OTHER_THREAD = """
+import os, sys, threading
+from ml_dash import Experiment
+
+exp = Experiment("alice/p/theirs").run.start()
+exp.metrics("rows").log(i=0)
+if sys.argv[1] == "thread":  # another library's thread, alive at the fork
+    threading.Thread(target=threading.Event().wait, name="theirs", daemon=True).start()
+pid = os.fork()
+if pid == 0:
+    exp.metrics("rows").log(i=1)
+    sys.exit(0)
+assert os.waitpid(pid, 0)[1] == 0
+exp.run.complete()
+print("OK", flush=True)
+"""
+
+
+@pytest.mark.parametrize("other", ["none", "thread"])
+def test_what_a_user_sees_forking_from_main_with_a_live_run(tmp_path, mode, other):
+    """Python's default warning filters, os.fork() called from __main__ (where 3.12+ shows its
+    DeprecationWarning): nothing on our account; Python's own warning when another thread is alive."""
+    name, env, read, spool = mode
+    proc = _run(tmp_path, OTHER_THREAD, env, other, warnings=())
+    assert proc.returncode == 0 and proc.stdout.strip() == "OK", proc.stderr
+    warned = other == "thread" and sys.version_info >= (3, 12)
+    if warned:
+        assert "DeprecationWarning: This process" in proc.stderr and "is multi-threaded" in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 2  # the warning and its source line, nothing else
+    else:
+        assert proc.stderr == ""
+    assert sorted(row["data"]["i"] for row in read("alice/p/theirs").metric_rows("rows")) == [0, 1]
     if name == "remote":
         assert sessions(spool) == []

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -241,6 +242,26 @@ def test_run_is_callable_and_has_upstreams_attributes(monkeypatch):
     assert run.prefix.startswith("dora/scratch/")
     with pytest.raises(AttributeError):
         RUN(colour="red")
+
+
+def test_run_prefix_of_a_script_outside_the_working_folders_project(tmp_path):
+    """The default prefix comes from the running script and the project around it, every time:
+    reading it once must not pin the working folder's project (``python -m pytest`` from a venv
+    outside the checkout, a launcher installed elsewhere)."""
+    project = tmp_path / "proj"
+    (project / "sub").mkdir(parents=True)
+    (project / "pyproject.toml").write_text("")
+    script = tmp_path / "tools" / "launch.py"
+    script.parent.mkdir()
+    script.write_text("from ml_dash import RUN\nprint(RUN.project)\nprint(RUN.prefix)\nprint(RUN.prefix)\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ML_DASH_")}
+    env["ML_DASH_USER"] = "erin"
+    proc = subprocess.run([sys.executable, str(script)], cwd=project / "sub", env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    cwd_project, first, second = proc.stdout.split()
+    assert first == second and first.startswith("erin/scratch/") and first.split("/")[4] == "tools"
+    assert cwd_project == "proj"  # with no entry set, RUN.project is the working folder's project
 
 
 def test_file_info_is_a_mapping(dash_root):
