@@ -11,9 +11,9 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, ContextManager, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
@@ -90,7 +90,7 @@ class MemArrays:
     def load_meta(self) -> Optional[dict[str, Any]]:
         return self.meta
 
-    def locked(self) -> ContextManager[Any]:
+    def locked(self) -> AbstractContextManager[Any]:
         return nullcontext()
 
     def save_meta(self, meta: dict[str, Any]) -> None:
