@@ -9,7 +9,7 @@ from typing import Any, List, Optional, Sequence
 
 from .._text import printable
 
-__all__ = ["table", "value", "when", "epoch", "duration", "printable"]
+__all__ = ["table", "value", "when", "epoch", "duration", "status", "printable"]
 
 
 def value(v: Any) -> str:
@@ -67,6 +67,18 @@ def duration(seconds: Optional[float]) -> str:
     if s < 86400:
         return f"{s // 3600}h{s % 3600 // 60:02d}m"
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def status(answer: Any) -> str:
+    """The status of a table row or a run summary; a RUNNING run that went quiet says for how long
+    (the server decides: ``stale``, see PROTOCOL.md)."""
+    st = answer.get("status")
+    at = answer.get("lastActivity")
+    if st == "RUNNING" and answer.get("stale") and isinstance(at, (int, float)):
+        import time
+
+        return f"RUNNING (no activity for {duration(max(0.0, time.time() - at))})"
+    return value(st)
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int] = ()) -> List[str]:

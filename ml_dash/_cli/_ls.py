@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{what} in {F.printable(source.where)}", file=sys.stderr)
         return 1
     header = ["PREFIX", "STATUS", "STARTED", "DURATION", "ROWS"] + [c[2:] if c.startswith("m:") else c for c in columns]
-    cells = [[F.value(r["prefix"]), F.value(r["status"]), F.when(r["startedAt"]), F.duration(r["duration"]),
+    cells = [[F.value(r["prefix"]), F.status(r), F.when(r["startedAt"]), F.duration(r["duration"]),
               str(r["counts"]["metric_rows"])] + [F.value(r["values"].get(c)) for c in columns] for r in rows]
     for line in F.table(header, cells, right=[3, 4] + list(range(5, 5 + len(columns)))):
         print(line)

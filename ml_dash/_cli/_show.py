@@ -50,10 +50,11 @@ def run(args: argparse.Namespace) -> int:
             span = None
     raw_tags = exp.get("tags")
     tags = raw_tags if isinstance(raw_tags, list) else []
-    meta = [("prefix", args.prefix), ("status", exp.get("status")), ("description", exp.get("description")),
+    meta = [("prefix", args.prefix), ("status", F.status({**summary, "status": exp.get("status")})), ("description", exp.get("description")),
             ("tags", ", ".join(F.value(t) for t in tags) or None), ("created", F.when(exp.get("created_at"))),
             ("started", F.when(started)), ("ended", F.when(ended) if exp.get("status") != "RUNNING" else None),
-            ("duration", F.duration(span) if span is not None else None)]
+            ("duration", F.duration(span) if span is not None else None),
+            ("last active", F.epoch(summary["lastActivity"]) if summary.get("lastActivity") is not None else None)]
     if exp.get("status_reason"):
         meta.append(("reason", exp.get("status_reason")))
     if exp.get("metadata"):

@@ -19,6 +19,10 @@ values) and a refresh only reads what changed:
   appended since the last look, at most the last 256 KiB of them: a field that appeared only
   before that window in a burst of growth keeps its previous last value.
 
+Last activity: the newest mtime of what a refresh stats anyway (the experiment's folder, the logs,
+each metric's data, the files' list; tracks are not looked at), so it costs no system call of its
+own, and lags a write by at most the data checks' period above (10 s for a running experiment).
+
 Counts: a metric's rows and the logs are the last index (sequence number) + 1, as the writers
 number them from 0 without gaps; files are the entries of ``files/.files_metadata.json`` that are
 not deleted.
@@ -169,7 +173,14 @@ class Catalog:
 
     def _entry(self, rel: str, s: _State) -> Entry:
         return Entry(rel, s.exp, s.params, self._metrics_of(s), (s.logs.last + 1) if s.logs.last is not None else 0,
-                     s.files)
+                     s.files, self._last_activity(s))
+
+    @staticmethod
+    def _last_activity(s: _State) -> Optional[float]:
+        """The newest mtime the catalogue already stat'ed: the experiment's folder (experiment.json
+        and parameters.json are replaced in it), the logs, each metric's data and the files' list."""
+        newest = max([s.dir_mtime, s.logs.sig[1], s.files_sig[0], *(t.sig[1] for t in s.metrics.values())])
+        return newest / 1e9 if newest >= 0 else None
 
     # -- one refresh -----------------------------------------------------------------------------
 

@@ -5,10 +5,21 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any, Dict, Optional
 
-__all__ = ["Entry", "short_value"]
+__all__ = ["Entry", "short_value", "STALE_AFTER", "is_stale"]
 
 #: Longer strings are cut to this many characters in table cells.
 MAX_TEXT = 200
+
+#: A RUNNING experiment with no activity for longer than this many seconds is shown as stale (a
+#: process killed with ``kill -9``, a machine that died). Only the display changes: the stored
+#: status stays RUNNING, and the run looks healthy again as soon as it writes again.
+STALE_AFTER = 300.0
+
+
+def is_stale(status: Any, last_activity: Optional[float], now: float) -> bool:
+    """A RUNNING experiment whose last activity is more than :data:`STALE_AFTER` seconds before
+    ``now`` (False when its last activity is unknown)."""
+    return status == "RUNNING" and last_activity is not None and now - last_activity > STALE_AFTER
 
 
 def _epoch(iso: Any) -> Optional[float]:
@@ -35,10 +46,11 @@ class Entry:
 
     __slots__ = ("prefix", "owner", "project", "name", "status", "tags", "description", "created_at",
                  "started_at", "ended_at", "started", "ended", "params", "metrics", "metric_rows", "logs",
-                 "files", "text", "metric_keys", "param_keys")
+                 "files", "text", "metric_keys", "param_keys", "last_activity")
 
     def __init__(self, prefix: str, exp: Dict[str, Any], params: Dict[str, Any],
-                 metrics: Dict[str, Dict[str, Any]], logs: int, files: int):
+                 metrics: Dict[str, Dict[str, Any]], logs: int, files: int,
+                 last_activity: Optional[float] = None):
         parts = prefix.split("/")
         self.prefix = prefix
         self.owner, self.project, self.name = parts[0], parts[1] if len(parts) > 1 else "", parts[-1]
@@ -63,6 +75,11 @@ class Entry:
         self.text = " ".join([prefix, self.description or "", *self.tags]).lower()
         self.metric_keys = tuple(f"m:{n}:{f}" for n, m in metrics.items() for f in m["last"])
         self.param_keys = tuple(f"p:{k}" for k in params)
+        # epoch seconds of the newest write the store saw (each store says what it looks at)
+        self.last_activity = last_activity
+
+    def stale(self, now: float) -> bool:
+        return is_stale(self.status, self.last_activity, now)
 
     def duration(self, now: float) -> Optional[float]:
         if self.started is None:

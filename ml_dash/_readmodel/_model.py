@@ -11,10 +11,12 @@ store with another backend implements :class:`ReadModel` its own way; the answer
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Iterable, Optional
 
 from .._errors import InvalidPrefix
 from .._names import Prefix, parse_prefix
@@ -24,6 +26,7 @@ from .._store._nofollow import is_plain_chain
 from .._values import encode_nonfinite
 from ._catalog import Catalog
 from ._columns import MetricColumns
+from ._entry import is_stale
 from ._series import QueryError, increments, metric_summary, series
 from ._table import TableCache, TableQuery, run_table
 
@@ -66,6 +69,18 @@ class ReadModel:
 
     def close(self) -> None:
         """Stop background work."""
+
+
+def _last_activity(paths: Iterable[Path]) -> Optional[float]:
+    """The newest mtime of these paths (those that exist), epoch seconds: what the catalogue's
+    entries say too (see ``_catalog``)."""
+    newest = -1
+    for p in paths:
+        try:
+            newest = max(newest, os.lstat(p).st_mtime_ns)
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+    return newest / 1e9 if newest >= 0 else None
 
 
 def read_prefix(prefix: str) -> Prefix:
@@ -158,9 +173,13 @@ class LayoutReadModel(ReadModel):
         metrics = [metric_summary(n, self._columns(paths, n)) for n in plain]
         last_log = last_value_of(paths.logs_jsonl, "sequenceNumber") if is_plain_chain(self.root, paths.logs_jsonl) else None
         exp = read_json(paths.experiment_json, {})
-        answer = {"prefix": str(paths.prefix), "status": exp.get("status") if isinstance(exp, dict) else None,
+        status = exp.get("status") if isinstance(exp, dict) else None
+        activity = _last_activity([paths.dir, paths.logs_jsonl, paths.files_metadata,
+                                   *(paths.metric_dir(n) / "data.jsonl" for n in plain)])
+        answer = {"prefix": str(paths.prefix), "status": status,
                   "metrics": metrics, "logs": 0 if last_log is None else last_log + 1,
-                  "files": len(reader.files()) if is_plain_chain(self.root, paths.files_metadata) else 0}
+                  "files": len(reader.files()) if is_plain_chain(self.root, paths.files_metadata) else 0,
+                  "lastActivity": activity, "stale": is_stale(status, activity, time.time())}
         return encode_nonfinite(answer) if strict else answer
 
     def table(self, query: TableQuery, *, strict: bool = False, owner: Optional[str] = None) -> Dict[str, Any]:

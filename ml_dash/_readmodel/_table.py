@@ -22,7 +22,8 @@ from ._series import QueryError
 __all__ = ["TableQuery", "TableCache", "run_table", "SORT_KEYS", "STATUSES", "MAX_LIMIT", "MAX_AVAILABLE"]
 
 STATUSES = ("RUNNING", "COMPLETED", "FAILED", "CANCELLED")
-SORT_KEYS = ("prefix", "name", "status", "createdAt", "startedAt", "endedAt", "duration", "rows", "logs", "files")
+SORT_KEYS = ("prefix", "name", "status", "createdAt", "startedAt", "endedAt", "duration", "rows", "logs", "files",
+             "lastActivity")
 MAX_LIMIT = 1000
 #: Column keys listed in ``available`` for column pickers, at most, of each kind.
 MAX_AVAILABLE = 500
@@ -86,7 +87,7 @@ def _getter(key: str, now: float) -> Callable[[Entry], Any]:
         "prefix": lambda e: e.prefix, "name": lambda e: e.name, "status": lambda e: e.status,
         "createdAt": lambda e: e.created_at, "startedAt": lambda e: e.started, "endedAt": lambda e: e.ended,
         "duration": lambda e: e.duration(now), "rows": lambda e: e.metric_rows, "logs": lambda e: e.logs,
-        "files": lambda e: e.files,
+        "files": lambda e: e.files, "lastActivity": lambda e: e.last_activity,
     }
     if key in fixed:
         return fixed[key]
@@ -128,7 +129,7 @@ def _row(e: Entry, columns: Sequence[str], now: float) -> Dict[str, Any]:
     return {
         "prefix": e.prefix, "owner": e.owner, "project": e.project, "name": e.name, "status": e.status,
         "tags": e.tags, "description": e.description, "createdAt": e.created_at, "startedAt": e.started_at,
-        "endedAt": e.ended_at, "duration": e.duration(now),
+        "endedAt": e.ended_at, "duration": e.duration(now), "lastActivity": e.last_activity, "stale": e.stale(now),
         "counts": {"metric_rows": e.metric_rows, "logs": e.logs, "files": e.files},
         "values": {c: e.value(c) for c in columns},
     }

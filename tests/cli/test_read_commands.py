@@ -182,3 +182,23 @@ def test_login_then_remote_ls_show_export(tmp_path):
         assert denied.returncode == 1 and "401" in denied.stderr
     finally:
         handle.stop()
+
+
+def test_ls_and_show_say_when_a_running_run_went_quiet(tmp_path):
+    from ..dashboard._seed import killed_runs, quiet_since
+
+    root = tmp_path / ".dash"
+    killed_runs(root, ["alice/crash/killed", "alice/crash/alive"])
+    quiet = quiet_since(root / "alice/crash/killed", 750) / 1e9
+    rows = {line.split()[0]: line for line in cli("ls", "--root", str(root)).stdout.splitlines()[1:]}
+    assert "RUNNING (no activity for 12m" in rows["alice/crash/killed"]
+    assert rows["alice/crash/alive"].split()[1] == "RUNNING" and "activity" not in rows["alice/crash/alive"]
+    out = cli("show", "alice/crash/killed", "--root", str(root))
+    assert out.returncode == 0, out.stderr
+    assert "status       RUNNING (no activity for 12m" in out.stdout
+    import datetime as dt
+
+    shown = dt.datetime.fromtimestamp(quiet).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    assert f"last active  {shown}" in out.stdout
+    alive = cli("show", "alice/crash/alive", "--root", str(root)).stdout
+    assert "status       RUNNING\n" in alive and "last active  " in alive

@@ -46,3 +46,48 @@ def seed(root: Path, extra_runs: int = 0) -> List[str]:
         with Experiment(prefix=prefix, dash_root=str(root)).run as exp:
             exp.metrics.log(ppl=10.0)
     return SWEEP + extra
+
+
+def killed_runs(root: Path, prefixes: List[str], rows: int = 20) -> None:
+    """Runs that a real SDK process started, wrote ``rows`` metric rows to, and died in with
+    ``kill -9``: they stay RUNNING on disk."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    code = f"""
+import time
+from ml_dash import Experiment
+runs = [Experiment(prefix=p, dash_root={str(root)!r}).run.start() for p in {prefixes!r}]
+for exp in runs:
+    for i in range({rows}):
+        exp.metrics("train").log(loss=1.0 / (i + 1), step=i)
+    exp.flush()
+print("ready", flush=True)
+time.sleep(600)
+"""
+    writer = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                              env={k: v for k, v in os.environ.items() if not k.startswith("ML_DASH_")})
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "ready"
+        writer.send_signal(signal.SIGKILL)  # no chance to end its runs
+        writer.wait(30)
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait()
+
+
+def quiet_since(folder: Path, seconds_ago: float) -> int:
+    """Make every file and folder under ``folder`` look last written ``seconds_ago`` (mtimes set,
+    rather than a wait); the time set, epoch nanoseconds."""
+    import os
+    import time
+
+    when = time.time_ns() - int(seconds_ago * 1e9)
+    for dirpath, _dirs, files in os.walk(folder, topdown=False):
+        for f in files:
+            os.utime(os.path.join(dirpath, f), ns=(when, when))
+        os.utime(dirpath, ns=(when, when))
+    return when

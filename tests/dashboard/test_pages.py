@@ -11,7 +11,7 @@ from ml_dash.server import create_token, run_in_thread
 
 from ..conftest import wait_for
 from ..server._client import request
-from ._seed import SWEEP, seed
+from ._seed import SWEEP, killed_runs, quiet_since, seed
 
 LOSS = '.chart[data-key="train:loss"]'
 # Pixels of the first palette colour (#3b7ddd) on a chart's canvas: the line and its band.
@@ -223,5 +223,38 @@ def test_login_flow_in_the_browser(browser, tab, tmp_path):
         assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and token not in cookie["value"]
         assert page.evaluate("document.cookie") == ""
         assert [e for e in t.errors if "401" not in e] == []  # the refused login answers 401 on purpose
+    finally:
+        handle.stop()
+
+
+def test_a_killed_run_is_shown_stale_and_a_live_one_is_not(browser, tab, tmp_path):
+    import re
+
+    root = tmp_path / ".dash"
+    killed_runs(root, ["alice/crash/killed", "alice/crash/alive"])  # both stay RUNNING on disk
+    quiet_since(root / "alice/crash/killed", 750)  # the killed one went quiet 12.5 minutes ago
+    handle = run_in_thread(root, auth=False, read_only=True)
+    try:
+        t = tab(handle.url)
+        page = t.goto("/?sort=prefix")
+        killed = '#runs tr[data-prefix="alice/crash/killed"] .status'
+        alive = '#runs tr[data-prefix="alice/crash/alive"] .status'
+        page.wait_for_selector(killed)
+        page.wait_for_selector(alive)
+        label = page.inner_text(killed)
+        assert re.fullmatch(r"RUNNING · no activity for 1[23] min", label), label
+        assert "stale" in page.get_attribute(killed, "class")
+        assert page.get_attribute(killed, "title").startswith("last activity ")
+        assert page.inner_text(alive) == "RUNNING"
+        assert "stale" not in page.get_attribute(alive, "class")
+        t.shot("table-stale")
+        page = t.goto("/e/alice/crash/killed")
+        page.wait_for_selector(".exp-head h1 .status.stale")
+        assert re.fullmatch(r"RUNNING · no activity for 1[23] min", page.inner_text(".exp-head h1 .status"))
+        t.shot("experiment-stale")
+        page = t.goto("/e/alice/crash/alive")
+        page.wait_for_selector("#live:not([hidden])")
+        assert page.inner_text(".exp-head h1 .status") == "RUNNING"
+        assert t.errors == []
     finally:
         handle.stop()

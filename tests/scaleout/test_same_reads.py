@@ -71,6 +71,9 @@ def _ask(url, token):
         if route == "table":
             for row in body["rows"]:
                 row.pop("duration")  # a running experiment's duration grows while we ask
+                row.pop("lastActivity")  # a file's mtime here, the batch's commit time there
+        if route == "summary" and a.status == 200:
+            body.pop("lastActivity")
         if route == "metric":
             for row in body["rows"]:
                 row.pop("createdAt")

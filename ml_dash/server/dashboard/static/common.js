@@ -121,9 +121,24 @@ const D = (() => {
   const expHref = (prefix) => "/e/" + prefix.split("/").map(encodeURIComponent).join("/");
   const compareHref = (prefixes) => "/compare?" + prefixes.map((p) => "p=" + encodeURIComponent(p)).join("&");
 
-  function statusEl(status) {
+  // ``activity``: a table row or a run summary ({lastActivity, stale}, from the server, which
+  // decides staleness: see STALE_AFTER in PROTOCOL.md); its exact time goes in the tooltip.
+  function statusEl(status, activity) {
     const cls = { RUNNING: "running", COMPLETED: "completed", FAILED: "failed", CANCELLED: "cancelled" }[status] || "unknown";
-    return h("span", { class: `status ${cls}`, text: status || "—" });
+    const at = activity ? timeMs(activity.lastActivity) : null;
+    const title = at === null ? null : `last activity ${fmtTime(at)}`;
+    if (status === "RUNNING" && activity && activity.stale && at !== null) {
+      return h("span", { class: "status running stale", title,
+                         text: `RUNNING · no activity for ${fmtIdle((Date.now() - at) / 1000)}` });
+    }
+    return h("span", { class: `status ${cls}`, text: status || "—", title });
+  }
+
+  function fmtIdle(s) {
+    const m = Math.max(0, Math.floor(s / 60));
+    if (m < 60) return `${m} min`;
+    if (m < 48 * 60) return `${Math.floor(m / 60)} h ${m % 60} min`;
+    return `${Math.floor(m / 1440)} d`;
   }
 
   function showError(err) {

@@ -153,9 +153,10 @@
   }
 
   // -- live ---------------------------------------------------------------------------------------
-  function setStatus(status) {
+  function setStatus(status, sum) {
     const badge = document.querySelector(".exp-head h1 .status");
-    if (badge && badge.textContent !== status) badge.replaceWith(D.statusEl(status));
+    const fresh = D.statusEl(status, sum);
+    if (badge && (badge.textContent !== fresh.textContent || badge.title !== fresh.title)) badge.replaceWith(fresh);
   }
 
   async function live() {
@@ -164,7 +165,7 @@
       const [e, sum] = await Promise.all([api("/api/v1/experiment", { prefix }), api("/api/v1/summary", { prefix })]);
       exp = e;
       summary = sum;
-      setStatus(e.status);
+      setStatus(e.status, sum);
       duration();
       addPanels(sum);
       const cur = cursors(sum);
@@ -181,6 +182,7 @@
   (async () => {
     try {
       summary = await api("/api/v1/summary", { prefix });
+      setStatus(exp.status, summary);
       addPanels(summary);
       await Promise.all([loadLogs(summary.logs), loadFiles()]);
       if (exp.status === "RUNNING") live();

@@ -95,7 +95,7 @@
         onchange: (ev) => { ev.target.checked ? selected.add(r.prefix) : selected.delete(r.prefix); render(); },
       })),
       prefixCell(r),
-      h("td", {}, D.statusEl(r.status)),
+      h("td", {}, D.statusEl(r.status, r)),
       h("td", { title: started ? D.fmtTime(started) : "" }, D.fmtAgo(started)),
       h("td", { class: "num" }, D.fmtDuration(dur)),
       h("td", { class: "num", title: `${counts.metric_rows || 0} metric rows, ${counts.logs || 0} logs, ${counts.files || 0} files` },

@@ -5,6 +5,9 @@ read model (its helpers format them), from the chunks' summaries and the metrics
 The table is run over a snapshot of every experiment (one query each for experiments, newest params,
 metric summaries and file counts), rebuilt when older than ``max_age`` seconds or when this
 process stored something; other processes' writes show within ``max_age``.
+
+Last activity (``lastActivity``): ``experiments.updated_at``, which every stored batch that brings
+new events sets (server clock, in the batch's transaction): no query or column of its own.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from ...._errors import InvalidPrefix
 from ...._names import check_relpath
 from ...._readmodel import ReadModel
 from ...._readmodel._columns import missing_mask
-from ...._readmodel._entry import Entry, short_value
+from ...._readmodel._entry import Entry, is_stale, short_value
 from ...._readmodel._series import MAX_BUCKETS, QueryError, _number, _raw_answer
 from ...._readmodel._table import TableCache, TableQuery, run_table
 from ...._values import decode_nonfinite, encode_nonfinite
@@ -53,7 +56,8 @@ class PgReadModel(ReadModel):
             prefix = str(parse_server_prefix(prefix))
         except InvalidPrefix as exc:
             raise QueryError(400, "invalid_prefix", str(exc)) from None
-        row = conn.execute("SELECT id, doc, next_log_seq FROM experiments WHERE prefix = %s", (prefix,)).fetchone()
+        row = conn.execute("SELECT id, doc, next_log_seq, updated_at FROM experiments WHERE prefix = %s",
+                           (prefix,)).fetchone()
         if row is None or row[1] is None:
             raise QueryError(404, "not_found", f"no experiment {prefix!r}")
         return prefix, row
@@ -96,7 +100,7 @@ class PgReadModel(ReadModel):
             raise QueryError(400, "bad_query", f"'buckets' must be from 1 to {MAX_BUCKETS}")
         lo_x, hi_x = _number(start, "start"), _number(end, "end")
         with self.pool.connection() as conn:
-            prefix, (exp_id, _doc, _logs) = self._experiment(conn, prefix)
+            prefix, (exp_id, _doc, _logs, _at) = self._experiment(conn, prefix)
             metric_id, rows, fields = self._metric(conn, exp_id, prefix, name)
             self._check(fields, field, x)
             answer: Dict[str, Any] = {"name": name or None, "field": field, "x": x, "total": rows,
@@ -141,7 +145,7 @@ class PgReadModel(ReadModel):
         after_f = _number(after, "after")
         after_f = -1.0 if after_f is None else after_f
         with self.pool.connection() as conn:
-            prefix, (exp_id, _doc, _logs) = self._experiment(conn, prefix)
+            prefix, (exp_id, _doc, _logs, _at) = self._experiment(conn, prefix)
             metric_id, rows, fields = self._metric(conn, exp_id, prefix, name)
             self._check(fields, field, x)
             p = min(rows, max(0, math.floor(after_f) + 1))
@@ -158,7 +162,7 @@ class PgReadModel(ReadModel):
 
     def summary(self, prefix: str, *, strict: bool = False) -> Dict[str, Any]:
         with self.pool.connection() as conn:
-            prefix, (exp_id, doc, next_log) = self._experiment(conn, prefix)
+            prefix, (exp_id, doc, next_log, updated_at) = self._experiment(conn, prefix)
             metrics = []
             for name, rows, summary in conn.execute(
                     "SELECT name, next_index, summary FROM metrics WHERE experiment_id = %s AND next_index > 0"
@@ -172,8 +176,9 @@ class PgReadModel(ReadModel):
             files = one(conn.execute("SELECT count(*) FROM files WHERE experiment_id = %s AND NOT deleted",
                                      (exp_id,)).fetchone())[0]
         exp = orjson.loads(doc)
-        answer = {"prefix": prefix, "status": exp.get("status") if isinstance(exp, dict) else None,
-                  "metrics": metrics, "logs": next_log, "files": files}
+        status = exp.get("status") if isinstance(exp, dict) else None
+        answer = {"prefix": prefix, "status": status, "metrics": metrics, "logs": next_log, "files": files,
+                  "lastActivity": updated_at, "stale": is_stale(status, updated_at, time.time())}
         return encode_nonfinite(answer) if strict else answer
 
     def _entries(self) -> List[Entry]:
@@ -182,7 +187,7 @@ class PgReadModel(ReadModel):
                 return self._snapshot
             self._stale = False
             with self.pool.connection() as conn:
-                exps = conn.execute("SELECT id, prefix, doc, next_log_seq FROM experiments WHERE doc IS NOT NULL"
+                exps = conn.execute("SELECT id, prefix, doc, next_log_seq, updated_at FROM experiments WHERE doc IS NOT NULL"
                                     " ORDER BY prefix").fetchall()
                 params = dict(conn.execute("SELECT DISTINCT ON (experiment_id) experiment_id, doc FROM params"
                                            " ORDER BY experiment_id, version DESC").fetchall())
@@ -194,12 +199,12 @@ class PgReadModel(ReadModel):
                     last = {k: short_value(f.get("last")) for k, f in decode_nonfinite(orjson.loads(summary)).items()}
                     metrics.setdefault(exp_id, {})[name] = {"rows": rows, "last_index": rows - 1, "last": last}
             entries = []
-            for exp_id, prefix, doc, next_log in exps:
+            for exp_id, prefix, doc, next_log, updated_at in exps:
                 p = params.get(exp_id)
                 data = orjson.loads(p).get("data") if p is not None else None
                 flat = {k: short_value(v) for k, v in decode_nonfinite(data).items()} if isinstance(data, dict) else {}
                 entries.append(Entry(prefix, orjson.loads(doc), flat, metrics.get(exp_id, {}), next_log,
-                                     files.get(exp_id, 0)))
+                                     files.get(exp_id, 0), updated_at))
             self._snapshot, self._built = entries, time.monotonic()
             return entries
 
