@@ -25,9 +25,8 @@ case "$py" in */*) [ "${py#/}" != "$py" ] || py="$repo/$py" ;; esac  # mypy runs
 if [ "$what" = all ] || [ "$what" = ruff ]; then
   echo "ruff check"
   "$py" -m ruff check .
-  # FORMAT: one line to switch on once the whole tree has been formatted by
-  # .ci/format-tree.sh (which uncomments it); until then `ruff format` is configured but not enforced.
-  # "$py" -m ruff format --check .
+  echo "ruff format --check"
+  "$py" -m ruff format --check .
 fi
 
 if [ "$what" = all ] || [ "$what" = mypy ]; then

@@ -71,8 +71,10 @@ class Outcome:
 def _as_gaps(e: Entry, reason: str) -> List[Entry]:
     """Gap events for every seq of ``e`` (the spool bytes ride on the first)."""
     why = f"quarantined: {reason}"[:200]
-    return [e._replace(seq=s, payload=gap_event(s, why), kind=b"gap", n=1, size=e.size if s == e.seq else 0)
-            for s in range(e.seq, e.seq + e.n)]
+    return [
+        e._replace(seq=s, payload=gap_event(s, why), kind=b"gap", n=1, size=e.size if s == e.seq else 0)
+        for s in range(e.seq, e.seq + e.n)
+    ]
 
 
 def _halves(e: Entry) -> Optional[List[Entry]]:
@@ -141,8 +143,9 @@ class IngestClient:
         resp = await self._call(self.transport.info)
         body = resp.json()
         if resp.status != 200 or body.get("protocol") != 1:
-            raise ProtocolError(f"the server does not speak ml-dash protocol 1 (HTTP {resp.status}: {resp.error()})",
-                                status=resp.status)
+            raise ProtocolError(
+                f"the server does not speak ml-dash protocol 1 (HTTP {resp.status}: {resp.error()})", status=resp.status
+            )
         limits = body.get("limits") or {}
         offered = tuple(e for e in ENCODINGS if e in (body.get("accept_encoding") or ["identity"]))
         self.info = ServerInfo(
@@ -156,8 +159,9 @@ class IngestClient:
 
     # -- delivery ----------------------------------------------------------------------------------
 
-    async def deliver(self, session: str, prefix: str, entries: List[Entry], blob_dir: str,
-                      quarantine: Quarantine) -> Outcome:
+    async def deliver(
+        self, session: str, prefix: str, entries: List[Entry], blob_dir: str, quarantine: Quarantine
+    ) -> Outcome:
         """Get the server to consume ``entries`` (consecutive seqs), splitting and quarantining as needed."""
         out = Outcome()
         spans: List[List[Entry]] = [entries]
@@ -224,8 +228,9 @@ class IngestClient:
         del body
         return await self._call(lambda: self.transport.ingest(data, encoding))
 
-    def _quarantine_rejected(self, span: List[Entry], rejected: List[Dict[str, Any]], quarantine: Quarantine,
-                             out: Outcome) -> None:
+    def _quarantine_rejected(
+        self, span: List[Entry], rejected: List[Dict[str, Any]], quarantine: Quarantine, out: Outcome
+    ) -> None:
         if not rejected:
             return
         firsts = [e.seq for e in span]
@@ -244,8 +249,9 @@ class IngestClient:
             quarantine(seq, f"rejected {r.get('code')}: {r.get('message')}", record, hi - seq + 1)
             out.quarantined += hi - seq + 1
 
-    def _set_aside(self, span: List[Entry], checksum: str, reason: str, quarantine: Quarantine,
-                   out: Outcome) -> List[Entry]:
+    def _set_aside(
+        self, span: List[Entry], checksum: str, reason: str, quarantine: Quarantine, out: Outcome
+    ) -> List[Entry]:
         result = []
         for e in span:
             if e.kind == b"file" and orjson.loads(e.payload).get("checksum") == checksum:

@@ -82,8 +82,15 @@ def _dump(record: Dict[str, Any]) -> bytes:
     return out
 
 
-def _encode(seq: int, name: Optional[str], rows: List[Dict[str, Any]], payloads: List[bytes],
-            counts: List[int], bad: List[Tuple[Any, str]], cols: Optional[Dict[str, list[Any]]] = None) -> int:
+def _encode(
+    seq: int,
+    name: Optional[str],
+    rows: List[Dict[str, Any]],
+    payloads: List[bytes],
+    counts: List[int],
+    bad: List[Tuple[Any, str]],
+    cols: Optional[Dict[str, list[Any]]] = None,
+) -> int:
     """Append the records of ``rows`` (one key set; ``cols`` if already made) from ``seq`` on;
     returns the next seq."""
     try:
@@ -103,8 +110,9 @@ def _encode(seq: int, name: Optional[str], rows: List[Dict[str, Any]], payloads:
     return _encode(seq, name, rows[mid:], payloads, counts, bad)
 
 
-def encode_metric_rows(first_seq: int, name: Optional[str], rows: List[Dict[str, Any]]
-                       ) -> Tuple[List[bytes], List[int], List[Tuple[Any, str]]]:
+def encode_metric_rows(
+    first_seq: int, name: Optional[str], rows: List[Dict[str, Any]]
+) -> Tuple[List[bytes], List[int], List[Tuple[Any, str]]]:
     """Columnar records for one metric's rows (the user's fields plus ``_ts``), seqs from ``first_seq``.
 
     Returns (payloads, rows per payload, [(bad row, why)]); a row that cannot be encoded takes no
@@ -137,9 +145,14 @@ def slice_record(payload: bytes, lo: int, hi: int) -> Optional[bytes]:
         if not 0 <= a < b <= n:
             return None
         ts = rec.get("ts")
-        out = {"seq": lo, "kind": "metrics", "n": b - a, "name": rec.get("name"),
-               "ts": ts[a:b] if isinstance(ts, list) else ts,
-               "cols": {k: v[a:b] for k, v in rec["cols"].items()}}
+        out = {
+            "seq": lo,
+            "kind": "metrics",
+            "n": b - a,
+            "name": rec.get("name"),
+            "ts": ts[a:b] if isinstance(ts, list) else ts,
+            "cols": {k: v[a:b] for k, v in rec["cols"].items()},
+        }
         return _dumps(out)
     except (orjson.JSONDecodeError, orjson.JSONEncodeError, KeyError, TypeError, AttributeError):
         return None

@@ -72,9 +72,16 @@ def _state(sdir: SessionDir) -> str:
 def session_status(sdir: SessionDir) -> SessionStatus:
     manifest = sdir.manifest or {}
     events, nbytes = _pending(sdir)
-    return SessionStatus(sdir, str(manifest.get("prefix")), str(manifest.get("url")), events, nbytes,
-                         time.time() - float(manifest.get("created") or time.time()), _state(sdir),
-                         sdir.read_state().get("last_error"))
+    return SessionStatus(
+        sdir,
+        str(manifest.get("prefix")),
+        str(manifest.get("url")),
+        events,
+        nbytes,
+        time.time() - float(manifest.get("created") or time.time()),
+        _state(sdir),
+        sdir.read_state().get("last_error"),
+    )
 
 
 @dataclass
@@ -85,9 +92,14 @@ class FlushSummary:
     left: Dict[str, str] = field(default_factory=dict)
 
 
-async def flush_sessions(root: Path, url_override: Optional[str], token_for: Callable[[str], Optional[str]],
-                         policy: RetryPolicy, on_progress: Callable[[int, int], object] = lambda e, b: None,
-                         wait_for_others: float = 600.0) -> FlushSummary:
+async def flush_sessions(
+    root: Path,
+    url_override: Optional[str],
+    token_for: Callable[[str], Optional[str]],
+    policy: RetryPolicy,
+    on_progress: Callable[[int, int], object] = lambda e, b: None,
+    wait_for_others: float = 600.0,
+) -> FlushSummary:
     """Upload every pending session under ``root``; see the module docstring for the rules."""
     from ._transport import Transport
 
@@ -128,10 +140,12 @@ async def flush_sessions(root: Path, url_override: Optional[str], token_for: Cal
             except AuthFailed as exc:
                 refused[url] = f"the server refused the token: {exc}"
                 if url in tokenless:
-                    refused[url] = (f"the server refused the upload ({exc}); no token was sent, because "
-                                    f"{printable(url)} is not a server configured now (--dash-url, ML_DASH_URL, or "
-                                    f"its own entry in the credentials file); to send it there with ML_DASH_TOKEN: "
-                                    f"{flush_command(root, printable(url))}")
+                    refused[url] = (
+                        f"the server refused the upload ({exc}); no token was sent, because "
+                        f"{printable(url)} is not a server configured now (--dash-url, ML_DASH_URL, or "
+                        f"its own entry in the credentials file); to send it there with ML_DASH_TOKEN: "
+                        f"{flush_command(root, printable(url))}"
+                    )
                 summary.left[sdir.id] = refused[url]
                 sdir.write_state({"last_error": str(exc)})
             except (TransportError, Retryable, ProtocolError) as exc:
@@ -188,4 +202,3 @@ def _alive(pid: object) -> bool:
     except PermissionError:
         return True
     return True
-

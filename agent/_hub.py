@@ -77,8 +77,9 @@ class Hub:
         except RuntimeError:  # the loop is closed
             pass
 
-    def wait_until(self, ready: Callable[[], bool], timeout: Optional[float],
-                   signal: "threading.Condition | threading.Event") -> bool:
+    def wait_until(
+        self, ready: Callable[[], bool], timeout: Optional[float], signal: "threading.Condition | threading.Event"
+    ) -> bool:
         """Block until ``ready()`` (re-checked whenever ``signal`` is notified or set) or ``timeout``
         seconds; returns ``ready()``. Drives the loop itself when no thread runs it."""
         if ready():

@@ -163,8 +163,9 @@ class SessionReader:
             if s > self._expect:
                 room[1] -= self._gaps(entries, s, bad, "corrupt_record" if bad else "missing_record")
             bad.clear()
-            entries.append(Entry(s, payload, kind_of(payload) if _FILE in payload else b"", line.end - line.start,
-                                 "", b"", n))
+            entries.append(
+                Entry(s, payload, kind_of(payload) if _FILE in payload else b"", line.end - line.start, "", b"", n)
+            )
             room[0] -= n
             room[1] -= line.end - line.start
             self._expect = s + n
@@ -173,27 +174,51 @@ class SessionReader:
                 return True
         return False
 
-    def _take_intact(self, block: bytes, base: int, lines: List[bytes], payloads: List[bytes], first: int, skip: int,
-                     entries: List[Entry], room: List[int]) -> bool:
+    def _take_intact(
+        self,
+        block: bytes,
+        base: int,
+        lines: List[bytes],
+        payloads: List[bytes],
+        first: int,
+        skip: int,
+        entries: List[Entry],
+        room: List[int],
+    ) -> bool:
         # The common case, with the per-record work in C: every record intact and in order.
         sizes = [len(ln) + 1 for ln in lines]
         avail = len(lines) - skip
         cum = list(accumulate(sizes[skip : skip + min(avail, room[0])]))
         take = min(len(cum), bisect_left(cum, room[1]) + 1)
         if take:
-            kinds = ([kind_of(p) if _FILE in p else b"" for p in payloads[skip : skip + take]]
-                     if _FILE in block else repeat(b""))
-            entries.extend(map(_new_entry, zip(range(first + skip, first + skip + take),
-                                                payloads[skip : skip + take], kinds,
-                                                sizes[skip : skip + take], repeat(""), repeat(b""), repeat(1))))
+            kinds = (
+                [kind_of(p) if _FILE in p else b"" for p in payloads[skip : skip + take]]
+                if _FILE in block
+                else repeat(b"")
+            )
+            entries.extend(
+                map(
+                    _new_entry,
+                    zip(
+                        range(first + skip, first + skip + take),
+                        payloads[skip : skip + take],
+                        kinds,
+                        sizes[skip : skip + take],
+                        repeat(""),
+                        repeat(b""),
+                        repeat(1),
+                    ),
+                )
+            )
             room[0] -= take
             room[1] -= cum[take - 1]
             self._expect = first + skip + take
         self._off = base + sum(sizes[:skip]) + (cum[take - 1] if take else 0)
         return take < avail
 
-    def _take_records(self, base: int, lines: List[bytes], payloads: List[bytes], entries: List[Entry],
-                      room: List[int]) -> Optional[bool]:
+    def _take_records(
+        self, base: int, lines: List[bytes], payloads: List[bytes], entries: List[Entry], room: List[int]
+    ) -> Optional[bool]:
         """Like :meth:`_take_intact` for a block holding columnar records (a Python step per record,
         each of up to a thousand rows); None when the block is not in order from the cursor."""
         seqs = list(map(seq_of, payloads))

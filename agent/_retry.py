@@ -35,8 +35,16 @@ from tenacity import (
 from ml_dash._errors import ProtocolError
 
 __all__ = [
-    "RetryPolicy", "Control", "Retryable", "TransportError", "ConnectFailed", "RequestTimeout",
-    "Unrecoverable", "RETRY_STATUSES", "parse_retry_after", "CLOSING_PAUSE",
+    "RetryPolicy",
+    "Control",
+    "Retryable",
+    "TransportError",
+    "ConnectFailed",
+    "RequestTimeout",
+    "Unrecoverable",
+    "RETRY_STATUSES",
+    "parse_retry_after",
+    "CLOSING_PAUSE",
 ]
 
 T = TypeVar("T")
@@ -130,7 +138,9 @@ class RetryPolicy:
     #: Longest backoff once closing began (Retry-After still applies in full).
     closing_wait: float = 0.5
 
-    def retrying(self, control: Control, on_retry: Optional[Callable[[BaseException, float], None]] = None) -> AsyncRetrying:
+    def retrying(
+        self, control: Control, on_retry: Optional[Callable[[BaseException, float], None]] = None
+    ) -> AsyncRetrying:
         # Exponential backoff plus random jitter (tenacity's wait_exponential_jitter, spelled the same on 8.x and 9.x).
         backoff = wait_exponential(multiplier=self.initial, max=self.max_wait) + wait_random(0, self.jitter)
         floor = [0.0]  # Retry-After of the last answer; wait() sets it, the sleep() right after reads it
@@ -169,8 +179,11 @@ class RetryPolicy:
             reraise=True,
         )
 
-    async def call(self, control: Control, fn: Callable[[], Awaitable[T]],
-                   on_retry: Optional[Callable[[BaseException, float], None]] = None) -> T:
+    async def call(
+        self,
+        control: Control,
+        fn: Callable[[], Awaitable[T]],
+        on_retry: Optional[Callable[[BaseException, float], None]] = None,
+    ) -> T:
         """Run ``fn`` under this policy; the last error is re-raised when the round gives up."""
         return await self.retrying(control, on_retry)(fn)
-

@@ -51,8 +51,9 @@ class Sender:
     _data: asyncio.Event
     _control: Control
 
-    def __init__(self, config: Config, sdir: SessionDir, writer: SpoolWriter, url: str, token: Optional[str],
-                 hub: Hub = HUB):
+    def __init__(
+        self, config: Config, sdir: SessionDir, writer: SpoolWriter, url: str, token: Optional[str], hub: Hub = HUB
+    ):
         self._config = config
         self._sdir = sdir
         self._writer = writer
@@ -155,10 +156,12 @@ class Sender:
             self.delivered_all = True
         except AuthFailed as exc:
             self.stopped = "auth"
-            say(f"{self._prefix}: the server refused the token ({exc}). Nothing is lost: events stay in the "
+            say(
+                f"{self._prefix}: the server refused the token ({exc}). Nothing is lost: events stay in the "
                 f"spool. Set ML_DASH_TOKEN to a token of this prefix's owner (made on the server with "
                 f"`ml-dash server token create --root SERVER_ROOT --owner {self._prefix.split('/')[0]}`), then run the flush "
-                f"command printed at exit.")
+                f"command printed at exit."
+            )
         except _GiveUp:
             self.stopped = "unreachable"
         except ProtocolError as exc:
@@ -185,8 +188,10 @@ class Sender:
                     raise _GiveUp() from None
                 if not self._said_offline:
                     self._said_offline = True
-                    say(f"{self._prefix}: cannot reach {public_url(self._url)} ({exc}); spooling to "
-                        f"{self._sdir.path} and retrying in the background")
+                    say(
+                        f"{self._prefix}: cannot reach {public_url(self._url)} ({exc}); spooling to "
+                        f"{self._sdir.path} and retrying in the background"
+                    )
                 self._sdir.write_state({"last_error": str(exc)})
                 await self._control.sleep(self._config.retry_max_wait)
 
@@ -214,8 +219,12 @@ class Sender:
             self._cond.notify_all()
 
     async def _upload_own(self) -> None:
-        up = SessionUploader(self._sdir, self._ingest, on_progress=lambda events, nbytes: self._progress(up, nbytes),
-                             on_trim=self._writer.note_trimmed)
+        up = SessionUploader(
+            self._sdir,
+            self._ingest,
+            on_progress=lambda events, nbytes: self._progress(up, nbytes),
+            on_trim=self._writer.note_trimmed,
+        )
         loop = asyncio.get_running_loop()
         data, writer = self._data, self._writer
         next_send = 0.0  # the first data goes out at once

@@ -39,8 +39,19 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["SessionDir", "FileLock", "new_session_id", "list_sessions", "untrusted_sessions", "public_url",
-           "ensure_private_dir", "spool_problem", "check_spool", "session_problem", "blob_path"]
+__all__ = [
+    "SessionDir",
+    "FileLock",
+    "new_session_id",
+    "list_sessions",
+    "untrusted_sessions",
+    "public_url",
+    "ensure_private_dir",
+    "spool_problem",
+    "check_spool",
+    "session_problem",
+    "blob_path",
+]
 
 _SEGMENT = "seg-{:012d}.jsonl"
 
@@ -72,12 +83,16 @@ def _not_private(path: Path, st: os.stat_result, what: str) -> Optional[str]:
         return f"{what} {shown} is not a folder"
     me = os.geteuid()
     if st.st_uid != me:
-        return (f"{what} {shown} belongs to uid {st.st_uid}, not to you (uid {me}): ml-dash sends what a spool "
-                f"holds with your token, so it uses only a spool of your own; set ML_DASH_SPOOL_DIR to a folder "
-                f"of yours (the default ~/.cache/ml-dash/spool is), and remove this one if it is not yours")
+        return (
+            f"{what} {shown} belongs to uid {st.st_uid}, not to you (uid {me}): ml-dash sends what a spool "
+            f"holds with your token, so it uses only a spool of your own; set ML_DASH_SPOOL_DIR to a folder "
+            f"of yours (the default ~/.cache/ml-dash/spool is), and remove this one if it is not yours"
+        )
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        return (f"{what} {shown} is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o}): anyone who "
-                f"can write there could have your token sent where they choose; fix it with: chmod 700 {shown}")
+        return (
+            f"{what} {shown} is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o}): anyone who "
+            f"can write there could have your token sent where they choose; fix it with: chmod 700 {shown}"
+        )
     return None
 
 
@@ -230,8 +245,15 @@ class SessionDir:
         sdir.blobs.mkdir(mode=0o700)
         if not sdir.writer_lock.acquire():  # a fresh folder: nobody else can hold it
             raise OSError(f"cannot lock new spool session {sdir.path}")
-        manifest = {"v": 1, "session": sdir.id, "prefix": prefix, "url": public_url(url),
-                    "created": time.time(), "pid": os.getpid(), "host": socket.gethostname()}
+        manifest = {
+            "v": 1,
+            "session": sdir.id,
+            "prefix": prefix,
+            "url": public_url(url),
+            "created": time.time(),
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+        }
         write_private(sdir.path / "manifest.json", json.dumps(manifest).encode())
         sdir._manifest = manifest
         return sdir
@@ -310,8 +332,16 @@ class SessionDir:
     def quarantine(self, seq: Optional[int], reason: str, record: bytes) -> None:
         """Set a record aside with the reason, in ``<spool>/quarantine/<session>.jsonl`` (kept after upload)."""
         manifest = self.manifest or {}
-        line = json.dumps({"ts": time.time(), "session": self.id, "prefix": manifest.get("prefix"),
-                           "seq": seq, "reason": reason, "record": record.decode("utf-8", "replace")})
+        line = json.dumps(
+            {
+                "ts": time.time(),
+                "session": self.id,
+                "prefix": manifest.get("prefix"),
+                "seq": seq,
+                "reason": reason,
+                "record": record.decode("utf-8", "replace"),
+            }
+        )
         fd = os.open(self.quarantine_path(), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             os.write(fd, line.encode() + b"\n")

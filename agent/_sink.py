@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = ["RemoteSink"]
 
+
 class RemoteSink:
     """Spools one experiment's events and uploads them in the background (a ``ml_dash._sink.Sink``)."""
 
@@ -68,9 +69,12 @@ class RemoteSink:
                 sender = None
                 if not self._config.offline:
                     sdir.claim_sender("live")
-                writer = SpoolWriter(sdir, fsync_interval=self._config.fsync_interval,
-                                     warn_bytes=self._config.spool_warn_bytes,
-                                     max_bytes=self._config.spool_max_bytes)
+                writer = SpoolWriter(
+                    sdir,
+                    fsync_interval=self._config.fsync_interval,
+                    warn_bytes=self._config.spool_warn_bytes,
+                    max_bytes=self._config.spool_max_bytes,
+                )
                 if not self._config.offline:
                     from ._sender import Sender  # asyncio and tenacity: only when uploading
 
@@ -159,8 +163,10 @@ class RemoteSink:
             if now >= next_report:
                 assert self._writer is not None  # close() returned early without one
                 events, nbytes = self._pending(self._writer, sender)
-                progress(f"waiting for {events:,} events / {human_bytes(nbytes)} to reach {self._url_public()} "
-                    f"({deadline - now:.0f} s left; Ctrl-C leaves them in the spool)")
+                progress(
+                    f"waiting for {events:,} events / {human_bytes(nbytes)} to reach {self._url_public()} "
+                    f"({deadline - now:.0f} s left; Ctrl-C leaves them in the spool)"
+                )
                 next_report = now + 5.0
 
     def _url_public(self) -> str:
@@ -184,11 +190,12 @@ class RemoteSink:
             return f"upload stopped: {error}"
         return f"the exit deadline passed; last error: {error}"
 
-    def _report_left(self, writer: SpoolWriter, sender: Optional["Sender"], sdir: Optional[SessionDir], why: str) -> None:
+    def _report_left(
+        self, writer: SpoolWriter, sender: Optional["Sender"], sdir: Optional[SessionDir], why: str
+    ) -> None:
         events, nbytes = self._pending(writer, sender)
         where = sdir.path if sdir is not None else self._root
-        say(f"{self._prefix}: {events:,} events / {human_bytes(nbytes)} not uploaded ({why}); "
-            f"they are kept in {where}")
+        say(f"{self._prefix}: {events:,} events / {human_bytes(nbytes)} not uploaded ({why}); they are kept in {where}")
         say(f"to upload them: {flush_command(self._root, self._url_public() or self._url)}")
         if sdir is not None:
             sdir.writer_lock.release()

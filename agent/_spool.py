@@ -45,8 +45,16 @@ def _one_seq_each(first: int, events: Sequence[tuple[Any, ...]]) -> Tuple[List[b
 class SpoolWriter:
     """Appends a session's events to its segments; one instance per writer session."""
 
-    def __init__(self, sdir: SessionDir, *, fsync_interval: float, warn_bytes: int, max_bytes: int,
-                 on_data: Callable[[], None] = lambda: None, segment_bytes: int = SEGMENT_BYTES):
+    def __init__(
+        self,
+        sdir: SessionDir,
+        *,
+        fsync_interval: float,
+        warn_bytes: int,
+        max_bytes: int,
+        on_data: Callable[[], None] = lambda: None,
+        segment_bytes: int = SEGMENT_BYTES,
+    ):
         self.sdir = sdir
         self.next_seq = 0
         #: Bytes of records written, and of records the uploader has since trimmed (in this process).
@@ -113,8 +121,12 @@ class SpoolWriter:
                 self._drop("closed", events, "spool closed")
                 return 0
             if self.pending_bytes + len(data) > self._max_bytes:
-                self._drop("spool_full", events, f"the spool is over its cap of {human_bytes(self._max_bytes)} "
-                           "(ML_DASH_SPOOL_MAX_BYTES); is the server reachable?")
+                self._drop(
+                    "spool_full",
+                    events,
+                    f"the spool is over its cap of {human_bytes(self._max_bytes)} "
+                    "(ML_DASH_SPOOL_MAX_BYTES); is the server reachable?",
+                )
                 return 0
             try:
                 self._write(data, first)
@@ -159,8 +171,10 @@ class SpoolWriter:
             SYNCER.note(self)
         if not self._warned and self.pending_bytes > self._warn_bytes:
             self._warned = True
-            say(f"the spool {self.sdir.path} holds {human_bytes(self.pending_bytes)} not yet uploaded; "
-                f"at {human_bytes(self._max_bytes)} (ML_DASH_SPOOL_MAX_BYTES) new events are dropped")
+            say(
+                f"the spool {self.sdir.path} holds {human_bytes(self.pending_bytes)} not yet uploaded; "
+                f"at {human_bytes(self._max_bytes)} (ML_DASH_SPOOL_MAX_BYTES) new events are dropped"
+            )
 
     def stage_blob(self, source: Source, file_id: str) -> Tuple[int, str]:
         """Copy a file's bytes into the spool now (caller's thread); returns (size, sha256)."""

@@ -29,8 +29,11 @@ __all__ = ["Transport", "Response"]
 _BLOB_CHUNK = 1 << 20
 #: Failures that the same request would meet again: a URL aiohttp cannot use, a TLS handshake or
 #: certificate that fails (https:// to a plain http port, an untrusted certificate). Not retried.
-_UNRECOVERABLE: Tuple[Type[BaseException], ...] = tuple(c for c in (aiohttp.InvalidURL, getattr(aiohttp, "NonHttpUrlClientError", None),
-                                   aiohttp.ClientSSLError) if c is not None)
+_UNRECOVERABLE: Tuple[Type[BaseException], ...] = tuple(
+    c
+    for c in (aiohttp.InvalidURL, getattr(aiohttp, "NonHttpUrlClientError", None), aiohttp.ClientSSLError)
+    if c is not None
+)
 
 
 class Response(NamedTuple):
@@ -62,11 +65,19 @@ class _InlineResolver(AbstractResolver):
     once the interpreter starts shutting down, exactly when atexit asks us to flush.
     """
 
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> List[ResolveResult]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> List[ResolveResult]:
         infos = socket.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
         return [
-            ResolveResult(hostname=host, host=str(addr[0]), port=int(addr[1]), family=fam, proto=proto,
-                          flags=socket.AI_NUMERICHOST | socket.AI_NUMERICSERV)
+            ResolveResult(
+                hostname=host,
+                host=str(addr[0]),
+                port=int(addr[1]),
+                family=fam,
+                proto=proto,
+                flags=socket.AI_NUMERICHOST | socket.AI_NUMERICSERV,
+            )
             for fam, _, proto, _, addr in infos
         ]
 
@@ -87,8 +98,9 @@ async def _file_chunks(path: str) -> AsyncIterator[bytes]:
 class Transport:
     """One HTTP connection pool to one server."""
 
-    def __init__(self, base_url: str, token: Optional[str], *, connect_timeout: float = 10.0,
-                 read_timeout: float = 60.0):
+    def __init__(
+        self, base_url: str, token: Optional[str], *, connect_timeout: float = 10.0, read_timeout: float = 60.0
+    ):
         if token:
             warn_plain_http(base_url, token)
         self._api = base_url.rstrip("/") + "/api/v1"
@@ -100,8 +112,9 @@ class Transport:
     async def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=4, resolver=_InlineResolver(), ttl_dns_cache=60)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout,
-                                                  auto_decompress=True, trust_env=False)
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=self._timeout, auto_decompress=True, trust_env=False
+            )
         return self._session
 
     async def close(self) -> None:
@@ -109,17 +122,21 @@ class Transport:
         if session is not None:
             await session.close()
 
-    async def request(self, method: str, route: str, *, data: Any = None,
-                      headers: Optional[Dict[str, str]] = None) -> Response:
+    async def request(
+        self, method: str, route: str, *, data: Any = None, headers: Optional[Dict[str, str]] = None
+    ) -> Response:
         client = await self._client()
         try:
-            async with client.request(method, self._api + route, data=data,
-                                      headers={**self._auth, **(headers or {})}) as resp:
+            async with client.request(
+                method, self._api + route, data=data, headers={**self._auth, **(headers or {})}
+            ) as resp:
                 body = await resp.read()
                 return Response(resp.status, {k.lower(): v for k, v in resp.headers.items()}, body)
         except _UNRECOVERABLE as exc:
-            raise Unrecoverable(f"{self._shown}{route}: {type(exc).__name__}: {exc} (not retried: sending it again "
-                                "would fail the same way; check the URL and the server's TLS setup)") from None
+            raise Unrecoverable(
+                f"{self._shown}{route}: {type(exc).__name__}: {exc} (not retried: sending it again "
+                "would fail the same way; check the URL and the server's TLS setup)"
+            ) from None
         except aiohttp.ClientConnectorError as exc:
             raise ConnectFailed(f"cannot connect to {self._shown}: {exc.os_error}") from None
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:

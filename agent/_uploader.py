@@ -45,9 +45,13 @@ class Tally:
 class SessionUploader:
     """Uploads one session; the caller holds its sender lock."""
 
-    def __init__(self, sdir: SessionDir, client: IngestClient,
-                 on_progress: Callable[[int, int], object] = lambda events, nbytes: None,
-                 on_trim: Callable[[int, int], None] = lambda record_bytes, blob_bytes: None):
+    def __init__(
+        self,
+        sdir: SessionDir,
+        client: IngestClient,
+        on_progress: Callable[[int, int], object] = lambda events, nbytes: None,
+        on_trim: Callable[[int, int], None] = lambda record_bytes, blob_bytes: None,
+    ):
         self.sdir = sdir
         manifest = sdir.manifest or {}
         self.prefix = str(manifest.get("prefix"))
@@ -57,7 +61,9 @@ class SessionUploader:
         self.tally = Tally()
         self.removed = False
         self._set_aside: set[Any] = set()
-        self._next: Optional[Tuple[Chunk, bool]] = None  # (chunk, finished) read ahead while the previous batch was in flight
+        self._next: Optional[Tuple[Chunk, bool]] = (
+            None  # (chunk, finished) read ahead while the previous batch was in flight
+        )
         self._on_progress = on_progress
         self._on_trim = on_trim
 
@@ -83,7 +89,9 @@ class SessionUploader:
         max_events, max_bytes = self._limits()
         self._set_aside = set()
         ahead, self._next = self._next, None
-        chunk, read_finished = ahead if ahead is not None else (self.reader.read(max_events, max_bytes, finished), finished)
+        chunk, read_finished = (
+            ahead if ahead is not None else (self.reader.read(max_events, max_bytes, finished), finished)
+        )
         # A read made before the writer finished has not looked at a torn or bad tail: not the end yet.
         at_end = chunk.at_end and read_finished == finished
         for reason, raw in chunk.lost:
@@ -93,8 +101,9 @@ class SessionUploader:
         for e in chunk.entries:
             if e.raw or (e.kind == b"gap" and e.reason == "missing_from_spool"):
                 self._quarantine(e.seq, e.reason, e.raw)
-        sending = asyncio.ensure_future(self.client.deliver(self.sdir.id, self.prefix, chunk.entries,
-                                                            str(self.sdir.blobs), self._quarantine))
+        sending = asyncio.ensure_future(
+            self.client.deliver(self.sdir.id, self.prefix, chunk.entries, str(self.sdir.blobs), self._quarantine)
+        )
         try:
             if not chunk.at_end:
                 # Read the next batch from disk while the server works on this one (one batch ahead at most).

@@ -43,10 +43,19 @@ def _params(seq: int, e: ParamsEvent) -> Dict[str, Any]:
 def _file(seq: int, ev: FileEvent) -> Dict[str, Any]:
     e = ev.entry
     return {
-        "seq": seq, "kind": "file", "ts": ev.ts, "id": str(e["id"]), "path": e.get("path") or "/",
-        "filename": e["filename"], "checksum": e["checksum"], "size": e.get("sizeBytes", 0),
-        "content_type": e.get("contentType"), "description": e.get("description"),
-        "tags": list(e.get("tags") or []), "metadata": e.get("metadata"), "bindrs": list(e.get("bindrs") or []),
+        "seq": seq,
+        "kind": "file",
+        "ts": ev.ts,
+        "id": str(e["id"]),
+        "path": e.get("path") or "/",
+        "filename": e["filename"],
+        "checksum": e["checksum"],
+        "size": e.get("sizeBytes", 0),
+        "content_type": e.get("contentType"),
+        "description": e.get("description"),
+        "tags": list(e.get("tags") or []),
+        "metadata": e.get("metadata"),
+        "bindrs": list(e.get("bindrs") or []),
     }
 
 
@@ -70,13 +79,19 @@ def _status(seq: int, e: StatusEvent) -> Dict[str, Any]:
 
 #: The wire event of each event class (metric rows go through ``_columns``).
 BUILDERS: Dict[type, Callable[[int, Any], Dict[str, Any]]] = {
-    LogEvent: _log, ParamsEvent: _params, FileEvent: _file, ExperimentEvent: _experiment, StatusEvent: _status,
-    FileDeleteEvent: _file_delete, FileUpdateEvent: _file_update,
+    LogEvent: _log,
+    ParamsEvent: _params,
+    FileEvent: _file,
+    ExperimentEvent: _experiment,
+    StatusEvent: _status,
+    FileDeleteEvent: _file_delete,
+    FileUpdateEvent: _file_update,
 }
 
 
-def encode_track_rows(first_seq: int, topic: str,
-                      rows: Sequence[Dict[str, Any]]) -> Tuple[List[bytes], None, List[Tuple[Any, str]]]:
+def encode_track_rows(
+    first_seq: int, topic: str, rows: Sequence[Dict[str, Any]]
+) -> Tuple[List[bytes], None, List[Tuple[Any, str]]]:
     """One ``track`` wire event per entry (the user's fields plus ``_ts``, the entry's timestamp),
     seqs from ``first_seq``; returns (payloads, None: a seq each, [(bad row, why)])."""
     wire = []
@@ -124,8 +139,9 @@ def encode_items(first_seq: int, events: Sequence[tuple[Any, ...]]) -> Tuple[Lis
     return _serialize(first_seq, wire, bad)
 
 
-def _serialize(first_seq: int, events: List[Dict[str, Any]],
-               bad: List[Tuple[Any, str]]) -> Tuple[List[bytes], List[Tuple[Any, str]]]:
+def _serialize(
+    first_seq: int, events: List[Dict[str, Any]], bad: List[Tuple[Any, str]]
+) -> Tuple[List[bytes], List[Tuple[Any, str]]]:
     if not events:
         return [], bad
     try:
@@ -144,8 +160,9 @@ def _serialize(first_seq: int, events: List[Dict[str, Any]],
     return parts, bad
 
 
-def _one_by_one(first_seq: int, events: List[Dict[str, Any]],
-                bad: List[Tuple[Any, str]]) -> Tuple[List[bytes], List[Tuple[Any, str]]]:
+def _one_by_one(
+    first_seq: int, events: List[Dict[str, Any]], bad: List[Tuple[Any, str]]
+) -> Tuple[List[bytes], List[Tuple[Any, str]]]:
     payloads: List[bytes] = []
     for event in events:
         event["seq"] = first_seq + len(payloads)

@@ -73,8 +73,9 @@ def _status(root: Path) -> int:
         # Every field read from the spool is escaped before it is formatted: a manifest may hold anything.
         sid, prefix, state, url = (printable(v) for v in (r.sdir.id, r.prefix, r.state, r.url))
         error = f", last error: {printable(r.last_error)}" if r.last_error else ""
-        print(f"{sid:<28} {prefix:<36} {r.events:>9,} {human_bytes(r.bytes):>9} {_age(r.age):>6}  "
-              f"{state}, {url}{error}")
+        print(
+            f"{sid:<28} {prefix:<36} {r.events:>9,} {human_bytes(r.bytes):>9} {_age(r.age):>6}  {state}, {url}{error}"
+        )
     print(f"{len(rows)} session(s), {sum(r.events for r in rows):,} events pending in {printable(root)}")
     return 0
 
@@ -105,31 +106,52 @@ def _flush(root: Path, dash_url: Optional[str]) -> int:
         bar = None
     start = time.monotonic()
     try:
-        summary = asyncio.run(flush_sessions(
-            root, dash_url, lambda url: flush_token(url, dash_url), policy,
-            on_progress=(lambda events, nbytes: bar.update(events)) if bar is not None else (lambda e, b: None)))
+        summary = asyncio.run(
+            flush_sessions(
+                root,
+                dash_url,
+                lambda url: flush_token(url, dash_url),
+                policy,
+                on_progress=(lambda events, nbytes: bar.update(events)) if bar is not None else (lambda e, b: None),
+            )
+        )
     finally:
         if bar is not None:
             bar.close()
     t = summary.tally
-    print(f"ml-dash-agent: {summary.sessions} session(s), {t.events:,} events / {human_bytes(t.bytes)} uploaded "
-          f"in {time.monotonic() - start:.1f}s, {t.duplicates:,} already stored (duplicates), "
-          f"{t.quarantined:,} quarantined" + (f" (see {printable(root / 'quarantine')})" if t.quarantined else ""))
+    print(
+        f"ml-dash-agent: {summary.sessions} session(s), {t.events:,} events / {human_bytes(t.bytes)} uploaded "
+        f"in {time.monotonic() - start:.1f}s, {t.duplicates:,} already stored (duplicates), "
+        f"{t.quarantined:,} quarantined" + (f" (see {printable(root / 'quarantine')})" if t.quarantined else "")
+    )
     if summary.left:
         for session, why in summary.left.items():
             print(f"ml-dash-agent: left {printable(session)}: {printable(why)}")
-        print(f"ml-dash-agent: {len(summary.left)} session(s) left in {printable(root)}; run this command again to retry")
+        print(
+            f"ml-dash-agent: {len(summary.left)} session(s) left in {printable(root)}; run this command again to retry"
+        )
         return 1
     return 0
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="ml-dash-agent", description="ml-dash spool tools: upload what runs left behind")
+    parser = argparse.ArgumentParser(
+        prog="ml-dash-agent", description="ml-dash spool tools: upload what runs left behind"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     fl = sub.add_parser("flush", help="upload every pending session (safe to run any time, twice, or next to a run)")
-    fl.add_argument("spool_dir", nargs="?", default=None, help="spool folder (default: $ML_DASH_SPOOL_DIR or ~/.cache/ml-dash/spool)")
-    fl.add_argument("--dash-url", default=None, help="send every session to this server (with ML_DASH_TOKEN or its credentials entry), "
-                         "instead of the one each session recorded")
+    fl.add_argument(
+        "spool_dir",
+        nargs="?",
+        default=None,
+        help="spool folder (default: $ML_DASH_SPOOL_DIR or ~/.cache/ml-dash/spool)",
+    )
+    fl.add_argument(
+        "--dash-url",
+        default=None,
+        help="send every session to this server (with ML_DASH_TOKEN or its credentials entry), "
+        "instead of the one each session recorded",
+    )
     st = sub.add_parser("status", help="list pending sessions: experiment, events and bytes pending, age, last error")
     st.add_argument("spool_dir", nargs="?", default=None)
     args = parser.parse_args(argv)

@@ -29,8 +29,11 @@ def parse_args(argv: Optional[List[str]] = None) -> Settings:
     p.add_argument("--repeat", type=int, help="repetitions of our and baseline runs (default 5)")
     p.add_argument("--peer-repeat", type=int, help="repetitions of each peer's runs (default 3)")
     p.add_argument("-n", "--steps", type=int, help="steps of the step-cost workload (default 100000)")
-    p.add_argument("--peers-python", help="interpreter with the peers installed (see README); "
-                   "needed for upstream ml-dash, which has the same import name as ours")
+    p.add_argument(
+        "--peers-python",
+        help="interpreter with the peers installed (see README); "
+        "needed for upstream ml-dash, which has the same import name as ours",
+    )
     p.add_argument("--peers", help=f"comma-separated peers to run (default: {','.join(PEERS)}; 'none' for none)")
     p.add_argument("--only", help=f"comma-separated workloads to run (of {','.join(WORKLOADS)})")
     p.add_argument("--long", action="store_true", help="also the 10M-point RSS run")
@@ -38,14 +41,23 @@ def parse_args(argv: Optional[List[str]] = None) -> Settings:
     p.add_argument("--full-outage", action="store_true", help="the outage of the target: 600 s")
     p.add_argument("--out", help="JSON results path (default benchmarks/results/<date>.json)")
     p.add_argument("--workdir", help="where runs write their data (default: the system temp folder)")
-    p.add_argument("--strict", action="store_true", help="exit 1 when a run of ours or of a baseline failed or "
-                   "its data did not read back (for CI; speed is never judged)")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 when a run of ours or of a baseline failed or "
+        "its data did not read back (for CI; speed is never judged)",
+    )
     a = p.parse_args(argv)
     s = Settings()
     if a.quick:
         s.quick_scale()
-    for attr, val in (("repeat", a.repeat), ("peer_repeat", a.peer_repeat), ("n", a.steps),
-                      ("outage_s", a.outage_seconds), ("workdir", a.workdir)):
+    for attr, val in (
+        ("repeat", a.repeat),
+        ("peer_repeat", a.peer_repeat),
+        ("n", a.steps),
+        ("outage_s", a.outage_seconds),
+        ("workdir", a.workdir),
+    ):
         if val is not None:
             setattr(s, attr, val)
     if a.full_outage:
@@ -99,13 +111,19 @@ def run_suite(s: Settings) -> Dict[str, Any]:
 
 def render(results: Dict[str, Any]) -> str:
     m = results["meta"]
-    head = [f"## ml-dash benchmarks — {m['date']}",
-            "",
-            (f"Machine: {m['nproc']} cores ({m['cpu']}), {m['os']}; Python {m['python']}; ml_dash {m['ml_dash']} "
-             f"at {m['commit']}; {m['scale']}."),
-            ""]
+    head = [
+        f"## ml-dash benchmarks — {m['date']}",
+        "",
+        (
+            f"Machine: {m['nproc']} cores ({m['cpu']}), {m['os']}; Python {m['python']}; ml_dash {m['ml_dash']} "
+            f"at {m['commit']}; {m['scale']}."
+        ),
+        "",
+    ]
     if m.get("peers_python"):
-        head.append(f"Peers ({m['peers_python']}): {', '.join(f'{k} {v}' for k, v in m.get('peer_versions', {}).items())}.")
+        head.append(
+            f"Peers ({m['peers_python']}): {', '.join(f'{k} {v}' for k, v in m.get('peer_versions', {}).items())}."
+        )
         head.append("")
     w = results["workloads"]
     sections = [targets.targets_table(results)]
@@ -125,8 +143,10 @@ def render(results: Dict[str, Any]) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     s = parse_args(argv)
-    progress(f"ml-dash benchmarks: {'quick' if s.quick else 'full'} run, n={s.n:,}, repeat={s.repeat}, "
-             f"peer repeat={s.peer_repeat}, peers python={s.peers_python or '(none)'}")
+    progress(
+        f"ml-dash benchmarks: {'quick' if s.quick else 'full'} run, n={s.n:,}, repeat={s.repeat}, "
+        f"peer repeat={s.peer_repeat}, peers python={s.peers_python or '(none)'}"
+    )
     results = run_suite(s)
     text = render(results)
     out = Path(getattr(s, "out", None) or REPO_ROOT / "benchmarks" / "results" / time.strftime("%Y%m%d-%H%M%S.json"))

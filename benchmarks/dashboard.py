@@ -33,8 +33,16 @@ from typing import Any, Dict, List
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("ML_DASH_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-default-apps", "--disable-sync", "--no-first-run", "--disable-extensions"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-default-apps",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-extensions",
+]
 
 VISIBLE_DRAWN = """() => {
   const charts = [...document.querySelectorAll('.chart')];
@@ -99,8 +107,12 @@ def bench_page(browser, url: str, metrics: int, repeat: int) -> Dict[str, Any]:
             if errors:
                 raise RuntimeError(f"page errors: {errors}")
             ctx.close()
-    return {"first_screen_s": _summary(first), "all_charts_s": _summary(every), "empty_page_s": _summary(empty),
-            "ratio_first_to_empty": statistics.median(first) / statistics.median(empty)}
+    return {
+        "first_screen_s": _summary(first),
+        "all_charts_s": _summary(every),
+        "empty_page_s": _summary(empty),
+        "ratio_first_to_empty": statistics.median(first) / statistics.median(empty),
+    }
 
 
 WRITER = """
@@ -157,8 +169,18 @@ def bench_live(browser, url: str, root: Path, seconds: float, interval: float, r
     env = {k: v for k, v in os.environ.items() if not k.startswith("ML_DASH_")}
     if remote:
         env.update(ML_DASH_URL=url, ML_DASH_SPOOL_DIR=str(work / "spool"), ML_DASH_PRINT_URL="0")
-    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(WRITER), "" if remote else str(root),
-                               str(stop_file), str(log_file), str(interval)], env=env)
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(WRITER),
+            "" if remote else str(root),
+            str(stop_file),
+            str(log_file),
+            str(interval),
+        ],
+        env=env,
+    )
     data = root / "bench/dashboard/live/metrics/live/data.jsonl"
     on_disk: Dict[int, float] = {}
     halt = threading.Event()
@@ -202,8 +224,12 @@ def bench_live(browser, url: str, root: Path, seconds: float, interval: float, r
         disk.append(on_disk[idx] - logged[idx])
     if not lat:
         raise RuntimeError("no live point was drawn")
-    return {"latency_s": _summary(lat), "to_disk_s": _summary(disk), "rows": len(lat),
-            "dashboard_share_s": statistics.median(lat) - statistics.median(disk)}
+    return {
+        "latency_s": _summary(lat),
+        "to_disk_s": _summary(disk),
+        "rows": len(lat),
+        "dashboard_share_s": statistics.median(lat) - statistics.median(disk),
+    }
 
 
 def main(argv: List[str] | None = None) -> int:
@@ -238,7 +264,9 @@ def main(argv: List[str] | None = None) -> int:
             results["page"] = bench_page(browser, server.url, a.metrics, a.repeat)
             results["live"] = bench_live(browser, server.url, root, a.live_seconds, 0.25, remote=False)
             if not a.quick:  # --quick checks the page and the local live path; the remote one takes minutes under load
-                results["live_remote"] = bench_live(browser, remote_server.url, remote_root, a.live_seconds, 0.25, remote=True)
+                results["live_remote"] = bench_live(
+                    browser, remote_server.url, remote_root, a.live_seconds, 0.25, remote=True
+                )
             browser.close()
     finally:
         server.stop()
@@ -254,11 +282,15 @@ def main(argv: List[str] | None = None) -> int:
     print(f"| experiment page, first screen of charts drawn | {f(pg['first_screen_s'])} | ≤ 1 s |")
     print(f"| the same, all {a.metrics} charts drawn (scrolling through) | {f(pg['all_charts_s'])} | |")
     print(f"| baseline: page of an experiment with no metrics | {f(pg['empty_page_s'])} | |")
-    print(f"| live: log() → point drawn ({lv['rows']} rows, one per 0.25 s) | {f(lv['latency_s'])}, p99 {lv['latency_s']['p99'] * 1000:.0f} ms | ≤ 3 s |")
+    print(
+        f"| live: log() → point drawn ({lv['rows']} rows, one per 0.25 s) | {f(lv['latency_s'])}, p99 {lv['latency_s']['p99'] * 1000:.0f} ms | ≤ 3 s |"
+    )
     print(f"| baseline: log() → row on disk (SDK batching) | {f(lv['to_disk_s'])} | |")
     lr = results.get("live_remote")
     if lr:
-        print(f"| live, remote run: log() → server → point drawn ({lr['rows']} rows) | {f(lr['latency_s'])}, p99 {lr['latency_s']['p99'] * 1000:.0f} ms | ≤ 3 s |")
+        print(
+            f"| live, remote run: log() → server → point drawn ({lr['rows']} rows) | {f(lr['latency_s'])}, p99 {lr['latency_s']['p99'] * 1000:.0f} ms | ≤ 3 s |"
+        )
         print(f"| baseline: log() → row on the server's disk (spool, upload, ingest) | {f(lr['to_disk_s'])} | |")
     print(f"\nJSON: {out}")
     return 0

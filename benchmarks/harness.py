@@ -59,9 +59,16 @@ class ChildResult:
     output_tail: str = ""
 
     def to_json(self) -> Dict[str, Any]:
-        return {"ok": self.ok, "wall_s": self.wall_s, "maxrss_mib": self.maxrss_mib, "cpu_s": self.cpu_s,
-                "returncode": self.returncode, "error": self.error, "result": self.result,
-                **({"output_tail": self.output_tail} if not self.ok else {})}
+        return {
+            "ok": self.ok,
+            "wall_s": self.wall_s,
+            "maxrss_mib": self.maxrss_mib,
+            "cpu_s": self.cpu_s,
+            "returncode": self.returncode,
+            "error": self.error,
+            "result": self.result,
+            **({"output_tail": self.output_tail} if not self.ok else {}),
+        }
 
 
 def spawn(probe: str, args: Dict[str, Any], child: Child, timeout: float = 600.0) -> ChildResult:
@@ -91,8 +98,15 @@ def run_command(cmd: List[str], env: Dict[str, str], cwd: str, timeout: float) -
         with open(out_path, "wb") as out:
             t0 = time.perf_counter()
             try:
-                proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        env=env, cwd=cwd, start_new_session=True)
+                proc = subprocess.Popen(
+                    cmd,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=env,
+                    cwd=cwd,
+                    start_new_session=True,
+                )
             except OSError as exc:
                 return ChildResult(False, {}, 0.0, 0.0, 0.0, -1, f"cannot start {cmd[0]}: {exc}")
             timed_out = threading.Event()
@@ -120,9 +134,16 @@ def run_command(cmd: List[str], env: Dict[str, str], cwd: str, timeout: float) -
         err = f"timed out after {timeout:.0f} s"
     elif proc.returncode != 0:
         err = f"exit status {proc.returncode}: {tail[-300:]}"
-    return ChildResult(ok=err is None, result={}, wall_s=wall, maxrss_mib=usage.ru_maxrss / 1024.0,
-                       cpu_s=usage.ru_utime + usage.ru_stime, returncode=proc.returncode, error=err,
-                       output_tail=tail[-2000:])
+    return ChildResult(
+        ok=err is None,
+        result={},
+        wall_s=wall,
+        maxrss_mib=usage.ru_maxrss / 1024.0,
+        cpu_s=usage.ru_utime + usage.ru_stime,
+        returncode=proc.returncode,
+        error=err,
+        output_tail=tail[-2000:],
+    )
 
 
 def _reap_group(pgid: int) -> None:

@@ -15,8 +15,14 @@ from .harness import REPO_ROOT
 from .settings import Settings
 
 #: Distribution names of the peers, for their versions.
-PEER_DISTS = {"upstream-ml-dash": "ml-dash", "tensorboardX": "tensorboardX", "wandb": "wandb",
-              "mlflow": "mlflow", "mlflow-async": "mlflow", "trackio": "trackio"}
+PEER_DISTS = {
+    "upstream-ml-dash": "ml-dash",
+    "tensorboardX": "tensorboardX",
+    "wandb": "wandb",
+    "mlflow": "mlflow",
+    "mlflow-async": "mlflow",
+    "trackio": "trackio",
+}
 
 
 def _cpu() -> str:
@@ -32,10 +38,16 @@ def _cpu() -> str:
 
 def _commit() -> str:
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                              text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "ml_dash", "agent"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "ml_dash", "agent"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return (head or "unknown") + ("+uncommitted changes" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -53,22 +65,26 @@ def _version_of_ours() -> str:
 def peer_versions(python: str, peers) -> Dict[str, str]:
     """Installed versions of the peers in the given interpreter ('not installed' when missing)."""
     dists = sorted({PEER_DISTS[p] for p in peers if p in PEER_DISTS})
-    code = ("import json,sys\nfrom importlib.metadata import version\nout={}\n"
-            "for d in sys.argv[1:]:\n    try: out[d]=version(d)\n    except Exception: out[d]='not installed'\n"
-            "print(json.dumps(out))")
+    code = (
+        "import json,sys\nfrom importlib.metadata import version\nout={}\n"
+        "for d in sys.argv[1:]:\n    try: out[d]=version(d)\n    except Exception: out[d]='not installed'\n"
+        "print(json.dumps(out))"
+    )
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
     try:
-        res = subprocess.run([python, "-c", code, *dists], capture_output=True, text=True, timeout=60, env=env,
-                             cwd="/")
+        res = subprocess.run([python, "-c", code, *dists], capture_output=True, text=True, timeout=60, env=env, cwd="/")
         return json.loads(res.stdout.strip().splitlines()[-1])
     except (OSError, subprocess.SubprocessError, ValueError, IndexError) as exc:
         return {d: f"unknown ({type(exc).__name__})" for d in dists}
 
 
 def collect_meta(s: Settings) -> Dict[str, Any]:
-    scale = (f"quick scale (smoke test: numbers mean nothing), n={s.n:,}" if s.quick else
-             f"n={s.n:,} steps, {s.repeat} repetitions (peers {s.peer_repeat})")
+    scale = (
+        f"quick scale (smoke test: numbers mean nothing), n={s.n:,}"
+        if s.quick
+        else f"n={s.n:,} steps, {s.repeat} repetitions (peers {s.peer_repeat})"
+    )
     return {
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
         "nproc": os.cpu_count(),

@@ -51,8 +51,13 @@ def _timed(fn: Callable[[], Any], repeat: int) -> Dict[str, Any]:
         t = time.perf_counter()
         out = fn()
         times.append(time.perf_counter() - t)
-    return {"median_ms": statistics.median(times) * 1e3, "p99_ms": _pct(times, 0.99) * 1e3,
-            "min_ms": min(times) * 1e3, "n": repeat, "answer": out}
+    return {
+        "median_ms": statistics.median(times) * 1e3,
+        "p99_ms": _pct(times, 0.99) * 1e3,
+        "min_ms": min(times) * 1e3,
+        "n": repeat,
+        "answer": out,
+    }
 
 
 def _http(url: str, route: str, query: Dict[str, Any]) -> Callable[[], Any]:
@@ -67,6 +72,7 @@ def _http(url: str, route: str, query: Dict[str, Any]) -> Callable[[], Any]:
 
 # -- series ----------------------------------------------------------------------------------------------
 
+
 def _append_rows(root: Path, start: int, stop: int, rnd: random.Random) -> None:
     """Rows ``start..stop-1`` of the metric, with the SDK's writer (in batches of 100,000)."""
     from ml_dash._names import parse_prefix
@@ -79,8 +85,9 @@ def _append_rows(root: Path, start: int, stop: int, rnd: random.Random) -> None:
                 w.upsert_experiment({}, time.time())
         for lo in range(start, stop, 100_000):
             hi = min(stop, lo + 100_000)
-            rows = [{"loss": 1.0 / (i + 1) + rnd.random() * 0.01, "step": i, "_ts": 1.7e9 + i * 0.01}
-                    for i in range(lo, hi)]
+            rows = [
+                {"loss": 1.0 / (i + 1) + rnd.random() * 0.01, "step": i, "_ts": 1.7e9 + i * 0.01} for i in range(lo, hi)
+            ]
             if lo <= stop // 2 < hi:
                 rows[stop // 2 - lo]["loss"] = 1e6  # one spike, which min/max must keep
             with w.lock():
@@ -128,12 +135,20 @@ def bench_series(work: Path, sizes: List[int], repeat: int) -> Dict[str, Any]:
             queries = {
                 "whole metric, 1,000 buckets": dict(field="loss", buckets=1000),
                 "middle tenth, 1,000 buckets": dict(field="loss", start=zoom[0], end=zoom[1], buckets=1000),
-                "255k-row zoom, 1,000 buckets (every value read)": dict(field="loss", start=worst[0], end=worst[1], buckets=1000),
+                "255k-row zoom, 1,000 buckets (every value read)": dict(
+                    field="loss", start=worst[0], end=worst[1], buckets=1000
+                ),
                 "x = step, whole metric": dict(field="loss", x="step", buckets=1000),
                 "live: rows after last_index - 100": dict(field="loss", after=size - 101),
             }
-            entry: Dict[str, Any] = {"rows": size, "write_s": write_s, "new_rows": new_rows,
-                                     "index_s": index_s, "index_rows_per_s": new_rows / index_s, "queries": {}}
+            entry: Dict[str, Any] = {
+                "rows": size,
+                "write_s": write_s,
+                "new_rows": new_rows,
+                "index_s": index_s,
+                "index_rows_per_s": new_rows / index_s,
+                "queries": {},
+            }
             for label, q in queries.items():
                 if "after" in q:
                     local = _timed(lambda q=q: model.increments(PREFIX, "train", q["field"], after=q["after"]), repeat)
@@ -143,8 +158,13 @@ def bench_series(work: Path, sizes: List[int], repeat: int) -> Dict[str, Any]:
                 a = http.pop("answer")
                 local.pop("answer")
                 check = a.get("count", None)
-                entry["queries"][label] = {"local": local, "http": http, "mode": a["mode"],
-                                           "points": len(a["points"]["x"]), "count": check}
+                entry["queries"][label] = {
+                    "local": local,
+                    "http": http,
+                    "mode": a["mode"],
+                    "points": len(a["points"]["x"]),
+                    "count": check,
+                }
             spike = max(v for v in first["points"]["max"])
             entry["spike_kept"] = spike == 1e6
             entry["baseline"] = _timed(_brute(cols, 1000), max(3, repeat // 3))
@@ -158,6 +178,7 @@ def bench_series(work: Path, sizes: List[int], repeat: int) -> Dict[str, Any]:
 
 
 # -- table -----------------------------------------------------------------------------------------------
+
 
 def seed_table(root: Path, n: int) -> None:
     """``n`` experiments written as the SDK lays them out (JSON files written plainly: a seed)."""
@@ -173,19 +194,36 @@ def seed_table(root: Path, n: int) -> None:
         (d / "metrics" / "train").mkdir(parents=True)
         status = rnd.choice(["COMPLETED", "COMPLETED", "FAILED", "CANCELLED", "RUNNING"])
         start = 1.76e9 + rnd.random() * 1e6
-        exp = {"name": prefix.rsplit("/", 1)[1], "project": prefix.split("/")[1], "prefix": prefix,
-               "description": rnd.choice(["baseline", "resnet-50 sweep", "ablation: no dropout", None]),
-               "tags": rnd.sample(["resnet", "bert", "fast", "gpu"], 2), "created_at": iso_utc(start),
-               "status": status, "started_at": iso_utc(start)}
+        exp = {
+            "name": prefix.rsplit("/", 1)[1],
+            "project": prefix.split("/")[1],
+            "prefix": prefix,
+            "description": rnd.choice(["baseline", "resnet-50 sweep", "ablation: no dropout", None]),
+            "tags": rnd.sample(["resnet", "bert", "fast", "gpu"], 2),
+            "created_at": iso_utc(start),
+            "status": status,
+            "started_at": iso_utc(start),
+        }
         if status != "RUNNING":
             exp["ended_at"] = iso_utc(start + rnd.random() * 5000)
         (d / "experiment.json").write_bytes(orjson.dumps(exp))
-        params = {"lr": rnd.choice([0.1, 0.01, 0.001]), "batch_size": rnd.choice([32, 64, 128]),
-                  "model.layers": rnd.randint(2, 12), "optimizer": rnd.choice(["adam", "sgd"])}
+        params = {
+            "lr": rnd.choice([0.1, 0.01, 0.001]),
+            "batch_size": rnd.choice([32, 64, 128]),
+            "model.layers": rnd.randint(2, 12),
+            "optimizer": rnd.choice(["adam", "sgd"]),
+        }
         (d / "parameters.json").write_bytes(orjson.dumps({"version": 1, "data": params}))
-        lines = [orjson.dumps({"index": k, "data": {"loss": rnd.random(), "acc": rnd.random(), "step": k,
-                                                     "_ts": start + k}, "createdAt": iso_utc(start)})
-                 for k in range(20)]
+        lines = [
+            orjson.dumps(
+                {
+                    "index": k,
+                    "data": {"loss": rnd.random(), "acc": rnd.random(), "step": k, "_ts": start + k},
+                    "createdAt": iso_utc(start),
+                }
+            )
+            for k in range(20)
+        ]
         (d / "metrics" / "train" / "data.jsonl").write_bytes(b"\n".join(lines) + b"\n")
 
 
@@ -206,15 +244,22 @@ def bench_table(work: Path, n: int, repeat: int) -> Dict[str, Any]:
     refresh.pop("answer")
     queries = {
         "first page (by prefix)": TableQuery(),
-        "sorted by m:train:loss desc, 2 columns": TableQuery(sort="m:train:loss", order="desc",
-                                                              columns=("m:train:loss", "p:lr")),
-        "glob + search + 2 statuses, by duration": TableQuery(glob="alice/*", q="resnet", status=("COMPLETED", "FAILED"),
-                                                              sort="duration"),
+        "sorted by m:train:loss desc, 2 columns": TableQuery(
+            sort="m:train:loss", order="desc", columns=("m:train:loss", "p:lr")
+        ),
+        "glob + search + 2 statuses, by duration": TableQuery(
+            glob="alice/*", q="resnet", status=("COMPLETED", "FAILED"), sort="duration"
+        ),
         "page 101 (offset 5,000)": TableQuery(offset=5000, limit=50, columns=("m:train:acc",)),
     }
     touched = sorted(p.parent for p in root.glob("*/*/*/*/experiment.json"))[:50]
-    out: Dict[str, Any] = {"experiments": n, "seed_s": seed_s, "first_build_s": build_s, "refresh": refresh,
-                           "queries": {}}
+    out: Dict[str, Any] = {
+        "experiments": n,
+        "seed_s": seed_s,
+        "first_build_s": build_s,
+        "refresh": refresh,
+        "queries": {},
+    }
     url, proc = spawn_server(root, auth=False)
     try:
         _http(url, "table", {"limit": 1})()  # the server's own first build
@@ -233,12 +278,25 @@ def bench_table(work: Path, n: int, repeat: int) -> Dict[str, Any]:
 
             changed = _timed(after_change, repeat)
             changed.pop("answer")
-            params = {"glob": q.glob, "q": q.q, "status": ",".join(q.status) or None, "sort": q.sort,
-                      "order": q.order, "offset": q.offset, "limit": q.limit, "columns": ",".join(q.columns) or None}
+            params = {
+                "glob": q.glob,
+                "q": q.q,
+                "status": ",".join(q.status) or None,
+                "sort": q.sort,
+                "order": q.order,
+                "offset": q.offset,
+                "limit": q.limit,
+                "columns": ",".join(q.columns) or None,
+            }
             http = _timed(_http(url, "table", {k2: v for k2, v in params.items() if v is not None}), repeat)
             http.pop("answer")
-            out["queries"][label] = {"local": local, "after_change": changed, "http": http, "total": answer["total"],
-                                     "rows": len(answer["rows"])}
+            out["queries"][label] = {
+                "local": local,
+                "after_change": changed,
+                "http": http,
+                "total": answer["total"],
+                "rows": len(answer["rows"]),
+            }
     finally:
         proc.terminate()
         proc.wait(30)
@@ -247,6 +305,7 @@ def bench_table(work: Path, n: int, repeat: int) -> Dict[str, Any]:
 
 
 # -- report ----------------------------------------------------------------------------------------------
+
 
 def _progress(msg: str) -> None:
     print(f"[readmodel] {msg}", file=sys.stderr, flush=True)
@@ -258,33 +317,58 @@ def _ms(d: Dict[str, Any]) -> str:
 
 def render(r: Dict[str, Any]) -> str:
     m = r["meta"]
-    lines = [f"### Read model, {m['date']}", "",
-             (f"Machine: {m['nproc']} cores, load average {m['load']}; Python {m['python']}; ml_dash at {m['commit']}; "
-             f"{m['repeat']} repetitions per query."), ""]
+    lines = [
+        f"### Read model, {m['date']}",
+        "",
+        (
+            f"Machine: {m['nproc']} cores, load average {m['load']}; Python {m['python']}; ml_dash at {m['commit']}; "
+            f"{m['repeat']} repetitions per query."
+        ),
+        "",
+    ]
     s = r.get("series")
     if s:
-        lines += ["#### Series read (one metric, 3 fields + `_ts`): median / p99 ms", "",
-                  "| rows | picked up (rows/s) | query | in process | over HTTP | mode, points | baseline: numpy over the whole column |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            "#### Series read (one metric, 3 fields + `_ts`): median / p99 ms",
+            "",
+            "| rows | picked up (rows/s) | query | in process | over HTTP | mode, points | baseline: numpy over the whole column |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for e in s["sizes"]:
             first = True
             for label, q in e["queries"].items():
-                lines.append(f"| {e['rows']:,} | {e['index_rows_per_s'] / 1e3:,.0f}k | {label} | {_ms(q['local'])} | "
-                             f"{_ms(q['http'])} | {q['mode']}, {q['points']} | "
-                             + (f"{_ms(e['baseline'])}" if first else "") + " |")
+                lines.append(
+                    f"| {e['rows']:,} | {e['index_rows_per_s'] / 1e3:,.0f}k | {label} | {_ms(q['local'])} | "
+                    f"{_ms(q['http'])} | {q['mode']}, {q['points']} | "
+                    + (f"{_ms(e['baseline'])}" if first else "")
+                    + " |"
+                )
                 if first:
                     first = False
-        lines += ["", "A spike of 1e6 at the middle row shows in the whole-metric max at every size: "
-                  + ", ".join(f"{e['rows']:,}: {'yes' if e['spike_kept'] else 'NO'}" for e in s["sizes"]) + ".", ""]
+        lines += [
+            "",
+            "A spike of 1e6 at the middle row shows in the whole-metric max at every size: "
+            + ", ".join(f"{e['rows']:,}: {'yes' if e['spike_kept'] else 'NO'}" for e in s["sizes"])
+            + ".",
+            "",
+        ]
     t = r.get("table")
     if t:
-        lines += [f"#### Table of {t['experiments']:,} experiments: median / p99 ms", "",
-                  (f"Catalogue: first build {t['first_build_s']:.1f} s; a full refresh with nothing changed (in the background, "
-                  f"at most once a second while pages are asked for) {_ms(t['refresh'])} ms."), "",
-                  "| page | matching | in process, repeated | in process, right after the server stored data for an experiment | over HTTP, repeated |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            f"#### Table of {t['experiments']:,} experiments: median / p99 ms",
+            "",
+            (
+                f"Catalogue: first build {t['first_build_s']:.1f} s; a full refresh with nothing changed (in the background, "
+                f"at most once a second while pages are asked for) {_ms(t['refresh'])} ms."
+            ),
+            "",
+            "| page | matching | in process, repeated | in process, right after the server stored data for an experiment | over HTTP, repeated |",
+            "|---|---|---|---|---|",
+        ]
         for label, q in t["queries"].items():
-            lines.append(f"| {label} | {q['total']:,} | {_ms(q['local'])} | {_ms(q['after_change'])} | {_ms(q['http'])} |")
+            lines.append(
+                f"| {label} | {q['total']:,} | {_ms(q['local'])} | {_ms(q['after_change'])} | {_ms(q['http'])} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -304,11 +388,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     import platform
     import subprocess
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    results: Dict[str, Any] = {"meta": {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "nproc": os.cpu_count(),
-                                        "load": " ".join(f"{x:.1f}" for x in os.getloadavg()),
-                                        "python": platform.python_version(), "commit": commit or "?",
-                                        "repeat": repeat, "quick": a.quick}}
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
+    results: Dict[str, Any] = {
+        "meta": {
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "nproc": os.cpu_count(),
+            "load": " ".join(f"{x:.1f}" for x in os.getloadavg()),
+            "python": platform.python_version(),
+            "commit": commit or "?",
+            "repeat": repeat,
+            "quick": a.quick,
+        }
+    }
     try:
         if a.only in (None, "series"):
             results["series"] = bench_series(work, sizes, repeat)

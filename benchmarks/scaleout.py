@@ -96,11 +96,14 @@ def _ingest_once(url: str, token: str, steps: int, server=None, cluster: PgClust
 
     from benchmarks.probes.ingest import _main
 
-    watched = {"server": [psutil.Process(server.pid)] if server is not None else [],
-               "postgresql": [_postmaster(cluster)] if cluster is not None else []}
+    watched = {
+        "server": [psutil.Process(server.pid)] if server is not None else [],
+        "postgresql": [_postmaster(cluster)] if cluster is not None else [],
+    }
     before = {k: _cpu(v) for k, v in watched.items()}
-    got = asyncio.run(_main({"url": url, "token": token, "clients": 4, "steps": steps, "batch": 20_000,
-                             "encoding": "zstd"}))
+    got = asyncio.run(
+        _main({"url": url, "token": token, "clients": 4, "steps": steps, "batch": 20_000, "encoding": "zstd"})
+    )
     millions = got["points"] / 1e6
     got["cpu_s_per_million_points"] = {k: (_cpu(v) - before[k]) / millions for k, v in watched.items() if v}
     return got
@@ -130,14 +133,32 @@ def _fill_metric(url: str, token: str, prefix: str, rows: int, per: int = 50_000
         lines = [orjson.dumps({"v": 1, "session": session, "prefix": prefix})]
         for b in range(a, a + k, 5_000):
             m = min(5_000, a + k - b)
-            lines.append(orjson.dumps({"seq": seq, "kind": "metrics", "n": m, "name": "train",
-                                       "ts": [now + (b + j) * 1e-3 for j in range(m)],
-                                       "cols": {"loss": [1.0 / (b + j + 1) for j in range(m)],
-                                                "acc": [((b + j) % 1000) / 1000 for j in range(m)],
-                                                "step": list(range(b, b + m))}}))
+            lines.append(
+                orjson.dumps(
+                    {
+                        "seq": seq,
+                        "kind": "metrics",
+                        "n": m,
+                        "name": "train",
+                        "ts": [now + (b + j) * 1e-3 for j in range(m)],
+                        "cols": {
+                            "loss": [1.0 / (b + j + 1) for j in range(m)],
+                            "acc": [((b + j) % 1000) / 1000 for j in range(m)],
+                            "step": list(range(b, b + m)),
+                        },
+                    }
+                )
+            )
             seq += m
-        req = urllib.request.Request(url + "/api/v1/ingest", data=z.compress(b"\n".join(lines)), headers={
-            "Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson", "Content-Encoding": "zstd"})
+        req = urllib.request.Request(
+            url + "/api/v1/ingest",
+            data=z.compress(b"\n".join(lines)),
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Content-Type": "application/x-ndjson",
+                "Content-Encoding": "zstd",
+            },
+        )
         with urllib.request.urlopen(req, timeout=300) as resp:
             answer = json.loads(resp.read())
         assert answer["acked_seq"] == seq - 1, answer
@@ -171,8 +192,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="mldash-bench-scaleout-"))
     os.chmod(work, 0o711)  # PostgreSQL runs as another user when we are root: it must reach its folder
     cluster = PgCluster(work / "pg").start(durable=True)
-    results: Dict[str, Any] = {"when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "cpus": os.cpu_count(),
-                               "python": platform.python_version(), "repeat": args.repeat, "quick": args.quick}
+    results: Dict[str, Any] = {
+        "when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "repeat": args.repeat,
+        "quick": args.quick,
+    }
     try:
         from ml_dash.server.stores.postgres import apply_migrations
 
@@ -189,15 +215,25 @@ def main(argv: Optional[List[str]] = None) -> int:
             finally:
                 _stop(proc)
             bad = [r["verify"]["problems"] for r in runs if not r["verify"]["ok"]]
-            cpu = {k: statistics.median(r["cpu_s_per_million_points"][k] for r in runs)
-                   for k in runs[0]["cpu_s_per_million_points"]}
-            ingest[kind] = {"points_per_s": _median([r["points_per_s"] for r in runs]),
-                            "points": runs[0]["points"], "framing": runs[0]["framing"], "read_back_ok": not bad,
-                            "cpu_s_per_million_points": cpu}
-            print(f"ingest {kind:<11} {ingest[kind]['points_per_s']['median'] / 1e6:.2f} M points/s "
-                  f"[{ingest[kind]['points_per_s']['min'] / 1e6:.2f}-{ingest[kind]['points_per_s']['max'] / 1e6:.2f}]"
-                  f"  CPU s per M points: " + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items())
-                  + ("" if not bad else " READ-BACK FAILED"), flush=True)
+            cpu = {
+                k: statistics.median(r["cpu_s_per_million_points"][k] for r in runs)
+                for k in runs[0]["cpu_s_per_million_points"]
+            }
+            ingest[kind] = {
+                "points_per_s": _median([r["points_per_s"] for r in runs]),
+                "points": runs[0]["points"],
+                "framing": runs[0]["framing"],
+                "read_back_ok": not bad,
+                "cpu_s_per_million_points": cpu,
+            }
+            print(
+                f"ingest {kind:<11} {ingest[kind]['points_per_s']['median'] / 1e6:.2f} M points/s "
+                f"[{ingest[kind]['points_per_s']['min'] / 1e6:.2f}-{ingest[kind]['points_per_s']['max'] / 1e6:.2f}]"
+                f"  CPU s per M points: "
+                + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items())
+                + ("" if not bad else " READ-BACK FAILED"),
+                flush=True,
+            )
         base = ingest["embedded"]["points_per_s"]["median"]
         for kind in ("postgres", "postgres-2"):
             ingest[kind]["ratio_to_embedded"] = ingest[kind]["points_per_s"]["median"] / base
@@ -210,7 +246,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         import shutil
 
         shutil.rmtree(work, ignore_errors=True)  # the stores' data: gigabytes after a full run
-    out = Path(args.out) if args.out else REPO / "benchmarks" / "results" / f"scaleout-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out = (
+        Path(args.out)
+        if args.out
+        else REPO / "benchmarks" / "results" / f"scaleout-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print(f"results: {out}")
@@ -244,19 +284,25 @@ def _reads(work: Path, cluster: PgCluster, args) -> Dict[str, Any]:
     repeat = 3 if args.quick else 20
     try:
         with backend.pool.connection() as conn:
-            mid = conn.execute("SELECT m.id FROM metrics m JOIN experiments e ON e.id = m.experiment_id"
-                               " WHERE e.prefix = %s", ("bench/read/one-million",)).fetchone()[0]
+            mid = conn.execute(
+                "SELECT m.id FROM metrics m JOIN experiments e ON e.id = m.experiment_id WHERE e.prefix = %s",
+                ("bench/read/one-million",),
+            ).fetchone()[0]
             got = column(conn, mid, "loss", 0, million)
             assert len(got) == million and got[0] == 1.0 and got[-1] == 1.0 / million
             out["pg_range_read_1m_one_field"] = _time(lambda: column(conn, mid, "loss", 0, million), repeat)
             full = series_by_index(conn, "bench/read/ten-million", "train", "loss", None, None, 1000)
             assert full["mode"] == "buckets" and full["count"] == args.series_rows and len(full["points"]["x"]) <= 1000
             out["pg_series_1000_buckets_full"] = _time(
-                lambda: series_by_index(conn, "bench/read/ten-million", "train", "loss", None, None, 1000), repeat)
+                lambda: series_by_index(conn, "bench/read/ten-million", "train", "loss", None, None, 1000), repeat
+            )
             lo = args.series_rows // 3
             out["pg_series_1000_buckets_zoom_1pct"] = _time(
-                lambda: series_by_index(conn, "bench/read/ten-million", "train", "loss", lo, lo + args.series_rows // 100, 1000),
-                repeat)
+                lambda: series_by_index(
+                    conn, "bench/read/ten-million", "train", "loss", lo, lo + args.series_rows // 100, 1000
+                ),
+                repeat,
+            )
     finally:
         backend.close()
     # the embedded store: its read model (float columns + chunk summaries cached beside the layout,
@@ -278,11 +324,15 @@ def _reads(work: Path, cluster: PgCluster, args) -> Dict[str, Any]:
     out["embedded_series_first_build_ms"] = (time.perf_counter() - t0) * 1000
     assert first["count"] == args.series_rows
     out["embedded_series_1000_buckets_full"] = _time(
-        lambda: model.series("bench/read/ten-million", "train", "loss", buckets=1000), repeat)
+        lambda: model.series("bench/read/ten-million", "train", "loss", buckets=1000), repeat
+    )
     lo = args.series_rows // 3
     out["embedded_series_1000_buckets_zoom_1pct"] = _time(
-        lambda: model.series("bench/read/ten-million", "train", "loss", start=lo, end=lo + args.series_rows // 100,
-                             buckets=1000), repeat)
+        lambda: model.series(
+            "bench/read/ten-million", "train", "loss", start=lo, end=lo + args.series_rows // 100, buckets=1000
+        ),
+        repeat,
+    )
     model.close()
     reader = ExperimentReader(eroot, "bench/read/one-million")
     t0 = time.perf_counter()

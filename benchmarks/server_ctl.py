@@ -32,8 +32,14 @@ def remote_sdk_missing(child: Child) -> Optional[str]:
 
 def _import_problem(child: Child, code: str) -> Optional[str]:
     try:
-        res = subprocess.run([child.python, "-c", code], env=child.environ(), capture_output=True, text=True,
-                             timeout=60, cwd=tempfile.gettempdir())
+        res = subprocess.run(
+            [child.python, "-c", code],
+            env=child.environ(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tempfile.gettempdir(),
+        )
     except (OSError, subprocess.SubprocessError) as exc:
         return f"{type(exc).__name__}: {exc}"
     if res.returncode == 0:
@@ -67,9 +73,15 @@ class Background:
         result = os.path.join(self._io, "result.json")
         self._log = open(os.path.join(self._io, "output.log"), "wb")
         args = {**self.args, "ready_file": ready}
-        self.proc = subprocess.Popen([self.child.python, str(CHILD), self.probe, json.dumps(args), result],
-                                     env=self.child.environ(), stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, cwd=self._io, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [self.child.python, str(CHILD), self.probe, json.dumps(args), result],
+            env=self.child.environ(),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=self._io,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + self.timeout
         while not os.path.exists(ready):
             if self.proc.poll() is not None or time.monotonic() > deadline:

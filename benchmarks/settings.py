@@ -16,30 +16,30 @@ PEERS = ["upstream-ml-dash", "trackio", "wandb", "tensorboardX", "mlflow", "mlfl
 class Settings:
     """What to run and how many times. ``quick()`` gives the CI smoke-test scale."""
 
-    n: int = 100_000                   # steps of the step-cost workload (3 scalars each)
-    repeat: int = 5                    # repetitions of each of our / baseline runs
-    peer_repeat: int = 3               # repetitions of each peer run (some peers take minutes)
-    threads: int = 4                   # threads of the concurrent workload, n/threads steps each
-    import_repeat: int = 30            # `python -c "import ml_dash"` repetitions
+    n: int = 100_000  # steps of the step-cost workload (3 scalars each)
+    repeat: int = 5  # repetitions of each of our / baseline runs
+    peer_repeat: int = 3  # repetitions of each peer run (some peers take minutes)
+    threads: int = 4  # threads of the concurrent workload, n/threads steps each
+    import_repeat: int = 30  # `python -c "import ml_dash"` repetitions
     quick: bool = False
-    long: bool = False                 # also the 10M-point RSS run
-    big_points: int = 10_000_000       # points of the long RSS run (3 per step)
-    outage_s: float = 30.0             # server blackholed this long (the target names 600 s)
-    outage_rate: int = 10_000          # steps/s the training loop logs during the outage
+    long: bool = False  # also the 10M-point RSS run
+    big_points: int = 10_000_000  # points of the long RSS run (3 per step)
+    outage_s: float = 30.0  # server blackholed this long (the target names 600 s)
+    outage_rate: int = 10_000  # steps/s the training loop logs during the outage
     ingest_clients: int = 4
-    ingest_steps: int = 250_000        # metric rows per ingest client (3 points each)
-    ingest_batch: int = 10_000         # events per POST
-    files_clients: int = 4             # concurrent blob uploads, then file downloads
-    files_mib: int = 64                # MiB per client's blob
-    files_reads: int = 4               # downloads of each file
-    wire_batch: int = 10_000           # events per batch body for the bytes-on-the-wire figure
-    python: str = sys.executable       # our interpreter
-    peers_python: Optional[str] = None # interpreter with the peers installed (upstream ml_dash!)
+    ingest_steps: int = 250_000  # metric rows per ingest client (3 points each)
+    ingest_batch: int = 10_000  # events per POST
+    files_clients: int = 4  # concurrent blob uploads, then file downloads
+    files_mib: int = 64  # MiB per client's blob
+    files_reads: int = 4  # downloads of each file
+    wire_batch: int = 10_000  # events per batch body for the bytes-on-the-wire figure
+    python: str = sys.executable  # our interpreter
+    peers_python: Optional[str] = None  # interpreter with the peers installed (upstream ml_dash!)
     peers: List[str] = field(default_factory=lambda: list(PEERS))
-    sweep_rows: int = 100_000          # rows (3 scalars) of the concurrent-experiments workload, in all
+    sweep_rows: int = 100_000  # rows (3 scalars) of the concurrent-experiments workload, in all
     workloads: List[str] = field(default_factory=list)  # empty = all
     workdir: str = field(default_factory=tempfile.gettempdir)
-    timeout: float = 900.0             # per child process
+    timeout: float = 900.0  # per child process
 
     def quick_scale(self) -> "Settings":
         """Small enough to finish in well under a minute; the numbers mean nothing."""

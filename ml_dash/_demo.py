@@ -21,8 +21,13 @@ def run_demo(dash_root: Optional[str], steps: int) -> int:
     prefix = f"{RUN.user}/demo/synthetic-{RUN.now:%Y%m%d-%H%M%S}"
     rng = random.Random(0)
     lr, logged = 3e-3, 0
-    exp = Experiment(prefix=prefix, dash_root=root, description="ml-dash demo: a synthetic training loop",
-                     tags=["demo"], metadata={"steps": steps})
+    exp = Experiment(
+        prefix=prefix,
+        dash_root=root,
+        description="ml-dash demo: a synthetic training loop",
+        tags=["demo"],
+        metadata={"steps": steps},
+    )
     with exp.run:
         exp.params.set(lr=lr, batch_size=64, model={"layers": 2, "hidden": 128}, optimizer="adam")
         exp.log("Training started", steps=steps)
@@ -47,7 +52,9 @@ def run_demo(dash_root: Optional[str], steps: int) -> int:
     print(f"experiment   {prefix}  ({exp.status})")
     print(f"stored in    {where}")
     print(f"metrics      train: {train_rows} rows, val: {val_rows} rows; final train loss {final:.4f}")
-    print(f"files        checkpoints/{checkpoint.filename} ({checkpoint.size:,} bytes, sha256 {checkpoint.checksum[:12]}...)")
+    print(
+        f"files        checkpoints/{checkpoint.filename} ({checkpoint.size:,} bytes, sha256 {checkpoint.checksum[:12]}...)"
+    )
     print(f"caller cost  {1e6 * loop_seconds / max(1, logged):.2f} us per metrics(...).log() call, {logged} calls")
     root_arg = "" if dash_root is None else f" --root {shlex.quote(dash_root)}"  # else both read the same default
     print(f"look at it   ml-dash dashboard{root_arg}    (or: ml-dash show {prefix}{root_arg})")

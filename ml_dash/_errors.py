@@ -1,17 +1,17 @@
 """Every exception ml-dash raises, in one place.
 
-    MlDashError
-    ├── InvalidPrefix (ValueError)          a prefix, metric name or file name that cannot be stored
-    ├── InvalidDashUrl (ValueError)         a dash_url that is not http(s):// with a host
-    ├── InvalidValue (TypeError)            a logged value that cannot be serialized
-    ├── ValueTooLarge (ValueError)          a string or field set over the configured limit
-    ├── ExperimentStateError (RuntimeError) use before start / after close
-    ├── QueueFull (RuntimeError)            backpressure gave up (only with drop_policy="raise")
-    ├── NotFound (LookupError)              reading an experiment (or a metric, a field) that does not exist
-    ├── SpoolNotPrivate (PermissionError)   remote mode's spool folder is not the user's alone
-    └── RemoteError                         a server answer the SDK cannot act on
-        ├── AuthError                       401/403: the token is missing, wrong, or not allowed here
-        └── ProtocolError                   the server speaks another protocol version or answered garbage
+MlDashError
+├── InvalidPrefix (ValueError)          a prefix, metric name or file name that cannot be stored
+├── InvalidDashUrl (ValueError)         a dash_url that is not http(s):// with a host
+├── InvalidValue (TypeError)            a logged value that cannot be serialized
+├── ValueTooLarge (ValueError)          a string or field set over the configured limit
+├── ExperimentStateError (RuntimeError) use before start / after close
+├── QueueFull (RuntimeError)            backpressure gave up (only with drop_policy="raise")
+├── NotFound (LookupError)              reading an experiment (or a metric, a field) that does not exist
+├── SpoolNotPrivate (PermissionError)   remote mode's spool folder is not the user's alone
+└── RemoteError                         a server answer the SDK cannot act on
+    ├── AuthError                       401/403: the token is missing, wrong, or not allowed here
+    └── ProtocolError                   the server speaks another protocol version or answered garbage
 """
 
 from __future__ import annotations

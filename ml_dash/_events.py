@@ -69,8 +69,13 @@ else:
             defaults = [ns[f] for f in fields if f in ns]
             cls = collections.namedtuple(name, fields, defaults=defaults, module=ns.get("__module__"))
             for key, value in ns.items():
-                if key not in fields and key not in ("__annotations__", "__module__", "__qualname__", "__dict__",
-                                                     "__weakref__"):
+                if key not in fields and key not in (
+                    "__annotations__",
+                    "__module__",
+                    "__qualname__",
+                    "__dict__",
+                    "__weakref__",
+                ):
                     setattr(cls, key, value)
             return cls
 
@@ -79,15 +84,35 @@ else:
 
 
 __all__ = [
-    "LogEvent", "ParamsEvent", "FileEvent", "FileDeleteEvent", "FileUpdateEvent", "ExperimentEvent", "StatusEvent", "FlushMarker",
-    "SINK_EVENTS", "Event", "LEVELS", "LEVEL_NAMES", "STATUSES", "END_STATUSES", "SinkWriteError",
+    "LogEvent",
+    "ParamsEvent",
+    "FileEvent",
+    "FileDeleteEvent",
+    "FileUpdateEvent",
+    "ExperimentEvent",
+    "StatusEvent",
+    "FlushMarker",
+    "SINK_EVENTS",
+    "Event",
+    "LEVELS",
+    "LEVEL_NAMES",
+    "STATUSES",
+    "END_STATUSES",
+    "SinkWriteError",
 ]
 
 # -- vocabularies (shared with the server) ---------------------------------------------------------
 
 #: Accepted log levels, with the stdlib spellings mapped onto the stored (upstream's) names.
-LEVELS = {"debug": "debug", "info": "info", "warn": "warn", "warning": "warn", "error": "error",
-          "fatal": "fatal", "critical": "fatal"}
+LEVELS = {
+    "debug": "debug",
+    "info": "info",
+    "warn": "warn",
+    "warning": "warn",
+    "error": "error",
+    "fatal": "fatal",
+    "critical": "fatal",
+}
 #: The stored level names, least severe first.
 LEVEL_NAMES = ("debug", "info", "warn", "error", "fatal")
 #: Run statuses; the first is the running state, the others end a run.
@@ -167,14 +192,20 @@ class FlushMarker(NamedTuple):
 
 
 #: Every kind a sink's ``write`` receives (a test checks that each sink handles all of them).
-SINK_EVENTS: Tuple[Type[tuple[Any, ...]], ...] = (ExperimentEvent, StatusEvent, ParamsEvent, LogEvent, FileEvent,
-                                        FileDeleteEvent, FileUpdateEvent)
+SINK_EVENTS: Tuple[Type[tuple[Any, ...]], ...] = (
+    ExperimentEvent,
+    StatusEvent,
+    ParamsEvent,
+    LogEvent,
+    FileEvent,
+    FileDeleteEvent,
+    FileUpdateEvent,
+)
 
 if TYPE_CHECKING:
     from typing import Union
 
-    Event = Union[ExperimentEvent, StatusEvent, ParamsEvent, LogEvent, FileEvent, FileDeleteEvent,
-                  FileUpdateEvent]
+    Event = Union[ExperimentEvent, StatusEvent, ParamsEvent, LogEvent, FileEvent, FileDeleteEvent, FileUpdateEvent]
 else:
     Event = tuple
 

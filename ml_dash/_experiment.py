@@ -115,8 +115,9 @@ class RunControl:
     def __enter__(self) -> "Experiment":
         return self.start()
 
-    def __exit__(self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException],
-                 tb: Optional[TracebackType]) -> Literal[False]:
+    def __exit__(
+        self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]
+    ) -> Literal[False]:
         if exc_type is None:
             self.complete()
         elif issubclass(exc_type, KeyboardInterrupt):
@@ -154,8 +155,11 @@ class Experiment:
         if remote is not None or local_path is not None:
             import warnings
 
-            warnings.warn("Experiment(remote=..., local_path=...) are upstream's old names: use dash_url= and "
-                          "dash_root=", DeprecationWarning, stacklevel=2)
+            warnings.warn(
+                "Experiment(remote=..., local_path=...) are upstream's old names: use dash_url= and dash_root=",
+                DeprecationWarning,
+                stacklevel=2,
+            )
             dash_url = remote if dash_url is None else dash_url
             dash_root = local_path if dash_root is None else dash_root
         if config is None:
@@ -295,8 +299,13 @@ class Experiment:
 
     # -- writing -------------------------------------------------------------------------------------
 
-    def log(self, message: Optional[str] = None, level: str = "info", metadata: Optional[Dict[str, Any]] = None,
-            **extra: Any) -> Any:
+    def log(
+        self,
+        message: Optional[str] = None,
+        level: str = "info",
+        metadata: Optional[Dict[str, Any]] = None,
+        **extra: Any,
+    ) -> Any:
         """Append a log line. ``level``: debug, info, warn (or warning), error, fatal. The line's
         metadata is ``metadata`` (a dict, upstream's keyword) with the keyword arguments over it.
 
@@ -305,8 +314,11 @@ class Experiment:
         if message is None:
             import warnings
 
-            warnings.warn("exp.log() without a message is deprecated upstream: use exp.logs.info(...)",
-                          DeprecationWarning, stacklevel=2)
+            warnings.warn(
+                "exp.log() without a message is deprecated upstream: use exp.logs.info(...)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
             return LogBuilder(self.logs, merge_metadata(metadata, extra))
         if metadata is not None:
             extra = merge_metadata(metadata, extra)
@@ -334,8 +346,9 @@ class Experiment:
     def __enter__(self) -> "Experiment":
         return self.run.__enter__()
 
-    def __exit__(self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException],
-                 tb: Optional[TracebackType]) -> Literal[False]:
+    def __exit__(
+        self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]
+    ) -> Literal[False]:
         return self.run.__exit__(exc_type, exc, tb)
 
 

@@ -55,10 +55,20 @@ def _full(entry: Dict[str, Any]) -> str:
 class FileScope:
     """``exp.files(dir)``: files under one logical folder such as ``"models"``, or one file path."""
 
-    def __init__(self, rec: Recorder, path: str = "", *, file_id: Optional[str] = None,
-                 description: Optional[str] = None, tags: Optional[List[str]] = None,
-                 bindrs: Optional[List[str]] = None, metadata: Optional[Dict[str, Any]] = None,
-                 prefix: Optional[str] = None, dest_path: Optional[str] = None, file_path: Optional[str] = None):
+    def __init__(
+        self,
+        rec: Recorder,
+        path: str = "",
+        *,
+        file_id: Optional[str] = None,
+        description: Optional[str] = None,
+        tags: Optional[List[str]] = None,
+        bindrs: Optional[List[str]] = None,
+        metadata: Optional[Dict[str, Any]] = None,
+        prefix: Optional[str] = None,
+        dest_path: Optional[str] = None,
+        file_path: Optional[str] = None,
+    ):
         self._rec = rec
         path = path if path else (prefix or "")
         if not isinstance(path, str):
@@ -78,8 +88,15 @@ class FileScope:
 
     # -- saving ----------------------------------------------------------------------------------------
 
-    def _store(self, source: Source, folder: str, name: str, description: Optional[str],
-               tags: Optional[List[str]], metadata: Optional[Dict[str, Any]]) -> FileInfo:
+    def _store(
+        self,
+        source: Source,
+        folder: str,
+        name: str,
+        description: Optional[str],
+        tags: Optional[List[str]],
+        metadata: Optional[Dict[str, Any]],
+    ) -> FileInfo:
         rec = self._rec
         rec.require_running()
         check_filename(name)
@@ -123,9 +140,16 @@ class FileScope:
         folder, _, name = to.strip("/").rpartition("/")
         return _join(self._path, folder), name
 
-    def save(self, source: Any = None, *, to: Optional[str] = None, name: Optional[str] = None,
-             description: Optional[str] = None, tags: Optional[List[str]] = None,
-             metadata: Optional[Dict[str, Any]] = None) -> FileInfo:
+    def save(
+        self,
+        source: Any = None,
+        *,
+        to: Optional[str] = None,
+        name: Optional[str] = None,
+        description: Optional[str] = None,
+        tags: Optional[List[str]] = None,
+        metadata: Optional[Dict[str, Any]] = None,
+    ) -> FileInfo:
         """Store ``source``: a path to a file, bytes, a dict or list (as JSON), or a numpy array (as an
         image). ``to=`` (or ``name=``) names it; a path keeps its own name by default. Text goes
         through :meth:`save_text`. Returns the FileInfo (also a mapping, as upstream's dict)."""
@@ -145,7 +169,9 @@ class FileScope:
             return self._store(source, folder, fname, description, tags, metadata)
         if isinstance(source, (str, os.PathLike)):
             if not os.path.isfile(source):
-                raise NoSuchSource(f"no such file: {os.fspath(source)!r} (save text with files.save_text(text, to=...))")
+                raise NoSuchSource(
+                    f"no such file: {os.fspath(source)!r} (save text with files.save_text(text, to=...))"
+                )
             folder, fname = self._target(to, os.path.basename(os.fspath(source)))
             return self._store(source, folder, fname, description, tags, metadata)
         if isinstance(source, (dict, list)):
@@ -156,10 +182,19 @@ class FileScope:
             if to is None:
                 raise ValueError("saving an array needs an image file name: to='frame.png'")
             return self.save_image(source, to=to)
-        raise InvalidValue(f"files.save takes a path, bytes, a dict or list, or a numpy array, got {type(source).__name__}")
+        raise InvalidValue(
+            f"files.save takes a path, bytes, a dict or list, or a numpy array, got {type(source).__name__}"
+        )
 
-    def upload(self, fpath: Union[str, os.PathLike[str]], *, to: Optional[str] = None, description: Optional[str] = None,
-               tags: Optional[List[str]] = None, metadata: Optional[Dict[str, Any]] = None) -> FileInfo:
+    def upload(
+        self,
+        fpath: Union[str, os.PathLike[str]],
+        *,
+        to: Optional[str] = None,
+        description: Optional[str] = None,
+        tags: Optional[List[str]] = None,
+        metadata: Optional[Dict[str, Any]] = None,
+    ) -> FileInfo:
         """Store an existing file (upstream's call); ``to`` renames it (a relative path adds folders)."""
         if not isinstance(fpath, (str, os.PathLike)):
             raise InvalidValue(f"upload takes a path, got {type(fpath).__name__}")
@@ -182,8 +217,14 @@ class FileScope:
         """Store a JSON-serializable value as ``to`` (strict JSON: NaN and infinities are refused)."""
         return self._save_json(content, to, None, None, None)
 
-    def _save_json(self, content: Any, to: str, description: Optional[str], tags: Optional[List[str]],
-                   metadata: Optional[Dict[str, Any]]) -> FileInfo:
+    def _save_json(
+        self,
+        content: Any,
+        to: str,
+        description: Optional[str],
+        tags: Optional[List[str]],
+        metadata: Optional[Dict[str, Any]],
+    ) -> FileInfo:
         import json
 
         try:
@@ -230,7 +271,9 @@ class FileScope:
         if self._path == "/":
             return entries
         want = self._path
-        return [e for e in entries if str(e.get("path") or "/") == want or str(e.get("path") or "").startswith(want + "/")]
+        return [
+            e for e in entries if str(e.get("path") or "/") == want or str(e.get("path") or "").startswith(want + "/")
+        ]
 
     def _entry_by_id(self, file_id: str) -> Dict[str, Any]:
         for entry in self._entries():
@@ -263,9 +306,12 @@ class FileScope:
         out = []
         for e in self._under(self._entries()):
             full = _full(e)
-            rel = full[len(base) + 1:] if base else full
-            if fnmatch.fnmatchcase(e["filename"], pattern) or fnmatch.fnmatchcase(rel, pattern) \
-                    or fnmatch.fnmatchcase(full, pattern):
+            rel = full[len(base) + 1 :] if base else full
+            if (
+                fnmatch.fnmatchcase(e["filename"], pattern)
+                or fnmatch.fnmatchcase(rel, pattern)
+                or fnmatch.fnmatchcase(full, pattern)
+            ):
                 out.append(e)
         return out
 
@@ -295,8 +341,13 @@ class FileScope:
             raise FileNotFoundError(f"no file {self._path.lstrip('/')!r} in {self._rec.prefix}")
         return self._bytes(entry).decode(encoding)
 
-    def download(self, file: Any = None, dest: Union[str, os.PathLike[str], None] = None, *,
-                 to: Union[str, os.PathLike[str], None] = None) -> Union[Path, List[Path]]:
+    def download(
+        self,
+        file: Any = None,
+        dest: Union[str, os.PathLike[str], None] = None,
+        *,
+        to: Union[str, os.PathLike[str], None] = None,
+    ) -> Union[Path, List[Path]]:
         """Copy stored file(s) out; returns the path (a list of paths for a glob).
 
         ``file``: a FileInfo, an id, a path below this folder, or a glob (``"*.png"``: every match,

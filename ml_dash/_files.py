@@ -78,8 +78,18 @@ def snapshot(source: Source, dest: Path) -> Tuple[int, str]:
     return size, digest.hexdigest()
 
 
-_FILE_FIELDS = ("id", "path", "filename", "checksum", "size", "content_type", "description", "tags",
-                "metadata", "uploaded_at")
+_FILE_FIELDS = (
+    "id",
+    "path",
+    "filename",
+    "checksum",
+    "size",
+    "content_type",
+    "description",
+    "tags",
+    "metadata",
+    "uploaded_at",
+)
 
 
 class FileInfo(_Entry):
@@ -104,19 +114,47 @@ class FileInfo(_Entry):
     uploaded_at: Optional[str]
     _entry: Dict[str, Any]
 
-
-    def __init__(self, id: str, path: str, filename: str, checksum: str, size: int,
-                 content_type: Optional[str] = None, description: Optional[str] = None,
-                 tags: Optional[List[str]] = None, metadata: Optional[Dict[str, Any]] = None,
-                 uploaded_at: Optional[str] = None, entry: Optional[Dict[str, Any]] = None):
-        values = (id, path, filename, checksum, size, content_type, description, list(tags or []),
-                  metadata, uploaded_at)
+    def __init__(
+        self,
+        id: str,
+        path: str,
+        filename: str,
+        checksum: str,
+        size: int,
+        content_type: Optional[str] = None,
+        description: Optional[str] = None,
+        tags: Optional[List[str]] = None,
+        metadata: Optional[Dict[str, Any]] = None,
+        uploaded_at: Optional[str] = None,
+        entry: Optional[Dict[str, Any]] = None,
+    ):
+        values = (
+            id,
+            path,
+            filename,
+            checksum,
+            size,
+            content_type,
+            description,
+            list(tags or []),
+            metadata,
+            uploaded_at,
+        )
         for name, value in zip(_FILE_FIELDS, values):
             object.__setattr__(self, name, value)
         if entry is None:
-            entry = {"id": id, "path": path, "filename": filename, "description": description,
-                     "tags": list(tags or []), "contentType": content_type, "sizeBytes": size,
-                     "checksum": checksum, "metadata": metadata, "uploadedAt": uploaded_at}
+            entry = {
+                "id": id,
+                "path": path,
+                "filename": filename,
+                "description": description,
+                "tags": list(tags or []),
+                "contentType": content_type,
+                "sizeBytes": size,
+                "checksum": checksum,
+                "metadata": metadata,
+                "uploadedAt": uploaded_at,
+            }
         object.__setattr__(self, "_entry", dict(entry))
 
     def __setattr__(self, name: str, value: Any) -> None:

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
         def reset_in_child(self) -> None:
             """In the child, before ``go_dormant``: forget the parent's state without touching it."""
 
+
 __all__ = ["register_service", "wake", "dormant", "left_by_parent", "start_thread", "stop_thread", "PAUSE_TIMEOUT"]
 
 #: How long the forking thread waits for our threads to stop before it forks anyway, seconds.

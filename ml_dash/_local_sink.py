@@ -200,12 +200,23 @@ class LocalReader(ExperimentReader):
                 out.write(chunk)
             want = entry.get("checksum")
             if want and digest.hexdigest() != want:  # the block fails: dest is left as it was
-                raise OSError(f"stored file {entry.get('filename')!r} (id {entry.get('id')}) does not match "
-                              f"its checksum; not copied")
+                raise OSError(
+                    f"stored file {entry.get('filename')!r} (id {entry.get('id')}) does not match "
+                    f"its checksum; not copied"
+                )
         return dest
 
-    def series(self, name: Optional[str], field: str, x: str = "index", start: Any = None, end: Any = None,
-               buckets: int = 1000, after: Optional[int] = None, limit: Optional[int] = None) -> Dict[str, Any]:
+    def series(
+        self,
+        name: Optional[str],
+        field: str,
+        x: str = "index",
+        start: Any = None,
+        end: Any = None,
+        buckets: int = 1000,
+        after: Optional[int] = None,
+        limit: Optional[int] = None,
+    ) -> Dict[str, Any]:
         """``GET /api/v1/series`` computed here, by the same code as the server (see PROTOCOL.md)."""
         model = _read_model(self.paths.root)
         prefix = str(self.paths.prefix)

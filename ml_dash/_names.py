@@ -21,8 +21,18 @@ TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations here are stri
 if TYPE_CHECKING:
     from typing import Tuple
 
-__all__ = ["Prefix", "parse_prefix", "check_segment", "check_relpath", "check_filename", "check_metric_name",
-           "check_file_path", "METRIC_FILES", "FILES_LISTING", "UNNAMED_METRIC"]
+__all__ = [
+    "Prefix",
+    "parse_prefix",
+    "check_segment",
+    "check_relpath",
+    "check_filename",
+    "check_metric_name",
+    "check_file_path",
+    "METRIC_FILES",
+    "FILES_LISTING",
+    "UNNAMED_METRIC",
+]
 
 _MAX_SEGMENT_BYTES = 255
 _MAX_PREFIX_BYTES = 1024

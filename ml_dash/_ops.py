@@ -35,8 +35,19 @@ else:
 
 _now = time.time
 
-__all__ = ["Params", "Metrics", "MetricBuilder", "MetricRows", "Logs", "Files", "FileScope", "flatten",
-           "unflatten", "make_log_event", "explicit_ts"]
+__all__ = [
+    "Params",
+    "Metrics",
+    "MetricBuilder",
+    "MetricRows",
+    "Logs",
+    "Files",
+    "FileScope",
+    "flatten",
+    "unflatten",
+    "make_log_event",
+    "explicit_ts",
+]
 
 
 def explicit_ts(rec: Recorder, value: Any, what: str) -> float:
@@ -57,8 +68,16 @@ def metrics_list(rec: Recorder) -> List[Dict[str, Any]]:
     out: List[Dict[str, Any]] = []
     for name in reader.metric_names():
         rows = reader.metric_rows(name)
-        out.append({"metricId": f"{rec.prefix}/metrics/{name}", "name": name, "description": None, "tags": [],
-                    "totalDataPoints": str(len(rows)), "createdAt": rows[0].get("createdAt") if rows else None})
+        out.append(
+            {
+                "metricId": f"{rec.prefix}/metrics/{name}",
+                "name": name,
+                "description": None,
+                "tags": [],
+                "totalDataPoints": str(len(rows)),
+                "createdAt": rows[0].get("createdAt") if rows else None,
+            }
+        )
     return out
 
 
@@ -73,8 +92,13 @@ class MetricRows(_RowList):
 
     def page(self) -> Dict[str, Any]:
         """Upstream's page: ``{"data", "startIndex", "endIndex", "total", "hasMore"}``."""
-        return {"data": list(self), "startIndex": self.start_index,
-                "endIndex": self.start_index + len(self) - 1, "total": len(self), "hasMore": self.has_more}
+        return {
+            "data": list(self),
+            "startIndex": self.start_index,
+            "endIndex": self.start_index + len(self) - 1,
+            "total": len(self),
+            "hasMore": self.has_more,
+        }
 
     def __getitem__(self, key: Any) -> Any:
         if isinstance(key, str):
@@ -91,8 +115,7 @@ class MetricRows(_RowList):
 class MetricBuilder:
     """``exp.metrics(name)``: appends rows to one metric."""
 
-    __slots__ = ("name", "queue", "wake_at", "_pipe", "_rec", "_limit", "_summary", "description", "tags",
-                 "metadata")
+    __slots__ = ("name", "queue", "wake_at", "_pipe", "_rec", "_limit", "_summary", "description", "tags", "metadata")
 
     def write_to(self, sink: Sink, rows: List[Dict[str, Any]]) -> None:
         """Hand rows taken from ``queue`` to the sink (the pipeline's drain calls this)."""
@@ -150,8 +173,9 @@ class MetricBuilder:
         self._pipe.wake()
         return self
 
-    def read(self, start: Optional[int] = None, limit: Optional[int] = None, *,
-             start_index: Optional[int] = None) -> MetricRows:
+    def read(
+        self, start: Optional[int] = None, limit: Optional[int] = None, *, start_index: Optional[int] = None
+    ) -> MetricRows:
         """Rows ``{"index", "data", "createdAt"}`` from ``start`` (upstream: ``start_index``), in
         index order, at most ``limit``. The list also reads as upstream's page dict (``["data"]``)."""
         first = start_index if start_index is not None else (start or 0)
@@ -169,10 +193,22 @@ class MetricBuilder:
             raise FileNotFoundError(f"metric {self.name!r} of {self._rec.prefix} has no rows")
         n = str(len(rows))
         first, last = rows[0].get("createdAt"), rows[-1].get("createdAt")
-        return {"metricId": f"{self._rec.prefix}/metrics/{self.name}", "name": self.name,
-                "description": self.description, "tags": list(self.tags), "metadata": self.metadata,
-                "totalDataPoints": n, "bufferedDataPoints": n, "chunkedDataPoints": "0", "totalChunks": 0,
-                "chunkSize": 10000, "firstDataAt": first, "lastDataAt": last, "createdAt": first, "updatedAt": last}
+        return {
+            "metricId": f"{self._rec.prefix}/metrics/{self.name}",
+            "name": self.name,
+            "description": self.description,
+            "tags": list(self.tags),
+            "metadata": self.metadata,
+            "totalDataPoints": n,
+            "bufferedDataPoints": n,
+            "chunkedDataPoints": "0",
+            "totalChunks": 0,
+            "chunkSize": 10000,
+            "firstDataAt": first,
+            "lastDataAt": last,
+            "createdAt": first,
+            "updatedAt": last,
+        }
 
     def list_all(self) -> List[Dict[str, Any]]:
         """Every metric of the experiment, as upstream lists them (``name``, ``totalDataPoints``, ...)."""
@@ -192,8 +228,17 @@ class MetricBuilder:
         self._rec.summary_buffer().store(self.name, **values)
         return self
 
-    def series(self, field: str, x: str = "index", start: Optional[float] = None, end: Optional[float] = None,
-               buckets: int = 1000, *, after: Optional[int] = None, limit: Optional[int] = None) -> Dict[str, Any]:
+    def series(
+        self,
+        field: str,
+        x: str = "index",
+        start: Optional[float] = None,
+        end: Optional[float] = None,
+        buckets: int = 1000,
+        *,
+        after: Optional[int] = None,
+        limit: Optional[int] = None,
+    ) -> Dict[str, Any]:
         """One field for a chart: the rows of a range when it holds at most ``buckets`` rows, else
         per bucket the last, min and max value and the count (a spike always shows in ``max``).
 
@@ -217,8 +262,13 @@ class Metrics(_BuilderDict):
         self._rec = rec
         rec.metrics = self
 
-    def __call__(self, name: Optional[str] = None, description: Optional[str] = None,
-                 tags: Optional[List[str]] = None, metadata: Optional[Dict[str, Any]] = None) -> MetricBuilder:
+    def __call__(
+        self,
+        name: Optional[str] = None,
+        description: Optional[str] = None,
+        tags: Optional[List[str]] = None,
+        metadata: Optional[Dict[str, Any]] = None,
+    ) -> MetricBuilder:
         """The metric ``name``; ``description``, ``tags``, ``metadata`` describe it (upstream's arguments)."""
         if description is None and tags is None and metadata is None:
             return self[name]

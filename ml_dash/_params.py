@@ -57,8 +57,11 @@ def unflatten(d: Dict[str, Any], sep: str = ".") -> Dict[str, Any]:
 
 def _public(attrs: Dict[str, Any]) -> Dict[str, Any]:
     """Public, non-callable attributes (upstream's rule for a params class); nested types skipped."""
-    return {k: v for k, v in attrs.items()
-            if not k.startswith("_") and not callable(v) and not isinstance(v, (type, staticmethod, classmethod, property))}
+    return {
+        k: v
+        for k, v in attrs.items()
+        if not k.startswith("_") and not callable(v) and not isinstance(v, (type, staticmethod, classmethod, property))
+    }
 
 
 def params_of(value: Any) -> Any:

@@ -131,7 +131,9 @@ class Pipeline:
         nbytes = len(event.message)
         if self._bytes + nbytes > self._config.queue_max_bytes and self.running:
             WORKER.poke(self)
-            if not self._wait_for_space(lambda: self._bytes + nbytes <= self._config.queue_max_bytes or not self._bytes):
+            if not self._wait_for_space(
+                lambda: self._bytes + nbytes <= self._config.queue_max_bytes or not self._bytes
+            ):
                 return self._drop(event, "queue_bytes_full")
         self._bytes += nbytes
         return self.put(event)
@@ -176,9 +178,11 @@ class Pipeline:
                         return ready()
                     if not warned:
                         warned = True
-                        warn(f"{self._name}: the queue has been full for {now - started:.0f} s; "
-                             "the training loop is waiting for the writer (ML_DASH_DROP_POLICY=drop "
-                             "drops instead, counted)")
+                        warn(
+                            f"{self._name}: the queue has been full for {now - started:.0f} s; "
+                            "the training loop is waiting for the writer (ML_DASH_DROP_POLICY=drop "
+                            "drops instead, counted)"
+                        )
                 WORKER.poke(self)
                 self._space.wait(0.1 if block else min(deadline - now, 0.1))
         return True

@@ -53,7 +53,7 @@ class Recorder:
 
     @property
     def mode(self) -> str:
-        """"local", "remote", or "hybrid" (both: set by the Experiment when given dash_url and dash_root)."""
+        """ "local", "remote", or "hybrid" (both: set by the Experiment when given dash_url and dash_root)."""
         if not self.config.dash_url:
             return "local"
         return "hybrid" if self.hybrid else "remote"
@@ -77,8 +77,9 @@ class Recorder:
                 from ._local_sink import LocalSink
                 from .agent import open_remote_sink
 
-                self._sink = HybridSink(LocalSink(Path(self.config.dash_root), self.parts),
-                                        open_remote_sink(self.config, self.parts))
+                self._sink = HybridSink(
+                    LocalSink(Path(self.config.dash_root), self.parts), open_remote_sink(self.config, self.parts)
+                )
             else:
                 from pathlib import Path
 

@@ -114,8 +114,17 @@ class RemoteReader:
                 raise ValueError(message) from None
             raise
 
-    def series(self, name: Optional[str], field: str, x: str = "index", start: Any = None, end: Any = None,
-               buckets: int = 1000, after: Optional[int] = None, limit: Optional[int] = None) -> Dict[str, Any]:
+    def series(
+        self,
+        name: Optional[str],
+        field: str,
+        x: str = "index",
+        start: Any = None,
+        end: Any = None,
+        buckets: int = 1000,
+        after: Optional[int] = None,
+        limit: Optional[int] = None,
+    ) -> Dict[str, Any]:
         """``GET /api/v1/series``: one field downsampled, or the rows after an index (``after``)."""
         if after is not None:
             answer = self._found("series", name=name, field=field, x=x, after=after, limit=limit)
@@ -166,7 +175,9 @@ class RemoteReader:
         """Topics with entries."""
         return list(self._get("tracks").get("tracks") or [])
 
-    def track_entries(self, topic: str, start: Optional[float] = None, end: Optional[float] = None) -> List[dict[str, Any]]:
+    def track_entries(
+        self, topic: str, start: Optional[float] = None, end: Optional[float] = None
+    ) -> List[dict[str, Any]]:
         """Entries ``{"timestamp", ...}`` with ``start <= timestamp <= end``, in timestamp order."""
         out = []
         for e in self._paged("track", "entries", 0, None, topic=topic):

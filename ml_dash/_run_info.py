@@ -131,8 +131,9 @@ class RunInfo:
         else:
             stem, project = self.path_stem, self.project
         job = self.job_name.format(now=self.now, job_counter=counter)
-        return template.format(user=self.user, now=self.now, path_stem=stem, job_name=job,
-                               project=project, job_counter=counter)
+        return template.format(
+            user=self.user, now=self.now, path_stem=stem, job_name=job, project=project, job_counter=counter
+        )
 
     @property
     def owner(self) -> str:

@@ -25,7 +25,9 @@ class Reader(Protocol):
 
     def params(self) -> Dict[str, Any]: ...
 
-    def logs(self, start: int = 0, limit: Optional[int] = None, level: Optional[str] = None) -> List[Dict[str, Any]]: ...
+    def logs(
+        self, start: int = 0, limit: Optional[int] = None, level: Optional[str] = None
+    ) -> List[Dict[str, Any]]: ...
 
     def metric_names(self) -> List[Optional[str]]: ...
 
@@ -35,14 +37,25 @@ class Reader(Protocol):
 
     def track_topics(self) -> List[str]: ...
 
-    def track_entries(self, topic: str, start: Optional[float] = None, end: Optional[float] = None) -> List[Dict[str, Any]]: ...
+    def track_entries(
+        self, topic: str, start: Optional[float] = None, end: Optional[float] = None
+    ) -> List[Dict[str, Any]]: ...
 
     def download(self, entry: Dict[str, Any], dest: Path) -> Path: ...
 
     def exists(self) -> bool: ...
 
-    def series(self, name: Optional[str], field: str, x: str = "index", start: Any = None, end: Any = None,
-               buckets: int = 1000, after: Optional[int] = None, limit: Optional[int] = None) -> Dict[str, Any]: ...
+    def series(
+        self,
+        name: Optional[str],
+        field: str,
+        x: str = "index",
+        start: Any = None,
+        end: Any = None,
+        buckets: int = 1000,
+        after: Optional[int] = None,
+        limit: Optional[int] = None,
+    ) -> Dict[str, Any]: ...
 
     def summary(self) -> Dict[str, Any]: ...
 

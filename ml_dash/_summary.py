@@ -28,8 +28,10 @@ def _number(key: str, value: Any) -> float:
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise InvalidValue(f"summaries take numbers: {key}={value!r} ({type(value).__name__}); "
-                           "log other values with metrics(...).log()") from None
+        raise InvalidValue(
+            f"summaries take numbers: {key}={value!r} ({type(value).__name__}); "
+            "log other values with metrics(...).log()"
+        ) from None
 
 
 def _percentile(values: List[float], p: float) -> float:

@@ -30,8 +30,16 @@ if TYPE_CHECKING:
     from ._recorder import Recorder
     from ._sink import Sink
 
-__all__ = ["Tracks", "TrackBuilder", "TrackSlice", "track_folder", "normalize_track_fields", "resolve_stamps",
-           "AUTO_TS", "TRACK_FORMATS"]
+__all__ = [
+    "Tracks",
+    "TrackBuilder",
+    "TrackSlice",
+    "track_folder",
+    "normalize_track_fields",
+    "resolve_stamps",
+    "AUTO_TS",
+    "TRACK_FORMATS",
+]
 
 _now = time.time
 TRACK_FORMATS = ("json", "jsonl", "mocap", "parquet")
@@ -146,8 +154,13 @@ class TrackBuilder:
     def _entries(self, start: Optional[float], end: Optional[float]) -> List[Dict[str, Any]]:
         return self._rec.reader().track_entries(self.name, start, end)
 
-    def read(self, start_timestamp: Optional[float] = None, end_timestamp: Optional[float] = None,
-             columns: Optional[List[str]] = None, format: str = "json") -> Any:
+    def read(
+        self,
+        start_timestamp: Optional[float] = None,
+        end_timestamp: Optional[float] = None,
+        columns: Optional[List[str]] = None,
+        format: str = "json",
+    ) -> Any:
         """Entries with ``start <= timestamp <= end`` in timestamp order, as upstream returns them:
         ``json``: ``{"entries": [...], "count": n}``; ``jsonl``: bytes; ``mocap``: upstream's mocap
         dict; ``parquet``: bytes (needs pyarrow). ``columns`` keeps only those fields (and timestamp)."""
@@ -190,14 +203,26 @@ class TrackBuilder:
 
 def _mocap(topic: str, entries: List[Dict[str, Any]]) -> Dict[str, Any]:
     if not entries:
-        return {"version": "1.0", "metadata": {"topic": topic, "frameCount": 0, "duration": 0, "startTime": 0,
-                                               "endTime": 0}, "channels": [], "frames": []}
+        return {
+            "version": "1.0",
+            "metadata": {"topic": topic, "frameCount": 0, "duration": 0, "startTime": 0, "endTime": 0},
+            "channels": [],
+            "frames": [],
+        }
     first, last = entries[0]["timestamp"], entries[-1]["timestamp"]
     channels = sorted({k for e in entries for k in e if k != "timestamp"})
     return {
         "version": "1.0",
-        "metadata": {"topic": topic, "description": None, "tags": [], "fps": 30, "duration": last - first,
-                     "frameCount": len(entries), "startTime": first, "endTime": last},
+        "metadata": {
+            "topic": topic,
+            "description": None,
+            "tags": [],
+            "fps": 30,
+            "duration": last - first,
+            "frameCount": len(entries),
+            "startTime": first,
+            "endTime": last,
+        },
         "channels": channels,
         "frames": [{"time": e["timestamp"], **{k: v for k, v in e.items() if k != "timestamp"}} for e in entries],
     }
@@ -274,7 +299,9 @@ class Tracks:
             raise InvalidPrefix(f"track topics {other!r} and {name!r} would share the folder tracks/{folder}")
         stored = self._rec.stored_track_topic(folder)
         if stored is not None and stored != name:
-            raise InvalidPrefix(f"track topic {name!r} would share the folder tracks/{folder} with the stored topic {stored!r}")
+            raise InvalidPrefix(
+                f"track topic {name!r} would share the folder tracks/{folder} with the stored topic {stored!r}"
+            )
         self._folders[folder] = name
         if name in self._builders:
             return self._builders[name]

@@ -96,8 +96,10 @@ def warn_plain_http(url: str, token: Optional[str]) -> None:
     _warned.add(key)
     from ._report import warn
 
-    warn(f"warning: the token is sent to {_shown(url)} over plain http://, unencrypted: anyone on the "
-         "path can read it and write as you. Use https:// (a TLS server or a reverse proxy).")
+    warn(
+        f"warning: the token is sent to {_shown(url)} over plain http://, unencrypted: anyone on the "
+        "path can read it and write as you. Use https:// (a TLS server or a reverse proxy)."
+    )
 
 
 def dashboard_url(dash_url: str, prefix: str) -> str:

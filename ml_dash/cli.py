@@ -27,7 +27,10 @@ COMMANDS = {
 #: name -> (module whose main(argv) takes the rest of the command line, help)
 PASSTHROUGH = {
     "server": ("ml_dash.server.cli", "run the reference server (see `ml-dash server --help`)"),
-    "dashboard": ("ml_dash.server.dashboard.cli", "look at a local store in the browser (see `ml-dash dashboard --help`)"),
+    "dashboard": (
+        "ml_dash.server.dashboard.cli",
+        "look at a local store in the browser (see `ml-dash dashboard --help`)",
+    ),
 }
 
 

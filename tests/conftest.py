@@ -59,6 +59,7 @@ def wait_for(cond: Callable[[], Any], timeout: float = 20.0, what: str = "condit
 
 # -- scale-out stores: real PostgreSQL and S3-compatible servers (tests/services.py) ---------------
 
+
 def _need(why):
     """Skip (or, in CI, fail) when a server cannot be started here."""
     from .services import REQUIRE
@@ -127,9 +128,14 @@ def pg_s3_settings(pg_database, s3_server, tmp_path):
     from ml_dash.server.settings import ServerSettings
 
     bucket = "t" + tmp_path.name.replace("_", "-").lower()[-40:].strip("-")
-    return ServerSettings(store=pg_database, blobs=f"s3://{bucket}/blobs", s3_endpoint=s3_server.endpoint,
-                          s3_access_key_id=s3_server.ACCESS_KEY, s3_secret_access_key=s3_server.SECRET_KEY,
-                          pool_size=4)
+    return ServerSettings(
+        store=pg_database,
+        blobs=f"s3://{bucket}/blobs",
+        s3_endpoint=s3_server.endpoint,
+        s3_access_key_id=s3_server.ACCESS_KEY,
+        s3_secret_access_key=s3_server.SECRET_KEY,
+        pool_size=4,
+    )
 
 
 STORES = ["embedded", "postgres"]
@@ -199,8 +205,9 @@ def pytest_collection_modifyitems(config, items):
         marks = set(_MODULE_MARKS.get(Path(str(item.path)).relative_to(root).as_posix(), ()))
         if "browser" in item.fixturenames:
             marks.add("browser")
-        if {"pg_cluster", "s3_server"} & set(item.fixturenames) or \
-                getattr(getattr(item, "callspec", None), "params", {}).get("store_settings") == "postgres":
+        if {"pg_cluster", "s3_server"} & set(item.fixturenames) or getattr(
+            getattr(item, "callspec", None), "params", {}
+        ).get("store_settings") == "postgres":
             marks.add("services")
         for name in sorted(marks):
             item.add_marker(name)

@@ -121,8 +121,14 @@ class PgCluster:
                 os.chown(p, uid, -1)
 
     def _pg(self, tool: str, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run([*self._prefix, str(self.bin / tool), *args], capture_output=True, text=True,
-                              check=check, timeout=timeout, cwd="/")
+        return subprocess.run(
+            [*self._prefix, str(self.bin / tool), *args],
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=timeout,
+            cwd="/",
+        )
 
     def start(self, durable: bool = False) -> "PgCluster":
         """initdb and start; ``durable``: PostgreSQL's default durability (benchmarks), else fsync
@@ -133,14 +139,28 @@ class PgCluster:
         pwfile = self.base / "pw"
         pwfile.write_text(self.password + "\n")
         self._chown(self.base, self.sock, pwfile)
-        self._pg("initdb", "-D", str(self.data), "-U", self.USER, "--pwfile", str(pwfile),
-                 "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8")
+        self._pg(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            self.USER,
+            "--pwfile",
+            str(pwfile),
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+        )
         pwfile.unlink()
         # Tests only: fsync off (the OS does not crash in a test; a PostgreSQL crash loses nothing,
         # since a commit still writes its WAL before it returns). Benchmarks use the defaults.
         with open(self.data / "postgresql.conf", "a") as fh:
-            fh.write(f"\nlisten_addresses = '127.0.0.1'\nport = {self.port}\nunix_socket_directories = '{self.sock}'\n"
-                     "max_connections = 200\n")
+            fh.write(
+                f"\nlisten_addresses = '127.0.0.1'\nport = {self.port}\nunix_socket_directories = '{self.sock}'\n"
+                "max_connections = 200\n"
+            )
             if not durable:
                 fh.write("fsync = off\nfull_page_writes = off\nshared_buffers = 64MB\n")
         self.pg_ctl_start()
@@ -199,8 +219,10 @@ class WeedS3:
         self.base = Path(base)
         self.proc: Optional[subprocess.Popen] = None
         self.s3_port = free_port()
-        self._ports = {k: free_port() for k in ("master", "master.grpc", "volume", "volume.grpc", "filer",
-                                                "filer.grpc", "s3.grpc", "s3.iceberg")}
+        self._ports = {
+            k: free_port()
+            for k in ("master", "master.grpc", "volume", "volume.grpc", "filer", "filer.grpc", "s3.grpc", "s3.iceberg")
+        }
 
     @property
     def endpoint(self) -> str:
@@ -213,12 +235,26 @@ class WeedS3:
     def start(self, timeout: float = 90) -> "WeedS3":
         (self.base / "data").mkdir(parents=True, exist_ok=True)
         p = self._ports
-        cmd = [_weed(), "server", f"-dir={self.base / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-               f"-master.port={p['master']}", f"-master.port.grpc={p['master.grpc']}",
-               f"-volume.port={p['volume']}", f"-volume.port.grpc={p['volume.grpc']}", "-volume.max=30",
-               "-master.volumeSizeLimitMB=64", "-filer", f"-filer.port={p['filer']}",
-               f"-filer.port.grpc={p['filer.grpc']}", "-s3", f"-s3.port={self.s3_port}",
-               f"-s3.port.grpc={p['s3.grpc']}", f"-s3.port.iceberg={p['s3.iceberg']}"]
+        cmd = [
+            _weed(),
+            "server",
+            f"-dir={self.base / 'data'}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-master.port={p['master']}",
+            f"-master.port.grpc={p['master.grpc']}",
+            f"-volume.port={p['volume']}",
+            f"-volume.port.grpc={p['volume.grpc']}",
+            "-volume.max=30",
+            "-master.volumeSizeLimitMB=64",
+            "-filer",
+            f"-filer.port={p['filer']}",
+            f"-filer.port.grpc={p['filer.grpc']}",
+            "-s3",
+            f"-s3.port={self.s3_port}",
+            f"-s3.port.grpc={p['s3.grpc']}",
+            f"-s3.port.iceberg={p['s3.iceberg']}",
+        ]
         log = open(self.base / "weed.log", "ab")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()

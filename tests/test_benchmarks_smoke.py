@@ -17,9 +17,25 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_quick_suite_runs_and_every_run_of_ours_reads_back(tmp_path):
     out = tmp_path / "results.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--strict", "--peers", "none",
-         "--only", "steps,mixed,remote,wire,ingest,import", "--out", str(out), "--workdir", str(tmp_path / "w")],
-        cwd=ROOT, capture_output=True, text=True, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--strict",
+            "--peers",
+            "none",
+            "--only",
+            "steps,mixed,remote,wire,ingest,import",
+            "--out",
+            str(out),
+            "--workdir",
+            str(tmp_path / "w"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(out.read_text())

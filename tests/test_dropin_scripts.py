@@ -29,7 +29,7 @@ needs_upstream = pytest.mark.skipif(not UPSTREAM, reason="set ML_DASH_UPSTREAM_P
 
 #: Upstream's API, every call the drop-in issue lists. DEMO_* choose where it writes; nothing else
 #: differs between the runs.
-SCRIPT = textwrap.dedent('''
+SCRIPT = textwrap.dedent("""
     import json, os
     from ml_dash import Experiment, OperationMode
 
@@ -105,10 +105,10 @@ SCRIPT = textwrap.dedent('''
         assert exp.tracks("robot/pos").slice(0.0, 1.0).findByTime(0.25)["x"] == 2.0
         assert len(exp.tracks("robot/pos").list_entries()) == 10
     print("script ok")
-''')
+""")
 
 #: Reads a tree with one package (ours or upstream) and prints a normalized summary as JSON.
-READ_OURS = '''
+READ_OURS = """
 import hashlib, json, sys
 from ml_dash._store import ExperimentReader
 r = ExperimentReader(sys.argv[1], sys.argv[2])
@@ -120,8 +120,8 @@ print(json.dumps({
     "files": sorted([e["path"], e["filename"], hashlib.sha256(r.file_path(e).read_bytes()).hexdigest()] for e in r.files()),
     "track": r.track_entries("robot/pos"),
 }, sort_keys=True))
-'''
-READ_UPSTREAM = '''
+"""
+READ_UPSTREAM = """
 import hashlib, json, os, sys, tempfile
 from pathlib import Path
 from ml_dash.storage import LocalStorage
@@ -143,7 +143,7 @@ print(json.dumps({
     "files": sorted([f["path"] if f["path"] == "/" else "/" + f["path"].strip("/"), f["filename"], content(f)] for f in s.list_files(*a)),
     "track": s.read_track_data(*a, "robot/pos")["entries"],
 }, sort_keys=True))
-'''
+"""
 
 
 def _env(extra: dict) -> dict:
@@ -156,8 +156,14 @@ def _env(extra: dict) -> dict:
 def _run(python: str, code: str, cwd: Path, env: dict, *args: str) -> str:
     tmpdir = cwd.parent / "tmpdir"  # the scripts' own files (in cwd) are outside it
     tmpdir.mkdir(exist_ok=True)
-    proc = subprocess.run([python, "-c", code, *args], cwd=cwd, env=_env({"TMPDIR": str(tmpdir), **env}),
-                          capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [python, "-c", code, *args],
+        cwd=cwd,
+        env=_env({"TMPDIR": str(tmpdir), **env}),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, f"{python}: {proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
     return proc.stdout
 
@@ -171,21 +177,43 @@ def _summary(python: str, reader: str, root: Path, prefix: str, cwd: Path) -> di
 def _check(summary: dict) -> None:
     """What the script wrote, whoever wrote and whoever reads."""
     assert summary["logs"] == [
-        ["info", "Training started", None], ["info", "Epoch done", {"epoch": 1, "loss": 0.5}],
-        ["info", "loading", {"shard": 1}], ["debug", "shape", None], ["warn", "lr constant", None],
-        ["error", "nan seen", {"step": 7}], ["fatal", "oom", None]]
-    assert summary["params"] == {"Args.lr": 0.001, "Args.batch_size": 32, "model.layers": 2, "model.act": "relu", "seed": 1}
+        ["info", "Training started", None],
+        ["info", "Epoch done", {"epoch": 1, "loss": 0.5}],
+        ["info", "loading", {"shard": 1}],
+        ["debug", "shape", None],
+        ["warn", "lr constant", None],
+        ["error", "nan seen", {"step": 7}],
+        ["fatal", "oom", None],
+    ]
+    assert summary["params"] == {
+        "Args.lr": 0.001,
+        "Args.batch_size": 32,
+        "model.layers": 2,
+        "model.act": "relu",
+        "seed": 1,
+    }
     m = summary["metrics"]
     assert m["train"] == [{"loss": 1.0 / (e + 1), "epoch": e} for e in range(3)]
     assert m["eval"] == [{"epoch": e, "loss": 0.5 / (e + 1)} for e in range(3)]
     assert m["None"] == [{"epoch": e} for e in range(3)]
-    assert m["sc"] == [{"epoch": 3, "loss.mean": 2.0, "loss.min": 1.0, "loss.max": 3.0, "loss.count": 3, "loss.std": 1.0}]
+    assert m["sc"] == [
+        {"epoch": 3, "loss.mean": 2.0, "loss.min": 1.0, "loss.max": 3.0, "loss.count": 3, "loss.std": 1.0}
+    ]
     assert m["buf"] == [{"step": 4, "loss.mean": 2.5, "loss.max": 4.0}]
     sha = lambda b: hashlib.sha256(b).hexdigest()
     files = {(p, n): h for p, n, h in summary["files"]}
-    assert set(files) == {("/models", "model.pt"), ("/results", "m.csv"), ("/", "config.json"), ("/data", "blob.bin"),
-                          ("/auto", "auto.json"), ("/auto", "auto.bin"), ("/models", "sk.pkl")}
-    assert files[("/models", "model.pt")] == sha(b"fake-model-weights") and files[("/data", "blob.bin")] == sha(b"\x00\x01")
+    assert set(files) == {
+        ("/models", "model.pt"),
+        ("/results", "m.csv"),
+        ("/", "config.json"),
+        ("/data", "blob.bin"),
+        ("/auto", "auto.json"),
+        ("/auto", "auto.bin"),
+        ("/models", "sk.pkl"),
+    }
+    assert files[("/models", "model.pt")] == sha(b"fake-model-weights") and files[("/data", "blob.bin")] == sha(
+        b"\x00\x01"
+    )
     assert files[("/results", "m.csv")] == sha(b"a,b\n1,2\n")
     track = summary["track"]
     assert len(track) in (10, 11)  # upstream merges same-timestamp entries only within one flush window
@@ -226,9 +254,17 @@ def test_script_runs_on_ours_against_our_server_and_both_packages_read_it(tmp_pa
     token = create_token(root, "alice")
     handle = run_in_thread(root, port=0)
     try:
-        out = _run(sys.executable, SCRIPT, script_dir, {"DEMO_URL": handle.url, "ML_DASH_TOKEN": token,
-                                                         "ML_DASH_SPOOL_DIR": str(tmp_path / "spool"),
-                                                         "DEMO_PREFIX": "alice/proj/ours-remote"})
+        out = _run(
+            sys.executable,
+            SCRIPT,
+            script_dir,
+            {
+                "DEMO_URL": handle.url,
+                "ML_DASH_TOKEN": token,
+                "ML_DASH_SPOOL_DIR": str(tmp_path / "spool"),
+                "DEMO_PREFIX": "alice/proj/ours-remote",
+            },
+        )
     finally:
         handle.stop()
     assert "script ok" in out

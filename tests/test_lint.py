@@ -20,8 +20,10 @@ LINTED = os.environ.get("ML_DASH_LINTED") == "1"  # read now: every test's fixtu
 
 pytestmark = [
     pytest.mark.skipif(LINTED, reason="CI ran .ci/lint.sh before the suite"),
-    pytest.mark.skipif(not (REPO / "ml_dash").is_dir() or shutil.which("bash") is None,
-                       reason="needs the package's sources (not .ci/wheel.sh's copy of the checkout) and bash"),
+    pytest.mark.skipif(
+        not (REPO / "ml_dash").is_dir() or shutil.which("bash") is None,
+        reason="needs the package's sources (not .ci/wheel.sh's copy of the checkout) and bash",
+    ),
 ]
 
 
@@ -29,8 +31,9 @@ def _lint(tool: str) -> subprocess.CompletedProcess:
     if importlib.util.find_spec(tool) is None:
         pytest.skip(f"{tool} is not installed: pip install -e '.[lint]'")
     env = {**os.environ, "ML_DASH_LINT_PYTHON": sys.executable}
-    return subprocess.run(["bash", str(REPO / ".ci" / "lint.sh"), tool], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        ["bash", str(REPO / ".ci" / "lint.sh"), tool], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_ruff_finds_nothing():

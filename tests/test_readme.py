@@ -100,11 +100,12 @@ def parse(text: str) -> List[Block]:
             if block.mark not in ("skip", "background"):
                 raise ReadmeError(f"{block.where}: unknown marker {block.mark!r} (skip or background)")
             if not block.why:
-                raise ReadmeError(f"{block.where}: a {block.mark} marker needs a reason: "
-                                  f"<!-- readme-test: {block.mark}: WHY -->")
+                raise ReadmeError(
+                    f"{block.where}: a {block.mark} marker needs a reason: <!-- readme-test: {block.mark}: WHY -->"
+                )
             if not block.lang:
                 raise ReadmeError(f"{block.where}: a marker on a block that is never run")
-        elif lines[before:before + 1] and "readme-test" in lines[before]:
+        elif lines[before : before + 1] and "readme-test" in lines[before]:
             raise ReadmeError(f"README line {before + 1}: unreadable marker {lines[before]!r}")
         blocks.append(block)
     return blocks
@@ -125,8 +126,11 @@ def _read_env(path: Path) -> Dict[str, str]:
 
 def base_env(home: Path) -> Dict[str, str]:
     """The environment the first block sees."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("ML_DASH_", "XDG_", "PYTEST_", "VIRTUAL_ENV", "PYTHONHOME"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("ML_DASH_", "XDG_", "PYTEST_", "VIRTUAL_ENV", "PYTHONHOME"))
+    }
     env["HOME"] = str(home)
     env["PWD"] = str(home)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)])
@@ -165,35 +169,54 @@ class Session:
             self._run(block, ["python", str(script)])
         else:
             env_out = self._scratch / f"env{n}"
-            self._run(block, ["bash", "-c", 'set -euo pipefail; source "$1"; env -0 > "$2"', "bash",
-                              str(script), str(env_out)])
+            self._run(
+                block,
+                ["bash", "-c", 'set -euo pipefail; source "$1"; env -0 > "$2"', "bash", str(script), str(env_out)],
+            )
             self.env = _read_env(env_out)
         self.ran.append(block.where)
 
     def _run(self, block: Block, cmd: List[str]) -> None:
         # A session of its own, so that on timeout whatever the block started is stopped too.
-        proc = subprocess.Popen(cmd, cwd=self._cwd(), env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=self._cwd(),
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         try:
             out, err = proc.communicate(timeout=self.timeout)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             out, err = proc.communicate()
-            raise ReadmeError(f"{block.where} did not finish within {self.timeout:.0f} s (a server? mark it "
-                              f"background):\n{block.code}\n--- stdout\n{_tail(out)}\n--- stderr\n{_tail(err)}") from None
+            raise ReadmeError(
+                f"{block.where} did not finish within {self.timeout:.0f} s (a server? mark it "
+                f"background):\n{block.code}\n--- stdout\n{_tail(out)}\n--- stderr\n{_tail(err)}"
+            ) from None
         finally:
             try:
                 os.killpg(proc.pid, signal.SIGKILL)  # nothing a finished block started outlives it
             except ProcessLookupError:
                 pass
         if proc.returncode != 0:
-            raise ReadmeError(f"{block.where} exited {proc.returncode}:\n{block.code}\n--- stdout\n"
-                              f"{_tail(out)}\n--- stderr\n{_tail(err)}")
+            raise ReadmeError(
+                f"{block.where} exited {proc.returncode}:\n{block.code}\n--- stdout\n"
+                f"{_tail(out)}\n--- stderr\n{_tail(err)}"
+            )
 
     def _start_background(self, block: Block, script: Path) -> None:
-        proc = subprocess.Popen(["bash", "-c", 'set -euo pipefail; source "$1"', "bash", str(script)],
-                                cwd=self._cwd(), env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, start_new_session=True)
+        proc = subprocess.Popen(
+            ["bash", "-c", 'set -euo pipefail; source "$1"', "bash", str(script)],
+            cwd=self._cwd(),
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         first: List[str] = []
         got = threading.Event()
 
@@ -206,8 +229,10 @@ class Session:
         threading.Thread(target=pump, daemon=True).start()
         self.background.append((block, proc, first))
         if not got.wait(self.timeout) or (proc.poll() is not None and not first):
-            raise ReadmeError(f"{block.where} printed nothing within {self.timeout:.0f} s (or exited "
-                              f"{proc.poll()}):\n{block.code}{''.join(first)}")
+            raise ReadmeError(
+                f"{block.where} printed nothing within {self.timeout:.0f} s (or exited "
+                f"{proc.poll()}):\n{block.code}{''.join(first)}"
+            )
 
     def finish(self) -> None:
         """Check that background blocks still run, then stop them; check that the spool is empty."""
@@ -356,8 +381,9 @@ exit 7
     with pytest.raises(ReadmeError, match="exited 1"):
         run_markdown("```bash\nfalse\necho unreachable\n```\n", tmp_path / "bad2", timeout=60)
     with pytest.raises(ReadmeError, match="did not finish within 2 s"):
-        run_markdown(f"```bash\n{sys.executable} -c 'import time; time.sleep(60)' &\nwait\n```\n",
-                     tmp_path / "slow", timeout=2)
+        run_markdown(
+            f"```bash\n{sys.executable} -c 'import time; time.sleep(60)' &\nwait\n```\n", tmp_path / "slow", timeout=2
+        )
     with pytest.raises(ReadmeError, match="needs a reason"):
         parse("<!-- readme-test: skip -->\n```bash\ntrue\n```\n")
     with pytest.raises(ReadmeError, match="unknown marker"):

@@ -26,8 +26,10 @@ REPO = HERE.parent
 CODE = HERE / "typecheck"
 INSTALLED = Path(ml_dash.__file__).resolve().parent != (REPO / "ml_dash").resolve()  # not the checkout's sources
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("mypy") is None or importlib.util.find_spec("typing_extensions") is None,
-                                reason="mypy is not installed: pip install -e '.[lint]'")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("mypy") is None or importlib.util.find_spec("typing_extensions") is None,
+    reason="mypy is not installed: pip install -e '.[lint]'",
+)
 
 
 def _mypy(tmp_path: Path) -> subprocess.CompletedProcess[str]:
@@ -44,17 +46,36 @@ def _mypy(tmp_path: Path) -> subprocess.CompletedProcess[str]:
         (pkg / "agent").symlink_to(REPO / "agent")
     (work / "mypy.ini").write_text("[mypy]\n")  # a user's own settings: none but --strict
     env = {k: v for k, v in os.environ.items() if k != "MYPYPATH"}
-    return subprocess.run([sys.executable, "-m", "mypy", "--strict", "--config-file", "mypy.ini", "--follow-imports",
-                           "silent", "--cache-dir", str(tmp_path / "cache"), "--no-error-summary",
-                           "user_code.py", "misuse.py"],
-                          cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--config-file",
+            "mypy.ini",
+            "--follow-imports",
+            "silent",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--no-error-summary",
+            "user_code.py",
+            "misuse.py",
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_user_code_passes_strict_and_misuse_is_caught(tmp_path):
     proc = _mypy(tmp_path)
     out = proc.stdout + proc.stderr
-    flagged = sorted({int(m.group(2)) for m in re.finditer(r"^(\S+?):(\d+): error:", out, re.M)
-                      if m.group(1) == "misuse.py"})
+    flagged = sorted(
+        {int(m.group(2)) for m in re.finditer(r"^(\S+?):(\d+): error:", out, re.M) if m.group(1) == "misuse.py"}
+    )
     expected = [n for n, line in enumerate((CODE / "misuse.py").read_text().splitlines(), 1) if "# MISUSE" in line]
     assert [line for line in out.splitlines() if line.startswith("user_code.py")] == []
     assert flagged == expected, out

@@ -42,12 +42,20 @@ def _source_files() -> list[str]:
     """The package's files in the checkout, as git sees them (tracked, or untracked and not ignored)."""
     paths = ["ml_dash", "agent"]
     if shutil.which("git") and (REPO / ".git").exists():
-        out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", *paths],
-                             cwd=REPO, capture_output=True, check=True).stdout.decode()
+        out = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", *paths],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+        ).stdout.decode()
         files = [f for f in out.split("\0") if f and (REPO / f).is_file()]
     else:
-        files = [p.relative_to(REPO).as_posix() for d in paths for p in (REPO / d).rglob("*")
-                 if p.is_file() and "__pycache__" not in p.parts]
+        files = [
+            p.relative_to(REPO).as_posix()
+            for d in paths
+            for p in (REPO / d).rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts
+        ]
     return files
 
 
@@ -63,8 +71,12 @@ def wheel(tmp_path_factory) -> Path:
         (src / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / name, src / name)
     dist = tmp_path_factory.mktemp("dist")
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(src)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(src)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (built,) = dist.glob("ml_dash-*.whl")
     return built
@@ -96,7 +108,7 @@ def test_wheel_holds_the_agent_as_ml_dash_agent_and_nothing_outside_the_package(
 def test_every_file_of_the_package_ships(wheel):
     """A file under ml_dash/ or agent/ that the wheel lacks: a new subpackage missing from
     [tool.setuptools] packages, or data missing from package-data."""
-    expected = {("ml_dash/agent/" + f[len("agent/"):]) if f.startswith("agent/") else f for f in _source_files()}
+    expected = {("ml_dash/agent/" + f[len("agent/") :]) if f.startswith("agent/") else f for f in _source_files()}
     shipped = {n for n in _names(wheel) if not n.split("/", 1)[0].endswith(".dist-info")}
     assert sorted(expected - shipped) == []
     assert sorted(shipped - expected) == []

@@ -26,11 +26,26 @@ async def _client(session, url: str, token: str, c: int, data: bytes, reads: int
             raise RuntimeError(f"upload answered {resp.status}: {(await resp.text())[:300]}")
     up = time.perf_counter() - t0
     prefix = f"bench/files/c{c}-{tag}"
-    body = b"\n".join([orjson.dumps({"v": 1, "session": f"files{c}{tag}", "prefix": prefix}),
-                       orjson.dumps({"seq": 0, "kind": "file", "ts": time.time(), "id": f"f{c}", "path": "/",
-                                     "filename": "blob.bin", "checksum": checksum, "size": len(data)})])
-    async with session.post(f"{url}/api/v1/ingest", data=body,
-                            headers={**headers, "Content-Type": "application/x-ndjson"}) as resp:
+    body = b"\n".join(
+        [
+            orjson.dumps({"v": 1, "session": f"files{c}{tag}", "prefix": prefix}),
+            orjson.dumps(
+                {
+                    "seq": 0,
+                    "kind": "file",
+                    "ts": time.time(),
+                    "id": f"f{c}",
+                    "path": "/",
+                    "filename": "blob.bin",
+                    "checksum": checksum,
+                    "size": len(data),
+                }
+            ),
+        ]
+    )
+    async with session.post(
+        f"{url}/api/v1/ingest", data=body, headers={**headers, "Content-Type": "application/x-ndjson"}
+    ) as resp:
         if resp.status != 200:
             raise RuntimeError(f"file event answered {resp.status}: {(await resp.text())[:300]}")
     down, ok = [], 0
@@ -55,15 +70,26 @@ async def _main(args: Dict[str, Any]) -> Dict[str, Any]:
     async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=None)) as session:
         t0 = time.perf_counter()
         got: List[Dict[str, Any]] = await asyncio.gather(
-            *[_client(session, args["url"], args["token"], c, blobs[c], reads, tag) for c in range(clients)])
+            *[_client(session, args["url"], args["token"], c, blobs[c], reads, tag) for c in range(clients)]
+        )
         elapsed = time.perf_counter() - t0
     total_up = clients * mib
     up_wall = max(g["up_s"] for g in got)
     down_wall = max(sum(g["down_s"]) for g in got)
-    return {"clients": clients, "mib": mib, "reads": reads, "elapsed_s": elapsed,
-            "upload_mb_s": total_up * 1.048576 / up_wall, "download_mb_s": total_up * reads * 1.048576 / down_wall,
-            "verify": {"ok": all(g["verified"] == reads for g in got), "rows": sum(g["verified"] for g in got),
-                       "expected": clients * reads, "how": "sha256 of every download"}}
+    return {
+        "clients": clients,
+        "mib": mib,
+        "reads": reads,
+        "elapsed_s": elapsed,
+        "upload_mb_s": total_up * 1.048576 / up_wall,
+        "download_mb_s": total_up * reads * 1.048576 / down_wall,
+        "verify": {
+            "ok": all(g["verified"] == reads for g in got),
+            "rows": sum(g["verified"] for g in got),
+            "expected": clients * reads,
+            "how": "sha256 of every download",
+        },
+    }
 
 
 def run(args: Dict[str, Any]) -> Dict[str, Any]:

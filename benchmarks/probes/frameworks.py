@@ -36,9 +36,15 @@ def run(args: Dict[str, Any]) -> Dict[str, Any]:
     fit_s, versions = fn(args, marks)
     wall = [b[0] - a[0] for a, b in zip(marks, marks[1:])]
     cpu = [b[1] - a[1] for a, b in zip(marks, marks[1:])]
-    return {"steps_timed": len(wall), "step_s": wall, "step_cpu_s": cpu,
-            "train_s": marks[-1][0] - marks[0][0] if marks else None,
-            "fit_s": fit_s, "process_s": time.perf_counter() - t0, "versions": versions}
+    return {
+        "steps_timed": len(wall),
+        "step_s": wall,
+        "step_cpu_s": cpu,
+        "train_s": marks[-1][0] - marks[0][0] if marks else None,
+        "fit_s": fit_s,
+        "process_s": time.perf_counter() - t0,
+        "versions": versions,
+    }
 
 
 def _mark() -> tuple:
@@ -85,9 +91,17 @@ def _lightning(args: Dict[str, Any], marks: List[tuple]):
         from ml_dash.integrations.lightning import MlDashLogger
 
         logger = MlDashLogger(args["prefix"], dash_root=".dash")
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", devices=1, logger=logger, log_every_n_steps=1,
-                         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
-                         callbacks=[Marks()])
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        devices=1,
+        logger=logger,
+        log_every_n_steps=1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        callbacks=[Marks()],
+    )
     t = time.perf_counter()
     trainer.fit(Tiny(), data)
     return time.perf_counter() - t, {"lightning": pl.__version__, "torch": torch.__version__}
@@ -106,8 +120,14 @@ def _transformers(args: Dict[str, Any], marks: List[tuple]):
     ids = torch.randint(0, 64, (n * 4, 8), generator=g)
     train = [{"input_ids": row, "labels": int(row[0] % 2)} for row in ids]
     torch.manual_seed(0)
-    config = transformers.BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                     intermediate_size=32, max_position_embeddings=16)
+    config = transformers.BertConfig(
+        vocab_size=64,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=16,
+    )
     model = transformers.BertForSequenceClassification(config)
     variant = args["variant"]
     callbacks: List[Any] = [Marks()]
@@ -116,9 +136,16 @@ def _transformers(args: Dict[str, Any], marks: List[tuple]):
 
         callbacks.append(MlDashCallback(args["prefix"], dash_root=".dash"))
     targs = transformers.TrainingArguments(
-        output_dir="hf-out", num_train_epochs=1, per_device_train_batch_size=4, logging_steps=1,
-        save_strategy="no", use_cpu=True, disable_tqdm=True, seed=0,
-        report_to="tensorboard" if variant == "tensorboard" else "none")
+        output_dir="hf-out",
+        num_train_epochs=1,
+        per_device_train_batch_size=4,
+        logging_steps=1,
+        save_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=0,
+        report_to="tensorboard" if variant == "tensorboard" else "none",
+    )
     trainer = transformers.Trainer(model=model, args=targs, train_dataset=train, callbacks=callbacks)
     trainer.remove_callback(transformers.trainer_callback.PrinterCallback)  # a print per step in every variant
     t = time.perf_counter()
@@ -139,8 +166,9 @@ def _keras(args: Dict[str, Any], marks: List[tuple]):
     x = rng.normal(size=(n * 8, 8)).astype("float32")
     y = (x.sum(axis=1) > 0).astype("float32")
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
-                              keras.layers.Dense(1, activation="sigmoid")])
+    model = keras.Sequential(
+        [keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1, activation="sigmoid")]
+    )
     model.compile(optimizer="sgd", loss="binary_crossentropy", metrics=["accuracy"])
     variant = args["variant"]
     callbacks: List[Any] = []
@@ -165,8 +193,9 @@ def calls(args: Dict[str, Any]) -> Dict[str, Any]:
     os.makedirs(args["workdir"], exist_ok=True)
     os.chdir(args["workdir"])
     n, framework, variant = int(args["n"]), args["framework"], args["variant"]
-    call, close = {"lightning": _lightning_call, "transformers": _transformers_call,
-                   "keras": _keras_call}[framework](variant, args["prefix"], n)
+    call, close = {"lightning": _lightning_call, "transformers": _transformers_call, "keras": _keras_call}[framework](
+        variant, args["prefix"], n
+    )
     pc = time.perf_counter_ns
     times = [0] * n
     cpu0 = time.thread_time()
@@ -184,9 +213,14 @@ def calls(args: Dict[str, Any]) -> Dict[str, Any]:
         empty[i] = pc() - t
     times.sort()
     timer = sorted(empty)[500]
-    return {"median_us": (times[n // 2] - timer) / 1e3, "p99_us": (times[int(n * 0.99)] - timer) / 1e3,
-            "mean_us": (sum(times) / n - timer) / 1e3, "thread_cpu_per_call_us": cpu / n * 1e6,
-            "close_s": close_s, "timer_us": timer / 1e3}
+    return {
+        "median_us": (times[n // 2] - timer) / 1e3,
+        "p99_us": (times[int(n * 0.99)] - timer) / 1e3,
+        "mean_us": (sum(times) / n - timer) / 1e3,
+        "thread_cpu_per_call_us": cpu / n * 1e6,
+        "close_s": close_s,
+        "timer_us": timer / 1e3,
+    }
 
 
 def _lightning_call(variant: str, prefix: str, n: int):
@@ -231,8 +265,12 @@ def _transformers_call(variant: str, prefix: str, n: int):
 
     def call(i: int) -> None:  # the Trainer's on_log per logged step
         state.global_step, state.epoch = i + 1, (i + 1) / n
-        cb.on_log(args, state, control, logs={"loss": 0.5 + i * 1e-6, "grad_norm": 1.0, "learning_rate": 5e-5,
-                                               "epoch": state.epoch})
+        cb.on_log(
+            args,
+            state,
+            control,
+            logs={"loss": 0.5 + i * 1e-6, "grad_norm": 1.0, "learning_rate": 5e-5, "epoch": state.epoch},
+        )
 
     return call, lambda: cb.on_train_end(args, state, control)
 

@@ -23,8 +23,10 @@ def _bodies(session: str, prefix: str, steps: int, batch: int, encoding: str) ->
 
     now = time.time()
     rows = [{"loss": 1.0 / (i + 1), "acc": i / steps, "lr": 0.001, "_ts": now + i * 1e-5} for i in range(steps)]
-    head = [orjson.dumps({"seq": 0, "kind": "experiment", "ts": now, "description": "ingest benchmark"}),
-            orjson.dumps({"seq": 1, "kind": "status", "ts": now, "status": "RUNNING", "reason": None})]
+    head = [
+        orjson.dumps({"seq": 0, "kind": "experiment", "ts": now, "description": "ingest benchmark"}),
+        orjson.dumps({"seq": 1, "kind": "status", "ts": now, "status": "RUNNING", "reason": None}),
+    ]
     try:
         from ml_dash.agent._columns import encode_metric_rows
 
@@ -97,12 +99,21 @@ async def _main(args: Dict[str, Any]) -> Dict[str, Any]:
         rows = await _verify(session, url, token, prefixes, steps)
     stored_events = sum(a["stored"] for a in answers)
     metric_events = clients * steps
-    return {"clients": clients, "steps_per_client": steps, "framing": framing, "requests": sum(map(len, bodies)),
-            "encoding": encoding,
-            "elapsed_s": elapsed, "build_s": build_s, "stored_events": stored_events,
-            "body_bytes": sum(len(b) for bs in bodies for b in bs),
-            "points": metric_events * 3, "points_per_s": metric_events * 3 / elapsed,
-            "rows_per_s": metric_events / elapsed, "verify": rows}
+    return {
+        "clients": clients,
+        "steps_per_client": steps,
+        "framing": framing,
+        "requests": sum(map(len, bodies)),
+        "encoding": encoding,
+        "elapsed_s": elapsed,
+        "build_s": build_s,
+        "stored_events": stored_events,
+        "body_bytes": sum(len(b) for bs in bodies for b in bs),
+        "points": metric_events * 3,
+        "points_per_s": metric_events * 3 / elapsed,
+        "rows_per_s": metric_events / elapsed,
+        "verify": rows,
+    }
 
 
 async def _verify(session, url: str, token: str, prefixes: List[str], steps: int) -> Dict[str, Any]:
@@ -119,8 +130,13 @@ async def _verify(session, url: str, token: str, prefixes: List[str], steps: int
             found += steps
         else:
             problems.append(f"{p}: status {resp.status}, {len(rows)} rows from index {steps - 1}")
-    return {"rows": found, "expected": steps * len(prefixes), "ok": not problems, "problems": problems,
-            "how": "read API: last index of each client's metric"}
+    return {
+        "rows": found,
+        "expected": steps * len(prefixes),
+        "ok": not problems,
+        "problems": problems,
+        "how": "read API: last index of each client's metric",
+    }
 
 
 def run(args: Dict[str, Any]) -> Dict[str, Any]:

@@ -16,21 +16,28 @@ from typing import Any, Dict
 from .timing import dir_bytes, latency_stats, maxrss_mib, new_timings, timer_overhead_ns
 
 PREFIX = "bench/mixed/run"
-LOG_EVERY = 100          # 1,000 log lines per 100k steps
-EVAL_EVERY = 1_000       # 100 rows of a second metric
-PARAMS_EVERY = 25_000    # params updated 4 times (plus the initial set)
-SAVE_EVERY = 10_000      # 10 checkpoint files
-CKPT_BYTES = 1 << 20     # 1 MiB each: big enough to cost a copy, small enough not to dominate
+LOG_EVERY = 100  # 1,000 log lines per 100k steps
+EVAL_EVERY = 1_000  # 100 rows of a second metric
+PARAMS_EVERY = 25_000  # params updated 4 times (plus the initial set)
+SAVE_EVERY = 10_000  # 10 checkpoint files
+CKPT_BYTES = 1 << 20  # 1 MiB each: big enough to cost a copy, small enough not to dominate
 
-PARAMS = {"model": {"name": "resnet18", "layers": 18, "width": 64, "dropout": 0.1},
-          "optim": {"name": "adamw", "lr": 1e-3, "betas": [0.9, 0.999], "weight_decay": 0.05},
-          "data": {"name": "cifar10", "batch_size": 128, "augment": True}, "seed": 0}
+PARAMS = {
+    "model": {"name": "resnet18", "layers": 18, "width": 64, "dropout": 0.1},
+    "optim": {"name": "adamw", "lr": 1e-3, "betas": [0.9, 0.999], "weight_decay": 0.05},
+    "data": {"name": "cifar10", "batch_size": 128, "augment": True},
+    "seed": 0,
+}
 
 
 def expected(n: int) -> Dict[str, int]:
     """How many records of each kind a run of n steps must store."""
-    return {"train": n, "eval": len(range(0, n, EVAL_EVERY)), "logs": len(range(0, n, LOG_EVERY)),
-            "files": len(range(0, n, SAVE_EVERY))}
+    return {
+        "train": n,
+        "eval": len(range(0, n, EVAL_EVERY)),
+        "logs": len(range(0, n, LOG_EVERY)),
+        "files": len(range(0, n, SAVE_EVERY)),
+    }
 
 
 class _Ours:
@@ -88,8 +95,12 @@ class _Floor:
         self.f_eval.write(self.dumps({"step": i, "val_loss": val_loss, "_ts": time.time()}, option=self.nl))
 
     def log(self, i: int, loss: float) -> None:
-        self.f_logs.write(self.dumps({"ts": time.time(), "level": "info", "message": f"step {i}: loss {loss:.5f}",
-                                      "metadata": {"step": i}}, option=self.nl))
+        self.f_logs.write(
+            self.dumps(
+                {"ts": time.time(), "level": "info", "message": f"step {i}: loss {loss:.5f}", "metadata": {"step": i}},
+                option=self.nl,
+            )
+        )
 
     def save(self, path: str) -> None:
         shutil.copyfile(path, os.path.join(self.dir, "files", f"{self._saved}-{os.path.basename(path)}"))
@@ -141,9 +152,17 @@ def run(args: Dict[str, Any]) -> Dict[str, Any]:
     w.close()
     t2 = time.perf_counter()
     os.remove(ckpt)  # keep only what the tool stored for the disk figure
-    return {"tool": args["tool"], "n": n, "loop_s": t1 - t0, "close_s": t2 - t1, "loop_close_s": t2 - t0,
-            "latency": {"metric": latency_stats(t_metric), **{k: latency_stats(v) for k, v in t_other.items()}},
-            "timer": timer, "maxrss_mib": maxrss_mib(), "python": sys.version.split()[0]}
+    return {
+        "tool": args["tool"],
+        "n": n,
+        "loop_s": t1 - t0,
+        "close_s": t2 - t1,
+        "loop_close_s": t2 - t0,
+        "latency": {"metric": latency_stats(t_metric), **{k: latency_stats(v) for k, v in t_other.items()}},
+        "timer": timer,
+        "maxrss_mib": maxrss_mib(),
+        "python": sys.version.split()[0],
+    }
 
 
 def verify(args: Dict[str, Any]) -> Dict[str, Any]:
@@ -155,11 +174,15 @@ def verify(args: Dict[str, Any]) -> Dict[str, Any]:
         from ml_dash._store import ExperimentReader
 
         exp = Experiment(PREFIX, dash_root=os.path.join(workdir, "dash"))
-        got = {"train": len(exp.metrics("train").read()), "eval": len(exp.metrics("eval").read()),
-               "logs": len(exp.logs.read()),
-               # each save of the same path is stored; a listing shows the newest (upstream's rule)
-               "files": len(ExperimentReader(os.path.join(workdir, "dash"), PREFIX).files("checkpoints",
-                                                                                          include_deleted=True))}
+        got = {
+            "train": len(exp.metrics("train").read()),
+            "eval": len(exp.metrics("eval").read()),
+            "logs": len(exp.logs.read()),
+            # each save of the same path is stored; a listing shows the newest (upstream's rule)
+            "files": len(
+                ExperimentReader(os.path.join(workdir, "dash"), PREFIX).files("checkpoints", include_deleted=True)
+            ),
+        }
         params = exp.params.get()
         epoch = (n - 1) // PARAMS_EVERY or None  # set only when the loop passed a 25k boundary
         got["params_ok"] = params.get("model.layers") == 18 and params.get("epoch") == epoch
@@ -167,9 +190,20 @@ def verify(args: Dict[str, Any]) -> Dict[str, Any]:
         from .timing import count_lines
 
         d = os.path.join(workdir, "floor")
-        got = {"train": count_lines(os.path.join(d, "train.jsonl")), "eval": count_lines(os.path.join(d, "eval.jsonl")),
-               "logs": count_lines(os.path.join(d, "logs.jsonl")), "files": len(os.listdir(os.path.join(d, "files")))}
+        got = {
+            "train": count_lines(os.path.join(d, "train.jsonl")),
+            "eval": count_lines(os.path.join(d, "eval.jsonl")),
+            "logs": count_lines(os.path.join(d, "logs.jsonl")),
+            "files": len(os.listdir(os.path.join(d, "files"))),
+        }
         got["params_ok"] = os.path.exists(os.path.join(d, "params.json"))
     ok = all(got[k] == v for k, v in want.items()) and got["params_ok"]
     # The ours run logs "started/completed" status etc. but only user records are counted here.
-    return {"ok": ok, "rows": got["train"], "expected": n, "counts": got, "want": want, "disk_bytes": dir_bytes(workdir)}
+    return {
+        "ok": ok,
+        "rows": got["train"],
+        "expected": n,
+        "counts": got,
+        "want": want,
+        "disk_bytes": dir_bytes(workdir),
+    }

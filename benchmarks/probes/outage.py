@@ -70,9 +70,18 @@ def run(args: Dict[str, Any]) -> Dict[str, Any]:
     during = [s for s in sampler.samples if t_down <= s[0] <= t_done]
     peak_rss = max([s[1] for s in during] + [rss_base])
     return {
-        "steps": i, "steps_during_outage": i - i_down, "rate": rate, "outage_s": t_up - t_down,
-        "warm_acked": warm_acked, "caught_up": caught_up, "catchup_s": t_done - t_up,
-        "rss_base_mib": rss_base, "rss_peak_mib": peak_rss, "rss_growth_mib": peak_rss - rss_base,
-        "spool_base_bytes": spool_base, "spool_peak_bytes": max([s[2] for s in during] + [spool_base]),
-        "maxrss_mib": maxrss_mib(), "samples": len(sampler.samples),
+        "steps": i,
+        "steps_during_outage": i - i_down,
+        "rate": rate,
+        "outage_s": t_up - t_down,
+        "warm_acked": warm_acked,
+        "caught_up": caught_up,
+        "catchup_s": t_done - t_up,
+        "rss_base_mib": rss_base,
+        "rss_peak_mib": peak_rss,
+        "rss_growth_mib": peak_rss - rss_base,
+        "spool_base_bytes": spool_base,
+        "spool_peak_bytes": max([s[2] for s in during] + [spool_base]),
+        "maxrss_mib": maxrss_mib(),
+        "samples": len(sampler.samples),
     }

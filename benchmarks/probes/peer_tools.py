@@ -84,7 +84,7 @@ class TensorboardX(Adapter):
                 (length,) = struct.unpack_from("<Q", data, off)
                 off += 12
                 ev = event_pb2.Event()
-                ev.ParseFromString(data[off:off + length])
+                ev.ParseFromString(data[off : off + length])
                 off += length + 4
                 values += sum(1 for v in ev.summary.value if v.tag in KEYS)
         return rows_result(values // 3, n, "scalar values in the event file / 3", values=values)
@@ -96,8 +96,7 @@ class Wandb(Adapter):
     STMT = 'log({"loss": loss, "acc": acc, "lr": lr})'
 
     def load(self, workdir: str) -> None:
-        _setenv({"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DISABLE_CODE": "true",
-                 "WANDB_DIR": workdir})
+        _setenv({"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DISABLE_CODE": "true", "WANDB_DIR": workdir})
         import wandb
 
         self._wandb = wandb
@@ -132,7 +131,7 @@ def _wandb_history_rows(path: str) -> int:
             continue
         _crc, length, typ = struct.unpack_from("<IHB", data, off)
         off += 7
-        chunk = data[off:off + length]
+        chunk = data[off : off + length]
         off += length
         if typ == 0:
             continue

@@ -45,9 +45,17 @@ def run(args: Dict[str, Any]) -> Dict[str, Any]:
     exp.run.complete()
     t3 = time.perf_counter()
     res: Dict[str, Any] = {
-        "n": n, "timed": timed, "open_s": t_opened - t_begin, "loop_s": t1 - t0, "flush_s": t2 - t1,
-        "close_s": t3 - t2, "until_acked_s": t3 - t0, "acked": acked, "rss_before_loop_mib": rss_before,
-        "maxrss_mib": maxrss_mib(), "spool_bytes_after": dir_bytes(os.path.join(args["workdir"], "spool")),
+        "n": n,
+        "timed": timed,
+        "open_s": t_opened - t_begin,
+        "loop_s": t1 - t0,
+        "flush_s": t2 - t1,
+        "close_s": t3 - t2,
+        "until_acked_s": t3 - t0,
+        "acked": acked,
+        "rss_before_loop_mib": rss_before,
+        "maxrss_mib": maxrss_mib(),
+        "spool_bytes_after": dir_bytes(os.path.join(args["workdir"], "spool")),
         "python": sys.version.split()[0],
     }
     counters = _agent_counters(exp)
@@ -76,7 +84,6 @@ def _agent_counters(exp) -> Dict[str, Any]:
 def verify(args: Dict[str, Any]) -> Dict[str, Any]:
     """Read the rows back from the server (directly, not through any proxy)."""
     os.environ["ML_DASH_SPOOL_DIR"] = os.path.join(args["workdir"], "verify-spool")
-    result = verify_ours("", args["prefix"], {"train": int(args["n"])}, dash_url=args["read_url"],
-                         token=args["token"])
+    result = verify_ours("", args["prefix"], {"train": int(args["n"])}, dash_url=args["read_url"], token=args["token"])
     result["spool_bytes"] = dir_bytes(os.path.join(args["workdir"], "spool"))
     return result

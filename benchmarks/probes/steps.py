@@ -46,12 +46,21 @@ def run(args: Dict[str, Any]) -> Dict[str, Any]:
     extra = adapter.close()
     t3 = time.perf_counter()
     result: Dict[str, Any] = {
-        "tool": tool, "n": n, "threads": threads, "timed": timed,
-        "load_s": t_loaded - t_begin, "open_s": t_opened - t_loaded,
-        "loop_s": t1 - t0, "close_s": t3 - t2, "loop_close_s": t3 - t0,
+        "tool": tool,
+        "n": n,
+        "threads": threads,
+        "timed": timed,
+        "load_s": t_loaded - t_begin,
+        "open_s": t_opened - t_loaded,
+        "loop_s": t1 - t0,
+        "close_s": t3 - t2,
+        "loop_close_s": t3 - t0,
         "mean_step_us": (t1 - t0) / n * 1e6,
-        "rss_before_loop_mib": rss_before, "rss_after_loop_mib": rss_after_loop,
-        "maxrss_mib": maxrss_mib(), "python": sys.version.split()[0], **extra,
+        "rss_before_loop_mib": rss_before,
+        "rss_after_loop_mib": rss_after_loop,
+        "maxrss_mib": maxrss_mib(),
+        "python": sys.version.split()[0],
+        **extra,
     }
     if timed:
         samples = outs[0] if len(outs) == 1 else [x for o in outs for x in o]
@@ -109,6 +118,11 @@ def import_check(args: Dict[str, Any]) -> Dict[str, Any]:
     t1 = time.perf_counter()
     new = set(sys.modules) - before
     watch = ["aiohttp", "asyncio", "numpy", "orjson", "tenacity", "aiofiles", "ssl", "zstandard"]
-    return {"import_s_in_process": t1 - t0, "modules_added": len(new),
-            "loaded": {m: (m in sys.modules) for m in watch}, "aiohttp_loaded": "aiohttp" in sys.modules,
-            "ml_dash_file": getattr(ml_dash, "__file__", None), "cwd": os.getcwd()}
+    return {
+        "import_s_in_process": t1 - t0,
+        "modules_added": len(new),
+        "loaded": {m: (m in sys.modules) for m in watch},
+        "aiohttp_loaded": "aiohttp" in sys.modules,
+        "ml_dash_file": getattr(ml_dash, "__file__", None),
+        "cwd": os.getcwd(),
+    }

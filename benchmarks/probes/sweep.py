@@ -51,8 +51,9 @@ def run(args: Dict[str, Any]) -> Dict[str, Any]:
         t1 = time.perf_counter()
         for step in range(per):
             for f in files:
-                f.write(orjson.dumps({"loss": 1.0 / (step + 1), "acc": 0.5, "lr": 0.001, "_ts": time.time()},
-                                     option=opt))
+                f.write(
+                    orjson.dumps({"loss": 1.0 / (step + 1), "acc": 0.5, "lr": 0.001, "_ts": time.time()}, option=opt)
+                )
         t2 = time.perf_counter()
         for f in files:
             f.flush()
@@ -64,8 +65,11 @@ def run(args: Dict[str, Any]) -> Dict[str, Any]:
     else:
         from ml_dash import Experiment
 
-        kw = ({"dash_url": args["url"], "token": args["token"]} if tool == "remote"
-              else {"dash_root": os.path.join(workdir, ".dash")})
+        kw = (
+            {"dash_url": args["url"], "token": args["token"]}
+            if tool == "remote"
+            else {"dash_root": os.path.join(workdir, ".dash")}
+        )
         exps = [Experiment(f"bench/sweep/e{i}", **kw).run.start() for i in range(n)]
         builders = [e.metrics("train") for e in exps]
         t1 = time.perf_counter()
@@ -86,9 +90,18 @@ def run(args: Dict[str, Any]) -> Dict[str, Any]:
         t4 = time.perf_counter()
         threads_peak = max(peak)
     total = per * n
-    return {"tool": tool, "experiments": n, "rows": total, "threads_before": threads_before,
-            "threads_peak": threads_peak, "start_s": t1 - t0, "loop_s": t2 - t1, "flush_s": t3 - t2,
-            "close_s": t4 - t3, "rows_per_s": total / max(1e-9, t3 - t1)}
+    return {
+        "tool": tool,
+        "experiments": n,
+        "rows": total,
+        "threads_before": threads_before,
+        "threads_peak": threads_peak,
+        "start_s": t1 - t0,
+        "loop_s": t2 - t1,
+        "flush_s": t3 - t2,
+        "close_s": t4 - t3,
+        "rows_per_s": total / max(1e-9, t3 - t1),
+    }
 
 
 def verify(args: Dict[str, Any]) -> Dict[str, Any]:

@@ -15,7 +15,12 @@ from array import array
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
 __all__ = [
-    "make_loop", "timer_overhead_ns", "latency_stats", "rss_mib", "maxrss_mib", "dir_bytes",
+    "make_loop",
+    "timer_overhead_ns",
+    "latency_stats",
+    "rss_mib",
+    "maxrss_mib",
+    "dir_bytes",
     "count_lines",
 ]
 
@@ -79,10 +84,17 @@ def latency_stats(samples: Iterable[int]) -> Dict[str, float]:
     def q(p: float) -> float:
         return s[min(n - 1, int(p * n))] / 1000.0
 
-    return {"median_us": q(0.5), "p99_us": q(0.99), "p999_us": q(0.999), "max_us": s[-1] / 1000.0,
-            "mean_us": sum(s) / n / 1000.0, "n": n,
-            "over_1ms": n - bisect.bisect_right(s, 1_000_000), "over_2ms": n - bisect.bisect_right(s, 2_000_000),
-            "over_10ms": n - bisect.bisect_right(s, 10_000_000)}
+    return {
+        "median_us": q(0.5),
+        "p99_us": q(0.99),
+        "p999_us": q(0.999),
+        "max_us": s[-1] / 1000.0,
+        "mean_us": sum(s) / n / 1000.0,
+        "n": n,
+        "over_1ms": n - bisect.bisect_right(s, 1_000_000),
+        "over_2ms": n - bisect.bisect_right(s, 2_000_000),
+        "over_10ms": n - bisect.bisect_right(s, 10_000_000),
+    }
 
 
 def rss_mib() -> float:

@@ -68,8 +68,12 @@ class OrjsonFloor(Adapter):
         import time
 
         self._f = open(os.path.join(workdir, "floor.jsonl"), "ab")
-        return {"write": self._f.write, "dumps": self._orjson.dumps, "NL": self._orjson.OPT_APPEND_NEWLINE,
-                "now": time.time}
+        return {
+            "write": self._f.write,
+            "dumps": self._orjson.dumps,
+            "NL": self._orjson.OPT_APPEND_NEWLINE,
+            "now": time.time,
+        }
 
     def close(self) -> Dict[str, Any]:
         self._f.close()
@@ -127,8 +131,13 @@ class OursTrack(Ours):
         return out
 
 
-def verify_ours(root: str, prefix: str, expected: Dict[Optional[str], int], dash_url: Optional[str] = None,
-                token: Optional[str] = None) -> Dict[str, Any]:
+def verify_ours(
+    root: str,
+    prefix: str,
+    expected: Dict[Optional[str], int],
+    dash_url: Optional[str] = None,
+    token: Optional[str] = None,
+) -> Dict[str, Any]:
     """Read metrics back through the SDK's reader (local or remote) and check count and indices."""
     from ml_dash import Experiment
 

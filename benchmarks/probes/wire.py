@@ -46,6 +46,7 @@ def _bodies(payloads: List[bytes], max_events: int, max_bytes: int) -> Tuple[Lis
 
         def batch_body(session: str, prefix: str, events: List[bytes]) -> bytes:
             return b"\n".join([orjson.dumps({"v": 1, "session": session, "prefix": prefix}), *events]) + b"\n"
+
     bodies, cur, size = [], [], 0
     for p in payloads:
         if cur and (len(cur) >= max_events or size + len(p) + 1 > max_bytes):
@@ -100,7 +101,19 @@ def run(args: Dict[str, Any]) -> Dict[str, Any]:
     for name, fn in codecs.items():
         t0 = time.perf_counter()
         size = sum(len(fn(b)) for b in bodies)
-        out[name] = {"bytes": size, "bytes_per_point": size / points, "bytes_per_row": size / n,
-                     "compress_s": time.perf_counter() - t0}
-    return {"n": n, "points": points, "encoder": how, "framing": framing, "bodies": len(bodies),
-            "events": len(payloads), "codecs": out, "levels": {"gzip": GZIP_LEVEL, "zstd": ZSTD_LEVEL}}
+        out[name] = {
+            "bytes": size,
+            "bytes_per_point": size / points,
+            "bytes_per_row": size / n,
+            "compress_s": time.perf_counter() - t0,
+        }
+    return {
+        "n": n,
+        "points": points,
+        "encoder": how,
+        "framing": framing,
+        "bodies": len(bodies),
+        "events": len(payloads),
+        "codecs": out,
+        "levels": {"gzip": GZIP_LEVEL, "zstd": ZSTD_LEVEL},
+    }

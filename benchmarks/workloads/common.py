@@ -25,8 +25,15 @@ def record(run: ChildResult, check: Optional[ChildResult]) -> Dict[str, Any]:
     return rec
 
 
-def measured_with_check(probe: str, verify_probe: str, args: Dict[str, Any], child: Child, scratch: str,
-                        timeout: float, verify_args: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+def measured_with_check(
+    probe: str,
+    verify_probe: str,
+    args: Dict[str, Any],
+    child: Child,
+    scratch: str,
+    timeout: float,
+    verify_args: Optional[Dict[str, Any]] = None,
+) -> Dict[str, Any]:
     """Run a probe in a fresh folder, then (in another process) read its data back; clean up."""
     workdir = tempfile.mkdtemp(prefix=f"{args.get('tool', probe)}-", dir=scratch)
     try:

@@ -41,15 +41,21 @@ class Tool:
 
 def tools_for(s: Settings, ours_child: Child) -> List[Tool]:
     """Baselines, ours, then every requested peer (peers in the peers' interpreter if given)."""
-    out = [Tool("empty", ours_child, False, s.repeat), Tool("floor", ours_child, False, s.repeat),
-           Tool("ours", ours_child, False, s.repeat),
-           # the same call's cost as a track append (upstream's exp.tracks(topic).append)
-           Tool("ours-track", ours_child, False, s.repeat)]
+    out = [
+        Tool("empty", ours_child, False, s.repeat),
+        Tool("floor", ours_child, False, s.repeat),
+        Tool("ours", ours_child, False, s.repeat),
+        # the same call's cost as a track append (upstream's exp.tracks(topic).append)
+        Tool("ours-track", ours_child, False, s.repeat),
+    ]
     peer_child = Child(python=s.peers_python or s.python, ours=False)
     for name in s.peers:
         t = Tool(name, peer_child, True, s.peer_repeat)
         if name == "upstream-ml-dash" and not s.peers_python:
-            t.status, t.reason = "unavailable", "needs --peers-python (it installs the import name ml_dash, as ours does)"
+            t.status, t.reason = (
+                "unavailable",
+                "needs --peers-python (it installs the import name ml_dash, as ours does)",
+            )
         out.append(t)
     return out
 
@@ -60,8 +66,9 @@ def check_tools(s: Settings, tools: List[Tool], scratch: str) -> None:
     for t in tools:
         if t.status != "ok":
             continue
-        rec = measured_with_check("steps", "verify", {"tool": t.name, "n": min(s.n, 1000), "timed": False},
-                                  t.child, scratch, s.timeout)
+        rec = measured_with_check(
+            "steps", "verify", {"tool": t.name, "n": min(s.n, 1000), "timed": False}, t.child, scratch, s.timeout
+        )
         if not rec["ok"]:
             t.status, t.reason = classify_failure(rec["error"]), short(rec["error"])
         elif not rec["valid"]:
@@ -97,12 +104,20 @@ def run_steps(s: Settings, tools: List[Tool], scratch: str) -> Dict[str, Any]:
             rec = measured_with_check("steps", "verify", args, t.child, scratch, s.timeout)
             runs[t.name].setdefault(key, []).append(rec)
             r = rec.get("result", {})
-            progress(f"[steps] {t.name} {key} rep {rep + 1}/{t.reps}: wall {rec['wall_s']:.2f}s "
-                     f"loop {r.get('loop_s', float('nan')):.3f}s {'ok' if rec['valid'] else 'INVALID ' + short(rec.get('error') or str(rec.get('verify')))}")
+            progress(
+                f"[steps] {t.name} {key} rep {rep + 1}/{t.reps}: wall {rec['wall_s']:.2f}s "
+                f"loop {r.get('loop_s', float('nan')):.3f}s {'ok' if rec['valid'] else 'INVALID ' + short(rec.get('error') or str(rec.get('verify')))}"
+            )
     tools_out = {}
     for t in tools:
-        entry: Dict[str, Any] = {"status": t.status, "reason": t.reason, "peer": t.peer, "runs": runs[t.name],
-                                 "python": t.child.python, "reps": t.reps}
+        entry: Dict[str, Any] = {
+            "status": t.status,
+            "reason": t.reason,
+            "peer": t.peer,
+            "runs": runs[t.name],
+            "python": t.child.python,
+            "reps": t.reps,
+        }
         if t.name in NO_THREADS:
             entry["threads_reason"] = NO_THREADS[t.name]
         tools_out[t.name] = entry
@@ -116,8 +131,10 @@ def run_mixed(s: Settings, child: Child, scratch: str) -> Dict[str, Any]:
         for tool in runs:
             rec = measured_with_check("mixed", "mixed-verify", {"tool": tool, "n": s.n}, child, scratch, s.timeout)
             runs[tool].append(rec)
-            progress(f"[mixed] {tool} rep {rep + 1}/{s.repeat}: wall {rec['wall_s']:.2f}s "
-                     f"{'ok' if rec['valid'] else 'INVALID ' + short(rec.get('error') or str(rec.get('verify')))}")
+            progress(
+                f"[mixed] {tool} rep {rep + 1}/{s.repeat}: wall {rec['wall_s']:.2f}s "
+                f"{'ok' if rec['valid'] else 'INVALID ' + short(rec.get('error') or str(rec.get('verify')))}"
+            )
     return {"n": s.n, "runs": runs}
 
 
@@ -126,11 +143,14 @@ def run_big(s: Settings, child: Child, scratch: str) -> Dict[str, Any]:
     steps = -(-s.big_points // 3)
     runs: Dict[str, list] = {"floor": [], "ours": []}
     for tool in runs:
-        rec = measured_with_check("steps", "verify", {"tool": tool, "n": steps, "timed": False}, child, scratch,
-                                  max(s.timeout, 1800))
+        rec = measured_with_check(
+            "steps", "verify", {"tool": tool, "n": steps, "timed": False}, child, scratch, max(s.timeout, 1800)
+        )
         runs[tool].append(rec)
-        progress(f"[rss-10M] {tool}: wall {rec['wall_s']:.1f}s maxrss {rec['maxrss_mib']:.0f} MiB "
-                 f"{'ok' if rec['valid'] else 'INVALID'}")
+        progress(
+            f"[rss-10M] {tool}: wall {rec['wall_s']:.1f}s maxrss {rec['maxrss_mib']:.0f} MiB "
+            f"{'ok' if rec['valid'] else 'INVALID'}"
+        )
     return {"points": steps * 3, "steps": steps, "runs": runs}
 
 
@@ -169,10 +189,17 @@ def run_import(s: Settings, child: Child, scratch: str) -> Dict[str, Any]:
             walls[name].append(res.wall_s if res.ok else None)
     check = spawn("import-check", {"path": target}, child, 60)
     diffs = [a - b for a, b in zip(walls["import ml_dash"], walls["pass"]) if a is not None and b is not None]
-    progress(f"[import] median over bare python: {statistics.median(diffs) * 1000 if diffs else float('nan'):.1f} ms; "
-             f"aiohttp loaded: {check.result.get('aiohttp_loaded')}")
-    return {"repeat": s.import_repeat, "walls": walls, "paired_diff_s": diffs, "install": "regular (copied, compiled)",
-            "check": check.result if check.ok else {"error": check.error}}
+    progress(
+        f"[import] median over bare python: {statistics.median(diffs) * 1000 if diffs else float('nan'):.1f} ms; "
+        f"aiohttp loaded: {check.result.get('aiohttp_loaded')}"
+    )
+    return {
+        "repeat": s.import_repeat,
+        "walls": walls,
+        "paired_diff_s": diffs,
+        "install": "regular (copied, compiled)",
+        "check": check.result if check.ok else {"error": check.error},
+    }
 
 
 def timestamp() -> str:

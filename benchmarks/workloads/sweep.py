@@ -31,12 +31,18 @@ def run_sweep(s: Settings, ours: Child, scratch: str) -> Dict[str, Any]:
                 runs[str(c)][tool].append(_one(s, ours, scratch, c, rows, tool))
                 rec = runs[str(c)][tool][-1]
                 r = rec.get("result", {})
-                progress(f"[sweep] {c} experiments, {tool}, rep {rep + 1}/{reps}: "
-                         f"threads {r.get('threads_peak')} start {r.get('start_s', float('nan')):.2f}s "
-                         f"{r.get('rows_per_s', 0):,.0f} rows/s "
-                         f"{'ok' if rec['valid'] else 'INVALID ' + short(rec.get('error') or str(rec.get('verify')))}")
-    return {"rows": rows, "counts": counts, "runs": runs,
-            **({"remote_reason": f"remote mode not available: {no_remote}"} if no_remote else {})}
+                progress(
+                    f"[sweep] {c} experiments, {tool}, rep {rep + 1}/{reps}: "
+                    f"threads {r.get('threads_peak')} start {r.get('start_s', float('nan')):.2f}s "
+                    f"{r.get('rows_per_s', 0):,.0f} rows/s "
+                    f"{'ok' if rec['valid'] else 'INVALID ' + short(rec.get('error') or str(rec.get('verify')))}"
+                )
+    return {
+        "rows": rows,
+        "counts": counts,
+        "runs": runs,
+        **({"remote_reason": f"remote mode not available: {no_remote}"} if no_remote else {}),
+    }
 
 
 def _one(s: Settings, ours: Child, scratch: str, count: int, rows: int, tool: str) -> Dict[str, Any]:
@@ -63,8 +69,19 @@ def _one(s: Settings, ours: Child, scratch: str, count: int, rows: int, tool: st
 
 
 def sweep_table(w: Dict[str, Any]) -> str:
-    header = ["experiments", "mode", "threads (process)", "start s", "loop s", "until durable s",
-              "rows/s", "rows/s ×floor", "close s", "peak RSS MiB", "rows read back"]
+    header = [
+        "experiments",
+        "mode",
+        "threads (process)",
+        "start s",
+        "loop s",
+        "until durable s",
+        "rows/s",
+        "rows/s ×floor",
+        "close s",
+        "peak RSS MiB",
+        "rows read back",
+    ]
     out: List[List[str]] = []
     for c in w["counts"]:
         by_tool = w["runs"][str(c)]
@@ -76,16 +93,29 @@ def sweep_table(w: Dict[str, Any]) -> str:
                     out.append([f"{c:,}", tool, w["remote_reason"]] + [""] * (len(header) - 3))
                 continue
             rate = vals(runs, "result.rows_per_s")
-            until = [None if a is None or b is None else a + b
-                     for a, b in zip(vals(runs, "result.loop_s"), vals(runs, "result.flush_s"))]
-            out.append([f"{c:,}", tool, cell(vals(runs, "result.threads_peak"), "{:.0f}"),
-                        cell(vals(runs, "result.start_s"), "{:.3f}"), cell(vals(runs, "result.loop_s"), "{:.3f}"),
-                        cell(until, "{:.3f}"), cell(rate, "{:,.0f}"),
-                        "—" if tool == "floor" else cell(paired(rate, floor_rate), "{:.2f}×"),
-                        cell(vals(runs, "result.close_s"), "{:.3f}"), cell(vals(runs, "maxrss_mib"), "{:.0f}"),
-                        rows_cell(runs)])
-    note = (f"{w['rows']:,} rows of 3 scalars in total, round-robin over the experiments from one thread; "
-            "threads are the process's (main thread included) at their peak; until durable = loop + flush of "
-            "every experiment (local: on disk; remote: acknowledged by the server on loopback); the floor writes "
-            "orjson lines to N files opened at start. Rows/s = rows / until durable.")
+            until = [
+                None if a is None or b is None else a + b
+                for a, b in zip(vals(runs, "result.loop_s"), vals(runs, "result.flush_s"))
+            ]
+            out.append(
+                [
+                    f"{c:,}",
+                    tool,
+                    cell(vals(runs, "result.threads_peak"), "{:.0f}"),
+                    cell(vals(runs, "result.start_s"), "{:.3f}"),
+                    cell(vals(runs, "result.loop_s"), "{:.3f}"),
+                    cell(until, "{:.3f}"),
+                    cell(rate, "{:,.0f}"),
+                    "—" if tool == "floor" else cell(paired(rate, floor_rate), "{:.2f}×"),
+                    cell(vals(runs, "result.close_s"), "{:.3f}"),
+                    cell(vals(runs, "maxrss_mib"), "{:.0f}"),
+                    rows_cell(runs),
+                ]
+            )
+    note = (
+        f"{w['rows']:,} rows of 3 scalars in total, round-robin over the experiments from one thread; "
+        "threads are the process's (main thread included) at their peak; until durable = loop + flush of "
+        "every experiment (local: on disk; remote: acknowledged by the server on loopback); the floor writes "
+        "orjson lines to N files opened at start. Rows/s = rows / until durable."
+    )
     return "#### Concurrent experiments in one process\n\n" + table(header, out) + "\n\n" + note

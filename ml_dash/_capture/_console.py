@@ -97,17 +97,17 @@ def _final_state(line: str) -> str:
     if "\r" not in line:
         return line
     line = line.rstrip("\r")
-    return line[line.rfind("\r") + 1:]
+    return line[line.rfind("\r") + 1 :]
 
 
 def _last_redraw(pending: str) -> str:
     """Drop every redraw of an unfinished line but the last (bounded memory for progress bars)."""
     cut = pending.rfind("\r", 0, len(pending) - 1)
-    return pending if cut < 0 else pending[cut + 1:]
+    return pending if cut < 0 else pending[cut + 1 :]
 
 
 def _chunks(line: str, size: int) -> List[str]:
-    return [line] if len(line) <= size else [line[i:i + size] for i in range(0, len(line), size)]
+    return [line] if len(line) <= size else [line[i : i + size] for i in range(0, len(line), size)]
 
 
 class ConsoleCapture:
@@ -150,7 +150,7 @@ class ConsoleCapture:
             room = MAX_QUEUED_LINES - len(self._lines)
             if room < len(lines):
                 self._dropped += len(lines) - max(room, 0)
-                lines = lines[:max(room, 0)]
+                lines = lines[: max(room, 0)]
             self._lines.extend((stream, line) for line in lines)
         self._wake.set()
 
@@ -201,8 +201,10 @@ class ConsoleCapture:
             self._thread.join(max(0.0, deadline - time.monotonic()))
         lost = self._dropped + self._failed + len(self._lines)
         if lost:
-            warn(f"{self._exp.prefix}: {lost} console line(s) not stored ({self._dropped} over the queue bound of "
-                 f"{MAX_QUEUED_LINES}, {self._failed} refused, {len(self._lines)} left at the deadline)")
+            warn(
+                f"{self._exp.prefix}: {lost} console line(s) not stored ({self._dropped} over the queue bound of "
+                f"{MAX_QUEUED_LINES}, {self._failed} refused, {len(self._lines)} left at the deadline)"
+            )
 
     def _after_fork_in_child(self) -> None:
         # The forwarder does not exist in a forked child (a DataLoader worker, say): show its

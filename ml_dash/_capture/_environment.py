@@ -61,8 +61,9 @@ class EnvironmentCapture:
             env, diff = collect(packages=cfg.capture_packages, diff_max_bytes=cfg.git_diff_max_bytes)
             if diff is not None:
                 data, cut = diff
-                exp.files("environment").save(data, name="git.diff", metadata={"truncated": cut,
-                                                                               "max_bytes": cfg.git_diff_max_bytes})
+                exp.files("environment").save(
+                    data, name="git.diff", metadata={"truncated": cut, "max_bytes": cfg.git_diff_max_bytes}
+                )
                 env["git"]["diff_file"] = "environment/git.diff"
             _merge_metadata(exp, {"environment": env})
         except Exception as exc:  # the run goes on without its environment record, and says so
@@ -76,7 +77,9 @@ def _merge_metadata(exp: "Experiment", metadata: Dict[str, Any]) -> None:
     exp._rec.merge_metadata(normalize_fields(metadata, exp.config.max_string_bytes, "environment metadata"))
 
 
-def collect(packages: bool = False, diff_max_bytes: int = 1024 * 1024) -> Tuple[Dict[str, Any], Optional[tuple[Any, ...]]]:
+def collect(
+    packages: bool = False, diff_max_bytes: int = 1024 * 1024
+) -> Tuple[Dict[str, Any], Optional[tuple[Any, ...]]]:
     """``(environment dict, (diff bytes, cut) or None)`` for this process."""
     import platform
     import socket
@@ -122,8 +125,14 @@ def git_state(folder: str, diff_max_bytes: int) -> Tuple[Optional[Dict[str, Any]
     remote = _git(root, "config", "--get", "remote.origin.url")
     status = _git(root, "status", "--porcelain", "--untracked-files=no")
     dirty = bool(status)
-    state = {"root": root, "commit": commit, "branch": branch,
-             "remote": strip_credentials(remote) if remote else None, "dirty": dirty, "diff_file": None}
+    state = {
+        "root": root,
+        "commit": commit,
+        "branch": branch,
+        "remote": strip_credentials(remote) if remote else None,
+        "dirty": dirty,
+        "diff_file": None,
+    }
     diff = _git_diff(root, diff_max_bytes) if dirty and commit else None
     return state, diff
 
@@ -166,8 +175,13 @@ def _git_diff(root: str, max_bytes: int) -> Optional[tuple[Any, ...]]:
     import subprocess
 
     try:
-        proc = subprocess.Popen(["git", "diff", "--no-color", "--no-ext-diff", "HEAD"], cwd=root, env=_git_env(),
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            ["git", "diff", "--no-color", "--no-ext-diff", "HEAD"],
+            cwd=root,
+            env=_git_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
     except OSError:
         return None
     chunks: List[bytes] = []
@@ -180,7 +194,7 @@ def _git_diff(root: str, max_bytes: int) -> Optional[tuple[Any, ...]]:
             if not chunk:
                 break
             if size + len(chunk) > max_bytes:
-                chunks.append(chunk[:max_bytes - size])
+                chunks.append(chunk[: max_bytes - size])
                 cut = True
                 break
             chunks.append(chunk)

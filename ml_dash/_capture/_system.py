@@ -61,8 +61,10 @@ class SystemSampler:
         try:
             import psutil
         except ImportError:
-            warn(f"ML_DASH_CAPTURE_SYSTEM is on but psutil is not installed (pip install 'ml-dash[system]'): "
-                 f"no system metrics for {exp.prefix}")
+            warn(
+                f"ML_DASH_CAPTURE_SYSTEM is on but psutil is not installed (pip install 'ml-dash[system]'): "
+                f"no system metrics for {exp.prefix}"
+            )
             return None
         sampler = cls(exp, psutil)
         sampler._thread.start()
@@ -107,11 +109,16 @@ class SystemSampler:
         ps, proc, now = self._psutil, self._proc, time.monotonic()
         elapsed = max(now - self._last["t"], 1e-6)
         with proc.oneshot():
-            self._process.log(cpu_percent=proc.cpu_percent(None), rss_mib=proc.memory_info().rss / _MIB,
-                              threads=proc.num_threads())
+            self._process.log(
+                cpu_percent=proc.cpu_percent(None), rss_mib=proc.memory_info().rss / _MIB, threads=proc.num_threads()
+            )
         vm = ps.virtual_memory()
-        host = {"cpu_percent": ps.cpu_percent(None), "memory_used_mib": (vm.total - vm.available) / _MIB,
-                "memory_available_mib": vm.available / _MIB, "memory_percent": vm.percent}
+        host = {
+            "cpu_percent": ps.cpu_percent(None),
+            "memory_used_mib": (vm.total - vm.available) / _MIB,
+            "memory_available_mib": vm.available / _MIB,
+            "memory_percent": vm.percent,
+        }
         disk, net = _safe(ps.disk_io_counters), _safe(ps.net_io_counters)
         before_disk, before_net = self._last["disk"], self._last["net"]
         if disk is not None and before_disk is not None:

@@ -13,11 +13,14 @@ __all__ = ["add_where", "reporting"]
 
 def add_where(p: argparse.ArgumentParser) -> None:
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--root", "--dash-root", dest="root", default=None,
-                       help="a local store (default: $ML_DASH_ROOT or .dash)")
-    where.add_argument("--dash-url", default=None,
-                       help="a server (default: $ML_DASH_URL when set); its token comes from $ML_DASH_TOKEN "
-                            "or `ml-dash login URL`")
+    where.add_argument(
+        "--root", "--dash-root", dest="root", default=None, help="a local store (default: $ML_DASH_ROOT or .dash)"
+    )
+    where.add_argument(
+        "--dash-url",
+        default=None,
+        help="a server (default: $ML_DASH_URL when set); its token comes from $ML_DASH_TOKEN or `ml-dash login URL`",
+    )
 
 
 def reporting(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:

@@ -8,7 +8,9 @@ HELP = "run a small training loop that logs to the local store"
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--root", "--dash-root", dest="root", default=None, help="local store (default: $ML_DASH_ROOT or .dash)")
+    p.add_argument(
+        "--root", "--dash-root", dest="root", default=None, help="local store (default: $ML_DASH_ROOT or .dash)"
+    )
     p.add_argument("--steps", type=int, default=2000)
 
 

@@ -19,8 +19,12 @@ HELP = "export metric rows as CSV or JSONL, one column per field"
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("prefix", help="owner/project/.../name")
     add_where(p)
-    p.add_argument("--metric", default=None, metavar="NAME",
-                   help="one metric ('' for the unnamed one); default: every metric, with a 'metric' column")
+    p.add_argument(
+        "--metric",
+        default=None,
+        metavar="NAME",
+        help="one metric ('' for the unnamed one); default: every metric, with a 'metric' column",
+    )
     p.add_argument("--format", choices=("csv", "jsonl"), required=True)
     p.add_argument("-o", "--output", default=None, metavar="FILE", help="write here (default: stdout)")
 

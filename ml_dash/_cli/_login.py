@@ -38,7 +38,9 @@ def _check(url: str, token: str) -> str:
         with urllib.request.urlopen(url + "/api/v1/info", timeout=30) as resp:
             info = json.loads(resp.read())
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise RemoteError(f"cannot reach an ml-dash server at {url}: {exc} (use --no-verify to store it anyway)") from None
+        raise RemoteError(
+            f"cannot reach an ml-dash server at {url}: {exc} (use --no-verify to store it anyway)"
+        ) from None
     if not info.get("auth_required", True):
         return "no-auth"
     req = urllib.request.Request(url + "/api/v1/table?limit=1", headers={"Authorization": f"Bearer {token}"})
@@ -96,8 +98,10 @@ def run(args: argparse.Namespace) -> int:
     url = check_dash_url(args.url).rstrip("/")
     token = _read_token(url)
     if not token:
-        print("error: no token given (type it at the prompt, or pipe it: `ml-dash login URL < token-file`)",
-              file=sys.stderr)
+        print(
+            "error: no token given (type it at the prompt, or pipe it: `ml-dash login URL < token-file`)",
+            file=sys.stderr,
+        )
         return 2
     if not args.no_verify and _check(url, token) == "no-auth":
         print(f"the server at {printable(url)} asks for no token; nothing was stored")

@@ -43,18 +43,27 @@ def run(args: argparse.Namespace) -> int:
             return dt.datetime.fromisoformat(x.replace("Z", "+00:00")).timestamp()
 
         try:
-            end = t(ended) if ended and exp.get("status") != "RUNNING" else (dt.datetime.now().timestamp()
-                                                                               if exp.get("status") == "RUNNING" else None)
+            end = (
+                t(ended)
+                if ended and exp.get("status") != "RUNNING"
+                else (dt.datetime.now().timestamp() if exp.get("status") == "RUNNING" else None)
+            )
             span = None if end is None else end - t(started)
         except ValueError:
             span = None
     raw_tags = exp.get("tags")
     tags = raw_tags if isinstance(raw_tags, list) else []
-    meta = [("prefix", args.prefix), ("status", F.status({**summary, "status": exp.get("status")})), ("description", exp.get("description")),
-            ("tags", ", ".join(F.value(t) for t in tags) or None), ("created", F.when(exp.get("created_at"))),
-            ("started", F.when(started)), ("ended", F.when(ended) if exp.get("status") != "RUNNING" else None),
-            ("duration", F.duration(span) if span is not None else None),
-            ("last active", F.epoch(summary["lastActivity"]) if summary.get("lastActivity") is not None else None)]
+    meta = [
+        ("prefix", args.prefix),
+        ("status", F.status({**summary, "status": exp.get("status")})),
+        ("description", exp.get("description")),
+        ("tags", ", ".join(F.value(t) for t in tags) or None),
+        ("created", F.when(exp.get("created_at"))),
+        ("started", F.when(started)),
+        ("ended", F.when(ended) if exp.get("status") != "RUNNING" else None),
+        ("duration", F.duration(span) if span is not None else None),
+        ("last active", F.epoch(summary["lastActivity"]) if summary.get("lastActivity") is not None else None),
+    ]
     if exp.get("status_reason"):
         meta.append(("reason", exp.get("status_reason")))
     if exp.get("metadata"):
@@ -71,13 +80,24 @@ def run(args: argparse.Namespace) -> int:
         name = "(unnamed)" if m["name"] is None else m["name"]
         for i, (field, f) in enumerate(m["fields"].items()):
             fmt = F.epoch if field == "_ts" else F.value
-            cells.append([F.value(name) if i == 0 else "", str(m["count"]) if i == 0 else "", F.value(field),
-                          fmt(f.get("last")), fmt(f.get("min")), fmt(f.get("max"))])
+            cells.append(
+                [
+                    F.value(name) if i == 0 else "",
+                    str(m["count"]) if i == 0 else "",
+                    F.value(field),
+                    fmt(f.get("last")),
+                    fmt(f.get("min")),
+                    fmt(f.get("max")),
+                ]
+            )
         if not m["fields"]:
             cells.append([F.value(name), str(m["count"]), "-", "-", "-", "-"])
     if cells:
-        for line in F.table(["  METRIC", "ROWS", "FIELD", "LAST", "MIN", "MAX"],
-                            [["  " + c[0]] + c[1:] for c in cells], right=[1, 3, 4, 5]):
+        for line in F.table(
+            ["  METRIC", "ROWS", "FIELD", "LAST", "MIN", "MAX"],
+            [["  " + c[0]] + c[1:] for c in cells],
+            right=[1, 3, 4, 5],
+        ):
             print(line)
     print(f"\nlogs         {summary.get('logs', 0)} lines")
     print(f"\nfiles ({len(files)})")

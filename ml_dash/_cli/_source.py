@@ -108,8 +108,14 @@ class RemoteSource(Source):
     def _get(self, route: str, params: Dict[str, Any]) -> Dict[str, Any]:
         from .._remote_read import RemoteReader
 
-        query = urllib.parse.urlencode([(k, v) for k, vs in params.items() if vs is not None
-                                        for v in (vs if isinstance(vs, (list, tuple)) else [vs])])
+        query = urllib.parse.urlencode(
+            [
+                (k, v)
+                for k, vs in params.items()
+                if vs is not None
+                for v in (vs if isinstance(vs, (list, tuple)) else [vs])
+            ]
+        )
         req = urllib.request.Request(f"{self.url}/api/v1/{route}?{query}")
         if self._token:
             req.add_header("Authorization", f"Bearer {self._token}")
@@ -126,9 +132,19 @@ class RemoteSource(Source):
             raise RemoteError(f"cannot reach the server at {self.where}: {exc}") from None
 
     def table(self, query: TableQuery) -> Dict[str, Any]:
-        return self._get("table", {"glob": query.glob, "q": query.q, "status": list(query.status) or None,
-                                   "sort": query.sort, "order": query.order, "offset": query.offset,
-                                   "limit": query.limit, "columns": ",".join(query.columns) or None})
+        return self._get(
+            "table",
+            {
+                "glob": query.glob,
+                "q": query.q,
+                "status": list(query.status) or None,
+                "sort": query.sort,
+                "order": query.order,
+                "offset": query.offset,
+                "limit": query.limit,
+                "columns": ",".join(query.columns) or None,
+            },
+        )
 
     def summary(self, prefix: str) -> Dict[str, Any]:
         return self._get("summary", {"prefix": prefix})

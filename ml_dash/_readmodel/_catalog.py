@@ -172,8 +172,15 @@ class Catalog:
             self._snapshot = [self._entries[k] for k in sorted(self._entries)]
 
     def _entry(self, rel: str, s: _State) -> Entry:
-        return Entry(rel, s.exp, s.params, self._metrics_of(s), (s.logs.last + 1) if s.logs.last is not None else 0,
-                     s.files, self._last_activity(s))
+        return Entry(
+            rel,
+            s.exp,
+            s.params,
+            self._metrics_of(s),
+            (s.logs.last + 1) if s.logs.last is not None else 0,
+            s.files,
+            self._last_activity(s),
+        )
 
     @staticmethod
     def _last_activity(s: _State) -> Optional[float]:
@@ -301,7 +308,11 @@ class Catalog:
             s.files_sig = sig
             data = read_json(fm, {}) if sig != (-1, -1) else {}
             entries = data.get("files") if isinstance(data, dict) else None
-            s.files = sum(1 for e in entries if isinstance(e, dict) and not e.get("deletedAt")) if isinstance(entries, list) else 0
+            s.files = (
+                sum(1 for e in entries if isinstance(e, dict) and not e.get("deletedAt"))
+                if isinstance(entries, list)
+                else 0
+            )
             changed = True
         return changed
 
@@ -329,6 +340,9 @@ class Catalog:
         for name, t in s.metrics.items():
             if t.last is None and not t.values:
                 continue
-            out[name] = {"rows": 0 if t.last is None else t.last + 1, "last_index": t.last,
-                         "last": {k: short_value(v) for k, v in decode_nonfinite(t.values).items()}}
+            out[name] = {
+                "rows": 0 if t.last is None else t.last + 1,
+                "last_index": t.last,
+                "last": {k: short_value(v) for k, v in decode_nonfinite(t.values).items()},
+            }
         return out

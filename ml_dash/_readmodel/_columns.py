@@ -66,8 +66,13 @@ class MetricColumns:
     ``source``: how the cache names its file (to recognise a cache folder); default the path.
     """
 
-    def __init__(self, path: Path | str, cache_dir: Optional[Path] = None, fields: Optional[Iterable[str]] = None,
-                 source: Optional[str] = None):
+    def __init__(
+        self,
+        path: Path | str,
+        cache_dir: Optional[Path] = None,
+        fields: Optional[Iterable[str]] = None,
+        source: Optional[str] = None,
+    ):
         self.path = Path(path)
         self.source = source or str(self.path)
         self._want = None if fields is None else frozenset(fields)
@@ -97,9 +102,17 @@ class MetricColumns:
         return self.rows == 0 or (self.first_index == 0 and self.last_index == self.rows - 1)
 
     def _meta(self) -> dict[str, Any]:
-        return {"v": _VERSION, "source": self.source, "ino": self.ino, "offset": self.offset,
-                "tail": self._tail.hex(), "rows": self.rows, "first_index": self.first_index,
-                "last_index": self.last_index, "fields": [f.as_json() for f in self.fields.values()]}
+        return {
+            "v": _VERSION,
+            "source": self.source,
+            "ino": self.ino,
+            "offset": self.offset,
+            "tail": self._tail.hex(),
+            "rows": self.rows,
+            "first_index": self.first_index,
+            "last_index": self.last_index,
+            "fields": [f.as_json() for f in self.fields.values()],
+        }
 
     def _load(self) -> None:
         meta = self._arrays.load_meta()
@@ -141,8 +154,9 @@ class MetricColumns:
                 return 0
             with fh:
                 st = os.fstat(fh.fileno())
-                if self.ino is not None and (st.st_ino != self.ino or st.st_size < self.offset
-                                             or not self._same_tail(fh)):
+                if self.ino is not None and (
+                    st.st_ino != self.ino or st.st_size < self.offset or not self._same_tail(fh)
+                ):
                     self._reset()
                 self.ino = st.st_ino
                 if st.st_size <= self.offset:

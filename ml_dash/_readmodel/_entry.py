@@ -44,13 +44,40 @@ class Entry:
     """One experiment as the table shows it. Never changed once published: a refresh that sees a
     change makes a new Entry."""
 
-    __slots__ = ("prefix", "owner", "project", "name", "status", "tags", "description", "created_at",
-                 "started_at", "ended_at", "started", "ended", "params", "metrics", "metric_rows", "logs",
-                 "files", "text", "metric_keys", "param_keys", "last_activity")
+    __slots__ = (
+        "prefix",
+        "owner",
+        "project",
+        "name",
+        "status",
+        "tags",
+        "description",
+        "created_at",
+        "started_at",
+        "ended_at",
+        "started",
+        "ended",
+        "params",
+        "metrics",
+        "metric_rows",
+        "logs",
+        "files",
+        "text",
+        "metric_keys",
+        "param_keys",
+        "last_activity",
+    )
 
-    def __init__(self, prefix: str, exp: Dict[str, Any], params: Dict[str, Any],
-                 metrics: Dict[str, Dict[str, Any]], logs: int, files: int,
-                 last_activity: Optional[float] = None):
+    def __init__(
+        self,
+        prefix: str,
+        exp: Dict[str, Any],
+        params: Dict[str, Any],
+        metrics: Dict[str, Dict[str, Any]],
+        logs: int,
+        files: int,
+        last_activity: Optional[float] = None,
+    ):
         parts = prefix.split("/")
         self.prefix = prefix
         self.owner, self.project, self.name = parts[0], parts[1] if len(parts) > 1 else "", parts[-1]

@@ -41,13 +41,32 @@ class ReadModel:
     "Infinity", "-Infinity" (for JSON answers); else as floats.
     """
 
-    def series(self, prefix: str, name: Optional[str], field: str, x: str = "index", start: Any = None,
-               end: Any = None, buckets: Any = 1000, *, strict: bool = False) -> Dict[str, Any]:
+    def series(
+        self,
+        prefix: str,
+        name: Optional[str],
+        field: str,
+        x: str = "index",
+        start: Any = None,
+        end: Any = None,
+        buckets: Any = 1000,
+        *,
+        strict: bool = False,
+    ) -> Dict[str, Any]:
         """One field of a metric over a range, downsampled (see ``_series.series``)."""
         raise NotImplementedError
 
-    def increments(self, prefix: str, name: Optional[str], field: str, x: str = "index", after: Any = -1,
-                   limit: int = 10_000, *, strict: bool = False) -> Dict[str, Any]:
+    def increments(
+        self,
+        prefix: str,
+        name: Optional[str],
+        field: str,
+        x: str = "index",
+        after: Any = -1,
+        limit: int = 10_000,
+        *,
+        strict: bool = False,
+    ) -> Dict[str, Any]:
         """The rows of a metric after an index, for live charts (see ``_series.increments``)."""
         raise NotImplementedError
 
@@ -102,9 +121,15 @@ class LayoutReadModel(ReadModel):
     in a thread of its own, so that a page never waits for it (the server).
     """
 
-    def __init__(self, root: Path | str, cache_dir: Optional[Path | str] = None,
-                 parse: Callable[[str], Prefix] = read_prefix, max_age: float = 1.0, max_open: int = 256,
-                 background: bool = False):
+    def __init__(
+        self,
+        root: Path | str,
+        cache_dir: Optional[Path | str] = None,
+        parse: Callable[[str], Prefix] = read_prefix,
+        max_age: float = 1.0,
+        max_open: int = 256,
+        background: bool = False,
+    ):
         self.root = Path(root)
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self._parse = parse
@@ -127,7 +152,9 @@ class LayoutReadModel(ReadModel):
             raise QueryError(404, "not_found", f"no experiment {prefix!r}")  # a symlink is never followed
         return paths
 
-    def _columns(self, paths: ExperimentPaths, name: Optional[str], fields: Optional[frozenset[Any]] = None) -> MetricColumns:
+    def _columns(
+        self, paths: ExperimentPaths, name: Optional[str], fields: Optional[frozenset[Any]] = None
+    ) -> MetricColumns:
         try:
             data = paths.metric_dir(name or None) / "data.jsonl"
         except InvalidPrefix as exc:
@@ -152,14 +179,33 @@ class LayoutReadModel(ReadModel):
 
     # -- the interface ---------------------------------------------------------------------------------
 
-    def series(self, prefix: str, name: Optional[str], field: str, x: str = "index", start: Any = None,
-               end: Any = None, buckets: Any = 1000, *, strict: bool = False) -> Dict[str, Any]:
+    def series(
+        self,
+        prefix: str,
+        name: Optional[str],
+        field: str,
+        x: str = "index",
+        start: Any = None,
+        end: Any = None,
+        buckets: Any = 1000,
+        *,
+        strict: bool = False,
+    ) -> Dict[str, Any]:
         paths = self._paths(prefix)
         cols = self._columns(paths, name, frozenset([field] + ([] if (x or "index") == "index" else [x])))
         return {"name": name or None, **series(cols, field, x, start, end, buckets, strict=strict)}
 
-    def increments(self, prefix: str, name: Optional[str], field: str, x: str = "index", after: Any = -1,
-                   limit: int = 10_000, *, strict: bool = False) -> Dict[str, Any]:
+    def increments(
+        self,
+        prefix: str,
+        name: Optional[str],
+        field: str,
+        x: str = "index",
+        after: Any = -1,
+        limit: int = 10_000,
+        *,
+        strict: bool = False,
+    ) -> Dict[str, Any]:
         paths = self._paths(prefix)
         cols = self._columns(paths, name, frozenset([field] + ([] if (x or "index") == "index" else [x])))
         return {"name": name or None, **increments(cols, field, x, after, limit, strict=strict)}
@@ -171,15 +217,23 @@ class LayoutReadModel(ReadModel):
         reader = ExperimentReader(self.root, paths.prefix)
         plain = [n for n in reader.metric_names() if is_plain_chain(self.root, paths.metric_dir(n) / "data.jsonl")]
         metrics = [metric_summary(n, self._columns(paths, n)) for n in plain]
-        last_log = last_value_of(paths.logs_jsonl, "sequenceNumber") if is_plain_chain(self.root, paths.logs_jsonl) else None
+        last_log = (
+            last_value_of(paths.logs_jsonl, "sequenceNumber") if is_plain_chain(self.root, paths.logs_jsonl) else None
+        )
         exp = read_json(paths.experiment_json, {})
         status = exp.get("status") if isinstance(exp, dict) else None
-        activity = _last_activity([paths.dir, paths.logs_jsonl, paths.files_metadata,
-                                   *(paths.metric_dir(n) / "data.jsonl" for n in plain)])
-        answer = {"prefix": str(paths.prefix), "status": status,
-                  "metrics": metrics, "logs": 0 if last_log is None else last_log + 1,
-                  "files": len(reader.files()) if is_plain_chain(self.root, paths.files_metadata) else 0,
-                  "lastActivity": activity, "stale": is_stale(status, activity, time.time())}
+        activity = _last_activity(
+            [paths.dir, paths.logs_jsonl, paths.files_metadata, *(paths.metric_dir(n) / "data.jsonl" for n in plain)]
+        )
+        answer = {
+            "prefix": str(paths.prefix),
+            "status": status,
+            "metrics": metrics,
+            "logs": 0 if last_log is None else last_log + 1,
+            "files": len(reader.files()) if is_plain_chain(self.root, paths.files_metadata) else 0,
+            "lastActivity": activity,
+            "stale": is_stale(status, activity, time.time()),
+        }
         return encode_nonfinite(answer) if strict else answer
 
     def table(self, query: TableQuery, *, strict: bool = False, owner: Optional[str] = None) -> Dict[str, Any]:

@@ -52,13 +52,18 @@ class QueryError(ValueError):
 
 # -- small helpers -------------------------------------------------------------------------------------
 
+
 def _floats(arr: np.ndarray, strict: bool, missing: Optional[np.ndarray] = None) -> List[Any]:
     """A list of Python numbers (ints when every value is a whole number, as steps and epochs
     are); None where ``missing``; non-finite as strings when ``strict``."""
     finite = np.isfinite(arr)
     whole = arr[finite]
-    if whole.size and whole.size == arr.size - (0 if missing is None else int(missing.sum())) \
-            and np.all(np.abs(whole) < 2.0 ** 53) and np.all(whole == np.floor(whole)):
+    if (
+        whole.size
+        and whole.size == arr.size - (0 if missing is None else int(missing.sum()))
+        and np.all(np.abs(whole) < 2.0**53)
+        and np.all(whole == np.floor(whole))
+    ):
         out = np.where(finite, arr, 0).astype(np.int64).tolist()
     else:
         out = arr.tolist()
@@ -110,9 +115,13 @@ def _buckets_answer(st: np.ndarray, xs: np.ndarray, x_is_index: bool, strict: bo
     nan_only = st[:, 1] == 0
     mn = np.where(nan_only, np.nan, st[:, 2])
     mx = np.where(nan_only, np.nan, st[:, 3])
-    return {"x": xs.astype(np.int64).tolist() if x_is_index else _floats(xs, strict),
-            "last": _floats(st[:, 4], strict), "min": _floats(mn, strict), "max": _floats(mx, strict),
-            "n": st[:, 0].astype(np.int64).tolist()}
+    return {
+        "x": xs.astype(np.int64).tolist() if x_is_index else _floats(xs, strict),
+        "last": _floats(st[:, 4], strict),
+        "min": _floats(mn, strict),
+        "max": _floats(mx, strict),
+        "n": st[:, 0].astype(np.int64).tolist(),
+    }
 
 
 def _raw_answer(y: np.ndarray, xs: np.ndarray, x_is_index: bool, strict: bool) -> Dict[str, Any]:
@@ -124,6 +133,7 @@ def _raw_answer(y: np.ndarray, xs: np.ndarray, x_is_index: bool, strict: bool) -
 
 
 # -- ranges ------------------------------------------------------------------------------------------------
+
 
 def _position_of_x(cols: MetricColumns, x: str, value: float, side: str) -> int:
     """First position whose x is >= value ('left') or > value ('right'); x never decreases."""
@@ -162,13 +172,24 @@ def _check(cols: MetricColumns, field: str, x: str) -> None:
     if cols.field(field) is None:
         raise QueryError(404, "not_found", f"the metric has no field {field!r}")
     if x != "index" and cols.field(x) is None:
-        raise QueryError(404, "not_found", f"the metric has no field {x!r} to use as x (use 'index' or a numeric field)")
+        raise QueryError(
+            404, "not_found", f"the metric has no field {x!r} to use as x (use 'index' or a numeric field)"
+        )
 
 
 # -- the queries -------------------------------------------------------------------------------------------
 
-def series(cols: MetricColumns, field: str, x: str = "index", start: Any = None, end: Any = None,
-           buckets: Any = 1000, *, strict: bool = False) -> Dict[str, Any]:
+
+def series(
+    cols: MetricColumns,
+    field: str,
+    x: str = "index",
+    start: Any = None,
+    end: Any = None,
+    buckets: Any = 1000,
+    *,
+    strict: bool = False,
+) -> Dict[str, Any]:
     """One field of a metric over a range, downsampled to at most ``buckets`` (see the module doc).
 
     ``strict``: non-finite floats as the strings "NaN", "Infinity", "-Infinity" (JSON answers).
@@ -218,7 +239,9 @@ def _reduce(y: np.ndarray, xs: np.ndarray, x_is_index: bool, b: int, strict: boo
     return _buckets_answer(st, xl, x_is_index, strict)
 
 
-def _from_chunks(cols: MetricColumns, field: str, x: str, p0: int, p1: int, b: int) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+def _from_chunks(
+    cols: MetricColumns, field: str, x: str, p0: int, p1: int, b: int
+) -> Optional[Tuple[np.ndarray, np.ndarray]]:
     """(bucket summaries, bucket x) from whole chunks plus the partial chunks at both ends."""
     c0 = -(-p0 // CHUNK)
     c1 = min(p1 // CHUNK, cols.sealed)
@@ -253,8 +276,9 @@ def _from_chunks(cols: MetricColumns, field: str, x: str, p0: int, p1: int, b: i
     return st, xs
 
 
-def _selected(cols: MetricColumns, field: str, x: str, lo_x: Optional[float], hi_x: Optional[float], b: int,
-              strict: bool) -> Dict[str, Any]:
+def _selected(
+    cols: MetricColumns, field: str, x: str, lo_x: Optional[float], hi_x: Optional[float], b: int, strict: bool
+) -> Dict[str, Any]:
     """A range on an x that decreases somewhere: every row is looked at (cost grows with the metric)."""
     xs = cols.values(x, 0, cols.rows)
     sel = ~missing_mask(xs) & ~np.isnan(xs)
@@ -271,8 +295,9 @@ def _selected(cols: MetricColumns, field: str, x: str, lo_x: Optional[float], hi
     return {**out, "mode": "buckets", "points": _reduce(y, xs, False, b, strict)}
 
 
-def increments(cols: MetricColumns, field: str, x: str = "index", after: Any = -1, limit: int = 10_000,
-               *, strict: bool = False) -> Dict[str, Any]:
+def increments(
+    cols: MetricColumns, field: str, x: str = "index", after: Any = -1, limit: int = 10_000, *, strict: bool = False
+) -> Dict[str, Any]:
     """The raw rows whose index is > ``after`` (at most ``limit``): a live chart's next points.
 
     ``cursor`` is the index to pass as ``after`` next time (the last row looked at, shown or not).
@@ -286,9 +311,18 @@ def increments(cols: MetricColumns, field: str, x: str = "index", after: Any = -
         q = min(cols.rows, p + max(1, int(limit)))
         y, xs = cols.values(field, p, q), _x_values(cols, x, p, q)
         cursor = int(cols.index(q - 1, q)[0]) if q > p else (int(after_f) if after_f >= -1 else -1)
-        answer = {"field": field, "x": x, "total": cols.rows, "last_index": cols.last_index, "count": q - p,
-                  "after": int(after_f), "cursor": cursor, "more": q < cols.rows, "mode": "raw",
-                  "points": _raw_answer(y, xs, x == "index", strict)}
+        answer = {
+            "field": field,
+            "x": x,
+            "total": cols.rows,
+            "last_index": cols.last_index,
+            "count": q - p,
+            "after": int(after_f),
+            "cursor": cursor,
+            "more": q < cols.rows,
+            "mode": "raw",
+            "points": _raw_answer(y, xs, x == "index", strict),
+        }
         if x != "index":
             answer["x_sorted"] = bool(cols.fields[x].sorted)
         return answer
@@ -300,6 +334,12 @@ def metric_summary(name: Optional[str], cols: MetricColumns) -> Dict[str, Any]:
         fields = {}
         for f in cols.fields.values():
             has = f.min <= f.max
-            fields[f.name] = {"last": f.last, "min": f.min if has else None, "max": f.max if has else None,
-                              "numeric": f.numeric > 0, "count": f.count, "sorted": bool(f.sorted)}
+            fields[f.name] = {
+                "last": f.last,
+                "min": f.min if has else None,
+                "max": f.max if has else None,
+                "numeric": f.numeric > 0,
+                "count": f.count,
+                "sorted": bool(f.sorted),
+            }
         return {"name": name, "count": cols.rows, "last_index": cols.last_index, "fields": fields}

@@ -22,8 +22,19 @@ from ._series import QueryError
 __all__ = ["TableQuery", "TableCache", "run_table", "SORT_KEYS", "STATUSES", "MAX_LIMIT", "MAX_AVAILABLE"]
 
 STATUSES = ("RUNNING", "COMPLETED", "FAILED", "CANCELLED")
-SORT_KEYS = ("prefix", "name", "status", "createdAt", "startedAt", "endedAt", "duration", "rows", "logs", "files",
-             "lastActivity")
+SORT_KEYS = (
+    "prefix",
+    "name",
+    "status",
+    "createdAt",
+    "startedAt",
+    "endedAt",
+    "duration",
+    "rows",
+    "logs",
+    "files",
+    "lastActivity",
+)
 MAX_LIMIT = 1000
 #: Column keys listed in ``available`` for column pickers, at most, of each kind.
 MAX_AVAILABLE = 500
@@ -59,9 +70,16 @@ class TableQuery:
             except ValueError:
                 raise QueryError(400, "bad_query", f"'{name}' must be an integer, got {raw!r}") from None
 
-        return cls(glob=get("glob") or None, q=get("q") or None, status=status, sort=get("sort") or "prefix",
-                   order=(get("order") or "asc").lower(), offset=integer("offset", 0), limit=integer("limit", 50),
-                   columns=columns).checked()
+        return cls(
+            glob=get("glob") or None,
+            q=get("q") or None,
+            status=status,
+            sort=get("sort") or "prefix",
+            order=(get("order") or "asc").lower(),
+            offset=integer("offset", 0),
+            limit=integer("limit", 50),
+            columns=columns,
+        ).checked()
 
     def checked(self) -> "TableQuery":
         bad = [s for s in self.status if s not in STATUSES]
@@ -76,18 +94,29 @@ class TableQuery:
         for c in self.columns + (() if self.sort in SORT_KEYS else (self.sort,)):
             if not (c.startswith("p:") and len(c) > 2) and not (c.startswith("m:") and ":" in c[2:]):
                 what = "column" if c in self.columns else "sort key"
-                raise QueryError(400, "bad_query", f"bad {what} {c!r}: use m:<metric>:<field>, p:<param>"
-                                 + ("" if what == "column" else f", or one of {', '.join(SORT_KEYS)}"))
+                raise QueryError(
+                    400,
+                    "bad_query",
+                    f"bad {what} {c!r}: use m:<metric>:<field>, p:<param>"
+                    + ("" if what == "column" else f", or one of {', '.join(SORT_KEYS)}"),
+                )
         return self
 
 
 def _getter(key: str, now: float) -> Callable[[Entry], Any]:
     """The sort value of an entry under ``key`` (resolved once per query, not per row)."""
     fixed = {
-        "prefix": lambda e: e.prefix, "name": lambda e: e.name, "status": lambda e: e.status,
-        "createdAt": lambda e: e.created_at, "startedAt": lambda e: e.started, "endedAt": lambda e: e.ended,
-        "duration": lambda e: e.duration(now), "rows": lambda e: e.metric_rows, "logs": lambda e: e.logs,
-        "files": lambda e: e.files, "lastActivity": lambda e: e.last_activity,
+        "prefix": lambda e: e.prefix,
+        "name": lambda e: e.name,
+        "status": lambda e: e.status,
+        "createdAt": lambda e: e.created_at,
+        "startedAt": lambda e: e.started,
+        "endedAt": lambda e: e.ended,
+        "duration": lambda e: e.duration(now),
+        "rows": lambda e: e.metric_rows,
+        "logs": lambda e: e.logs,
+        "files": lambda e: e.files,
+        "lastActivity": lambda e: e.last_activity,
     }
     if key in fixed:
         return fixed[key]
@@ -127,9 +156,19 @@ def _sorted(rows: List[Entry], key: str, desc: bool, now: float) -> List[Entry]:
 
 def _row(e: Entry, columns: Sequence[str], now: float) -> Dict[str, Any]:
     return {
-        "prefix": e.prefix, "owner": e.owner, "project": e.project, "name": e.name, "status": e.status,
-        "tags": e.tags, "description": e.description, "createdAt": e.created_at, "startedAt": e.started_at,
-        "endedAt": e.ended_at, "duration": e.duration(now), "lastActivity": e.last_activity, "stale": e.stale(now),
+        "prefix": e.prefix,
+        "owner": e.owner,
+        "project": e.project,
+        "name": e.name,
+        "status": e.status,
+        "tags": e.tags,
+        "description": e.description,
+        "createdAt": e.created_at,
+        "startedAt": e.started_at,
+        "endedAt": e.ended_at,
+        "duration": e.duration(now),
+        "lastActivity": e.last_activity,
+        "stale": e.stale(now),
         "counts": {"metric_rows": e.metric_rows, "logs": e.logs, "files": e.files},
         "values": {c: e.value(c) for c in columns},
     }
@@ -172,13 +211,22 @@ def _filtered(entries: Sequence[Entry], query: TableQuery) -> Tuple[List[Entry],
     for e in rows:
         metric_keys.update(e.metric_keys)
         param_keys.update(e.param_keys)
-    available = {"metrics": sorted(metric_keys)[:MAX_AVAILABLE], "params": sorted(param_keys)[:MAX_AVAILABLE],
-                 "truncated": len(metric_keys) > MAX_AVAILABLE or len(param_keys) > MAX_AVAILABLE}
+    available = {
+        "metrics": sorted(metric_keys)[:MAX_AVAILABLE],
+        "params": sorted(param_keys)[:MAX_AVAILABLE],
+        "truncated": len(metric_keys) > MAX_AVAILABLE or len(param_keys) > MAX_AVAILABLE,
+    }
     return rows, available
 
 
-def run_table(entries: Sequence[Entry], query: TableQuery, *, strict: bool = False, now: Optional[float] = None,
-              cache: Optional[TableCache] = None) -> Dict[str, Any]:
+def run_table(
+    entries: Sequence[Entry],
+    query: TableQuery,
+    *,
+    strict: bool = False,
+    now: Optional[float] = None,
+    cache: Optional[TableCache] = None,
+) -> Dict[str, Any]:
     """One page of the table over ``entries`` (sorted by prefix, as the catalogue gives them).
     ``cache``: reuse what earlier queries over the same ``entries`` object computed."""
     now = time.time() if now is None else now

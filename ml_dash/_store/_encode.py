@@ -25,6 +25,7 @@ _NL = orjson.OPT_APPEND_NEWLINE
 _CHUNK_ROWS = 1024  # join orjson outputs in small chunks: each held output costs ~4 KB of RSS
 _INT_RANGE = (-(2**63), 2**64 - 1)
 
+
 def _sanitize(value: Any) -> Any:
     """Last resort for a row orjson refused: non-finite floats named, huge ints as strings."""
     t = type(value)

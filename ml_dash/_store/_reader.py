@@ -101,7 +101,11 @@ class ExperimentReader:
             if not isinstance(idx, int) or idx < start or idx in out:
                 continue
             data = rec.get("data")
-            rec = {"index": idx, "data": decode_nonfinite(data) if isinstance(data, dict) else {}, "createdAt": rec.get("createdAt")}
+            rec = {
+                "index": idx,
+                "data": decode_nonfinite(data) if isinstance(data, dict) else {},
+                "createdAt": rec.get("createdAt"),
+            }
             out[idx] = rec
         rows = [out[k] for k in sorted(out)]
         return rows if limit is None else rows[:limit]
@@ -119,7 +123,11 @@ class ExperimentReader:
         for e in entries:
             if not isinstance(e, dict) or (e.get("deletedAt") and not include_deleted):
                 continue
-            if want is not None and want != "/" and not (e.get("path") == want or str(e.get("path", "")).startswith(want + "/")):
+            if (
+                want is not None
+                and want != "/"
+                and not (e.get("path") == want or str(e.get("path", "")).startswith(want + "/"))
+            ):
                 continue
             out.append(e)
         return out
@@ -137,14 +145,20 @@ class ExperimentReader:
                 topics.append(topic if isinstance(topic, str) else tdir.name)
         return topics
 
-    def track_entries(self, topic: str, start: Optional[float] = None, end: Optional[float] = None) -> List[dict[str, Any]]:
+    def track_entries(
+        self, topic: str, start: Optional[float] = None, end: Optional[float] = None
+    ) -> List[dict[str, Any]]:
         """Entries ``{"timestamp", ...}`` with ``start <= timestamp <= end``, in timestamp order.
         Lines with the same timestamp are one entry (fields merged in file order, later winning),
         as appends with one timestamp are meant to be; torn or corrupt lines are skipped."""
         merged: Dict[float, dict[str, Any]] = {}
         for rec in _iter_jsonl(self.paths.track_dir(topic) / "data.jsonl"):
             stamp: Any = rec.get("timestamp")
-            if type(stamp) not in (int, float) or (start is not None and stamp < start) or (end is not None and stamp > end):
+            if (
+                type(stamp) not in (int, float)
+                or (start is not None and stamp < start)
+                or (end is not None and stamp > end)
+            ):
                 continue
             rec = decode_nonfinite(rec)
             if stamp in merged:

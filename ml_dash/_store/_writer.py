@@ -44,6 +44,7 @@ def _flatten_track(data: Dict[str, Any], parent: str = "") -> Dict[str, Any]:
             out[full] = value
     return out
 
+
 #: (epoch seconds, level, message, metadata or None)
 if TYPE_CHECKING:
     LogRow = Tuple[float, str, str, Optional[Dict[str, Any]]]
@@ -107,8 +108,9 @@ class ExperimentWriter:
 
     # -- experiment.json ---------------------------------------------------------------------------
 
-    def upsert_experiment(self, fields: Dict[str, Any], ts: float, current: Any = None,
-                          write: bool = True) -> Dict[str, Any]:
+    def upsert_experiment(
+        self, fields: Dict[str, Any], ts: float, current: Any = None, write: bool = True
+    ) -> Dict[str, Any]:
         """Create experiment.json, or merge the given non-None fields into it (``metadata`` merges by key).
 
         ``current``: the record to start from (default: read the file); ``write=False`` returns the
@@ -145,8 +147,14 @@ class ExperimentWriter:
             atomic_write_json(p.experiment_json, current)
         return record
 
-    def set_status(self, status: str, ts: float, reason: Optional[str] = None, current: Optional[Dict[str, Any]] = None,
-                   write: bool = True) -> Dict[str, Any]:
+    def set_status(
+        self,
+        status: str,
+        ts: float,
+        reason: Optional[str] = None,
+        current: Optional[Dict[str, Any]] = None,
+        write: bool = True,
+    ) -> Dict[str, Any]:
         """Record a status change with its time; RUNNING also records ``started_at``, the others
         ``ended_at``. ``current`` and ``write`` as for :meth:`upsert_experiment`."""
         p = self.paths
@@ -261,7 +269,11 @@ class ExperimentWriter:
             known.add(e["id"])
             where = (_norm_path(e.get("path")), e.get("filename"))
             for old in files:
-                if isinstance(old, dict) and not old.get("deletedAt") and (_norm_path(old.get("path")), old.get("filename")) == where:
+                if (
+                    isinstance(old, dict)
+                    and not old.get("deletedAt")
+                    and (_norm_path(old.get("path")), old.get("filename")) == where
+                ):
                     old["deletedAt"] = old["updatedAt"] = e.get("uploadedAt") or iso_utc()
             files.append(e)
         atomic_write_json(p.files_metadata, current)
@@ -329,8 +341,15 @@ class ExperimentWriter:
         app.write(encode_lines(entries), len(entries))
         now = iso_utc(ts)
         if not isinstance(meta, dict):
-            meta = {"trackId": f"local-track-{tdir.name}", "topic": topic, "columns": [], "totalEntries": 0,
-                    "firstTimestamp": None, "lastTimestamp": None, "createdAt": now}
+            meta = {
+                "trackId": f"local-track-{tdir.name}",
+                "topic": topic,
+                "columns": [],
+                "totalEntries": 0,
+                "firstTimestamp": None,
+                "lastTimestamp": None,
+                "createdAt": now,
+            }
         columns = set(meta.get("columns") or [])
         for e in entries:
             columns.update(k for k in e if k != "timestamp")

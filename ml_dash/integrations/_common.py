@@ -32,15 +32,21 @@ class HookRun:
       prefix again, which resumes it; leaving the process then marks it COMPLETED.
     """
 
-    def __init__(self, framework: str, experiment: "Optional[Experiment]" = None, prefix: "Optional[str]" = None,
-                 **experiment_kwargs: Any):
+    def __init__(
+        self,
+        framework: str,
+        experiment: "Optional[Experiment]" = None,
+        prefix: "Optional[str]" = None,
+        **experiment_kwargs: Any,
+    ):
         if experiment is not None and (prefix is not None or experiment_kwargs):
             raise ValueError("give either experiment= or prefix= (with Experiment arguments), not both")
         if experiment is None:
             # Built now, not at the first step: a bad prefix or argument fails before training starts.
             # Nothing is written and no thread starts until the run starts.
-            experiment = Experiment(prefix or default_prefix(framework, experiment_kwargs.get("config")),
-                                    **experiment_kwargs)
+            experiment = Experiment(
+                prefix or default_prefix(framework, experiment_kwargs.get("config")), **experiment_kwargs
+            )
         self._exp = experiment
         self.owned = experiment.status != "RUNNING"
         self.prefix = experiment.prefix

@@ -60,9 +60,15 @@ class LoggerMethods:
     #: Set by each public module: a function returning this process's global rank.
     _global_rank: Any = staticmethod(lambda: 0)
 
-    def __init__(self, prefix: Optional[str] = None, *, experiment: Optional[Experiment] = None,
-                 log_checkpoints: Union[bool, str] = False, default_metric: str = "metrics",
-                 **experiment_kwargs: Any):
+    def __init__(
+        self,
+        prefix: Optional[str] = None,
+        *,
+        experiment: Optional[Experiment] = None,
+        log_checkpoints: Union[bool, str] = False,
+        default_metric: str = "metrics",
+        **experiment_kwargs: Any,
+    ):
         super().__init__()
         if log_checkpoints not in (False, True, "all"):
             raise ValueError("log_checkpoints must be False, True or 'all'")
@@ -157,8 +163,14 @@ class LoggerMethods:
             if key in self._uploaded:
                 continue
             score = scores.get(path, getattr(callback, "best_model_score", None) if path == best else None)
-            files.save(path, metadata={"monitor": getattr(callback, "monitor", None),
-                                       "score": plain_params(score), "best": path == best})
+            files.save(
+                path,
+                metadata={
+                    "monitor": getattr(callback, "monitor", None),
+                    "score": plain_params(score),
+                    "best": path == best,
+                },
+            )
             self._uploaded.add(key)
 
     def __getstate__(self) -> Dict[str, Any]:

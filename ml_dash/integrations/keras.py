@@ -49,8 +49,14 @@ class MlDashCallback(keras.callbacks.Callback):
     Keyword arguments other than ``experiment`` and ``batch_every`` go to :class:`~ml_dash.Experiment`.
     """
 
-    def __init__(self, prefix: Optional[str] = None, *, experiment: Optional[Experiment] = None,
-                 batch_every: int = 1, **experiment_kwargs: Any):
+    def __init__(
+        self,
+        prefix: Optional[str] = None,
+        *,
+        experiment: Optional[Experiment] = None,
+        batch_every: int = 1,
+        **experiment_kwargs: Any,
+    ):
         super().__init__()
         if not isinstance(batch_every, int) or batch_every < 0:
             raise ValueError("batch_every must be an int >= 0 (0: no batch rows)")

@@ -60,8 +60,9 @@ class MlDashCallback(TrainerCallback):
     Keyword arguments other than ``experiment`` go to :class:`~ml_dash.Experiment`.
     """
 
-    def __init__(self, prefix: Optional[str] = None, *, experiment: Optional[Experiment] = None,
-                 **experiment_kwargs: Any):
+    def __init__(
+        self, prefix: Optional[str] = None, *, experiment: Optional[Experiment] = None, **experiment_kwargs: Any
+    ):
         self._run = HookRun("transformers", experiment, prefix, **experiment_kwargs)
 
     @property
@@ -83,8 +84,7 @@ class MlDashCallback(TrainerCallback):
             params["model"] = model_params
         self._run.get().params.set(**params)
 
-    def on_log(self, args: Any, state: Any, control: Any, logs: Optional[Dict[str, Any]] = None,
-               **kwargs: Any) -> None:
+    def on_log(self, args: Any, state: Any, control: Any, logs: Optional[Dict[str, Any]] = None, **kwargs: Any) -> None:
         if not state.is_world_process_zero or not logs:
             return
         exp = self._run.get()
@@ -111,8 +111,7 @@ def _route(logs: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
         metric, field = "train", key
         for prefix, phase in PHASES:
             if key.startswith(prefix):
-                metric, field = phase, key[len(prefix):]
+                metric, field = phase, key[len(prefix) :]
                 break
         out.setdefault(metric, {})[field] = value
     return out
-

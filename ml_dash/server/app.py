@@ -57,8 +57,17 @@ def _json(body: Any, status: int = 200, headers: Optional[Dict[str, str]] = None
 class State:
     """Everything a request handler needs, built once per server."""
 
-    def __init__(self, root: Path, *, auth: bool, fault_injection: bool, limits: Limits, workers: int = 4,
-                 settings: Optional[ServerSettings] = None, read_scope: str = "team"):
+    def __init__(
+        self,
+        root: Path,
+        *,
+        auth: bool,
+        fault_injection: bool,
+        limits: Limits,
+        workers: int = 4,
+        settings: Optional[ServerSettings] = None,
+        read_scope: str = "team",
+    ):
         self.root = root
         self.limits = limits
         #: The store (:mod:`.stores`): the embedded one under ``root`` unless the settings name another.
@@ -88,8 +97,9 @@ class State:
         """Bound the requests of one pool ("ingest", "blobs") handled at once; past it, shed load
         with 503 + Retry-After. Separate pools: a crowd of slow uploads never holds up batches."""
         if self.in_flight[pool] >= self._slots[pool]:
-            raise ApiError(503, "overloaded", "the server is busy; retry after the Retry-After delay",
-                           headers={"Retry-After": "1"})
+            raise ApiError(
+                503, "overloaded", "the server is busy; retry after the Retry-After delay", headers={"Retry-After": "1"}
+            )
         self.in_flight[pool] += 1
         try:
             yield
@@ -103,8 +113,15 @@ class State:
 
 # -- middleware ------------------------------------------------------------------------------------
 
-_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-          413: "too_large", 415: "unsupported_media_type"}
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+}
 
 
 @web.middleware
@@ -144,14 +161,16 @@ async def info(request: web.Request) -> web.Response:
     from .. import __version__
 
     st: State = request.app[STATE]
-    return _json({
-        "protocol": 1,
-        "server": f"ml-dash/{__version__}",
-        "accept_encoding": accepted_encodings(),
-        "auth_required": st.auth.enabled,
-        "fault_injection": st.faults is not None,
-        "limits": st.limits.as_dict(),
-    })
+    return _json(
+        {
+            "protocol": 1,
+            "server": f"ml-dash/{__version__}",
+            "accept_encoding": accepted_encodings(),
+            "auth_required": st.auth.enabled,
+            "fault_injection": st.faults is not None,
+            "limits": st.limits.as_dict(),
+        }
+    )
 
 
 _gc_lock = threading.Lock()
@@ -344,9 +363,17 @@ async def file_download(request: web.Request) -> web.StreamResponse:
 
 # -- the application -------------------------------------------------------------------------------
 
-def make_app(root: os.PathLike[str] | str, *, auth: bool = True, fault_injection: bool = False,
-             limits: Optional[Limits] = None, read_only: bool = False,
-             settings: Optional[ServerSettings] = None, read_scope: str = "team") -> web.Application:
+
+def make_app(
+    root: os.PathLike[str] | str,
+    *,
+    auth: bool = True,
+    fault_injection: bool = False,
+    limits: Optional[Limits] = None,
+    read_only: bool = False,
+    settings: Optional[ServerSettings] = None,
+    read_scope: str = "team",
+) -> web.Application:
     """The aiohttp application of a server on ``root``. Run it with ``auto_decompress=False``
     (see :func:`ml_dash.server.launch.serve`): request bodies are decoded by us, under limits.
     ``read_only`` refuses every write (``ml-dash dashboard`` over a local folder). ``settings``
@@ -356,11 +383,21 @@ def make_app(root: os.PathLike[str] | str, *, auth: bool = True, fault_injection
     existed = root.exists()
     private_dir(root)  # a new root is owner-only (0700), and the server's own folder always is
     if existed and not read_only and root.stat().st_mode & 0o077:
-        log.warning("the server root %s is open to other users (mode %o); the server makes a new root owner-only: "
-                    "chmod 700 %s", root, root.stat().st_mode & 0o777, root)
+        log.warning(
+            "the server root %s is open to other users (mode %o); the server makes a new root owner-only: chmod 700 %s",
+            root,
+            root.stat().st_mode & 0o777,
+            root,
+        )
     app = web.Application(middlewares=[_errors])
-    state = State(root, auth=auth, fault_injection=fault_injection, limits=limits or Limits(), settings=settings,
-                  read_scope=read_scope)
+    state = State(
+        root,
+        auth=auth,
+        fault_injection=fault_injection,
+        limits=limits or Limits(),
+        settings=settings,
+        read_scope=read_scope,
+    )
     app[STATE] = state
     app.add_routes(routes)
     state.read_model = state.backend.read_model()

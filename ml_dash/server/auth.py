@@ -46,8 +46,9 @@ def check_owner(owner: str) -> str:
     return owner
 
 
-def create_token(root: Path | str, owner: str, label: Optional[str] = None,
-                 settings: Optional[ServerSettings] = None) -> str:
+def create_token(
+    root: Path | str, owner: str, label: Optional[str] = None, settings: Optional[ServerSettings] = None
+) -> str:
     """Create a token for ``owner`` in the server root ``root`` (or the store ``settings`` name,
     :mod:`.settings`) and return it (it is not stored)."""
     check_owner(owner)
@@ -87,13 +88,21 @@ class Authenticator:
         if not self.enabled:
             return None
         if not authorization:
-            raise ApiError(401, "unauthorized", "this server needs a token: Authorization: Bearer <token>",
-                           headers={"WWW-Authenticate": "Bearer"})
+            raise ApiError(
+                401,
+                "unauthorized",
+                "this server needs a token: Authorization: Bearer <token>",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         scheme, _, token = authorization.strip().partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token or len(token) > 256:
-            raise ApiError(401, "unauthorized", "the Authorization header must be 'Bearer <token>'",
-                           headers={"WWW-Authenticate": "Bearer"})
+            raise ApiError(
+                401,
+                "unauthorized",
+                "the Authorization header must be 'Bearer <token>'",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         owner = self.index.token_owner(hash_token(token))
         if owner is None:
             raise ApiError(401, "unauthorized", "unknown token", headers={"WWW-Authenticate": "Bearer"})
@@ -120,8 +129,11 @@ class Authenticator:
         not, answer the same: nothing is learnt about them)."""
         only = self.readable_owner(owner)
         if only is not None and str(prefix).strip("/").split("/", 1)[0] != only:
-            raise ApiError(403, "forbidden", f"this server lets a token of owner {only!r} read only prefixes that "
-                                             f"start with '{only}/'")
+            raise ApiError(
+                403,
+                "forbidden",
+                f"this server lets a token of owner {only!r} read only prefixes that start with '{only}/'",
+            )
 
     def require_write(self, owner: Optional[str], prefix: Prefix) -> None:
         if not self.enabled:

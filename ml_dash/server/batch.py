@@ -52,8 +52,15 @@ class Batch:
 
     __slots__ = ("session", "prefix", "events", "too_big", "too_deep", "first_seq", "counts")
 
-    def __init__(self, session: str, prefix: Prefix, events: List[dict[str, Any]], too_big: frozenset[Any],
-                 too_deep: frozenset[Any] = frozenset(), counts: Optional[List[int]] = None):
+    def __init__(
+        self,
+        session: str,
+        prefix: Prefix,
+        events: List[dict[str, Any]],
+        too_big: frozenset[Any],
+        too_deep: frozenset[Any] = frozenset(),
+        counts: Optional[List[int]] = None,
+    ):
         self.session = session
         self.prefix = prefix
         self.events = events
@@ -119,7 +126,11 @@ def parse_header(line: bytes) -> Tuple[str, Prefix]:
     if not isinstance(header, dict):
         raise ApiError(400, "bad_header", "the batch header must be a JSON object")
     if header.get("v") != PROTOCOL_VERSION:
-        raise ApiError(400, "unsupported_version", f"this server speaks protocol v{PROTOCOL_VERSION}; header 'v' is {_show(header.get('v'))}")
+        raise ApiError(
+            400,
+            "unsupported_version",
+            f"this server speaks protocol v{PROTOCOL_VERSION}; header 'v' is {_show(header.get('v'))}",
+        )
     session = header.get("session")
     if not isinstance(session, str) or not SESSION_RE.fullmatch(session):
         raise ApiError(400, "bad_session", "header 'session' must match [A-Za-z0-9_-]{8,64}")
@@ -164,8 +175,13 @@ def _windows(pieces: Iterable[bytes], limits: Limits) -> Iterator[List[bytes]]:
         nonlocal cost
         cost += n
         if cost > budget:
-            raise ApiError(413, "too_complex", f"the batch would take over {budget:,} bytes of memory once parsed "
-                           "(estimated from its JSON); send fewer or simpler events per batch", limit=budget)
+            raise ApiError(
+                413,
+                "too_complex",
+                f"the batch would take over {budget:,} bytes of memory once parsed "
+                "(estimated from its JSON); send fewer or simpler events per batch",
+                limit=budget,
+            )
 
     for piece in pieces:
         weigh(estimate(piece))
@@ -216,8 +232,12 @@ def parse_body(pieces: Iterable[bytes], limits: Limits, authorize: Optional[Call
         lines = [ln for ln in lines if ln]
         base = len(events)
         if base + len(lines) > limits.max_events_per_batch:
-            raise ApiError(413, "too_many_events", f"the batch has over {limits.max_events_per_batch:,} events",
-                           limit=limits.max_events_per_batch)
+            raise ApiError(
+                413,
+                "too_many_events",
+                f"the batch has over {limits.max_events_per_batch:,} events",
+                limit=limits.max_events_per_batch,
+            )
         try:
             parsed = [loads(ln) for ln in lines]
         except orjson.JSONDecodeError:
@@ -236,7 +256,8 @@ def parse_body(pieces: Iterable[bytes], limits: Limits, authorize: Optional[Call
             too_big.extend(base + i for i, ln in enumerate(lines) if len(ln) > max_event)
         if longest >= 2 * MAX_DEPTH:  # a line shorter than that cannot nest deeper
             too_deep.extend(
-                base + i for i, ln in enumerate(lines)
+                base + i
+                for i, ln in enumerate(lines)
                 if len(ln) >= 2 * MAX_DEPTH and _may_nest_deeper(ln, MAX_DEPTH) and depth_over(parsed[i], MAX_DEPTH)
             )
         events.extend(parsed)
@@ -247,8 +268,9 @@ def parse_body(pieces: Iterable[bytes], limits: Limits, authorize: Optional[Call
     return _check(session, prefix, events, frozenset(too_big), frozenset(too_deep), limits)
 
 
-def _check(session: str, prefix: Prefix, events: List[Any], too_big: frozenset[Any], too_deep: frozenset[Any],
-           limits: Limits) -> Batch:
+def _check(
+    session: str, prefix: Prefix, events: List[Any], too_big: frozenset[Any], too_deep: frozenset[Any], limits: Limits
+) -> Batch:
     """Identity: every event an object with an int seq, contiguous. Without that, nothing in the
     batch can be acknowledged correctly, so it is malformed as a whole."""
     try:
@@ -267,11 +289,18 @@ def _check(session: str, prefix: Prefix, events: List[Any], too_big: frozenset[A
         else:
             expected = list(accumulate(counts[:-1], initial=first))
         if seqs != expected or any(type(s) is not int for s in seqs):  # 1.0 and True compare equal to ints
-            raise ApiError(400, "bad_seq", "event seqs must be integers >= 0, increasing by 1 within a batch "
-                           "(by n after a 'metrics' event)")
+            raise ApiError(
+                400,
+                "bad_seq",
+                "event seqs must be integers >= 0, increasing by 1 within a batch (by n after a 'metrics' event)",
+            )
         if counts is not None and sum(counts) > limits.max_events_per_batch:
-            raise ApiError(413, "too_many_events", f"the batch has {sum(counts):,} events (rows); the limit is "
-                           f"{limits.max_events_per_batch:,}", limit=limits.max_events_per_batch)
+            raise ApiError(
+                413,
+                "too_many_events",
+                f"the batch has {sum(counts):,} events (rows); the limit is {limits.max_events_per_batch:,}",
+                limit=limits.max_events_per_batch,
+            )
     return Batch(session, prefix, events, too_big, too_deep, counts)
 
 
@@ -281,6 +310,9 @@ def _count(ev: dict[str, Any], limits: Limits) -> int:
         return 1
     n = ev.get("n")
     if type(n) is not int or not 1 <= n <= limits.max_event_rows:
-        raise ApiError(400, "bad_seq", f"a 'metrics' event needs 'n', an integer from 1 to {limits.max_event_rows:,} "
-                       f"(the seqs it covers)")
+        raise ApiError(
+            400,
+            "bad_seq",
+            f"a 'metrics' event needs 'n', an integer from 1 to {limits.max_event_rows:,} (the seqs it covers)",
+        )
     return n

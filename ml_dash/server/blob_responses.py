@@ -41,8 +41,7 @@ async def stream_blob(request: web.Request, source: BlobSource, headers: Dict[st
     except ValueError:
         return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
     start, stop = rng if rng is not None else (0, size)
-    resp = web.StreamResponse(status=206 if rng is not None else 200,
-                              headers={**headers, "Accept-Ranges": "bytes"})
+    resp = web.StreamResponse(status=206 if rng is not None else 200, headers={**headers, "Accept-Ranges": "bytes"})
     if rng is not None:
         resp.headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
     resp.content_length = stop - start

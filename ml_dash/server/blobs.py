@@ -38,8 +38,12 @@ def check_checksum(value: object) -> str:
 def storage_error(exc: OSError, limit: int) -> ApiError:
     """The answer to an upload the disk refused: 503 when it may pass, else the upload's own 4xx."""
     if is_transient(exc):
-        return ApiError(503, "storage_unavailable", "the server could not store the blob now; retry later",
-                        headers={"Retry-After": "5"})
+        return ApiError(
+            503,
+            "storage_unavailable",
+            "the server could not store the blob now; retry later",
+            headers={"Retry-After": "5"},
+        )
     if exc.errno == errno.EFBIG:
         return ApiError(413, "blob_too_large", "the server's disk cannot hold a file this large", limit=limit)
     return ApiError(400, code_for(exc), f"the server's disk refused this blob: {exc.strerror or exc}")

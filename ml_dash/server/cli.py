@@ -23,23 +23,38 @@ def _run_parser() -> argparse.ArgumentParser:
         "Manage tokens with `ml-dash server token create --root DIR --owner NAME`. "
         "The scale-out store: --store postgresql://... --blobs s3://BUCKET/PREFIX (see `ml-dash server migrate`).",
     )
-    p.add_argument("--root", default=_DEFAULT_ROOT, help=f"data folder, readable as a dash_root (default: {_DEFAULT_ROOT})")
+    p.add_argument(
+        "--root", default=_DEFAULT_ROOT, help=f"data folder, readable as a dash_root (default: {_DEFAULT_ROOT})"
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8765, help="port (default: 8765; 0 picks a free one)")
-    p.add_argument("--insecure-no-auth", action="store_true",
-                   help="accept every request without a token (loopback addresses only)")
-    p.add_argument("--tls-cert", default=None, metavar="PEM",
-                   help="serve https with this certificate chain (with --tls-key); else plain http")
+    p.add_argument(
+        "--insecure-no-auth", action="store_true", help="accept every request without a token (loopback addresses only)"
+    )
+    p.add_argument(
+        "--tls-cert",
+        default=None,
+        metavar="PEM",
+        help="serve https with this certificate chain (with --tls-key); else plain http",
+    )
     p.add_argument("--tls-key", default=None, metavar="PEM", help="the private key of --tls-cert")
-    p.add_argument("--read-scope", choices=("team", "owner"), default="team",
-                   help="team: any valid token reads every experiment (default); owner: a token reads only its owner's")
+    p.add_argument(
+        "--read-scope",
+        choices=("team", "owner"),
+        default="team",
+        help="team: any valid token reads every experiment (default); owner: a token reads only its owner's",
+    )
     p.add_argument("--fault-injection", action="store_true", help=argparse.SUPPRESS)  # tests only
     from .stores.cli import add_store_arguments
 
     add_store_arguments(p)
     p.add_argument("--pool-size", type=int, default=None, help="database connections per process (default: 8)")
-    p.add_argument("--workers", type=int, default=1,
-                   help="server processes on this port (SO_REUSEPORT; needs --store): each one stateless")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes on this port (SO_REUSEPORT; needs --store): each one stateless",
+    )
     p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # set for each worker
     for f in dataclasses.fields(Limits):
         p.add_argument("--" + f.name.replace("_", "-"), type=int, default=None, help=f"limit (default: {f.default:,})")
@@ -88,8 +103,11 @@ def _token(argv: List[str]) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         print(token)
-        print(f"# token for owner {args.owner!r}; it is shown only this once. Use it as "
-              "ML_DASH_TOKEN or Authorization: Bearer <token>.", file=sys.stderr)
+        print(
+            f"# token for owner {args.owner!r}; it is shown only this once. Use it as "
+            "ML_DASH_TOKEN or Authorization: Bearer <token>.",
+            file=sys.stderr,
+        )
         return 0
     index = open_index(args.root, settings)
     try:
@@ -141,8 +159,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: --insecure-no-auth is allowed only on a loopback address, not {args.host!r}", file=sys.stderr)
         return 2
     if args.fault_injection and not is_loopback(args.host):
-        print(f"error: --fault-injection (tests only) is allowed only on a loopback address, not {args.host!r}",
-              file=sys.stderr)
+        print(
+            f"error: --fault-injection (tests only) is allowed only on a loopback address, not {args.host!r}",
+            file=sys.stderr,
+        )
         return 2
     ssl_context = None
     if bool(args.tls_cert) != bool(args.tls_key):
@@ -160,8 +180,10 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     def on_ready(url: str) -> None:
         print(LISTENING + url, flush=True)
-        print(f"data: {args.root if settings.store is None else redact(settings.store) + ' + blobs ' + str(settings.blobs)}",
-              flush=True)
+        print(
+            f"data: {args.root if settings.store is None else redact(settings.store) + ' + blobs ' + str(settings.blobs)}",
+            flush=True,
+        )
         if args.insecure_no_auth:
             banner = "WARNING: AUTH IS OFF (--insecure-no-auth): anyone who can reach this port can write and read."
             print(banner, flush=True)
@@ -170,9 +192,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             where = f"--root {args.root}" if settings.store is None else "(with the same store settings)"
             print(f"get a token: ml-dash server token create {where} --owner <your-name>", flush=True)
         if ssl_context is None and not is_loopback(args.host):
-            print("WARNING: plain http on a network address: tokens and data cross the network in clear. "
-                  "Use --tls-cert/--tls-key, or bind to 127.0.0.1 behind a reverse proxy that terminates TLS.",
-                  file=sys.stderr, flush=True)
+            print(
+                "WARNING: plain http on a network address: tokens and data cross the network in clear. "
+                "Use --tls-cert/--tls-key, or bind to 127.0.0.1 behind a reverse proxy that terminates TLS.",
+                file=sys.stderr,
+                flush=True,
+            )
         if args.read_scope == "owner":
             print("reads: a token reads only its owner's experiments (--read-scope owner)", flush=True)
         if args.fault_injection:
@@ -183,10 +208,19 @@ def main(argv: Optional[List[str]] = None) -> int:
 
         return serve_workers(argv, args.host, args.port, args.workers, LISTENING, on_ready)
     try:
-        serve_forever(args.root, args.host, args.port, auth=not args.insecure_no_auth,
-                      fault_injection=args.fault_injection, limits=limits, on_ready=on_ready,
-                      settings=settings if settings.store else None, reuse_port=args.reuse_port,
-                      ssl_context=ssl_context, read_scope=args.read_scope)
+        serve_forever(
+            args.root,
+            args.host,
+            args.port,
+            auth=not args.insecure_no_auth,
+            fault_injection=args.fault_injection,
+            limits=limits,
+            on_ready=on_ready,
+            settings=settings if settings.store else None,
+            reuse_port=args.reuse_port,
+            ssl_context=ssl_context,
+            read_scope=args.read_scope,
+        )
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1

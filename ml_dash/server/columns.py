@@ -41,8 +41,9 @@ def _bad_ts(ts: List[Any], now: float, bad: Dict[int, Tuple[str, str]]) -> List[
     return out
 
 
-def expand_metrics(ev: dict[str, Any], offset: int, max_fields: int, now: float, max_value_depth: int,
-                   deep: bool) -> Tuple[Union[ColumnRows, List[dict[str, Any]]], List[Tuple[int, str, str]]]:
+def expand_metrics(
+    ev: dict[str, Any], offset: int, max_fields: int, now: float, max_value_depth: int, deep: bool
+) -> Tuple[Union[ColumnRows, List[dict[str, Any]]], List[Tuple[int, str, str]]]:
     """Rows ``offset ..`` of a ``metrics`` event (``n`` already checked): a ColumnRows block when
     every row is good, else the good rows as dicts with ``_ts``.
 

@@ -64,8 +64,13 @@ class _Handler(RequestHandler):
         peer = self.transport.get_extra_info("peername") if self.transport is not None else None
         return str(peer[0]) if isinstance(peer, tuple) and peer else "?"
 
-    def handle_error(self, request: BaseRequest, status: int = 500, exc: Optional[BaseException] = None,
-                     message: Optional[str] = None) -> web.StreamResponse:
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: Optional[BaseException] = None,
+        message: Optional[str] = None,
+    ) -> web.StreamResponse:
         if status >= 500:
             log.error("error handling a request from %s", request.remote, exc_info=exc)
         else:  # the client's own bytes stay out of the log and the answer: they may hold a token
@@ -78,8 +83,11 @@ class _Handler(RequestHandler):
             code, text = "bad_request", "the request could not be read as HTTP"
         else:
             code, text = "internal", "internal server error (logged on the server)"
-        resp = web.Response(status=status, body=orjson.dumps({"error": {"code": code, "message": text}}),
-                            content_type="application/json")
+        resp = web.Response(
+            status=status,
+            body=orjson.dumps({"error": {"code": code, "message": text}}),
+            content_type="application/json",
+        )
         resp.force_close()
         return resp
 

@@ -52,8 +52,15 @@ def opt_strs(ev: dict[str, Any], key: str, limits: Limits) -> Optional[List[str]
     v = ev.get(key)
     if v is None:
         return None
-    if type(v) is not list or len(v) > limits.max_fields or any(type(s) is not str or len(s) > limits.max_name_bytes for s in v):
-        raise Refused("bad_field", f"'{key}' must be a list of strings (at most {limits.max_fields} of {limits.max_name_bytes} chars)")
+    if (
+        type(v) is not list
+        or len(v) > limits.max_fields
+        or any(type(s) is not str or len(s) > limits.max_name_bytes for s in v)
+    ):
+        raise Refused(
+            "bad_field",
+            f"'{key}' must be a list of strings (at most {limits.max_fields} of {limits.max_name_bytes} chars)",
+        )
     return v
 
 

@@ -42,9 +42,16 @@ class FaultPlan:
             raise ApiError(400, "bad_faults", "the fault plan is a JSON list of rules")
         checked = []
         for i, r in enumerate(rules):
-            if (not isinstance(r, dict) or type(r.get("match", "any")) is not str or r.get("match", "any") not in _MATCHES
-                    or type(r.get("action")) is not str or r.get("action") not in ACTIONS):
-                raise ApiError(400, "bad_faults", f"bad rule #{i}: match in {sorted(_MATCHES)}, action in {sorted(ACTIONS)}")
+            if (
+                not isinstance(r, dict)
+                or type(r.get("match", "any")) is not str
+                or r.get("match", "any") not in _MATCHES
+                or type(r.get("action")) is not str
+                or r.get("action") not in ACTIONS
+            ):
+                raise ApiError(
+                    400, "bad_faults", f"bad rule #{i}: match in {sorted(_MATCHES)}, action in {sorted(ACTIONS)}"
+                )
             times = r.get("times", 1)
             if type(times) is not int or times < 1:
                 raise ApiError(400, "bad_faults", "'times' must be an integer >= 1")
@@ -53,8 +60,15 @@ class FaultPlan:
             ra = r.get("retry_after")
             if ra is not None and (type(ra) not in (int, float) or ra < 0):
                 raise ApiError(400, "bad_faults", "'retry_after' must be a number of seconds >= 0")
-            checked.append({"match": r.get("match", "any"), "action": r["action"], "times": times,
-                            "status": r.get("status"), "retry_after": ra})
+            checked.append(
+                {
+                    "match": r.get("match", "any"),
+                    "action": r["action"],
+                    "times": times,
+                    "status": r.get("status"),
+                    "retry_after": ra,
+                }
+            )
         self.rules = checked
 
     def take(self, cls: str) -> Optional[Dict[str, Any]]:
@@ -92,5 +106,9 @@ class Stats:
             maxrss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         except ImportError:  # pragma: no cover - not on Linux
             maxrss_kb = None
-        return {"counts": dict(self.counts), "arrivals": dict(self.arrivals),
-                "statuses": dict(self.statuses), "maxrss_kb": maxrss_kb}
+        return {
+            "counts": dict(self.counts),
+            "arrivals": dict(self.arrivals),
+            "statuses": dict(self.statuses),
+            "maxrss_kb": maxrss_kb,
+        }

@@ -115,8 +115,10 @@ class Index:
         """Remove the tokens whose hash starts with ``hash_prefix`` (a literal prefix: ``_`` and ``%``
         are characters, not patterns); the rows removed, as :meth:`list_tokens` gives them."""
         with self._tx() as db:
-            rows = db.execute("SELECT hash, owner, label, created_at FROM tokens WHERE substr(hash, 1, ?) = ?"
-                              " ORDER BY created_at", (len(hash_prefix), hash_prefix)).fetchall()
+            rows = db.execute(
+                "SELECT hash, owner, label, created_at FROM tokens WHERE substr(hash, 1, ?) = ? ORDER BY created_at",
+                (len(hash_prefix), hash_prefix),
+            ).fetchall()
             db.executemany("DELETE FROM tokens WHERE hash = ?", [(r[0],) for r in rows])
         return rows
 
@@ -155,8 +157,9 @@ class Index:
         with self._tx() as db:
             db.execute("DELETE FROM intents WHERE id = ?", (intent_id,))
 
-    def commit_batch(self, session: str, acked_seq: int, intent_id: Optional[int], prefix: str,
-                     owner: str, project: str) -> None:
+    def commit_batch(
+        self, session: str, acked_seq: int, intent_id: Optional[int], prefix: str, owner: str, project: str
+    ) -> None:
         """One transaction: the session's new acked_seq, the experiment row, and the intent dropped."""
         now = time.time()
         with self._tx() as db:

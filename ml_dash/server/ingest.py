@@ -38,8 +38,21 @@ _NUM = (int, float)
 class Plan:
     """What to store for one batch, grouped for the writer, plus the answer's counts."""
 
-    __slots__ = ("metrics", "logs", "ops", "files", "rejected", "last_seq", "stored", "duplicates",
-                 "gaps", "blob_missing", "tracks", "deletes", "updates")
+    __slots__ = (
+        "metrics",
+        "logs",
+        "ops",
+        "files",
+        "rejected",
+        "last_seq",
+        "stored",
+        "duplicates",
+        "gaps",
+        "blob_missing",
+        "tracks",
+        "deletes",
+        "updates",
+    )
 
     def __init__(self) -> None:
         #: Per metric, rows in order: dicts, or ColumnRows blocks from columnar events.
@@ -66,8 +79,9 @@ class Plan:
         return not (self.metrics or self.logs or self.ops or self.files or self.tracks or self.deletes or self.updates)
 
 
-def plan_batch(batch: Batch, acked: int, limits: Limits, prefix: str, blob_size: Callable[[str], Optional[int]],
-               targets: Targets) -> Plan:
+def plan_batch(
+    batch: Batch, acked: int, limits: Limits, prefix: str, blob_size: Callable[[str], Optional[int]], targets: Targets
+) -> Plan:
     """Group the events after ``acked`` into a :class:`Plan`; 409 ``seq_gap`` if the batch starts later.
 
     ``blob_size(checksum) -> int | None`` says whether a file event's bytes are there. A file event
@@ -83,8 +97,12 @@ def plan_batch(batch: Batch, acked: int, limits: Limits, prefix: str, blob_size:
     first = batch.first_seq
     assert first is not None  # there are events
     if first > acked + 1:
-        raise ApiError(409, "seq_gap", f"the batch starts at seq {first} but the server has up to {acked}; resend from {acked + 1}",
-                       acked_seq=acked)
+        raise ApiError(
+            409,
+            "seq_gap",
+            f"the batch starts at seq {first} but the server has up to {acked}; resend from {acked + 1}",
+            acked_seq=acked,
+        )
     counts = batch.counts
     offset = 0  # rows of the first new event already stored (acked_seq fell inside a columnar event)
     if counts is None:
@@ -97,8 +115,13 @@ def plan_batch(batch: Batch, acked: int, limits: Limits, prefix: str, blob_size:
         if skip < len(events):
             offset = max(0, acked + 1 - events[skip]["seq"])
     plan.last_seq = max(acked, first + plan.duplicates - 1)
-    if (counts is None and skip < len(events) and not batch.too_big and not batch.too_deep
-            and _all_metrics_fast(plan, events[skip:] if skip else events, limits, targets)):
+    if (
+        counts is None
+        and skip < len(events)
+        and not batch.too_big
+        and not batch.too_deep
+        and _all_metrics_fast(plan, events[skip:] if skip else events, limits, targets)
+    ):
         return plan
     now = time.time()
     metrics = plan.metrics
@@ -147,7 +170,9 @@ def plan_batch(batch: Batch, acked: int, limits: Limits, prefix: str, blob_size:
             elif kind == "params":
                 data = ev.get("data")
                 if type(data) is not dict or len(data) > max_fields:
-                    raise Refused("bad_field", f"a params event's 'data' must be an object of at most {max_fields:,} fields")
+                    raise Refused(
+                        "bad_field", f"a params event's 'data' must be an object of at most {max_fields:,} fields"
+                    )
                 targets.params()
                 plan.ops.append(("params", data, event_ts(ev, now)))
             elif kind == "experiment":
@@ -171,7 +196,9 @@ def plan_batch(batch: Batch, acked: int, limits: Limits, prefix: str, blob_size:
                     plan.blob_missing = checksum
                     break
                 if size != entry["sizeBytes"]:
-                    raise Refused("size_mismatch", f"the blob {checksum} has {size} bytes, the event says {entry['sizeBytes']}")
+                    raise Refused(
+                        "size_mismatch", f"the blob {checksum} has {size} bytes, the event says {entry['sizeBytes']}"
+                    )
                 plan.files.append((entry, checksum))
             elif kind == "track":
                 topic = _track_topic(ev.get("topic"), names, limits, targets)
@@ -180,16 +207,25 @@ def plan_batch(batch: Batch, acked: int, limits: Limits, prefix: str, blob_size:
                     raise Refused("bad_ts", "a track event's 'timestamp' must be a finite number")
                 data = ev.get("data")
                 if type(data) is not dict or len(data) >= max_fields or "_ts" in data:
-                    raise Refused("bad_field", f"a track event's 'data' must be an object of fewer than {max_fields:,} fields, without '_ts'")
+                    raise Refused(
+                        "bad_field",
+                        f"a track event's 'data' must be an object of fewer than {max_fields:,} fields, without '_ts'",
+                    )
                 data["_ts"] = stamp
                 plan.tracks.setdefault(topic, []).append(data)
             elif kind == "file_update":
                 file_id = ev.get("id")
                 if type(file_id) is not str or not FILE_ID_RE.fullmatch(file_id):
                     raise Refused("bad_file_id", "a file 'id' must match [A-Za-z0-9_-]{1,64}")
-                changes = {k: v for k, v in (("description", opt_str(ev, "description", limits.max_event_bytes)),
-                                             ("tags", opt_strs(ev, "tags", limits)),
-                                             ("metadata", opt_dict(ev, "metadata", limits))) if v is not None}
+                changes = {
+                    k: v
+                    for k, v in (
+                        ("description", opt_str(ev, "description", limits.max_event_bytes)),
+                        ("tags", opt_strs(ev, "tags", limits)),
+                        ("metadata", opt_dict(ev, "metadata", limits)),
+                    )
+                    if v is not None
+                }
                 targets.files_listing()
                 plan.updates.append((file_id, changes, event_ts(ev, now)))
             elif kind == "file_delete":
@@ -201,13 +237,17 @@ def plan_batch(batch: Batch, acked: int, limits: Limits, prefix: str, blob_size:
             elif kind == "gap":  # the client lost this seq (e.g. a corrupt spool record): consume it
                 plan.gaps += 1
             else:
-                raise Refused("unknown_kind", f"unknown event kind {kind[:64] if type(kind) is str else type(kind).__name__!r}")
+                raise Refused(
+                    "unknown_kind", f"unknown event kind {kind[:64] if type(kind) is str else type(kind).__name__!r}"
+                )
             plan.stored += 1
         except Refused as rej:
             # Every seq of the event is consumed; a columnar event is reported once, with its rows.
             lo = seq + (offset if pos == skip else 0)
             rows = seq + (counts[pos] if counts else 1) - lo
-            plan.rejected.append({"seq": lo, "code": rej.code, "message": rej.message, **({"n": rows} if rows > 1 else {})})
+            plan.rejected.append(
+                {"seq": lo, "code": rej.code, "message": rej.message, **({"n": rows} if rows > 1 else {})}
+            )
             plan.last_seq = lo + rows - 1
             continue
         plan.last_seq = seq
@@ -229,8 +269,16 @@ def _metric_name(name: Any, names: Dict[str, str], limits: Limits, targets: Targ
     return norm
 
 
-def _columnar(plan: Plan, ev: dict[str, Any], offset: int, names: Dict[str, str], limits: Limits, now: float, deep: bool,
-              targets: Targets) -> None:
+def _columnar(
+    plan: Plan,
+    ev: dict[str, Any],
+    offset: int,
+    names: Dict[str, str],
+    limits: Limits,
+    now: float,
+    deep: bool,
+    targets: Targets,
+) -> None:
     """Add the new rows of a columnar ``metrics`` event to ``plan``; raises Refused for the whole event."""
     name = _metric_name(ev.get("name"), names, limits, targets)
     try:

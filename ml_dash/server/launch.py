@@ -51,19 +51,41 @@ def tls_context(cert: os.PathLike[str] | str, key: os.PathLike[str] | str) -> ss
     return ctx
 
 
-async def _start(root: os.PathLike[str] | str, host: str, port: int, auth: bool, fault_injection: bool,
-                 limits: Optional[Limits], read_only: bool = False, settings: Optional[ServerSettings] = None,
-                 reuse_port: bool = False, ssl_context: Optional[ssl.SSLContext] = None,
-                 read_scope: str = "team") -> Tuple[web.AppRunner, str]:
+async def _start(
+    root: os.PathLike[str] | str,
+    host: str,
+    port: int,
+    auth: bool,
+    fault_injection: bool,
+    limits: Optional[Limits],
+    read_only: bool = False,
+    settings: Optional[ServerSettings] = None,
+    reuse_port: bool = False,
+    ssl_context: Optional[ssl.SSLContext] = None,
+    read_scope: str = "team",
+) -> Tuple[web.AppRunner, str]:
     if not auth and not is_loopback(host):
         raise ValueError(f"refusing to run without auth on {host!r}: --insecure-no-auth binds only to loopback")
     if fault_injection and not is_loopback(host):
         raise ValueError(f"refusing to run with fault injection on {host!r}: --fault-injection binds only to loopback")
-    app = make_app(root, auth=auth, fault_injection=fault_injection, limits=limits, read_only=read_only,
-                   settings=settings, read_scope=read_scope)
+    app = make_app(
+        root,
+        auth=auth,
+        fault_injection=fault_injection,
+        limits=limits,
+        read_only=read_only,
+        settings=settings,
+        read_scope=read_scope,
+    )
     # auto_decompress=False: bodies are decoded by ml_dash.server.decode, under the size limits.
-    runner = GuardedRunner(app, idle_timeout=app[STATE].limits.idle_timeout_s, auto_decompress=False, access_log=None,
-                           handle_signals=False, shutdown_timeout=5)
+    runner = GuardedRunner(
+        app,
+        idle_timeout=app[STATE].limits.idle_timeout_s,
+        auto_decompress=False,
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=5,
+    )
     await runner.setup()
     # reuse_port: several server processes listen on one port and the kernel spreads connections.
     site = web.TCPSite(runner, host, port, reuse_address=True, reuse_port=reuse_port or None, ssl_context=ssl_context)
@@ -84,8 +106,9 @@ async def _cancel_leftovers() -> None:
 class ServerHandle:
     """A server running in a background thread: ``.url``, ``.root``, ``.stop()``."""
 
-    def __init__(self, url: str, root: Path, loop: asyncio.AbstractEventLoop, stop_event: asyncio.Event,
-                 thread: threading.Thread):
+    def __init__(
+        self, url: str, root: Path, loop: asyncio.AbstractEventLoop, stop_event: asyncio.Event, thread: threading.Thread
+    ):
         self.url = url
         self.root = root
         self._loop = loop
@@ -105,10 +128,18 @@ class ServerHandle:
         self.stop()
 
 
-def run_in_thread(root: os.PathLike[str] | str, host: str = "127.0.0.1", port: int = 0, auth: bool = True,
-                  fault_injection: bool = False, limits: Optional[Limits] = None,
-                  read_only: bool = False, settings: Optional[ServerSettings] = None, ssl_context: Optional[ssl.SSLContext] = None,
-                  read_scope: str = "team") -> ServerHandle:
+def run_in_thread(
+    root: os.PathLike[str] | str,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    auth: bool = True,
+    fault_injection: bool = False,
+    limits: Optional[Limits] = None,
+    read_only: bool = False,
+    settings: Optional[ServerSettings] = None,
+    ssl_context: Optional[ssl.SSLContext] = None,
+    read_scope: str = "team",
+) -> ServerHandle:
     """Start a server on ``root`` in a daemon thread and return once it listens (port 0: a free port).
     ``ssl_context``: serve https (:func:`tls_context`); ``read_scope``: "team" or "owner" (PROTOCOL.md)."""
     ready = threading.Event()
@@ -121,8 +152,18 @@ def run_in_thread(root: os.PathLike[str] | str, host: str = "127.0.0.1", port: i
         async def run() -> None:
             stop_event = asyncio.Event()
             try:
-                runner, url = await _start(root, host, port, auth, fault_injection, limits, read_only, settings,
-                                           ssl_context=ssl_context, read_scope=read_scope)
+                runner, url = await _start(
+                    root,
+                    host,
+                    port,
+                    auth,
+                    fault_injection,
+                    limits,
+                    read_only,
+                    settings,
+                    ssl_context=ssl_context,
+                    read_scope=read_scope,
+                )
             except BaseException as exc:
                 box["error"] = exc
                 ready.set()
@@ -148,15 +189,37 @@ def run_in_thread(root: os.PathLike[str] | str, host: str = "127.0.0.1", port: i
     return ServerHandle(box["url"], Path(root), box["loop"], box["stop"], thread)  # type: ignore[arg-type]
 
 
-def serve_forever(root: os.PathLike[str] | str, host: str, port: int, *, auth: bool, fault_injection: bool,
-                  limits: Optional[Limits], on_ready: Callable[[str], None], read_only: bool = False,
-                  settings: Optional[ServerSettings] = None, reuse_port: bool = False, ssl_context: Optional[ssl.SSLContext] = None,
-                  read_scope: str = "team") -> None:
+def serve_forever(
+    root: os.PathLike[str] | str,
+    host: str,
+    port: int,
+    *,
+    auth: bool,
+    fault_injection: bool,
+    limits: Optional[Limits],
+    on_ready: Callable[[str], None],
+    read_only: bool = False,
+    settings: Optional[ServerSettings] = None,
+    reuse_port: bool = False,
+    ssl_context: Optional[ssl.SSLContext] = None,
+    read_scope: str = "team",
+) -> None:
     """Run until SIGTERM or SIGINT, then shut down cleanly. ``on_ready(url)`` is called once listening."""
 
     async def run() -> None:
-        runner, url = await _start(root, host, port, auth, fault_injection, limits, read_only, settings, reuse_port,
-                                   ssl_context=ssl_context, read_scope=read_scope)
+        runner, url = await _start(
+            root,
+            host,
+            port,
+            auth,
+            fault_injection,
+            limits,
+            read_only,
+            settings,
+            reuse_port,
+            ssl_context=ssl_context,
+            read_scope=read_scope,
+        )
         stop_event = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -171,9 +234,18 @@ def serve_forever(root: os.PathLike[str] | str, host: str, port: int, *, auth: b
     asyncio.run(run())
 
 
-def spawn_server(root: os.PathLike[str] | str, *, host: str = "127.0.0.1", port: int = 0, auth: bool = True,
-                 fault_injection: bool = False, extra_args: Sequence[str] = (), env: Optional[Dict[str, str]] = None,
-                 timeout: float = 30, preexec_fn: Optional[Callable[[], None]] = None) -> Tuple[str, subprocess.Popen[Any]]:
+def spawn_server(
+    root: os.PathLike[str] | str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    auth: bool = True,
+    fault_injection: bool = False,
+    extra_args: Sequence[str] = (),
+    env: Optional[Dict[str, str]] = None,
+    timeout: float = 30,
+    preexec_fn: Optional[Callable[[], None]] = None,
+) -> Tuple[str, subprocess.Popen[Any]]:
     """Start ``python -m ml_dash.server`` as a subprocess; (its URL, the Popen) once it listens.
 
     For tests that need a real process (``kill -9``). The child's further output is drained by a
@@ -186,8 +258,9 @@ def spawn_server(root: os.PathLike[str] | str, *, host: str = "127.0.0.1", port:
     if fault_injection:
         cmd.append("--fault-injection")
     cmd.extend(extra_args)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
-                            preexec_fn=preexec_fn)  # tests: resource limits of the child
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True, preexec_fn=preexec_fn
+    )  # tests: resource limits of the child
     result: Dict[str, str] = {}
     got = threading.Event()
     kept = threading.Lock()

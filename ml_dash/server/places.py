@@ -108,21 +108,27 @@ class Targets:
                 raise
             raise Refused(code_for(exc), f"{what}: the server's disk refused the name: {exc.strerror or exc}") from None
         if not plain:
-            raise Refused(CONFLICT, f"{what} collides with something else on the server's disk "
-                                    f"(a file where a folder belongs, a folder where a file belongs, or a symlink)")
+            raise Refused(
+                CONFLICT,
+                f"{what} collides with something else on the server's disk "
+                f"(a file where a folder belongs, a folder where a file belongs, or a symlink)",
+            )
 
     def experiment(self) -> None:
         """The experiment folder and experiment.json (a problem there concerns the whole batch)."""
+
         def check() -> None:
             self._plain(self.paths.dir, "the experiment folder", leaf_dir=True)
             self._plain(self.paths.experiment_json, "experiment.json")
             self._plain(self.paths.lock, "the experiment's lock file")
+
         self._once(("experiment",), check)
 
     def logs(self) -> None:
         def check() -> None:
             self._plain(self.paths.logs_jsonl, "the log file")
             self._plain(self.paths.log_sequence, "the log sequence file")
+
         self._once(("logs",), check)
 
     def params(self) -> None:
@@ -130,12 +136,14 @@ class Targets:
 
     def metric(self, name: Optional[str]) -> None:
         """``name`` normalized, or None for the unnamed metric."""
+
         def check() -> None:
             if name is not None:
                 check_metric_name(name)
             mdir = self.paths.metric_dir(name)
             self._plain(mdir / "data.jsonl", f"metric {name!r}")
             self._plain(mdir / "metadata.json", f"metric {name!r}")
+
         self._once(("metric", name), check)
 
     def file(self, path: str, file_id: str, filename: str) -> None:
@@ -157,6 +165,7 @@ class Targets:
                 raise Refused(CONFLICT, f"{what} collides with another file of this batch")
             self._dirs |= folders
             self._files.add(dest)
+
         self._once(("file", file_id), check)
 
     def files_listing(self) -> None:
@@ -166,6 +175,7 @@ class Targets:
     def track(self, topic: str) -> None:
         """A normalized track topic: its folder ``tracks/<topic with / as _>`` holds this topic or
         nothing, and no other topic of this batch maps to it."""
+
         def check() -> None:
             tdir = self.paths.track_dir(topic)
             self._plain(tdir / "data.jsonl", f"track {topic!r}")
@@ -176,7 +186,10 @@ class Targets:
             if isinstance(stored, str) and stored != topic:
                 other = stored
             if other != topic:
-                raise Refused(CONFLICT, f"track topic {topic!r} would share the folder tracks/{tdir.name} with {other!r}")
+                raise Refused(
+                    CONFLICT, f"track topic {topic!r} would share the folder tracks/{tdir.name} with {other!r}"
+                )
+
         self._once(("track", topic), check)
 
     def _known_ids(self) -> Set[str]:

@@ -64,10 +64,27 @@ async def series(request: web.Request) -> web.Response:
             raise ApiError(400, "bad_query", "'limit' must be an integer") from None
         if limit < 1:
             raise ApiError(400, "bad_query", "'limit' must be >= 1")
-        return await _ask(request, "increments", prefix, _name(request), q.get("field", ""), q.get("x") or "index",
-                          q.get("after"), min(limit, limit_max))
-    return await _ask(request, "series", prefix, _name(request), q.get("field", ""), q.get("x") or "index",
-                      q.get("start"), q.get("end"), q.get("buckets"))
+        return await _ask(
+            request,
+            "increments",
+            prefix,
+            _name(request),
+            q.get("field", ""),
+            q.get("x") or "index",
+            q.get("after"),
+            min(limit, limit_max),
+        )
+    return await _ask(
+        request,
+        "series",
+        prefix,
+        _name(request),
+        q.get("field", ""),
+        q.get("x") or "index",
+        q.get("start"),
+        q.get("end"),
+        q.get("buckets"),
+    )
 
 
 async def summary(request: web.Request) -> web.Response:
@@ -84,8 +101,14 @@ async def table(request: web.Request) -> web.Response:
     return await _ask(request, "table", query, **({"owner": only} if only is not None else {}))
 
 
-def setup(app: web.Application, model: ReadModel, *, authenticate: Callable[[web.Request], Any],
-          run: Callable[..., Awaitable[Any]], max_page: int) -> None:
+def setup(
+    app: web.Application,
+    model: ReadModel,
+    *,
+    authenticate: Callable[[web.Request], Any],
+    run: Callable[..., Awaitable[Any]],
+    max_page: int,
+) -> None:
     """Register the routes on ``app``; ``run(fn)`` runs blocking work off the event loop.
     The catalogue is built in the background at start, so the first table page is quick."""
     app[READ_MODEL] = model
@@ -108,4 +131,3 @@ def setup(app: web.Application, model: ReadModel, *, authenticate: Callable[[web
 
     app.on_startup.append(warm)
     app.on_shutdown.append(stop)
-

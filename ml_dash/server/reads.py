@@ -131,8 +131,9 @@ class JsonlPager:
                             m.scanned = pos
             return m
 
-    def page(self, path: Path, key: str, start: int, limit: int,
-             keep: Optional[Callable[[dict[str, Any]], bool]] = None) -> Optional[Tuple[List[dict[str, Any]], Optional[int]]]:
+    def page(
+        self, path: Path, key: str, start: int, limit: int, keep: Optional[Callable[[dict[str, Any]], bool]] = None
+    ) -> Optional[Tuple[List[dict[str, Any]], Optional[int]]]:
         """(records with key >= start, next start or None); None when the file is not regular."""
         m = self._scan(path, key)
         if m is None or not m.regular:
@@ -239,8 +240,11 @@ class Reads:
         reader = self.reader(prefix)
         if not self.plain(reader.paths.metrics_dir, leaf_dir=True):
             return {"metrics": []}
-        return {"metrics": [n for n in reader.metric_names()
-                            if is_plain_chain(self.root, reader.paths.metric_dir(n) / "data.jsonl")]}
+        return {
+            "metrics": [
+                n for n in reader.metric_names() if is_plain_chain(self.root, reader.paths.metric_dir(n) / "data.jsonl")
+            ]
+        }
 
     def metric_rows(self, prefix: str, name: Optional[str], start: Any, limit: Any) -> Dict[str, Any]:
         start, limit = self.page_args(start, limit)
@@ -263,8 +267,11 @@ class Reads:
         reader = self.reader(prefix)
         if not self.plain(reader.paths.tracks_dir, leaf_dir=True):
             return {"tracks": []}
-        return {"tracks": [t for t in reader.track_topics()
-                           if is_plain_chain(self.root, reader.paths.track_dir(t) / "data.jsonl")]}
+        return {
+            "tracks": [
+                t for t in reader.track_topics() if is_plain_chain(self.root, reader.paths.track_dir(t) / "data.jsonl")
+            ]
+        }
 
     def track_entries(self, prefix: str, topic: Optional[str], start: Any, limit: Any) -> Dict[str, Any]:
         """One page of a topic's entries in timestamp order (same-timestamp lines merged)."""

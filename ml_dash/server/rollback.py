@@ -35,6 +35,7 @@ __all__ = ["capture", "sync", "rollback"]
 
 log = logging.getLogger("ml_dash.server")
 
+
 def _rel(root: Path, path: Path) -> str:
     return path.relative_to(root).as_posix()
 

@@ -60,8 +60,10 @@ class ServerSettings:
     pool_size: int = 8
 
     def __repr__(self) -> str:  # never a password, whoever prints it
-        return (f"ServerSettings(store={redact(self.store)!r}, blobs={self.blobs!r}, s3_endpoint={self.s3_endpoint!r},"
-                f" pool_size={self.pool_size})")
+        return (
+            f"ServerSettings(store={redact(self.store)!r}, blobs={self.blobs!r}, s3_endpoint={self.s3_endpoint!r},"
+            f" pool_size={self.pool_size})"
+        )
 
     __str__ = __repr__
 
@@ -87,8 +89,9 @@ def redact(url: Optional[str]) -> Optional[str]:
     if parts.password is not None:
         user = parts.username or ""
         netloc = f"{user}:***@" + netloc.rsplit("@", 1)[1]
-    shown = urllib.parse.urlencode([(k, "***" if k == "password" else v)
-                                    for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)])
+    shown = urllib.parse.urlencode(
+        [(k, "***" if k == "password" else v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)]
+    )
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, shown, parts.fragment))
 
 
@@ -115,15 +118,20 @@ def _read_file(path: Path) -> Dict[str, Any]:
     return data
 
 
-def load_settings(cli: Optional[Mapping[str, Any]] = None, env: Optional[Mapping[str, str]] = None,
-                  settings_file: Optional[str] = None) -> ServerSettings:
+def load_settings(
+    cli: Optional[Mapping[str, Any]] = None,
+    env: Optional[Mapping[str, str]] = None,
+    settings_file: Optional[str] = None,
+) -> ServerSettings:
     """Settings from the command line (``cli``: only the values given), the environment, a file."""
     cli = {k: v for k, v in (cli or {}).items() if v is not None}
     env = os.environ if env is None else env
     store = cli.get("store")
     if store and is_database_url(store) and _has_password(store):
-        raise SettingsError("a password in --store would show in every process listing: put the URL in "
-                            "ML_DASH_SERVER_STORE or the settings file, or the password in PGPASSWORD or ~/.pgpass")
+        raise SettingsError(
+            "a password in --store would show in every process listing: put the URL in "
+            "ML_DASH_SERVER_STORE or the settings file, or the password in PGPASSWORD or ~/.pgpass"
+        )
     file_path = settings_file or env.get(_SETTINGS_ENV)
     from_file = _read_file(Path(file_path)) if file_path else {}
     values: Dict[str, Any] = {}
@@ -138,10 +146,14 @@ def load_settings(cli: Optional[Mapping[str, Any]] = None, env: Optional[Mapping
         raise SettingsError("pool_size must be an integer") from None
     if values["pool_size"] < 1:
         raise SettingsError("pool_size must be at least 1")
-    settings = ServerSettings(**{f.name: values[f.name] for f in dataclasses.fields(ServerSettings) if f.name in values})
+    settings = ServerSettings(
+        **{f.name: values[f.name] for f in dataclasses.fields(ServerSettings) if f.name in values}
+    )
     if settings.store is not None and not is_database_url(settings.store):
-        raise SettingsError(f"--store must be a postgresql:// URL (the embedded store is the default, under --root); "
-                            f"got {redact(settings.store)!r}")
+        raise SettingsError(
+            f"--store must be a postgresql:// URL (the embedded store is the default, under --root); "
+            f"got {redact(settings.store)!r}"
+        )
     if settings.store is None and settings.blobs is not None:
         raise SettingsError("--blobs needs --store: the embedded store keeps its blobs under --root")
     if settings.blobs and settings.blobs.startswith("s3://"):

@@ -13,11 +13,30 @@ import errno
 __all__ = ["TRANSIENT_ERRNOS", "is_transient", "code_for"]
 
 TRANSIENT_ERRNOS = frozenset(
-    getattr(errno, name) for name in (
-        "ENOSPC", "EDQUOT", "EIO", "EAGAIN", "EWOULDBLOCK", "EINTR", "EBUSY", "ENOMEM", "EMFILE",
-        "ENFILE", "EROFS", "ETIMEDOUT", "ESTALE", "ENOLCK", "EDEADLK", "EACCES", "EPERM", "ENOBUFS",
-        "ETXTBSY", "EREMOTEIO",
-    ) if hasattr(errno, name)
+    getattr(errno, name)
+    for name in (
+        "ENOSPC",
+        "EDQUOT",
+        "EIO",
+        "EAGAIN",
+        "EWOULDBLOCK",
+        "EINTR",
+        "EBUSY",
+        "ENOMEM",
+        "EMFILE",
+        "ENFILE",
+        "EROFS",
+        "ETIMEDOUT",
+        "ESTALE",
+        "ENOLCK",
+        "EDEADLK",
+        "EACCES",
+        "EPERM",
+        "ENOBUFS",
+        "ETXTBSY",
+        "EREMOTEIO",
+    )
+    if hasattr(errno, name)
 )
 
 

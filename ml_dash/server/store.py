@@ -150,16 +150,26 @@ class Store:
             "rejected": plan.rejected,
         }
         if plan.blob_missing:
-            raise ApiError(409, "blob_missing", f"upload blob {plan.blob_missing} first, then resend",
-                           checksum=plan.blob_missing, acked_seq=plan.last_seq, rejected=plan.rejected)
+            raise ApiError(
+                409,
+                "blob_missing",
+                f"upload blob {plan.blob_missing} first, then resend",
+                checksum=plan.blob_missing,
+                acked_seq=plan.last_seq,
+                rejected=plan.rejected,
+            )
         return answer
 
     def _ingest_locked(self, batch: Batch, prefix: str, slot: _Slot, crash_before_commit: bool) -> Plan:
         self._settle(prefix, slot)
         owner_prefix, acked = self.index.claim_session(batch.session, prefix)
         if owner_prefix != prefix:
-            raise ApiError(409, "session_prefix_mismatch",
-                           f"session {batch.session} writes {owner_prefix!r}, not {prefix!r}", acked_seq=acked)
+            raise ApiError(
+                409,
+                "session_prefix_mismatch",
+                f"session {batch.session} writes {owner_prefix!r}, not {prefix!r}",
+                acked_seq=acked,
+            )
         targets = Targets(self.root, ExperimentPaths(self.root, batch.prefix))
         try:
             targets.experiment()
@@ -216,8 +226,9 @@ class Store:
         except sqlite3.Error as exc:
             raise _unavailable(key, exc) from None
 
-    def _undo(self, key: str, slot: _Slot, intent_id: Optional[int], intent: Dict[str, List[Any]],
-              lock: bool = False) -> None:
+    def _undo(
+        self, key: str, slot: _Slot, intent_id: Optional[int], intent: Dict[str, List[Any]], lock: bool = False
+    ) -> None:
         """Roll back in a running server; what cannot be undone yet stays pending (see :meth:`_settle`).
         ``lock``: take the experiment's file lock (False when the caller holds it already)."""
         self._drop_writer(key, slot)  # its handles may point at files we are about to cut
@@ -237,11 +248,17 @@ class Store:
             intent_id, intent = pending[0]
             undo = self._rollback_locked(key, intent, lock)
             if undo.transient:
-                log.error("could not undo an uncommitted batch of %s (%s); writes to it answer 503 until it can",
-                          key, "; ".join(undo.problems))
-                raise ApiError(503, "storage_unavailable",
-                               "an earlier batch of this experiment could not be undone yet; retry later",
-                               headers={"Retry-After": "5"})
+                log.error(
+                    "could not undo an uncommitted batch of %s (%s); writes to it answer 503 until it can",
+                    key,
+                    "; ".join(undo.problems),
+                )
+                raise ApiError(
+                    503,
+                    "storage_unavailable",
+                    "an earlier batch of this experiment could not be undone yet; retry later",
+                    headers={"Retry-After": "5"},
+                )
             if undo.problems:
                 log.error("left part of an uncommitted batch of %s as it is: %s", key, "; ".join(undo.problems))
             if intent_id is not None:
@@ -288,7 +305,11 @@ class Store:
         if plan.files:
             with _group(("files",)):
                 current = read_json(w.paths.files_metadata, {})
-            known = {e.get("id") for e in current.get("files", []) if isinstance(e, dict)} if isinstance(current, dict) else set()
+            known = (
+                {e.get("id") for e in current.get("files", []) if isinstance(e, dict)}
+                if isinstance(current, dict)
+                else set()
+            )
             entries = []
             for entry, checksum in plan.files:
                 if entry["id"] in known:  # idempotent by file id: the first upload of an id stays
@@ -366,5 +387,9 @@ def _group(group: tuple[Any, ...]) -> Iterator[None]:
 
 def _unavailable(key: str, exc: BaseException) -> ApiError:
     log.error("storage error while storing a batch for %s: %s", key, exc)
-    return ApiError(503, "storage_unavailable", "the server could not store the batch now; retry later",
-                    headers={"Retry-After": "5"})
+    return ApiError(
+        503,
+        "storage_unavailable",
+        "the server could not store the batch now; retry later",
+        headers={"Retry-After": "5"},
+    )

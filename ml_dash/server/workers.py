@@ -79,8 +79,9 @@ class _Worker:
         self.ready.set()
 
 
-def serve_workers(argv: List[str], host: str, port: int, workers: int, listening: str,
-                  on_ready: Callable[[str], None]) -> int:
+def serve_workers(
+    argv: List[str], host: str, port: int, workers: int, listening: str, on_ready: Callable[[str], None]
+) -> int:
     """Run ``workers`` server processes on one port until SIGTERM/SIGINT; the exit code."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     holder = socket.socket(family, socket.SOCK_STREAM)

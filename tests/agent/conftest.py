@@ -28,8 +28,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _http(url: str, token: str, method: str = "GET", body: Optional[bytes] = None) -> Any:
-    req = urllib.request.Request(url, data=body, method=method, headers={
-        "Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    req = urllib.request.Request(
+        url, data=body, method=method, headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    )
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read() or b"null")
 
@@ -128,20 +129,27 @@ def unexpected_stderr(stderr: str) -> str:
 
 def start_client(code: str, env: Dict[str, str]) -> subprocess.Popen:
     """A client program in its own interpreter (stdin/stdout/stderr piped, text, line-buffered)."""
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        bufsize=1,
+    )
 
 
 def run_client(code: str, env: Dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def run_agent(args: List[str], env: Dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
     """``ml-dash-agent ARGS`` in a subprocess (through the module, the same entry point as the script)."""
     code = "import sys; from ml_dash.agent.cli import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def spool_files(spool: Path) -> List[Path]:

@@ -34,11 +34,14 @@ def test_token_from_the_credentials_file(tmp_path, server, spool):
     # a run that found its token in the file, end to end
     run_env = client_env(spool, server.url, None)
     run_env["XDG_CONFIG_HOME"] = str(cfg)
-    proc = run_client("""
+    proc = run_client(
+        """
         from ml_dash import Experiment
         with Experiment("alice/p/creds").run as exp:
             exp.log("hi")
-    """, run_env)
+    """,
+        run_env,
+    )
     assert proc.returncode == 0 and unexpected_stderr(proc.stderr) == "", proc.stderr
     assert log_messages(server.url, server.token, "alice/p/creds") == ["hi"]
 

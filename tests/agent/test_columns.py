@@ -48,8 +48,14 @@ def test_one_key_set_makes_full_records_with_a_seq_per_row():
 
 
 def test_key_set_changes_start_a_new_record_and_none_stays_distinct_from_missing():
-    rows = [{"a": 1, "_ts": 1.0}, {"_ts": 2.0, "a": 2}, {"a": None, "_ts": 3.0}, {"a": 4, "b": 5, "_ts": 4.0},
-            {"b": 6, "_ts": 5.0}, {"a": 7, "_ts": 6.0}]
+    rows = [
+        {"a": 1, "_ts": 1.0},
+        {"_ts": 2.0, "a": 2},
+        {"a": None, "_ts": 3.0},
+        {"a": 4, "b": 5, "_ts": 4.0},
+        {"b": 6, "_ts": 5.0},
+        {"a": 7, "_ts": 6.0},
+    ]
     payloads, counts, bad = encode_metric_rows(0, None, rows)
     assert counts == [3, 1, 1, 1] and not bad
     assert [r for _, _, r in _expand(payloads)] == rows
@@ -57,8 +63,10 @@ def test_key_set_changes_start_a_new_record_and_none_stays_distinct_from_missing
 
 
 def test_nonfinite_nested_and_none_values():
-    rows = [{"x": math.nan, "v": [1, {"y": math.inf}], "s": None, "_ts": 1.0},
-            {"x": -math.inf, "v": [], "s": "NaN", "_ts": 2.0}]
+    rows = [
+        {"x": math.nan, "v": [1, {"y": math.inf}], "s": None, "_ts": 1.0},
+        {"x": -math.inf, "v": [], "s": "NaN", "_ts": 2.0},
+    ]
     payloads, _counts, _ = encode_metric_rows(0, None, rows)
     rec = orjson.loads(payloads[0])
     assert rec["cols"] == {"x": ["NaN", "-Infinity"], "v": [[1, {"y": "Infinity"}], []], "s": [None, "NaN"]}

@@ -141,8 +141,16 @@ def test_server_holding_part_of_a_record_stores_only_the_rest(server, spool):
         if rec["kind"] != "metrics":
             events.append(rec)
             continue
-        events.extend({"seq": rec["seq"] + i, "kind": "metric", "ts": rec["ts"][i], "name": rec["name"],
-                       "data": {k: v[i] for k, v in rec["cols"].items()}} for i in range(rec["n"]))
+        events.extend(
+            {
+                "seq": rec["seq"] + i,
+                "kind": "metric",
+                "ts": rec["ts"][i],
+                "name": rec["name"],
+                "data": {k: v[i] for k, v in rec["cols"].items()},
+            }
+            for i in range(rec["n"])
+        )
     a = ingest(server.url, server.token, sdir.id, prefix, events[:1501])
     assert a.status == 200 and a.json["acked_seq"] == 1500, a
     done = run_agent(["flush", str(spool)], client_env(spool, server.url, server.token))
@@ -176,8 +184,16 @@ def test_a_rejected_row_is_quarantined_alone(server, spool):
     [session] = sessions(spool)
     sdir = SessionDir(session)
     # One more record in the spool whose third row the server refuses (a ts it cannot store).
-    bad = orjson.dumps({"seq": 13, "kind": "metrics", "n": 4, "name": "train", "ts": [1.0, 2.0, -3.0, 4.0],
-                        "cols": {"step": [100, 101, 102, 103]}})
+    bad = orjson.dumps(
+        {
+            "seq": 13,
+            "kind": "metrics",
+            "n": 4,
+            "name": "train",
+            "ts": [1.0, 2.0, -3.0, 4.0],
+            "cols": {"step": [100, 101, 102, 103]},
+        }
+    )
     seg = sdir.segment_path(sdir.segments()[-1])
     with open(seg, "ab") as f:
         f.write(frame(bad))

@@ -38,13 +38,16 @@ def test_retry_after_is_honoured_even_while_closing(server):
 
 
 def test_5xx_sequence_and_dropped_connections_store_each_event_once(server):
-    set_faults(server, [
-        {"match": "ingest", "action": "status", "status": 503, "times": 2},
-        {"match": "ingest", "action": "status", "status": 500, "times": 1},
-        {"match": "ingest", "action": "status", "status": 502, "times": 1},
-        {"match": "ingest", "action": "close_before", "times": 1},
-        {"match": "ingest", "action": "status", "status": 504, "times": 1},
-    ])
+    set_faults(
+        server,
+        [
+            {"match": "ingest", "action": "status", "status": 503, "times": 2},
+            {"match": "ingest", "action": "status", "status": 500, "times": 1},
+            {"match": "ingest", "action": "status", "status": 502, "times": 1},
+            {"match": "ingest", "action": "close_before", "times": 1},
+            {"match": "ingest", "action": "status", "status": 504, "times": 1},
+        ],
+    )
     with _exp(server, "alice/p/5xx").run as exp:
         for i in range(300):
             exp.log(f"m{i}")
@@ -130,7 +133,9 @@ def test_spool_cut_at_every_byte_of_its_last_records(server, spool):
         got = log_messages(server.url, server.token, f"alice/cut/c{cut}")
         assert got == [f"m{i}" for i in range(complete)], cut
     assert log_messages(server.url, server.token, "alice/cut/flipped") == [f"m{i}" for i in range(n) if i != 4]
-    reasons = [json.loads(line)["reason"] for q in (spool / "quarantine").iterdir() for line in q.read_text().splitlines()]
+    reasons = [
+        json.loads(line)["reason"] for q in (spool / "quarantine").iterdir() for line in q.read_text().splitlines()
+    ]
     torn = sum(1 for c in cuts if c not in ends)
     assert reasons.count("torn_tail") == torn and reasons.count("corrupt_record") == 1
 

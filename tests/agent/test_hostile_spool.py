@@ -52,13 +52,26 @@ class Attacker:
 
             def _record(self) -> None:
                 n = int(self.headers.get("Content-Length") or 0)
-                seen.append({"method": self.command, "path": self.path,
-                             "auth": self.headers.get("Authorization"), "body": self.rfile.read(n) if n else b""})
+                seen.append(
+                    {
+                        "method": self.command,
+                        "path": self.path,
+                        "auth": self.headers.get("Authorization"),
+                        "body": self.rfile.read(n) if n else b"",
+                    }
+                )
 
             def do_GET(self) -> None:
                 self._record()
-                self._answer(200, {"protocol": 1, "accept_encoding": ["identity"], "auth_required": True,
-                                   "limits": {"max_events_per_batch": 1000, "max_decoded_bytes": 1 << 20}})
+                self._answer(
+                    200,
+                    {
+                        "protocol": 1,
+                        "accept_encoding": ["identity"],
+                        "auth_required": True,
+                        "limits": {"max_events_per_batch": 1000, "max_decoded_bytes": 1 << 20},
+                    },
+                )
 
             def do_HEAD(self) -> None:
                 self._record()
@@ -98,8 +111,17 @@ def _record(payload: Dict[str, Any]) -> bytes:
     return b"%08x %b\n" % (zlib.crc32(data), data)
 
 
-def plant(root: Path, name: str, url: str, prefix: str, events: List[Dict[str, Any]], *,
-          uid: Optional[int] = None, mode: int = 0o700, state: Optional[dict] = None) -> Path:
+def plant(
+    root: Path,
+    name: str,
+    url: str,
+    prefix: str,
+    events: List[Dict[str, Any]],
+    *,
+    uid: Optional[int] = None,
+    mode: int = 0o700,
+    state: Optional[dict] = None,
+) -> Path:
     """A session folder written by hand, as another local user would: manifest and one segment."""
     folder = root / name
     folder.mkdir()
@@ -124,9 +146,19 @@ def _log(message: str) -> Dict[str, Any]:
 
 def _file(file_id: str, secret: Path) -> Dict[str, Any]:
     data = secret.read_bytes()
-    return {"kind": "file", "ts": time.time(), "id": file_id, "path": "/", "filename": "loot.txt",
-            "checksum": hashlib.sha256(data).hexdigest(), "size": len(data), "content_type": None,
-            "description": None, "tags": [], "metadata": None}
+    return {
+        "kind": "file",
+        "ts": time.time(),
+        "id": file_id,
+        "path": "/",
+        "filename": "loot.txt",
+        "checksum": hashlib.sha256(data).hexdigest(),
+        "size": len(data),
+        "content_type": None,
+        "description": None,
+        "tags": [],
+        "metadata": None,
+    }
 
 
 @pytest.fixture
@@ -144,8 +176,11 @@ def own_spool(spool) -> Path:
 
 
 def _blob_on_server(server, data: bytes) -> bool:
-    req = urllib.request.Request(f"{server.url}/api/v1/blobs/{hashlib.sha256(data).hexdigest()}", method="HEAD",
-                                 headers={"Authorization": f"Bearer {server.token}"})
+    req = urllib.request.Request(
+        f"{server.url}/api/v1/blobs/{hashlib.sha256(data).hexdigest()}",
+        method="HEAD",
+        headers={"Authorization": f"Bearer {server.token}"},
+    )
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status == 200
@@ -166,8 +201,14 @@ def test_flush_refuses_a_shared_spool_folder(foreign, tmp_path, server, attacker
         shared.chmod(0o755)
     else:
         shared.chmod(0o1777)  # like /tmp: anyone may plant a folder in it
-    plant(shared, "1a2300000000-planted", attacker.url, "alice/p/planted",
-          [_log("planted"), _file(str(secret), secret)], uid=FOREIGN_UID if os.geteuid() == 0 else None)
+    plant(
+        shared,
+        "1a2300000000-planted",
+        attacker.url,
+        "alice/p/planted",
+        [_log("planted"), _file(str(secret), secret)],
+        uid=FOREIGN_UID if os.geteuid() == 0 else None,
+    )
     env = client_env(shared, server.url, server.token)
     for command in (["flush", str(shared)], ["status", str(shared)]):
         out = run_agent(command, env)
@@ -183,16 +224,23 @@ def test_a_run_refuses_a_shared_spool_folder(tmp_path, server):
     shared.mkdir()
     shared.chmod(0o777)
     with pytest.raises(SpoolNotPrivate, match="chmod 700") as caught:
-        Experiment("alice/p/shared", dash_url=server.url, token=server.token,
-                   config=load_config().with_overrides(spool_dir=str(shared))).run.start()
+        Experiment(
+            "alice/p/shared",
+            dash_url=server.url,
+            token=server.token,
+            config=load_config().with_overrides(spool_dir=str(shared)),
+        ).run.start()
     assert isinstance(caught.value, PermissionError)
     assert list(shared.iterdir()) == []  # nothing spooled there
     # the same in a real process, through ML_DASH_SPOOL_DIR
-    proc = run_client("""
+    proc = run_client(
+        """
         from ml_dash import Experiment
         with Experiment("alice/p/shared").run as exp:
             exp.log("never")
-    """, client_env(shared, server.url, server.token))
+    """,
+        client_env(shared, server.url, server.token),
+    )
     assert proc.returncode == 1 and "SpoolNotPrivate" in proc.stderr and "chmod 700" in proc.stderr
     assert list(shared.iterdir()) == []
 
@@ -200,8 +248,14 @@ def test_a_run_refuses_a_shared_spool_folder(tmp_path, server):
 @pytest.mark.parametrize("foreign", [False, pytest.param(True, marks=needs_root)], ids=["mode", "owner"])
 def test_untrusted_session_folders_are_left_alone(foreign, own_spool, server, attacker, secret):
     kw = {"uid": FOREIGN_UID} if foreign else {"mode": 0o777}
-    plant(own_spool, "1a2300000000-planted", attacker.url, "alice/p/planted",
-          [_log("planted"), _file(str(secret), secret)], **kw)
+    plant(
+        own_spool,
+        "1a2300000000-planted",
+        attacker.url,
+        "alice/p/planted",
+        [_log("planted"), _file(str(secret), secret)],
+        **kw,
+    )
     # next to it, one of the victim's own sessions, aimed at the victim's server
     plant(own_spool, "1a2300000001-own", server.url, "alice/p/own", [_log("mine")])
     env = client_env(own_spool, server.url, server.token)
@@ -222,11 +276,14 @@ def test_a_live_run_does_not_adopt_an_untrusted_session(own_spool, server):
     # Same experiment, same server: a live run adopts sessions its crashed runs left, but only its own.
     plant(own_spool, "1a2300000000-planted", server.url, "alice/p/adopt", [_log("planted")], mode=0o777)
     plant(own_spool, "1a2300000001-crashed", server.url, "alice/p/adopt", [_log("from a crashed run")])
-    proc = run_client("""
+    proc = run_client(
+        """
         from ml_dash import Experiment
         with Experiment("alice/p/adopt").run as exp:
             exp.log("live")
-    """, client_env(own_spool, server.url, server.token))
+    """,
+        client_env(own_spool, server.url, server.token),
+    )
     assert proc.returncode == 0, proc.stderr
     assert sorted(log_messages(server.url, server.token, "alice/p/adopt")) == ["from a crashed run", "live"]
     assert [p.name for p in sessions(own_spool)] == ["1a2300000000-planted"]
@@ -236,8 +293,13 @@ def test_blob_ids_are_names_never_paths(own_spool, server, secret, tmp_path):
     # The victim's own session, but its records name files outside the spool: they are never read
     # (nor deleted once acknowledged).
     relative = os.path.relpath(secret, own_spool / "1a2300000000-own" / "blobs")
-    plant(own_spool, "1a2300000000-own", server.url, "alice/p/blobs",
-          [_log("before"), _file(str(secret), secret), _file(relative, secret), _log("after")])
+    plant(
+        own_spool,
+        "1a2300000000-own",
+        server.url,
+        "alice/p/blobs",
+        [_log("before"), _file(str(secret), secret), _file(relative, secret), _log("after")],
+    )
     out = run_agent(["flush", str(own_spool)], client_env(own_spool, server.url, server.token))
     assert out.returncode == 0, out.stdout + out.stderr
     assert "2 quarantined" in out.stdout
@@ -320,11 +382,14 @@ def test_a_token_over_plain_http_off_this_machine_is_warned_once(tmp_path, spool
         assert proc.returncode == 0, proc.stderr
         warnings = [ln for ln in proc.stderr.splitlines() if "plain http://" in ln]
         assert len(warnings) == 1 and address in warnings[0] and token not in proc.stderr, proc.stderr
-        offline = run_client('''
+        offline = run_client(
+            """
             from ml_dash import Experiment
             with Experiment("alice/p/plain2").run as exp:
                 exp.log("later")
-        ''', client_env(spool, handle.url, token, offline=1))
+        """,
+            client_env(spool, handle.url, token, offline=1),
+        )
         assert offline.returncode == 0 and "plain http://" not in offline.stderr  # nothing sent, nothing said
         flushed = run_agent(["flush", str(spool)], client_env(spool, handle.url, token))
         assert flushed.returncode == 0, flushed.stdout + flushed.stderr
@@ -334,11 +399,14 @@ def test_a_token_over_plain_http_off_this_machine_is_warned_once(tmp_path, spool
 
 
 def test_no_warning_on_loopback(server, spool):
-    proc = run_client("""
+    proc = run_client(
+        """
         from ml_dash import Experiment
         with Experiment("alice/p/loop").run as exp:
             exp.log("x")
-    """, client_env(spool, server.url, server.token))
+    """,
+        client_env(spool, server.url, server.token),
+    )
     assert proc.returncode == 0 and unexpected_stderr(proc.stderr) == "", proc.stderr
     assert log_messages(server.url, server.token, "alice/p/loop") == ["x"]
 
@@ -353,8 +421,14 @@ def _no_controls(text: str) -> bool:
 
 
 def test_status_and_flush_escape_what_the_spool_holds(own_spool, server):
-    plant(own_spool, "1a2300000000-x\x1b[2J", f"{server.url}/{ESC}", f"alice/p/{ESC}", [_log("x")],
-          state={"last_error": f"boom{ESC}"})
+    plant(
+        own_spool,
+        "1a2300000000-x\x1b[2J",
+        f"{server.url}/{ESC}",
+        f"alice/p/{ESC}",
+        [_log("x")],
+        state={"last_error": f"boom{ESC}"},
+    )
     env = client_env(own_spool, None, server.token)
     status = run_agent(["status", str(own_spool)], env)
     assert status.returncode == 0
@@ -374,10 +448,13 @@ def test_ml_dash_ls_escapes_folder_names(tmp_path):
     planted = root / "alice" / "p" / f"evil{ESC}"
     planted.mkdir()
     (planted / "experiment.json").write_text((root / "alice" / "p" / "fine" / "experiment.json").read_text())
-    out = run_client(f"""
+    out = run_client(
+        f"""
         import sys
         from ml_dash.cli import main
         sys.exit(main(["ls", "--dash-root", {str(root)!r}]))
-    """, client_env(tmp_path / "spool", None, None))
+    """,
+        client_env(tmp_path / "spool", None, None),
+    )
     assert out.returncode == 0, out.stderr
     assert "alice/p/fine" in out.stdout and "evil\\x1b]0;owned" in out.stdout and _no_controls(out.stdout)

@@ -17,11 +17,28 @@ from ml_dash import Experiment, InvalidDashUrl, MlDashError
 
 from .conftest import client_env, run_agent, run_client, sessions, set_faults, stats
 
-BAD_URLS = ["127.0.0.1:8765", "htp://x", "localhost:8765", "http://", "http:///api", "ftp://host/",
-            "http://host:0", "http://host:99999", "http://ho st:1", "http://host\x1b[2J:1",
-            "http://alice:secret@host:1", "http://host:1/?token=x", "http://host:1/#x"]
-GOOD_URLS = ["http://127.0.0.1:8765", "https://dash.example.org", "HTTPS://dash.example.org/dash/",
-             "http://[::1]:8765", "http://localhost:1"]
+BAD_URLS = [
+    "127.0.0.1:8765",
+    "htp://x",
+    "localhost:8765",
+    "http://",
+    "http:///api",
+    "ftp://host/",
+    "http://host:0",
+    "http://host:99999",
+    "http://ho st:1",
+    "http://host\x1b[2J:1",
+    "http://alice:secret@host:1",
+    "http://host:1/?token=x",
+    "http://host:1/#x",
+]
+GOOD_URLS = [
+    "http://127.0.0.1:8765",
+    "https://dash.example.org",
+    "HTTPS://dash.example.org/dash/",
+    "http://[::1]:8765",
+    "http://localhost:1",
+]
 
 
 @pytest.mark.parametrize("url", BAD_URLS)
@@ -51,11 +68,15 @@ def test_flush_refuses_a_bad_dash_url(spool):
 
 
 def test_a_bad_url_in_a_real_run_fails_at_once_with_no_spool(spool):
-    proc = run_client("""
+    proc = run_client(
+        """
         from ml_dash import Experiment
         with Experiment("alice/p/url", dash_url="127.0.0.1:8765").run as exp:
             exp.log("never")
-    """, client_env(spool, None, "tok", shutdown_timeout=20), timeout=15)
+    """,
+        client_env(spool, None, "tok", shutdown_timeout=20),
+        timeout=15,
+    )
     assert proc.returncode == 1 and "InvalidDashUrl" in proc.stderr and "not a server URL" in proc.stderr
     assert sessions(spool) == []
 
@@ -64,11 +85,15 @@ def test_a_closing_run_pauses_between_tries(server, spool):
     # Every request is answered 503 without Retry-After: while closing, each new try must still
     # come after a pause, so 3 s of closing cost a few requests, not thousands.
     set_faults(server, [{"match": "any", "action": "status", "status": 503, "times": 1_000_000}])
-    proc = run_client("""
+    proc = run_client(
+        """
         from ml_dash import Experiment
         with Experiment("alice/p/spin").run as exp:
             exp.log("one")
-    """, client_env(spool, server.url, server.token, shutdown_timeout=3), timeout=60)
+    """,
+        client_env(spool, server.url, server.token, shutdown_timeout=3),
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "not uploaded" in proc.stderr and "ml-dash-agent flush" in proc.stderr
     counts = stats(server)["counts"]
@@ -126,11 +151,17 @@ class _CountingForwarder:
 def test_a_tls_failure_is_not_retried(server, spool):
     # https:// to a server that speaks plain http: the handshake fails the same way every time.
     env = client_env(spool, server.url, server.token, offline=1)
-    assert run_client("""
+    assert (
+        run_client(
+            """
         from ml_dash import Experiment
         with Experiment("alice/p/tls").run as exp:
             exp.log("kept")
-    """, env).returncode == 0
+    """,
+            env,
+        ).returncode
+        == 0
+    )
     fwd = _CountingForwarder(int(server.url.rsplit(":", 1)[1]))
     try:
         env = client_env(spool, None, server.token)
@@ -139,11 +170,14 @@ def test_a_tls_failure_is_not_retried(server, spool):
         assert "not retried" in out.stdout and "SSL" in out.stdout, out.stdout + out.stderr
         assert fwd.accepted == 1
         # a live run to the same URL stops its sender at once and reports, instead of retrying
-        live = run_client("""
+        live = run_client(
+            """
             from ml_dash import Experiment
             with Experiment("alice/p/tls").run as exp:
                 exp.log("also kept")
-        """, client_env(spool, f"https://127.0.0.1:{fwd.port}", server.token, shutdown_timeout=20))
+        """,
+            client_env(spool, f"https://127.0.0.1:{fwd.port}", server.token, shutdown_timeout=20),
+        )
         assert live.returncode == 0 and "not retried" in live.stderr and "not uploaded" in live.stderr, live.stderr
         assert fwd.accepted == 2
     finally:

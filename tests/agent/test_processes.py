@@ -51,12 +51,14 @@ def test_kill_9_after_acknowledged_logs_then_flush(server, spool):
     proc = start_client(KILLED.format(k=k), env)
     lines = []
     try:
+
         def progressed():
             line = proc.stdout.readline()
             assert line, proc.stderr.read()
             lines.append(line.split())
             acked = [float(x[1]) for x in lines if x[0] == "ACKED"]
             return acked and lines[-1][0] == "LOGGED" and float(lines[-1][2]) - acked[0] > 2.0
+
         wait_for(progressed, timeout=30, what="the client to log for 2 s after its acknowledged flush", interval=0)
     finally:
         proc.send_signal(signal.SIGKILL)
@@ -69,7 +71,7 @@ def test_kill_9_after_acknowledged_logs_then_flush(server, spool):
     reader, spooled = SessionReader(SessionDir(session), 0), []
     while True:
         chunk = reader.read(100_000, 64 << 20, finished=True)
-        spooled += [json.loads(e.payload)["message"] for e in chunk.entries if b"\"kind\":\"log\"" in e.payload]
+        spooled += [json.loads(e.payload)["message"] for e in chunk.entries if b'"kind":"log"' in e.payload]
         if chunk.at_end:
             break
     n = len(spooled)
@@ -80,7 +82,11 @@ def test_kill_9_after_acknowledged_logs_then_flush(server, spool):
     assert log_messages(server.url, server.token, "alice/p/killed") == spooled
     # every event logged more than one worker interval + fsync window before the kill is there
     cfg = load_config()
-    old = [int(x[1]) for x in lines if x[0] == "LOGGED" and float(x[2]) < killed_at - cfg.flush_interval - cfg.fsync_interval]
+    old = [
+        int(x[1])
+        for x in lines
+        if x[0] == "LOGGED" and float(x[2]) < killed_at - cfg.flush_interval - cfg.fsync_interval
+    ]
     assert old and max(old) < n
     assert sessions(spool) == []
 
@@ -98,8 +104,12 @@ def test_server_killed_and_restarted_mid_run_the_run_catches_up(spawned):
             exp.metrics("x").log(i=i)
         spawned.restart()
         # no flush call: the sender catches up by itself
-        wait_for(lambda: len(log_messages(spawned.url, spawned.token, prefix)) == 200, timeout=30,
-                 what="the live run to catch up", interval=0.1)
+        wait_for(
+            lambda: len(log_messages(spawned.url, spawned.token, prefix)) == 200,
+            timeout=30,
+            what="the live run to catch up",
+            interval=0.1,
+        )
     assert log_messages(spawned.url, spawned.token, prefix) == [f"m{i}" for i in range(200)]
 
 
@@ -205,8 +215,16 @@ def test_two_flushes_at_the_same_time(server, spool):
         _spooled(spool, server.url, f"alice/twice/s{s}", 3000)
     env = client_env(spool, server.url, server.token)  # the token goes only to a server configured now
     code = "import sys; from ml_dash.agent.cli import main; sys.exit(main(sys.argv[1:]))"
-    procs = [subprocess.Popen([sys.executable, "-c", code, "flush", str(spool)], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, "flush", str(spool)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     uploaded = sum(int(out.split(" events")[0].rsplit(" ", 1)[1].replace(",", "")) for out, _ in outs)
@@ -271,8 +289,12 @@ def test_second_ctrl_c_leaves_at_once_with_the_spool_intact(server, spool):
         assert proc.stdout.readline().strip() == "READY"
         proc.send_signal(signal.SIGINT)  # first Ctrl-C: the run closes and waits for the server
         err = []
-        wait_for(lambda: err.append(proc.stderr.readline()) or "waiting for" in err[-1], timeout=20,
-                 what="the progress line", interval=0)
+        wait_for(
+            lambda: err.append(proc.stderr.readline()) or "waiting for" in err[-1],
+            timeout=20,
+            what="the progress line",
+            interval=0,
+        )
         second = time.monotonic()
         proc.send_signal(signal.SIGINT)  # second Ctrl-C: leave now
         rest = proc.communicate(timeout=10)[1]
@@ -305,6 +327,7 @@ def test_sigterm_with_the_server_down_exits_quickly_and_keeps_everything(server,
         assert run_agent(["flush", str(spool)], env).returncode == 0
         assert log_messages(url, server.token, "alice/p/sigterm") == [f"m{i}" for i in range(50)]
         from .conftest import reader
+
         assert reader(url, server.token, "alice/p/sigterm").experiment()["status"] == "CANCELLED"
     finally:
         handle.stop()
@@ -323,11 +346,20 @@ with Experiment("alice/p/ddp").run as exp:
 
 
 def test_two_ranks_writing_one_experiment_are_merged(server, spool):
-    procs = [subprocess.Popen([sys.executable, "-c", RANK], env={**client_env(spool, server.url, server.token), "RANK": str(r)},
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RANK],
+            env={**client_env(spool, server.url, server.token), "RANK": str(r)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in range(2)
+    ]
     outs = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     from .conftest import reader
+
     rows = reader(server.url, server.token, "alice/p/ddp").metric_rows("loss")
     assert [r["index"] for r in rows] == list(range(1000))  # contiguous, unique
     for rank in (0, 1):  # each rank's rows complete and in its own order

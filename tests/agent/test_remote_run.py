@@ -30,8 +30,11 @@ def test_run_delivers_everything_in_order(server, spool, tmp_path):
     exp.params.set(lr=0.001, model={"layers": 2})
     exp.log("first")
     # The first data reaches the server within about a second of start, without any flush.
-    wait_for(lambda: reader(server.url, server.token, prefix).experiment().get("status") == "RUNNING",
-             timeout=5, what="the experiment to appear")
+    wait_for(
+        lambda: reader(server.url, server.token, prefix).experiment().get("status") == "RUNNING",
+        timeout=5,
+        what="the experiment to appear",
+    )
     assert time.monotonic() - start < 2.5
     for i in range(3000):
         exp.metrics("train").log(loss=1.0 / (i + 1), step=i)
@@ -147,7 +150,8 @@ def test_wrong_token_keeps_the_spool_and_the_token_never_leaks(server, spool):
 
 def test_a_later_run_uploads_what_a_crashed_run_left(server, spool):
     env = client_env(spool, server.url, server.token, offline="1")
-    crashed = run_client("""
+    crashed = run_client(
+        """
         import os
         from ml_dash import Experiment
         exp = Experiment("alice/proj/again").run.start()
@@ -155,7 +159,9 @@ def test_a_later_run_uploads_what_a_crashed_run_left(server, spool):
             exp.log(f"old {i}")
         exp.flush()
         os._exit(1)  # dies without closing: its session stays in the spool
-    """, env)
+    """,
+        env,
+    )
     assert crashed.returncode == 1
     assert len(sessions(spool)) == 1
     with Experiment("alice/proj/again", dash_url=server.url, token=server.token).run as exp:

@@ -92,8 +92,12 @@ def test_seqs_segments_resume_and_trim(tmp_path):
 
 def test_bad_item_does_not_consume_a_seq_and_is_counted(tmp_path):
     sdir, w = _writer(tmp_path / "spool")
-    events = (_logs(2) + [LogEvent(1.0, "info", "bad", {"v": object()})] + _logs(2, 2)
-              + [LogEvent(2.0, "info", "nan", {"v": float("nan")})])
+    events = (
+        _logs(2)
+        + [LogEvent(1.0, "info", "bad", {"v": object()})]
+        + _logs(2, 2)
+        + [LogEvent(2.0, "info", "nan", {"v": float("nan")})]
+    )
     assert w.append(events) == 5
     assert w.drops == {"encode_error": 1}
     entries, _ = _read_all(sdir)

@@ -35,12 +35,19 @@ def mode(request, tmp_path):
         yield "remote", env, lambda prefix: reader(server.url, server.token, prefix), spool
 
 
-def _run(tmp_path, code: str, env, *args: str, timeout: float = 120,
-         warnings: tuple = ("-W", "error::DeprecationWarning")) -> subprocess.CompletedProcess:
+def _run(
+    tmp_path, code: str, env, *args: str, timeout: float = 120, warnings: tuple = ("-W", "error::DeprecationWarning")
+) -> subprocess.CompletedProcess:
     script = tmp_path / "main.py"  # a file, not -c: spawn and forkserver import the main module
     script.write_text(textwrap.dedent(code))
-    return subprocess.run([sys.executable, *warnings, str(script), *args],
-                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, *warnings, str(script), *args],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _rows_by_task(r, metric):
@@ -136,8 +143,12 @@ if __name__ == "__main__":
         exp = Experiment(PREFIX).run.start()
         exp.metrics("rows").log(task=-1, i=0)
     if kind == "pool":
+        # close() and join() before leaving the block, as the README advises: the block's exit
+        # terminate()s the workers, which can hang on a worker that holds a run (README, known issue)
         with ctx.Pool(2) as pool:
             done = pool.map(work, range(6))
+            pool.close()
+            pool.join()
     else:
         with ProcessPoolExecutor(2, mp_context=ctx) as pool:
             done = list(pool.map(work, range(6)))

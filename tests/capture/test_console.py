@@ -67,7 +67,13 @@ def test_prints_logging_and_tqdm_reach_the_logs(dash_root):
     bar = [m for m in messages if "200/200" in m or "it/s" in m or "%|" in m]
     assert len(bar) == 1 and bar[0].startswith("100%|") and "200/200" in bar[0], bar
     assert [m for m in messages if m not in bar] == [
-        "first line", "a-b", "to stderr", "via a handler made earlier", "after the bar", "no newline at the end"]
+        "first line",
+        "a-b",
+        "to stderr",
+        "via a handler made earlier",
+        "after the bar",
+        "no newline at the end",
+    ]
     reader = Experiment(prefix="a/b/console", dash_root=str(dash_root))
     assert _messages(reader, "stderr") == ["to stderr", "via a handler made earlier", bar[0]]
 
@@ -171,13 +177,22 @@ while True:  # goes on printing until it is killed
 def test_sigkill_loses_no_line_that_reached_the_store(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("ML_DASH_")}
     env.update(ML_DASH_CAPTURE_CONSOLE="1", ML_DASH_FLUSH_INTERVAL="0.1")
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(KILLED_SCRIPT)], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(KILLED_SCRIPT)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         log_file = tmp_path / ".dash/a/b/killed/logs/logs.jsonl"
         # Everything up to READY must be stored while the child runs: the store is polled, not the child.
-        wait_for(lambda: log_file.exists() and '"after 0"' in log_file.read_text(), timeout=30,
-                 what="the console lines in the store")
+        wait_for(
+            lambda: log_file.exists() and '"after 0"' in log_file.read_text(),
+            timeout=30,
+            what="the console lines in the store",
+        )
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)

@@ -21,8 +21,13 @@ SECRET = "tok3n-s3cret"
 
 
 def _git(cwd, *args) -> str:
-    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=cwd,
-                          check=True, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
 
 
 @pytest.fixture
@@ -49,8 +54,14 @@ def _run(repo, tmp_path, **env):
     dash = tmp_path / "dash"
     script = repo / "run_me.py"
     script.write_text(SCRIPT.format(root=dash))
-    proc = subprocess.run([sys.executable, str(script), "--lr", "0.1"], cwd=tmp_path, capture_output=True, text=True,
-                          env={**_base_env(), "ML_DASH_CAPTURE_ENV": "1", **env}, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(script), "--lr", "0.1"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**_base_env(), "ML_DASH_CAPTURE_ENV": "1", **env},
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     return dash, ExperimentReader(dash, "a/b/env")
 
@@ -117,33 +128,46 @@ def test_packages_only_when_asked(repo, tmp_path):
 
 
 def test_outside_a_work_tree_git_is_none_and_user_metadata_stays(tmp_path):
-    proc = run_script("""
+    proc = run_script(
+        """
         from ml_dash import Experiment
         with Experiment(prefix="a/b/plain", dash_root=".dash", metadata={"seed": 3}).run:
             pass
-    """, cwd=tmp_path, env={"ML_DASH_CAPTURE_ENV": "1", "GIT_CEILING_DIRECTORIES": str(tmp_path.parent)})
+    """,
+        cwd=tmp_path,
+        env={"ML_DASH_CAPTURE_ENV": "1", "GIT_CEILING_DIRECTORIES": str(tmp_path.parent)},
+    )
     assert proc.returncode == 0, proc.stderr
     md = ExperimentReader(tmp_path / ".dash", "a/b/plain").experiment()["metadata"]
     assert md["seed"] == 3 and md["environment"]["git"] is None and md["environment"]["argv"] == ["-c"]
 
 
 def test_off_by_default(tmp_path):
-    proc = run_script("""
+    proc = run_script(
+        """
         from ml_dash import Experiment
         with Experiment(prefix="a/b/off", dash_root=".dash").run:
             pass
-    """, cwd=tmp_path)
+    """,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert ExperimentReader(tmp_path / ".dash", "a/b/off").experiment()["metadata"] is None
 
 
-@pytest.mark.parametrize("url, expected", [
-    ("https://alice:tok@github.com/o/r.git", "https://github.com/o/r.git"),
-    ("https://ghp_abc123@github.com/o/r.git", "https://github.com/o/r.git"),
-    ("https://oauth2:glpat-x@gitlab.example.com:8443/o/r?private_token=y#frag", "https://gitlab.example.com:8443/o/r"),
-    ("ssh://git:pw@host.example/o/r.git", "ssh://host.example/o/r.git"),
-    ("git@github.com:o/r.git", "git@github.com:o/r.git"),
-    ("/srv/git/r.git", "/srv/git/r.git"),
-])
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("https://alice:tok@github.com/o/r.git", "https://github.com/o/r.git"),
+        ("https://ghp_abc123@github.com/o/r.git", "https://github.com/o/r.git"),
+        (
+            "https://oauth2:glpat-x@gitlab.example.com:8443/o/r?private_token=y#frag",
+            "https://gitlab.example.com:8443/o/r",
+        ),
+        ("ssh://git:pw@host.example/o/r.git", "ssh://host.example/o/r.git"),
+        ("git@github.com:o/r.git", "git@github.com:o/r.git"),
+        ("/srv/git/r.git", "/srv/git/r.git"),
+    ],
+)
 def test_strip_credentials(url, expected):
     assert strip_credentials(url) == expected

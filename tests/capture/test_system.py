@@ -53,25 +53,33 @@ def test_a_run_shorter_than_the_interval_still_gets_one_row(dash_root):
 
 
 def test_switched_on_by_the_environment(tmp_path):
-    proc = run_script("""
+    proc = run_script(
+        """
         from ml_dash import Experiment
         with Experiment(prefix="a/b/env", dash_root=".dash").run as exp:
             assert exp.config.capture_system and exp.config.system_interval == 0.2
         print(sorted(n for n in Experiment(prefix="a/b/env", dash_root=".dash").metrics.names()))
-    """, cwd=tmp_path, env={"ML_DASH_CAPTURE_SYSTEM": "1", "ML_DASH_SYSTEM_INTERVAL": "0.2"})
+    """,
+        cwd=tmp_path,
+        env={"ML_DASH_CAPTURE_SYSTEM": "1", "ML_DASH_SYSTEM_INTERVAL": "0.2"},
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "['system/host', 'system/process']"
 
 
 def test_without_psutil_the_run_goes_on_and_says_why(tmp_path):
-    proc = run_script("""
+    proc = run_script(
+        """
         import sys
         sys.modules["psutil"] = None  # as if it were not installed
         from ml_dash import Experiment
         with Experiment(prefix="a/b/nopsutil", dash_root=".dash").run as exp:
             exp.metrics("train").log(loss=1.0)
         print(Experiment(prefix="a/b/nopsutil", dash_root=".dash").metrics.names())
-    """, cwd=tmp_path, env={"ML_DASH_CAPTURE_SYSTEM": "1"})
+    """,
+        cwd=tmp_path,
+        env={"ML_DASH_CAPTURE_SYSTEM": "1"},
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "['train']"
     assert "psutil is not installed" in proc.stderr

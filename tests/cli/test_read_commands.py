@@ -25,12 +25,24 @@ from ..readmodel.test_table import seed
 P = "alice/proj/exported"
 
 
-def cli(*args: str, env: Optional[Dict[str, str]] = None, stdin: str = "", cwd: Optional[Path] = None,
-        module: str = "ml_dash") -> subprocess.CompletedProcess:
+def cli(
+    *args: str,
+    env: Optional[Dict[str, str]] = None,
+    stdin: str = "",
+    cwd: Optional[Path] = None,
+    module: str = "ml_dash",
+) -> subprocess.CompletedProcess:
     full = {k: v for k, v in os.environ.items() if not k.startswith("ML_DASH_")}
     full.update(env or {})
-    return subprocess.run([sys.executable, "-m", module, *args], input=stdin, capture_output=True, text=True,
-                          env=full, cwd=cwd, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=full,
+        cwd=cwd,
+        timeout=120,
+    )
 
 
 def _table(out: str) -> List[List[str]]:

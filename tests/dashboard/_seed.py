@@ -11,12 +11,18 @@ from typing import List
 
 def png(width: int, height: int, rgb=(220, 40, 40)) -> bytes:
     """A solid-colour PNG, made by hand (no imaging library needed)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     raw = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+
 
 SWEEP = [f"alice/vision/sweep/run{i}" for i in range(3)]
 
@@ -28,8 +34,9 @@ def seed(root: Path, extra_runs: int = 0) -> List[str]:
 
     for i, prefix in enumerate(SWEEP):
         lr = [0.1, 0.01, 0.001][i]
-        with Experiment(prefix=prefix, dash_root=str(root), description=f"lr {lr}",
-                        tags=["sweep", "resnet" if i < 2 else "vit"]).run as exp:
+        with Experiment(
+            prefix=prefix, dash_root=str(root), description=f"lr {lr}", tags=["sweep", "resnet" if i < 2 else "vit"]
+        ).run as exp:
             exp.params.set(lr=lr, model={"arch": "resnet" if i < 2 else "vit", "layers": 12})
             exp.log("training started")
             exp.log("loss is high", level="warn")
@@ -67,8 +74,12 @@ for exp in runs:
 print("ready", flush=True)
 time.sleep(600)
 """
-    writer = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                              env={k: v for k, v in os.environ.items() if not k.startswith("ML_DASH_")})
+    writer = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("ML_DASH_")},
+    )
     try:
         assert writer.stdout is not None and writer.stdout.readline().strip() == "ready"
         writer.send_signal(signal.SIGKILL)  # no chance to end its runs

@@ -16,9 +16,19 @@ import pytest
 CHROMIUM = os.environ.get("ML_DASH_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = Path(__file__).resolve().parents[2] / ".screenshots"
 # No background traffic: the page must work with no internet, and tests must not wait on it.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-default-apps", "--disable-sync", "--no-first-run", "--disable-extensions",
-                 "--metrics-recording-only", "--disable-domain-reliability", "--no-default-browser-check"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-default-apps",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-extensions",
+    "--metrics-recording-only",
+    "--disable-domain-reliability",
+    "--no-default-browser-check",
+]
 
 
 def _missing(reason: str):

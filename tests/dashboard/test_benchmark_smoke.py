@@ -15,8 +15,13 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.timeout(420)  # two page loads and two live runs; minutes on a loaded 2-core machine
 def test_dashboard_benchmark_quick(browser, tmp_path):  # browser: skips where the page tests skip
     out = tmp_path / "dash.json"
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.dashboard", "--quick", "--out", str(out)],
-                          cwd=REPO, capture_output=True, text=True, timeout=400)
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.dashboard", "--quick", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     got = json.loads(out.read_text())
     assert got["page"]["all_charts_s"]["n"] == 1

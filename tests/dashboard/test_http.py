@@ -64,8 +64,13 @@ def test_pages_and_static_files_are_served(local):
     assert page.status == 200 and page.headers["content-type"].startswith("text/html")
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
     assert "immutable" in request(local.url, "GET", "/static/common.js?v=1").headers["cache-control"]
-    for path in ("/static/common.js", "/static/charts.js", "/static/vendor/uplot/uPlot.iife.min.js",
-                 "/static/vendor/uplot/LICENSE", "/static/dash.css"):
+    for path in (
+        "/static/common.js",
+        "/static/charts.js",
+        "/static/vendor/uplot/uPlot.iife.min.js",
+        "/static/vendor/uplot/LICENSE",
+        "/static/dash.css",
+    ):
         assert request(local.url, "GET", path).status == 200, path
     exp = request(local.url, "GET", "/e/" + SWEEP[0])
     assert exp.status == 200 and b"lr 0.1" in exp.raw and b"model.arch" in exp.raw
@@ -127,7 +132,12 @@ def test_login_sets_a_read_only_cookie(secured):
     body = batch_body("sessionbbbb", "alice/p/csrf", [{"seq": 0, "kind": "log", "message": "x"}])
     refused = request(handle.url, "POST", "/api/v1/ingest", body, {"Content-Type": "application/x-ndjson", **jar})
     assert refused.status == 401
-    assert request(handle.url, "POST", "/api/v1/ingest", body, {"Content-Type": "application/x-ndjson", **auth(token)}).status == 200
+    assert (
+        request(
+            handle.url, "POST", "/api/v1/ingest", body, {"Content-Type": "application/x-ndjson", **auth(token)}
+        ).status
+        == 200
+    )
 
 
 def test_logout_clears_the_cookie(secured):
@@ -143,7 +153,9 @@ def test_forged_tampered_and_revoked_cookies_are_refused(secured):
     cookie = _cookie(_login(handle.url, token))
     token_hash, expires, mac = cookie.split(".")
     for bad in (f"{token_hash}.{int(expires) + 1}.{mac}", f"{'0' * 64}.{expires}.{mac}", "garbage", token):
-        assert request(handle.url, "GET", "/api/v1/table", headers={"Cookie": f"{COOKIE_NAME}={bad}"}).status == 401, bad
+        assert request(handle.url, "GET", "/api/v1/table", headers={"Cookie": f"{COOKIE_NAME}={bad}"}).status == 401, (
+            bad
+        )
     from ml_dash.server.index import Index
 
     index = Index(handle.root)
@@ -166,8 +178,13 @@ def test_login_refuses_cross_site_posts_and_open_redirects(secured):
 def test_login_cookie_is_secure_behind_https(secured):
     handle, token = secured
     body = urllib.parse.urlencode({"token": token}).encode()
-    ok = request(handle.url, "POST", "/login", body, {"Content-Type": "application/x-www-form-urlencoded",
-                                                     "X-Forwarded-Proto": "https"})
+    ok = request(
+        handle.url,
+        "POST",
+        "/login",
+        body,
+        {"Content-Type": "application/x-www-form-urlencoded", "X-Forwarded-Proto": "https"},
+    )
     assert "Secure" in ok.headers["set-cookie"]
 
 
@@ -175,8 +192,12 @@ _CLI = [sys.executable, "-c", "import sys; from ml_dash.cli import main; sys.exi
 
 
 def test_dashboard_command_serves_a_local_store(local_root, tmp_path):
-    proc = subprocess.Popen([*_CLI, "dashboard", "--root", str(local_root), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*_CLI, "dashboard", "--root", str(local_root), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()
         m = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
@@ -186,11 +207,13 @@ def test_dashboard_command_serves_a_local_store(local_root, tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
-    refused = subprocess.run([*_CLI, "dashboard", "--root", str(local_root), "--host", "0.0.0.0"],
-                             capture_output=True, text=True, timeout=60)
+    refused = subprocess.run(
+        [*_CLI, "dashboard", "--root", str(local_root), "--host", "0.0.0.0"], capture_output=True, text=True, timeout=60
+    )
     assert refused.returncode == 2 and "loopback" in refused.stderr
-    missing = subprocess.run([*_CLI, "dashboard", "--root", str(tmp_path / "none")],
-                             capture_output=True, text=True, timeout=60)
+    missing = subprocess.run(
+        [*_CLI, "dashboard", "--root", str(tmp_path / "none")], capture_output=True, text=True, timeout=60
+    )
     assert missing.returncode == 2 and "no local store" in missing.stderr
 
 

@@ -60,7 +60,10 @@ def test_table_lists_filters_sorts_pages_and_selects(browser, tab, local, store)
     page.select_option("#add-column", "m:train:loss")
     page.wait_for_selector("#runs thead th:has-text('train/loss')")
     page.select_option("#add-column", "p:lr")
-    wait_for(lambda: page.inner_text(f'#runs tr[data-prefix="{SWEEP[0]}"] td:nth-last-child(2)') == "0.1", what="the lr column")
+    wait_for(
+        lambda: page.inner_text(f'#runs tr[data-prefix="{SWEEP[0]}"] td:nth-last-child(2)') == "0.1",
+        what="the lr column",
+    )
     page.fill("#q", "vit")
     wait_for(lambda: _rows(page) == [SWEEP[2]], what="the search")
     page.fill("#q", "")
@@ -88,7 +91,7 @@ def test_experiment_page_draws_metrics_logs_and_files(browser, tab, local):
     titles = page.eval_on_selector_all(".chart .title b", "bs => bs.map(b => b.textContent)")
     assert sorted(titles[:2]) == ["eval/acc", "train/loss"]  # curves first, counters (step) after them
     assert sorted(titles[2:]) == ["eval/step", "train/step"]
-    assert page.inner_text("#params") .count("model.arch") == 1
+    assert page.inner_text("#params").count("model.arch") == 1
     page.fill("#param-filter", "lay")
     assert page.eval_on_selector_all("#params tr:not([hidden])", "trs => trs.length") == 1
     wait_for(lambda: page.locator("#logs .line").count() == 2, what="two log lines")
@@ -99,7 +102,9 @@ def test_experiment_page_draws_metrics_logs_and_files(browser, tab, local):
     page.wait_for_selector("#preview pre")
     assert page.inner_text("#preview pre").startswith("lr: 0.1")
     page.click("#files tr:has-text('curve.png') button")
-    page.wait_for_function("() => { const i = document.querySelector('#preview img'); return i && i.complete && i.naturalWidth === 24; }")
+    page.wait_for_function(
+        "() => { const i = document.querySelector('#preview img'); return i && i.complete && i.naturalWidth === 24; }"
+    )
     page.click("#files tr:has-text('evil.html') a")  # a download, never rendered as this origin
     assert page.evaluate("window.pwned") is None
     t.shot("experiment")
@@ -130,7 +135,9 @@ def test_zoom_refetches_the_range_at_full_resolution(browser, tab, local):
     page.select_option("#x-axis", "step")
     wait_for(lambda: page.get_attribute(LOSS, "data-last-x") == "5998", what="x = step")
     page.select_option("#x-axis", "_rel")
-    wait_for(lambda: 0 <= float(page.get_attribute(LOSS, "data-last-x") or -1) < 120, what="x = seconds since the start")
+    wait_for(
+        lambda: 0 <= float(page.get_attribute(LOSS, "data-last-x") or -1) < 120, what="x = seconds since the start"
+    )
     page.check("#log-y")
     page.fill("#smooth", "0.9")
     page.dispatch_event("#smooth", "input")
@@ -171,7 +178,9 @@ with Experiment(prefix="alice/live/run", dash_root={str(root)!r}).run as exp:
         i += 1
         time.sleep(0.02)
 """
-    writer = subprocess.Popen([sys.executable, "-c", code], env={k: v for k, v in os.environ.items() if not k.startswith("ML_DASH_")})
+    writer = subprocess.Popen(
+        [sys.executable, "-c", code], env={k: v for k, v in os.environ.items() if not k.startswith("ML_DASH_")}
+    )
     handle = run_in_thread(root, auth=False, read_only=True)
     try:
         wait_for(lambda: (root / "alice/live/run/metrics/train/data.jsonl").exists(), what="the first rows")
@@ -181,7 +190,9 @@ with Experiment(prefix="alice/live/run", dash_root={str(root)!r}).run as exp:
         wait_for(lambda: page.get_attribute(LOSS, "data-last-x") not in (None, ""), what="the first points")
         first = float(page.get_attribute(LOSS, "data-last-x"))
         lines = page.locator("#logs .line").count()
-        wait_for(lambda: float(page.get_attribute(LOSS, "data-last-x")) >= first + 50, timeout=30, what="the chart advancing")
+        wait_for(
+            lambda: float(page.get_attribute(LOSS, "data-last-x")) >= first + 50, timeout=30, what="the chart advancing"
+        )
         wait_for(lambda: page.locator("#logs .line").count() > lines, what="new log lines")
         series = [u for u in t.requests if "/api/v1/series" in u]
         assert any("after=" in u for u in series)

@@ -26,8 +26,9 @@ class Zero:  # the shape of a 0-d numpy/torch value
 
 def test_plain_params_keeps_what_stores_and_strs_the_rest():
     ns = argparse.Namespace(lr=0.1, layers=[64, 64], act=math.sqrt, nested={1: "one", "t": (1, 2)})
-    out = plain_params({"ns": ns, "color": Color.RED, "x": Zero(), "s": {3}, "none": None, "long": "y" * 5000,
-                        "obj": object})
+    out = plain_params(
+        {"ns": ns, "color": Color.RED, "x": Zero(), "s": {3}, "none": None, "long": "y" * 5000, "obj": object}
+    )
     assert out["ns"]["lr"] == 0.1 and out["ns"]["layers"] == [64, 64]
     assert out["ns"]["act"] == "<built-in function sqrt>"
     assert out["ns"]["nested"] == {"1": "one", "t": [1, 2]}
@@ -46,10 +47,14 @@ def test_plain_params_cuts_a_long_repr():
 
 
 def test_group_fields_by_the_last_separator():
-    grouped = group_fields({"train/loss": 1, "val/acc/top1": 2, "val_loss": 3, "/odd": 4, "trailing/": 5},
-                           default="metrics")
-    assert grouped == {"train": {"loss": 1}, "val/acc": {"top1": 2},
-                       "metrics": {"val_loss": 3, "/odd": 4, "trailing/": 5}}
+    grouped = group_fields(
+        {"train/loss": 1, "val/acc/top1": 2, "val_loss": 3, "/odd": 4, "trailing/": 5}, default="metrics"
+    )
+    assert grouped == {
+        "train": {"loss": 1},
+        "val/acc": {"top1": 2},
+        "metrics": {"val_loss": 3, "/odd": 4, "trailing/": 5},
+    }
 
 
 def test_hook_owns_what_it_starts_ends_it_and_resumes_on_a_later_write(dash_root):

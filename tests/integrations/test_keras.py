@@ -23,10 +23,11 @@ STEPS_PER_EPOCH = SAMPLES // BATCH
 
 def _model():
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
-                              keras.layers.Dense(1, activation="sigmoid")], name="tiny")
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=0.01), loss="binary_crossentropy",
-                  metrics=["accuracy"])
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1, activation="sigmoid")],
+        name="tiny",
+    )
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=0.01), loss="binary_crossentropy", metrics=["accuracy"])
     return model
 
 
@@ -39,8 +40,15 @@ def _data(seed=0):
 def test_fit_writes_epoch_and_batch_metrics_params_and_status(dash_root):
     model = _model()
     x, y = _data()
-    history = model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, validation_data=_data(1), verbose=0,
-                        callbacks=[MlDashCallback("alice/keras/fit", dash_root=str(dash_root))])
+    history = model.fit(
+        x,
+        y,
+        batch_size=BATCH,
+        epochs=EPOCHS,
+        validation_data=_data(1),
+        verbose=0,
+        callbacks=[MlDashCallback("alice/keras/fit", dash_root=str(dash_root))],
+    )
 
     exp = Experiment(prefix="alice/keras/fit", dash_root=str(dash_root))
     assert exp.info()["status"] == "COMPLETED"
@@ -67,10 +75,22 @@ def test_fit_writes_epoch_and_batch_metrics_params_and_status(dash_root):
 
 def test_batch_every_thins_batch_rows_and_zero_turns_them_off(dash_root):
     x, y = _data()
-    _model().fit(x, y, batch_size=BATCH, epochs=EPOCHS, verbose=0,
-                 callbacks=[MlDashCallback("alice/keras/every3", dash_root=str(dash_root), batch_every=3)])
-    _model().fit(x, y, batch_size=BATCH, epochs=EPOCHS, verbose=0,
-                 callbacks=[MlDashCallback("alice/keras/none", dash_root=str(dash_root), batch_every=0)])
+    _model().fit(
+        x,
+        y,
+        batch_size=BATCH,
+        epochs=EPOCHS,
+        verbose=0,
+        callbacks=[MlDashCallback("alice/keras/every3", dash_root=str(dash_root), batch_every=3)],
+    )
+    _model().fit(
+        x,
+        y,
+        batch_size=BATCH,
+        epochs=EPOCHS,
+        verbose=0,
+        callbacks=[MlDashCallback("alice/keras/none", dash_root=str(dash_root), batch_every=0)],
+    )
     every3 = Experiment(prefix="alice/keras/every3", dash_root=str(dash_root))
     assert [r["data"]["step"] for r in every3.metrics("batch").read()] == [3, 6, 9, 12]
     none = Experiment(prefix="alice/keras/none", dash_root=str(dash_root))

@@ -56,8 +56,17 @@ def _loader():
 
 
 def _trainer(tmp_path, logger, epochs=2, **kwargs):
-    return pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=logger, log_every_n_steps=1,
-                      enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path, **kwargs)
+    return pl.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=logger,
+        log_every_n_steps=1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        **kwargs,
+    )
 
 
 def test_fit_writes_metrics_params_and_status(tmp_path, dash_root):
@@ -153,11 +162,14 @@ def test_ddp_two_processes_write_one_experiment_from_rank_zero(tmp_path, dash_ro
     script.write_text(DDP_SCRIPT.format(root=dash_root, tmp=tmp_path))
     env = {k: v for k, v in os.environ.items() if not k.startswith("ML_DASH_")}
     env["PYTHONPATH"] = str(repo)
-    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(line for line in proc.stdout.splitlines() if line.startswith("rank")) == [
-        "rank 0 done", "rank 1 done"]
+        "rank 0 done",
+        "rank 1 done",
+    ]
     exp = Experiment(prefix="alice/lightning/ddp", dash_root=str(dash_root))
     # 32 samples over 2 ranks: 2 batches of 8 per rank per epoch; only rank 0 wrote, once per step.
     assert [r["data"]["step"] for r in exp.metrics("train").read()] == [0, 1]
@@ -183,8 +195,15 @@ def test_the_older_pytorch_lightning_package(tmp_path, dash_root):
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
     logger = PtlLogger("alice/lightning/ptl", dash_root=str(dash_root))
-    ptl.Trainer(max_epochs=1, accelerator="cpu", logger=logger, log_every_n_steps=1, enable_progress_bar=False,
-                enable_model_summary=False, default_root_dir=tmp_path).fit(Old(), _loader())
+    ptl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=logger,
+        log_every_n_steps=1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    ).fit(Old(), _loader())
     exp = Experiment(prefix="alice/lightning/ptl", dash_root=str(dash_root))
     assert exp.info()["status"] == "COMPLETED"
     assert [r["data"]["step"] for r in exp.metrics("train").read()] == list(range(STEPS_PER_EPOCH))

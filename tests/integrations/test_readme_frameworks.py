@@ -20,7 +20,11 @@ os.environ.setdefault("KERAS_BACKEND", "torch")  # keras picks its backend at im
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 BLOCKS = re.findall(r"^```py\n(.*?)^```$", README.read_text(), flags=re.S | re.M)
-EXPECTED = {"lightning": "alice/project/lightning", "transformers": "alice/project/bert", "keras": "alice/project/keras"}
+EXPECTED = {
+    "lightning": "alice/project/lightning",
+    "transformers": "alice/project/bert",
+    "keras": "alice/project/keras",
+}
 
 
 def test_the_readme_has_one_example_per_framework():
@@ -37,8 +41,9 @@ def test_readme_example_runs_as_written(framework, tmp_path):
     script.write_text(code)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ML_DASH_")}
     env.update(HF_HUB_OFFLINE="1", HOME=str(tmp_path))
-    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     reader = ExperimentReader(tmp_path / ".dash", EXPECTED[framework])
     assert reader.experiment()["status"] == "COMPLETED"

@@ -37,19 +37,42 @@ class Pairs(torch.utils.data.Dataset):
 
 
 def _model():
-    config = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                     intermediate_size=32, max_position_embeddings=16, num_labels=2)
+    config = transformers.BertConfig(
+        vocab_size=50,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=16,
+        num_labels=2,
+    )
     torch.manual_seed(0)
     return transformers.BertForSequenceClassification(config)
 
 
 def _trainer(tmp_path, callback, **overrides):
-    args = dict(output_dir=str(tmp_path / "out"), num_train_epochs=EPOCHS, per_device_train_batch_size=BATCH,
-                per_device_eval_batch_size=BATCH, learning_rate=5e-3, logging_steps=1, eval_strategy="epoch",
-                save_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True, seed=0)
+    args = dict(
+        output_dir=str(tmp_path / "out"),
+        num_train_epochs=EPOCHS,
+        per_device_train_batch_size=BATCH,
+        per_device_eval_batch_size=BATCH,
+        learning_rate=5e-3,
+        logging_steps=1,
+        eval_strategy="epoch",
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=0,
+    )
     args.update(overrides)
-    return transformers.Trainer(model=_model(), args=transformers.TrainingArguments(**args),
-                                train_dataset=Pairs(SAMPLES, 0), eval_dataset=Pairs(16, 1), callbacks=[callback])
+    return transformers.Trainer(
+        model=_model(),
+        args=transformers.TrainingArguments(**args),
+        train_dataset=Pairs(SAMPLES, 0),
+        eval_dataset=Pairs(16, 1),
+        callbacks=[callback],
+    )
 
 
 def test_train_writes_metrics_params_model_config_and_status(tmp_path, dash_root):

@@ -36,8 +36,12 @@ def same(a: Any, b: Any) -> bool:
 
 def stats(values: Sequence[float]) -> Dict[str, Any]:
     finite = [v for v in values if not math.isnan(v)]
-    return {"n": len(values), "last": values[-1] if values else None,
-            "min": min(finite) if finite else math.nan, "max": max(finite) if finite else math.nan}
+    return {
+        "n": len(values),
+        "last": values[-1] if values else None,
+        "min": min(finite) if finite else math.nan,
+        "max": max(finite) if finite else math.nan,
+    }
 
 
 def check_buckets(answer: Dict[str, Any], in_range: List[Tuple[int, Dict[str, Any]]], field: str, x: str) -> None:
@@ -73,7 +77,9 @@ def check_raw(answer: Dict[str, Any], in_range: List[Tuple[int, Dict[str, Any]]]
         want_y.append(number(data.get(field)))
     assert pts["x"] == want_x
     assert len(pts["y"]) == len(want_y) and all(
-        (a is None and b is None) or (a is not None and b is not None and same(float(a), b)) for a, b in zip(pts["y"], want_y))
+        (a is None and b is None) or (a is not None and b is not None and same(float(a), b))
+        for a, b in zip(pts["y"], want_y)
+    )
 
 
 def write_metric(root: Path, prefix: str, name: Optional[str], data: List[Dict[str, Any]], batch: int = 997) -> None:

@@ -17,8 +17,9 @@ def server(tmp_path, store_settings):
     token = create_token(root, "alice", settings=store_settings)
     handle = run_in_thread(root, port=0, settings=store_settings)
     try:
-        yield SimpleNamespace(url=handle.url, root=root, token=token,
-                              kind="embedded" if store_settings is None else "postgres")
+        yield SimpleNamespace(
+            url=handle.url, root=root, token=token, kind="embedded" if store_settings is None else "postgres"
+        )
     finally:
         handle.stop()
 

@@ -20,10 +20,12 @@ IDLE = 12 * 60  # seconds A has been quiet for
 
 
 def _start(prefix: str, session: str, url: str, token: str) -> None:
-    events = [{"seq": 0, "kind": "experiment", "ts": time.time(), "description": prefix},
-              {"seq": 1, "kind": "status", "ts": time.time(), "status": "RUNNING"},
-              {"seq": 2, "kind": "metric", "ts": time.time(), "name": "train", "data": {"loss": 1.0}},
-              {"seq": 3, "kind": "log", "ts": time.time(), "level": "info", "message": "hello"}]
+    events = [
+        {"seq": 0, "kind": "experiment", "ts": time.time(), "description": prefix},
+        {"seq": 1, "kind": "status", "ts": time.time(), "status": "RUNNING"},
+        {"seq": 2, "kind": "metric", "ts": time.time(), "name": "train", "data": {"loss": 1.0}},
+        {"seq": 3, "kind": "log", "ts": time.time(), "level": "info", "message": "hello"},
+    ]
     assert ingest(url, token, session, prefix, events).json["rejected"] == []
 
 
@@ -40,8 +42,10 @@ def _age(root: Path, settings, prefix: str, when_ns: int) -> None:
     import psycopg
 
     with psycopg.connect(settings.store) as conn:
-        assert conn.execute("UPDATE experiments SET updated_at = %s WHERE prefix = %s",
-                            (when_ns / 1e9, prefix)).rowcount == 1
+        assert (
+            conn.execute("UPDATE experiments SET updated_at = %s WHERE prefix = %s", (when_ns / 1e9, prefix)).rowcount
+            == 1
+        )
 
 
 def _rows(url: str, token: str) -> dict:
@@ -61,8 +65,10 @@ def test_a_quiet_running_run_is_stale_until_it_writes_again(tmp_path, store_sett
         quiet = quiet_ns / 1e9
 
         # the table (the catalogue sees the new mtimes on its next refresh: polled, not slept for)
-        wait_for(lambda: abs((_rows(h.url, token)[A]["lastActivity"] or 0) - quiet) < 1e-3,
-                 what="the table's last activity of the quiet run")
+        wait_for(
+            lambda: abs((_rows(h.url, token)[A]["lastActivity"] or 0) - quiet) < 1e-3,
+            what="the table's last activity of the quiet run",
+        )
         rows = _rows(h.url, token)
         assert rows[A]["status"] == "RUNNING" and rows[A]["stale"] is True
         assert before - 2 <= rows[B]["lastActivity"] <= after + 2
@@ -80,9 +86,16 @@ def test_a_quiet_running_run_is_stale_until_it_writes_again(tmp_path, store_sett
 
         # a write makes the run healthy again
         resumed = time.time()
-        assert ingest(h.url, token, "sessQUIETA01", A,
-                      [{"seq": 4, "kind": "metric", "ts": resumed, "name": "train", "data": {"loss": 0.5}}]
-                      ).json["rejected"] == []
+        assert (
+            ingest(
+                h.url,
+                token,
+                "sessQUIETA01",
+                A,
+                [{"seq": 4, "kind": "metric", "ts": resumed, "name": "train", "data": {"loss": 0.5}}],
+            ).json["rejected"]
+            == []
+        )
         wait_for(lambda: _rows(h.url, token)[A]["stale"] is False, what="the resumed run healthy again")
         assert _rows(h.url, token)[A]["lastActivity"] >= resumed - 2
         assert get(h.url, token, "summary", prefix=A).json["stale"] is False

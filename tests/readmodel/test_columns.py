@@ -66,9 +66,17 @@ def test_a_torn_last_line_waits_until_it_is_complete(tmp_path, cache):
 
 def test_duplicates_keep_the_first_row_and_corrupt_lines_are_skipped(tmp_path, cache):
     f = tmp_path / "data.jsonl"
-    f.write_bytes(_line(0, loss=1.0) + _line(1, loss=2.0) + _line(1, loss=99.0) + b"{not json\n"
-                  + b'{"index": 2, "data": {"loss": NaN}, "createdAt": null}\n' + _line(0, loss=98.0)
-                  + b'{"index": "3", "data": {"loss": 4.0}}\n' + b"\n" + _line(4, loss=5.0))
+    f.write_bytes(
+        _line(0, loss=1.0)
+        + _line(1, loss=2.0)
+        + _line(1, loss=99.0)
+        + b"{not json\n"
+        + b'{"index": 2, "data": {"loss": NaN}, "createdAt": null}\n'
+        + _line(0, loss=98.0)
+        + b'{"index": "3", "data": {"loss": 4.0}}\n'
+        + b"\n"
+        + _line(4, loss=5.0)
+    )
     cols = MetricColumns(f, cache)
     cols.refresh()
     loss = _loss(cols)

@@ -25,8 +25,9 @@ def _metrics_events(n: int, name: str = "train", seq: int = 0):
     cols = {"loss": [1.0 / (i + 1) for i in range(n)], "step": list(range(n))}
     cols["loss"][n // 2] = "NaN"
     cols["loss"][n // 3] = "Infinity"
-    return [{"seq": seq, "kind": "metrics", "n": n, "name": name, "ts": [1700000000.0 + i for i in range(n)],
-             "cols": cols}]
+    return [
+        {"seq": seq, "kind": "metrics", "n": n, "name": name, "ts": [1700000000.0 + i for i in range(n)], "cols": cols}
+    ]
 
 
 def test_series_and_summary_over_http(server):
@@ -38,12 +39,30 @@ def test_series_and_summary_over_http(server):
     assert body["mode"] == "buckets" and body["total"] == n and body["count"] == n and body["last_index"] == n - 1
     assert body["name"] == "train" and body["field"] == "loss" and body["x"] == "index"
     assert sum(body["points"]["n"]) == n and "Infinity" in body["points"]["max"]
-    raw = get(server.url, server.token, "series", prefix=P, name="train", field="loss", x="step",
-              start=n // 2 - 1, end=n // 2 + 1).json
+    raw = get(
+        server.url,
+        server.token,
+        "series",
+        prefix=P,
+        name="train",
+        field="loss",
+        x="step",
+        start=n // 2 - 1,
+        end=n // 2 + 1,
+    ).json
     assert raw["mode"] == "raw" and raw["points"]["x"] == [n // 2 - 1, n // 2, n // 2 + 1]
     assert raw["points"]["y"][1] == "NaN" and raw["x_sorted"] is True
-    ts = get(server.url, server.token, "series", prefix=P, name="train", field="step", x="_ts",
-             start=1700000000.0 + 10, end=1700000000.0 + 12).json
+    ts = get(
+        server.url,
+        server.token,
+        "series",
+        prefix=P,
+        name="train",
+        field="step",
+        x="_ts",
+        start=1700000000.0 + 10,
+        end=1700000000.0 + 12,
+    ).json
     assert ts["points"] == {"x": [1700000010, 1700000011, 1700000012], "y": [10, 11, 12]}
     inc = get(server.url, server.token, "series", prefix=P, name="train", field="step", after=4990, limit=4).json
     assert inc["mode"] == "raw" and inc["points"]["y"] == [4991, 4992, 4993, 4994] and inc["cursor"] == 4994
@@ -53,20 +72,23 @@ def test_series_and_summary_over_http(server):
     assert s["metrics"][0]["fields"]["loss"]["max"] == "Infinity" and s["logs"] == 0
 
 
-@pytest.mark.parametrize("query,status,code", [
-    ({"prefix": "alice/proj/nothing", "name": "train", "field": "loss"}, 404, "not_found"),
-    ({"prefix": P, "name": "eval", "field": "loss"}, 404, "not_found"),
-    ({"prefix": P, "name": "train", "field": "nope"}, 404, "not_found"),
-    ({"prefix": P, "name": "train", "field": "loss", "x": "epoch"}, 404, "not_found"),
-    ({"prefix": P, "name": "train", "field": "loss", "buckets": "0"}, 400, "bad_query"),
-    ({"prefix": P, "name": "train", "field": "loss", "buckets": "many"}, 400, "bad_query"),
-    ({"prefix": P, "name": "train", "field": "loss", "start": "nan"}, 400, "bad_query"),
-    ({"prefix": P, "name": "train", "field": "loss", "after": "x"}, 400, "bad_query"),
-    ({"prefix": P, "name": "train", "field": "loss", "after": "1", "limit": "0"}, 400, "bad_query"),
-    ({"name": "train", "field": "loss"}, 400, "bad_query"),
-    ({"prefix": "alice/.ml-dash-server/x", "name": "train", "field": "loss"}, 400, "invalid_prefix"),
-    ({"prefix": P, "name": "../../x", "field": "loss"}, 400, "invalid_name"),
-])
+@pytest.mark.parametrize(
+    "query,status,code",
+    [
+        ({"prefix": "alice/proj/nothing", "name": "train", "field": "loss"}, 404, "not_found"),
+        ({"prefix": P, "name": "eval", "field": "loss"}, 404, "not_found"),
+        ({"prefix": P, "name": "train", "field": "nope"}, 404, "not_found"),
+        ({"prefix": P, "name": "train", "field": "loss", "x": "epoch"}, 404, "not_found"),
+        ({"prefix": P, "name": "train", "field": "loss", "buckets": "0"}, 400, "bad_query"),
+        ({"prefix": P, "name": "train", "field": "loss", "buckets": "many"}, 400, "bad_query"),
+        ({"prefix": P, "name": "train", "field": "loss", "start": "nan"}, 400, "bad_query"),
+        ({"prefix": P, "name": "train", "field": "loss", "after": "x"}, 400, "bad_query"),
+        ({"prefix": P, "name": "train", "field": "loss", "after": "1", "limit": "0"}, 400, "bad_query"),
+        ({"name": "train", "field": "loss"}, 400, "bad_query"),
+        ({"prefix": "alice/.ml-dash-server/x", "name": "train", "field": "loss"}, 400, "invalid_prefix"),
+        ({"prefix": P, "name": "../../x", "field": "loss"}, 400, "invalid_name"),
+    ],
+)
 def test_series_errors(server, query, status, code):
     assert ingest(server.url, server.token, "sessRM0002", P, _metrics_events(10)).status == 200
     a = get(server.url, server.token, "series", **query)
@@ -75,8 +97,11 @@ def test_series_errors(server, query, status, code):
 
 def test_read_routes_need_a_token(server):
     assert ingest(server.url, server.token, "sessRM0003", P, _metrics_events(10)).status == 200
-    for route, query in (("series", {"prefix": P, "name": "train", "field": "loss"}), ("summary", {"prefix": P}),
-                         ("table", {})):
+    for route, query in (
+        ("series", {"prefix": P, "name": "train", "field": "loss"}),
+        ("summary", {"prefix": P}),
+        ("table", {}),
+    ):
         assert get(server.url, None, route, **query).status == 401
         assert get(server.url, "mld_wrong", route, **query).status == 401
         assert get(server.url, server.token, route, **query).status == 200
@@ -97,8 +122,11 @@ _WRITER = """
 
 def test_growth_written_by_a_running_sdk_process_is_picked_up_live(local_server, tmp_path):
     batches, per = 30, 300
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(_WRITER), str(batches), str(per),
-                             str(local_server.root)], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(_WRITER), str(batches), str(per), str(local_server.root)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         q = {"prefix": "alice/proj/live", "name": "train", "field": "loss", "x": "step"}
         wait_for(lambda: get(local_server.url, None, "series", **q, buckets=10).status == 200, 30, "the metric")
@@ -139,8 +167,12 @@ def test_sdk_series_is_the_same_in_local_and_remote_mode(server, tmp_path):
         _log_rows(remote, n)
     for exp in (local, remote):
         assert exp.summary()["metrics"][1]["count"] == n
-    for kwargs in ({"buckets": 5}, {"x": "step", "start": 3, "end": 9}, {"after": n - 3},
-                   {"x": "step", "start": 100, "end": 600, "buckets": 20}):
+    for kwargs in (
+        {"buckets": 5},
+        {"x": "step", "start": 3, "end": 9},
+        {"after": n - 3},
+        {"x": "step", "start": 100, "end": 600, "buckets": 20},
+    ):
         a = local.metrics("train").series("loss", **kwargs)
         b = remote.metrics("train").series("loss", **kwargs)
         assert {k: v for k, v in a.items() if k != "points"} == {k: v for k, v in b.items() if k != "points"}
@@ -159,10 +191,20 @@ def test_sdk_series_is_the_same_in_local_and_remote_mode(server, tmp_path):
 
 
 def test_reading_an_experiment_that_does_not_exist_raises_not_found(server, tmp_path):
-    for exp in (Experiment("alice/proj/never", dash_root=str(tmp_path / "local")),
-                Experiment("alice/proj/never", dash_url=server.url, token=server.token)):
-        for read in (exp.info, exp.params.get, exp.logs.read, exp.metrics.names, exp.files.list, exp.summary,
-                     lambda exp=exp: exp.metrics("train").read(), lambda exp=exp: exp.metrics("train").series("loss")):
+    for exp in (
+        Experiment("alice/proj/never", dash_root=str(tmp_path / "local")),
+        Experiment("alice/proj/never", dash_url=server.url, token=server.token),
+    ):
+        for read in (
+            exp.info,
+            exp.params.get,
+            exp.logs.read,
+            exp.metrics.names,
+            exp.files.list,
+            exp.summary,
+            lambda exp=exp: exp.metrics("train").read(),
+            lambda exp=exp: exp.metrics("train").series("loss"),
+        ):
             with pytest.raises(NotFound) as info:
                 read()
             assert "alice/proj/never" in str(info.value)

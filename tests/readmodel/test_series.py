@@ -26,23 +26,25 @@ def _in_range(rows, x, start, end):
     def xv(idx, data):
         return idx if x == "index" else data.get(x)
 
-    return [(i, d) for i, d in rows
-            if (start is None or xv(i, d) >= start) and (end is None or xv(i, d) <= end)]
+    return [(i, d) for i, d in rows if (start is None or xv(i, d) >= start) and (end is None or xv(i, d) <= end)]
 
 
 N = 50 * CHUNK + 123  # sealed chunks, and an open one
 
 
 @pytest.mark.parametrize("x", ["index", "step", "_ts"])
-@pytest.mark.parametrize("buckets,span", [
-    (7, None),                 # whole metric, chunk path (rows / buckets >> CHUNK)
-    (40, None),                # chunk path with uneven groups
-    (1000, None),              # rows / buckets < CHUNK: equal buckets over the rows
-    (10, (0.13, 0.71)),        # a zoom: chunk path with partial chunks at both ends
-    (300, (0.42, 0.58)),       # a zoom read row by row
-    (5000, (0.5, 0.55)),       # fewer rows than buckets: raw rows
-    (10, (0.9, 1.2)),          # a range running past the end
-])
+@pytest.mark.parametrize(
+    "buckets,span",
+    [
+        (7, None),  # whole metric, chunk path (rows / buckets >> CHUNK)
+        (40, None),  # chunk path with uneven groups
+        (1000, None),  # rows / buckets < CHUNK: equal buckets over the rows
+        (10, (0.13, 0.71)),  # a zoom: chunk path with partial chunks at both ends
+        (300, (0.42, 0.58)),  # a zoom read row by row
+        (5000, (0.5, 0.55)),  # fewer rows than buckets: raw rows
+        (10, (0.9, 1.2)),  # a range running past the end
+    ],
+)
 def test_series_matches_brute_force(model, x, buckets, span):
     data = B.mixed_rows(N, seed=hash((x, buckets)) & 0xFFFF)
     B.write_metric(model.root, P, "train", data)
@@ -112,15 +114,17 @@ def test_increments_follow_a_cursor(model):
             break
     assert calls == math.ceil(len(rows) / 100)
     want = [(d["step"], B.number(d.get("loss"))) for _, d in rows]
-    assert len(got) == len(want) and all(gx == wx and ((gy is None and wy is None) or B.same(float(gy), wy))
-                                         for (gx, gy), (wx, wy) in zip(got, want))
+    assert len(got) == len(want) and all(
+        gx == wx and ((gy is None and wy is None) or B.same(float(gy), wy)) for (gx, gy), (wx, wy) in zip(got, want)
+    )
     again = model.increments(P, "train", "loss", after=cursor)
     assert again["count"] == 0 and again["points"] == {"x": [], "y": []} and again["cursor"] == cursor
 
 
 def test_rows_without_the_x_field_and_an_x_that_decreases(model):
-    data = [{"loss": float(i), "epoch": (i // 10) if i % 3 else None, "noise": (i * 7919) % 101}
-            for i in range(2 * CHUNK)]
+    data = [
+        {"loss": float(i), "epoch": (i // 10) if i % 3 else None, "noise": (i * 7919) % 101} for i in range(2 * CHUNK)
+    ]
     B.write_metric(model.root, P, "m", data)
     raw = model.series(P, "m", "loss", x="epoch", start=2, end=3, buckets=1000)
     want = [(d["epoch"], d["loss"]) for d in data if d["epoch"] is not None and 2 <= d["epoch"] <= 3]
@@ -158,8 +162,14 @@ def test_summary_against_brute_force(model):
     s = model.summary(P)
     assert s["prefix"] == P and [m["name"] for m in s["metrics"]] == [None, "train"]
     unnamed, train = s["metrics"]
-    assert unnamed["count"] == 3 and unnamed["fields"]["x"] == {"last": 2, "min": 1, "max": 5, "numeric": True,
-                                                                "count": 3, "sorted": False}
+    assert unnamed["count"] == 3 and unnamed["fields"]["x"] == {
+        "last": 2,
+        "min": 1,
+        "max": 5,
+        "numeric": True,
+        "count": 3,
+        "sorted": False,
+    }
     assert unnamed["fields"]["note"]["numeric"] is False and unnamed["fields"]["note"]["last"] == "hello"
     rows = B.rows(model.root, P, "train")
     assert train["count"] == len(rows) and train["last_index"] == len(rows) - 1

@@ -37,12 +37,19 @@ def seed(root, n: int = 60, seed: int = 11) -> List[Dict[str, Any]]:
         losses = [rnd.random() for _ in range(rows)]
         if rows and rnd.random() < 0.1:
             losses[-1] = math.nan
-        spec = {"prefix": prefix, "status": status, "start": start if status else None,
-                "end": start + length if status not in (None, "RUNNING") else None,
-                "tags": rnd.sample(["resnet", "bert", "baseline", "Fast"], rnd.randint(0, 2)),
-                "description": rnd.choice([None, "First try", "ResNet-50 on ImageNet", "ablation: no dropout"]),
-                "lr": lr, "rows": rows, "loss": losses[-1] if rows else None, "logs": rnd.randint(0, 4),
-                "files": rnd.randint(0, 2)}
+        spec = {
+            "prefix": prefix,
+            "status": status,
+            "start": start if status else None,
+            "end": start + length if status not in (None, "RUNNING") else None,
+            "tags": rnd.sample(["resnet", "bert", "baseline", "Fast"], rnd.randint(0, 2)),
+            "description": rnd.choice([None, "First try", "ResNet-50 on ImageNet", "ablation: no dropout"]),
+            "lr": lr,
+            "rows": rows,
+            "loss": losses[-1] if rows else None,
+            "logs": rnd.randint(0, 4),
+            "files": rnd.randint(0, 2),
+        }
         w = ExperimentWriter(root, parse_prefix(prefix))
         with w.lock():
             w.upsert_experiment({"description": spec["description"], "tags": spec["tags"]}, T0)
@@ -109,20 +116,23 @@ def seeded(tmp_path):
     return root, seed(root), LayoutReadModel(root)
 
 
-@pytest.mark.parametrize("query", [
-    {},
-    {"glob": "alice/*"},
-    {"glob": "*/vision/sweep/*", "order": "desc"},
-    {"q": "resnet"},
-    {"q": "FAST"},
-    {"status": ("FAILED", "CANCELLED")},
-    {"status": ("RUNNING",), "sort": "startedAt"},
-    {"sort": "status", "order": "desc"},
-    {"sort": "duration"},
-    {"sort": "rows", "order": "desc"},
-    {"sort": "m:train:loss"},
-    {"sort": "p:lr", "order": "desc", "glob": "bob/*"},
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        {},
+        {"glob": "alice/*"},
+        {"glob": "*/vision/sweep/*", "order": "desc"},
+        {"q": "resnet"},
+        {"q": "FAST"},
+        {"status": ("FAILED", "CANCELLED")},
+        {"status": ("RUNNING",), "sort": "startedAt"},
+        {"sort": "status", "order": "desc"},
+        {"sort": "duration"},
+        {"sort": "rows", "order": "desc"},
+        {"sort": "m:train:loss"},
+        {"sort": "p:lr", "order": "desc", "glob": "bob/*"},
+    ],
+)
 def test_filters_and_sorts_match_brute_force(seeded, query):
     _root, specs, model = seeded
     now = 1.9e9  # durations of running experiments grow with the clock: pin it
@@ -140,7 +150,11 @@ def test_filters_and_sorts_match_brute_force(seeded, query):
         assert row["counts"] == {"metric_rows": s["rows"], "logs": s["logs"], "files": s["files"]}
         want_loss = s["loss"]
         got_loss = row["values"]["m:train:loss"]
-        assert (got_loss is None and want_loss is None) or got_loss == want_loss or (math.isnan(got_loss) and math.isnan(want_loss))
+        assert (
+            (got_loss is None and want_loss is None)
+            or got_loss == want_loss
+            or (math.isnan(got_loss) and math.isnan(want_loss))
+        )
         assert row["values"]["p:lr"] == s["lr"] and row["values"]["m:nope:x"] is None
         if s["start"] is not None:
             assert abs(row["duration"] - _value(s, "duration", now)) < 1e-3
@@ -172,10 +186,19 @@ def test_strict_answers_name_non_finite_values(seeded):
     assert all(got[p] == "NaN" for p in nan_rows)
 
 
-@pytest.mark.parametrize("query", [
-    {"status": ("DONE",)}, {"order": "up"}, {"limit": 0}, {"limit": 1001}, {"offset": -1},
-    {"sort": "loss"}, {"columns": ("loss",)}, {"columns": ("m:train",)},
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"status": ("DONE",)},
+        {"order": "up"},
+        {"limit": 0},
+        {"limit": 1001},
+        {"offset": -1},
+        {"sort": "loss"},
+        {"columns": ("loss",)},
+        {"columns": ("m:train",)},
+    ],
+)
 def test_bad_queries_are_refused(query):
     with pytest.raises(QueryError) as info:
         TableQuery(**query).checked()
@@ -205,8 +228,11 @@ def test_the_table_notices_a_local_sdk_process(local_server, tmp_path):
     q = {"columns": "m:train:loss,p:lr", "glob": "carol/*"}
     assert get(local_server.url, None, "table", **q).json["total"] == 0
     logged, go = tmp_path / "logged", tmp_path / "go"
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(_RUN), str(local_server.root), str(logged), str(go)],
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(_RUN), str(local_server.root), str(logged), str(go)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for(logged.exists, 30, "the run to log")
 
@@ -239,14 +265,24 @@ def test_table_over_http(server, tmp_path):
     want = brute(specs, glob="alice/*", sort="startedAt", order="desc")
 
     def page():
-        a = get(server.url, server.token, "table", glob="alice/*", sort="startedAt", order="desc",
-                columns="m:train:loss", limit=5)
+        a = get(
+            server.url,
+            server.token,
+            "table",
+            glob="alice/*",
+            sort="startedAt",
+            order="desc",
+            columns="m:train:loss",
+            limit=5,
+        )
         assert a.status == 200
         return a.json if a.json["total"] == len(want) else None
 
     body = wait_for(page, 10, "the seeded experiments")
     assert [r["prefix"] for r in body["rows"]] == want[:5]
-    both = request(server.url, "GET", "/api/v1/table?status=FAILED&status=CANCELLED&limit=100", headers=auth(server.token))
+    both = request(
+        server.url, "GET", "/api/v1/table?status=FAILED&status=CANCELLED&limit=100", headers=auth(server.token)
+    )
     assert [r["prefix"] for r in both.json["rows"]] == brute(specs, status=("FAILED", "CANCELLED"))
     bad = get(server.url, server.token, "table", sort="nope")
     assert bad.status == 400 and bad.json["error"]["code"] == "bad_query"

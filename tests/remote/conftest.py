@@ -20,8 +20,12 @@ def server(tmp_path, monkeypatch, store_settings):
     handle = run_in_thread(root, port=0, settings=store_settings)
     monkeypatch.setenv("ML_DASH_TOKEN", token)
     try:
-        yield SimpleNamespace(url=handle.url, root=root, token=token,
-                              kind="embedded" if store_settings is None else "postgres",
-                              layout=lambda: layout_of(root, store_settings, tmp_path / "exported"))
+        yield SimpleNamespace(
+            url=handle.url,
+            root=root,
+            token=token,
+            kind="embedded" if store_settings is None else "postgres",
+            layout=lambda: layout_of(root, store_settings, tmp_path / "exported"),
+        )
     finally:
         handle.stop()

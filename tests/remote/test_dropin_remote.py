@@ -50,17 +50,24 @@ def test_tracks_and_files_through_the_server(server, tmp_path):
 
 
 def test_server_refuses_a_topic_that_shares_a_folder(server):
-    head = [{"seq": 0, "kind": "track", "topic": "a/b", "timestamp": 1.0, "data": {"x": 1}},
-            {"seq": 1, "kind": "track", "topic": "a_b", "timestamp": 1.0, "data": {"x": 2}},
-            {"seq": 2, "kind": "track", "topic": "ok", "timestamp": float("inf"), "data": {}},
-            {"seq": 3, "kind": "file_delete", "id": "../x"},
-            {"seq": 4, "kind": "file_delete", "id": "123"}]
+    head = [
+        {"seq": 0, "kind": "track", "topic": "a/b", "timestamp": 1.0, "data": {"x": 1}},
+        {"seq": 1, "kind": "track", "topic": "a_b", "timestamp": 1.0, "data": {"x": 2}},
+        {"seq": 2, "kind": "track", "topic": "ok", "timestamp": float("inf"), "data": {}},
+        {"seq": 3, "kind": "file_delete", "id": "../x"},
+        {"seq": 4, "kind": "file_delete", "id": "123"},
+    ]
     a = ingest(server.url, server.token, "sessTRACK01", P, head)
     assert a.status == 200, a
     assert {r["seq"]: r["code"] for r in a.json["rejected"]} == {1: "path_conflict", 2: "bad_ts", 3: "bad_file_id"}
     assert a.json["acked_seq"] == 4
-    again = ingest(server.url, server.token, "sessTRACK02", P, [{"seq": 0, "kind": "track", "topic": "a_b",
-                                                                 "timestamp": 2.0, "data": {}}])
+    again = ingest(
+        server.url,
+        server.token,
+        "sessTRACK02",
+        P,
+        [{"seq": 0, "kind": "track", "topic": "a_b", "timestamp": 2.0, "data": {}}],
+    )
     assert [r["code"] for r in again.json["rejected"]] == ["path_conflict"]
     assert ExperimentReader(server.layout(), P).track_entries("a/b") == [{"timestamp": 1.0, "x": 1}]
 
@@ -119,10 +126,20 @@ def test_auto_start_dxp_from_the_environment(server, tmp_path):
         dxp2 = __import__("ml_dash.auto_start", fromlist=["dxp"]).dxp
         assert dxp2 is dxp
     """
-    local = run_script(code, tmp_path, env={"ML_DASH_PREFIX": "alice/auto/local", "ML_DASH_ROOT": str(tmp_path / ".dash")})
+    local = run_script(
+        code, tmp_path, env={"ML_DASH_PREFIX": "alice/auto/local", "ML_DASH_ROOT": str(tmp_path / ".dash")}
+    )
     assert local.returncode == 0, local.stderr
-    remote = run_script(code, tmp_path, env={"ML_DASH_PREFIX": "alice/auto/remote", "ML_DASH_URL": server.url,
-                                             "ML_DASH_TOKEN": server.token, "ML_DASH_SPOOL_DIR": str(tmp_path / "spool")})
+    remote = run_script(
+        code,
+        tmp_path,
+        env={
+            "ML_DASH_PREFIX": "alice/auto/remote",
+            "ML_DASH_URL": server.url,
+            "ML_DASH_TOKEN": server.token,
+            "ML_DASH_SPOOL_DIR": str(tmp_path / "spool"),
+        },
+    )
     assert remote.returncode == 0, remote.stderr
     for root, prefix in ((tmp_path / ".dash", "alice/auto/local"), (server.layout(), "alice/auto/remote")):
         r = ExperimentReader(root, prefix)

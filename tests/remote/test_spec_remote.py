@@ -14,35 +14,28 @@ from ..conftest import run_script
 
 
 def test_remote_mode_block(server):
-    with Experiment(
-        prefix="alice/project/my-experiment",
-        dash_url=server.url
-    ).run as exp:
+    with Experiment(prefix="alice/project/my-experiment", dash_url=server.url).run as exp:
         exp.log("Using remote server")
 
     assert [log["message"] for log in exp.logs.read()] == ["Using remote server"]
     # The server's root is a dash_root in the local layout.
-    assert ExperimentReader(server.layout(), "alice/project/my-experiment").logs()[0]["message"] == "Using remote server"
+    assert (
+        ExperimentReader(server.layout(), "alice/project/my-experiment").logs()[0]["message"] == "Using remote server"
+    )
 
 
 def test_automatic_status_blocks(server):
     # Normal completion - status becomes COMPLETED
-    with Experiment(
-        prefix="alice/ml/training",
-        dash_url=server.url
-    ).run as exp:
+    with Experiment(prefix="alice/ml/training", dash_url=server.url).run as exp:
         exp.log("Training...")
         # Status automatically set to COMPLETED on exit
     assert exp.info()["status"] == "COMPLETED"
 
     # Exception handling - status becomes FAILED
-    with pytest.raises(ValueError), Experiment(
-        prefix="alice/ml/training",
-        dash_url=server.url
-    ).run as exp:
+    with pytest.raises(ValueError), Experiment(prefix="alice/ml/training", dash_url=server.url).run as exp:
         exp.log("Training...")
         raise ValueError("Training failed!")
-            # Status automatically set to FAILED on exception
+        # Status automatically set to FAILED on exception
     info = exp.info()
     assert info["status"] == "FAILED" and "Training failed!" in info["status_reason"]
     assert [log["message"] for log in exp.logs.read()] == ["Training...", "Training..."]
@@ -50,10 +43,7 @@ def test_automatic_status_blocks(server):
 
 @pytest.mark.parametrize("outcome", ["complete", "interrupt", "error"])
 def test_manual_status_control_block(server, outcome):
-    exp = Experiment(
-        prefix="alice/ml/training",
-        dash_url=server.url
-    )
+    exp = Experiment(prefix="alice/ml/training", dash_url=server.url)
     exp.run.start()
     exp.flush()
     assert exp.info()["status"] == "RUNNING"
@@ -89,8 +79,9 @@ def test_resume_by_prefix_across_processes(server, tmp_path):
     """
     env = {"ML_DASH_TOKEN": server.token, "ML_DASH_SPOOL_DIR": str(tmp_path / "spool")}
     for epoch in (1, 2):
-        proc = run_script(code.replace("int(sys.argv[1]) if len(sys.argv) > 1 else 0", str(epoch)),
-                          cwd=tmp_path, env=env)
+        proc = run_script(
+            code.replace("int(sys.argv[1]) if len(sys.argv) > 1 else 0", str(epoch)), cwd=tmp_path, env=env
+        )
         assert proc.returncode == 0, proc.stderr
     exp = Experiment(prefix="alice/ml/long-training", dash_url=server.url)
     assert [(r["index"], r["data"]["epoch"]) for r in exp.metrics("train").read()] == [(0, 1), (1, 2)]
@@ -122,7 +113,9 @@ def test_same_reads_in_both_modes(where, tmp_path):
     assert exp.params.get() == {"lr": 0.001, "batch_size": 32, "model.depth": 4}
     logs = exp.logs.read()
     assert [(log["sequenceNumber"], log["level"], log["message"]) for log in logs] == [
-        (0, "info", "Training started"), (1, "warn", "careful")]
+        (0, "info", "Training started"),
+        (1, "warn", "careful"),
+    ]
     assert logs[1]["metadata"] == {"epoch": 2}
     rows = exp.metrics("train").read()
     assert [r["index"] for r in rows] == list(range(2500))

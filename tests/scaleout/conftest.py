@@ -43,8 +43,9 @@ class PgServers:
         self.procs: List[subprocess.Popen] = []
 
     def start(self, *args: str, port: int = 0, fault_injection: bool = True):
-        url, proc = spawn_server(self.root, port=port, fault_injection=fault_injection, extra_args=args,
-                                 env=self.env, timeout=90)
+        url, proc = spawn_server(
+            self.root, port=port, fault_injection=fault_injection, extra_args=args, env=self.env, timeout=90
+        )
         self.procs.append(proc)
         return url, proc
 

@@ -32,19 +32,48 @@ def _cli(args, env, timeout=180):
 def _fill(url, token):
     """Every kind of event, columnar and per row, odd values included; two sessions."""
     events = [
-        {"seq": 0, "kind": "experiment", "ts": 1700000000.0, "description": "moved run", "tags": ["a", "b"],
-         "metadata": {"k": [1, {"x": None}]}},
+        {
+            "seq": 0,
+            "kind": "experiment",
+            "ts": 1700000000.0,
+            "description": "moved run",
+            "tags": ["a", "b"],
+            "metadata": {"k": [1, {"x": None}]},
+        },
         {"seq": 1, "kind": "status", "ts": 1700000000.5, "status": "RUNNING"},
         {"seq": 2, "kind": "params", "ts": 1700000001.0, "data": {"lr": 0.1, "model.layers": 2}},
         {"seq": 3, "kind": "params", "ts": 1700000002.0, "data": {"lr": 0.01, "note": "a\u0000b"}},
-        {"seq": 4, "kind": "metrics", "n": 5, "name": "train", "ts": [1700000003.0 + i for i in range(5)],
-         "cols": {"loss": [0.5, 0.4, "NaN", 0.2, "Infinity"], "step": [0, 1, 2, 3, 4]}},
-        {"seq": 9, "kind": "metric", "ts": 1700000004.0, "name": "train", "data": {"loss": 0.1, "step": 5, "extra": "s"}},
+        {
+            "seq": 4,
+            "kind": "metrics",
+            "n": 5,
+            "name": "train",
+            "ts": [1700000003.0 + i for i in range(5)],
+            "cols": {"loss": [0.5, 0.4, "NaN", 0.2, "Infinity"], "step": [0, 1, 2, 3, 4]},
+        },
+        {
+            "seq": 9,
+            "kind": "metric",
+            "ts": 1700000004.0,
+            "name": "train",
+            "data": {"loss": 0.1, "step": 5, "extra": "s"},
+        },
         {"seq": 10, "kind": "metric", "ts": 1700000004.5, "name": None, "data": {"x": [1, 2], "ok": True}},
         {"seq": 11, "kind": "log", "ts": 1700000005.0, "level": "warn", "message": "careful", "metadata": {"e": 1}},
-        {"seq": 12, "kind": "file", "ts": 1700000006.0, "id": "file01", "path": "/models/best", "filename": "w.bin",
-         "checksum": hashlib.sha256(DATA).hexdigest(), "size": len(DATA), "content_type": "application/x-weights",
-         "description": "best", "tags": ["t"], "metadata": {"epoch": 3}},
+        {
+            "seq": 12,
+            "kind": "file",
+            "ts": 1700000006.0,
+            "id": "file01",
+            "path": "/models/best",
+            "filename": "w.bin",
+            "checksum": hashlib.sha256(DATA).hexdigest(),
+            "size": len(DATA),
+            "content_type": "application/x-weights",
+            "description": "best",
+            "tags": ["t"],
+            "metadata": {"epoch": 3},
+        },
         {"seq": 13, "kind": "status", "ts": 1700000007.0, "status": "COMPLETED"},
     ]
     h = {"Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream"}
@@ -53,14 +82,27 @@ def _fill(url, token):
     assert a.status == 200 and a.json["rejected"] == [], a
     assert ingest(url, token, "sessMOVE0002", Q, metric_events(0, 9000)).json["acked_seq"] == 8999
     for i in range(3):
-        ingest(url, token, "sessMOVE0003", Q, [{"seq": i, "kind": "log", "ts": 1.0 + i, "level": "info",
-                                                "message": f"line {i}"}])
+        ingest(
+            url,
+            token,
+            "sessMOVE0003",
+            Q,
+            [{"seq": i, "kind": "log", "ts": 1.0 + i, "level": "info", "message": f"line {i}"}],
+        )
 
 
-ROUTES = [("experiments", {}), ("experiment", {"prefix": P}), ("params", {"prefix": P}),
-          ("logs", {"prefix": P}), ("logs", {"prefix": Q, "start": 1}), ("metrics", {"prefix": P}),
-          ("metric", {"prefix": P, "name": "train"}), ("metric", {"prefix": P}),
-          ("metric", {"prefix": Q, "name": "train", "start": 4000, "limit": 5000}), ("files", {"prefix": P})]
+ROUTES = [
+    ("experiments", {}),
+    ("experiment", {"prefix": P}),
+    ("params", {"prefix": P}),
+    ("logs", {"prefix": P}),
+    ("logs", {"prefix": Q, "start": 1}),
+    ("metrics", {"prefix": P}),
+    ("metric", {"prefix": P, "name": "train"}),
+    ("metric", {"prefix": P}),
+    ("metric", {"prefix": Q, "name": "train", "start": 4000, "limit": 5000}),
+    ("files", {"prefix": P}),
+]
 
 
 def _answers(url, token):
@@ -79,8 +121,9 @@ def test_migrate_from_an_embedded_root_then_export(tmp_path, pg_cluster, pg_s3_s
     with run_in_thread(root) as h:
         _fill(h.url, token)
         before = _answers(h.url, token)
-        file_before = request(h.url, "GET", f"/api/v1/file?prefix={P}&id=file01",
-                              headers={"Authorization": f"Bearer {token}"}).raw
+        file_before = request(
+            h.url, "GET", f"/api/v1/file?prefix={P}&id=file01", headers={"Authorization": f"Bearer {token}"}
+        ).raw
     assert file_before == DATA
 
     # the schema, then the data; the password travels in PGPASSWORD, never on the command line
@@ -139,7 +182,11 @@ def test_upstream_reads_an_export(tmp_path, pg_settings):
     done = _cli(["export", "--to", str(out)], settings_env(pg_settings))
     assert done.returncode == 0, done.stderr
     env = {k: v for k, v in os.environ.items() if not k.startswith("ML_DASH_") and k != "PYTHONPATH"}
-    proc = subprocess.run([UPSTREAM, "-c", textwrap.dedent("""
+    proc = subprocess.run(
+        [
+            UPSTREAM,
+            "-c",
+            textwrap.dedent("""
         import json
         from pathlib import Path
         from ml_dash.storage import LocalStorage
@@ -147,7 +194,14 @@ def test_upstream_reads_an_export(tmp_path, pg_settings):
         a = ("alice", "proj", "alice/proj/moved")
         print(json.dumps({"params": s.read_parameters(*a), "rows": s.read_metric_data(*a, "train", 0, 10),
                           "files": s.list_files(*a)}))
-    """)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    """),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout)
     assert got["params"]["lr"] == 0.01 and got["params"]["model.layers"] == 2

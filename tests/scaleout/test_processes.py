@@ -41,8 +41,15 @@ def _writers(tmp_path, url, token, n):
     procs = []
     for k in ("a", "b"):
         env = client_env(tmp_path / f"spool-{k}", url, token, retry_max_wait=0.5, flush_interval=0.1)
-        procs.append(subprocess.Popen([sys.executable, str(script), k, str(n)], env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(script), k, str(n)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     return procs
 
 
@@ -53,12 +60,14 @@ def _rows(url, token):
 def _has_row(url, token, index):
     """Whether row ``index`` is stored (one small read, cheap enough to poll). A connection the
     kernel had queued for a worker that was just killed is reset: asked again, as a client would."""
+
     def ask():
         try:
             answer = get(url, token, "metric", prefix=P, name="train", start=index, limit=1)
         except OSError:
             return None
         return (answer.status == 200 and bool(answer.json["rows"]),)
+
     return wait_for(ask, what="an answer from a live worker")[0]
 
 
@@ -75,8 +84,14 @@ def _check_every_row_once(url, token, n):
 
 def test_two_workers_two_writers_kill_9_one_worker_mid_ingest(pg_servers, tmp_path):
     url, parent = pg_servers.start("--workers", "2")
-    workers = wait_for(lambda: [c for c in psutil.Process(parent.pid).children() if "ml_dash.server" in " ".join(c.cmdline())]
-                       if len(psutil.Process(parent.pid).children()) == 2 else None, what="two worker processes")
+    workers = wait_for(
+        lambda: (
+            [c for c in psutil.Process(parent.pid).children() if "ml_dash.server" in " ".join(c.cmdline())]
+            if len(psutil.Process(parent.pid).children()) == 2
+            else None
+        ),
+        what="two worker processes",
+    )
     n = 20_000
     writers = _writers(tmp_path, url, pg_servers.token, n)
     try:
@@ -94,8 +109,10 @@ def test_two_workers_two_writers_kill_9_one_worker_mid_ingest(pg_servers, tmp_pa
     assert not all_stored_at_kill  # the kill did land mid-ingest
     _check_every_row_once(url, pg_servers.token, n)
     # the supervisor started another worker in the killed one's place
-    wait_for(lambda: len([c for c in psutil.Process(parent.pid).children() if c.pid != victim.pid]) == 2,
-             what="a replacement worker")
+    wait_for(
+        lambda: len([c for c in psutil.Process(parent.pid).children() if c.pid != victim.pid]) == 2,
+        what="a replacement worker",
+    )
 
 
 def test_two_separate_servers_take_one_sessions_batches_in_turn(pg_servers):

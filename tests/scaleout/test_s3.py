@@ -21,18 +21,37 @@ P = "alice/proj/s3"
 
 
 def put_blob(url, token, data, checksum=None):
-    return request(url, "PUT", f"/api/v1/blobs/{checksum or hashlib.sha256(data).hexdigest()}", data,
-                   {**auth(token), "Content-Type": "application/octet-stream"}, timeout=120)
+    return request(
+        url,
+        "PUT",
+        f"/api/v1/blobs/{checksum or hashlib.sha256(data).hexdigest()}",
+        data,
+        {**auth(token), "Content-Type": "application/octet-stream"},
+        timeout=120,
+    )
 
 
 def file_event(seq, data, file_id="f1", filename="model.bin"):
-    return {"seq": seq, "kind": "file", "ts": 1.0, "id": file_id, "path": "/models", "filename": filename,
-            "checksum": hashlib.sha256(data).hexdigest(), "size": len(data), "content_type": "application/octet-stream"}
+    return {
+        "seq": seq,
+        "kind": "file",
+        "ts": 1.0,
+        "id": file_id,
+        "path": "/models",
+        "filename": filename,
+        "checksum": hashlib.sha256(data).hexdigest(),
+        "size": len(data),
+        "content_type": "application/octet-stream",
+    }
 
 
 def _bucket(settings) -> S3Blobs:
-    return S3Blobs(settings.blobs, settings.s3_endpoint, access_key_id=settings.s3_access_key_id,
-                   secret_access_key=settings.s3_secret_access_key)
+    return S3Blobs(
+        settings.blobs,
+        settings.s3_endpoint,
+        access_key_id=settings.s3_access_key_id,
+        secret_access_key=settings.s3_secret_access_key,
+    )
 
 
 def test_multipart_upload_checked_and_streamed_back_with_ranges(pg_s3_servers, tmp_path):
@@ -57,8 +76,11 @@ def test_multipart_upload_checked_and_streamed_back_with_ranges(pg_s3_servers, t
         (entry,) = r.files()
         assert r.download(entry, tmp_path / "out.bin").read_bytes() == big
         q = "/api/v1/file?prefix=" + urllib.parse.quote(P, safe="") + "&id=f1"
-        for rng, want in (("bytes=0-9", big[:10]), ("bytes=8388600-8388620", big[8388600:8388621]),
-                          ("bytes=-7", big[-7:])):
+        for rng, want in (
+            ("bytes=0-9", big[:10]),
+            ("bytes=8388600-8388620", big[8388600:8388621]),
+            ("bytes=-7", big[-7:]),
+        ):
             part = request(url, "GET", q, headers={**auth(token), "Range": rng})
             assert part.status == 206 and part.raw == want, rng
         assert request(url, "GET", q, headers={**auth(token), "Range": f"bytes={len(big)}-"}).status == 416
@@ -107,16 +129,29 @@ def test_s3_outage_blob_uploads_are_retried_metric_ingest_goes_on(pg_s3_servers,
         # a run that saves a file meanwhile keeps its file event (and what follows it in its
         # session) in its spool, retrying; a run without files is stored all the same
         env = client_env(tmp_path / "spool", url, token, retry_max_wait=0.5, flush_interval=0.1)
-        proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(CLIENT)], env=env, stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(CLIENT)],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         assert proc.stdout.readline().strip() == "LOGGED"
-        other = subprocess.run([sys.executable, "-c", textwrap.dedent(METRICS_ONLY)], capture_output=True, text=True,
-                               env=client_env(tmp_path / "spool2", url, token), timeout=120)
+        other = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(METRICS_ONLY)],
+            capture_output=True,
+            text=True,
+            env=client_env(tmp_path / "spool2", url, token),
+            timeout=120,
+        )
         assert other.returncode == 0 and "DONE" in other.stdout, other.stderr[-3000:]
         assert len(RemoteReader(url, token, "alice/proj/s3-metrics").metric_rows("train")) == 1000
         reader = RemoteReader(url, token, "alice/proj/s3-outage")
-        wait_for(lambda: get(url, token, "_test/stats").json["statuses"]["blobs"].count(503) >= 2,
-                 what="the run's blob upload to be refused while S3 is away")
+        wait_for(
+            lambda: get(url, token, "_test/stats").json["statuses"]["blobs"].count(503) >= 2,
+            what="the run's blob upload to be refused while S3 is away",
+        )
         assert reader.files() == []
         s3_server.start()
         proc.stdin.write("go\n")

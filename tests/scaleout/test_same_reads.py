@@ -18,11 +18,21 @@ def _batches():
         {"seq": 0, "kind": "experiment", "ts": 1700000000.0, "description": "resnet run", "tags": ["resnet", "v1"]},
         {"seq": 1, "kind": "status", "ts": 1700000000.0, "status": "RUNNING"},
         {"seq": 2, "kind": "params", "ts": 1700000001.0, "data": {"lr": 0.1, "model.depth": 50, "opt": "sgd"}},
-        *[{"seq": 3 + k, "kind": "metrics", "n": 5000, "name": "train",
-           "ts": [1700000002.0 + i * 0.01 for i in range(k, k + 5000)],
-           "cols": {"loss": [1.0 / (i + 1) if i % 997 else "NaN" for i in range(k, k + 5000)],
-                    "step": list(range(k, k + 5000)), "epoch": [i // 3000 for i in range(k, k + 5000)]}}
-          for k in range(0, n, 5000)],
+        *[
+            {
+                "seq": 3 + k,
+                "kind": "metrics",
+                "n": 5000,
+                "name": "train",
+                "ts": [1700000002.0 + i * 0.01 for i in range(k, k + 5000)],
+                "cols": {
+                    "loss": [1.0 / (i + 1) if i % 997 else "NaN" for i in range(k, k + 5000)],
+                    "step": list(range(k, k + 5000)),
+                    "epoch": [i // 3000 for i in range(k, k + 5000)],
+                },
+            }
+            for k in range(0, n, 5000)
+        ],
         {"seq": 3 + n, "kind": "metric", "ts": 1700000400.0, "name": "eval", "data": {"acc": 0.7, "tag": "x" * 300}},
         {"seq": 4 + n, "kind": "log", "ts": 1700000401.0, "level": "info", "message": "done"},
         {"seq": 5 + n, "kind": "status", "ts": 1700000500.0, "status": "COMPLETED"},
@@ -48,7 +58,10 @@ QUERIES = [
     ("summary", {"prefix": B}),
     ("series", {"prefix": A, "name": "train", "field": "loss", "buckets": 50}),
     ("series", {"prefix": A, "name": "train", "field": "loss", "start": 100, "end": 180}),
-    ("series", {"prefix": A, "name": "train", "field": "loss", "x": "step", "start": 2500, "end": 9000, "buckets": 100}),
+    (
+        "series",
+        {"prefix": A, "name": "train", "field": "loss", "x": "step", "start": 2500, "end": 9000, "buckets": 100},
+    ),
     ("series", {"prefix": A, "name": "train", "field": "loss", "x": "_ts", "start": 1700000010, "end": 1700000011}),
     ("series", {"prefix": A, "name": "train", "field": "loss", "x": "epoch", "buckets": 5}),
     ("series", {"prefix": B, "name": "train", "field": "loss"}),
@@ -98,8 +111,12 @@ def test_embedded_and_postgresql_answer_the_same(tmp_path, pg_settings):
             for body in (e[1], p[1]):
                 pts = body["points"]
                 assert len(pts["x"]) <= int(q.get("buckets", 1000)) and sorted(pts["x"]) == pts["x"]
-            assert (e[0], e[1]["count"], e[1]["total"], sum(e[1]["points"]["n"])) == \
-                   (p[0], p[1]["count"], p[1]["total"], sum(p[1]["points"]["n"])), (route, q)
+            assert (e[0], e[1]["count"], e[1]["total"], sum(e[1]["points"]["n"])) == (
+                p[0],
+                p[1]["count"],
+                p[1]["total"],
+                sum(p[1]["points"]["n"]),
+            ), (route, q)
             assert max(map(_f, e[1]["points"]["max"])) == max(map(_f, p[1]["points"]["max"])), (route, q)
             continue
         if e != p:

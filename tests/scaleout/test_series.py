@@ -34,8 +34,16 @@ def _events(n_rows: int, seed: int = 7):
             loss = [1.0 / (i + j + 1) for j in range(k)]
             if rnd.random() < 0.3:
                 loss[rnd.randrange(k)] = rnd.choice(["NaN", "Infinity", None, "text", 1e9])
-            events.append({"seq": seq, "kind": "metrics", "n": k, "name": "train", "ts": [1.0 * (i + j) for j in range(k)],
-                           "cols": {"loss": loss, "step": list(range(i, i + k))}})
+            events.append(
+                {
+                    "seq": seq,
+                    "kind": "metrics",
+                    "n": k,
+                    "name": "train",
+                    "ts": [1.0 * (i + j) for j in range(k)],
+                    "cols": {"loss": loss, "step": list(range(i, i + k))},
+                }
+            )
             seq += k
             i += k
         else:
@@ -48,7 +56,7 @@ def _events(n_rows: int, seed: int = 7):
 
 def _brute(rows, lo, hi):
     """[n, m, min, max, last] over rows lo..hi (inclusive) of field loss."""
-    nums = [_number(r["data"].get("loss")) for r in rows[lo:hi + 1]]
+    nums = [_number(r["data"].get("loss")) for r in rows[lo : hi + 1]]
     nums = [x for x in nums if x is not None]
     real = [x for x in nums if not math.isnan(x)]
     return len(nums), (min(real) if real else None), (max(real) if real else None), (nums[-1] if nums else None)
@@ -60,7 +68,11 @@ def _same(a, b):
     if isinstance(b, str):
         b = float(b.replace("Infinity", "inf"))
     if a is None or b is None:
-        return (a is None and b is None) or (isinstance(a, float) and math.isnan(a)) or (isinstance(b, float) and math.isnan(b))
+        return (
+            (a is None and b is None)
+            or (isinstance(a, float) and math.isnan(a))
+            or (isinstance(b, float) and math.isnan(b))
+        )
     return (math.isnan(a) and math.isnan(b)) or a == b
 
 
@@ -70,7 +82,7 @@ def test_series_buckets_match_a_brute_force_pass(tmp_path, pg_settings):
     events = _events(60_000)
     with run_in_thread(root, settings=pg_settings) as h:
         for a in range(0, len(events), 200):
-            assert ingest(h.url, token, "sessCHART01", P, events[a:a + 200]).status == 200
+            assert ingest(h.url, token, "sessCHART01", P, events[a : a + 200]).status == 200
         rows = []
         start = 0
         while True:
@@ -83,8 +95,15 @@ def test_series_buckets_match_a_brute_force_pass(tmp_path, pg_settings):
     backend = PgBackend.open(pg_settings, None, Limits())
     try:
         with backend.pool.connection() as conn:
-            for start, end, b in ((None, None, 1000), (None, None, 7), (123, 45_678, 10), (5_000, 5_020, 1000),
-                                  (9_999, 30_001, 500), (59_990, None, 1000), (0, 0, 3)):
+            for start, end, b in (
+                (None, None, 1000),
+                (None, None, 7),
+                (123, 45_678, 10),
+                (5_000, 5_020, 1000),
+                (9_999, 30_001, 500),
+                (59_990, None, 1000),
+                (0, 0, 3),
+            ):
                 got = series_by_index(conn, P, "train", "loss", start, end, b)
                 lo = 0 if start is None else start
                 hi = 59_999 if end is None else end

@@ -28,8 +28,12 @@ def test_redact_and_repr_never_show_a_password():
 def test_sources_and_refusals(tmp_path):
     with pytest.raises(SettingsError, match="process listing"):
         load_settings({"store": "postgresql://ml:s3cret@db/dash"}, env={})
-    env = {"ML_DASH_SERVER_STORE": "postgresql://ml:s3cret@db/dash", "ML_DASH_SERVER_BLOBS": "s3://b/p",
-           "AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "secret"}
+    env = {
+        "ML_DASH_SERVER_STORE": "postgresql://ml:s3cret@db/dash",
+        "ML_DASH_SERVER_BLOBS": "s3://b/p",
+        "AWS_ACCESS_KEY_ID": "id",
+        "AWS_SECRET_ACCESS_KEY": "secret",
+    }
     s = load_settings({}, env=env)
     assert s.store.endswith("@db/dash") and s.blobs == "s3://b/p" and s.s3_secret_access_key == "secret"
     assert load_settings({"blobs": "s3://other/x"}, env=env).blobs == "s3://other/x"  # the command line wins
@@ -51,14 +55,17 @@ def test_sources_and_refusals(tmp_path):
 
 
 def _server(args, env):
-    return subprocess.run([sys.executable, "-m", "ml_dash.server", *args], env=env, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "ml_dash.server", *args], env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_server_refuses_a_password_on_the_command_line_and_a_database_without_schema(pg_cluster, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("ML_DASH_")}
     out = _server(["--store", pg_cluster.admin_url("postgres"), "--blobs", str(tmp_path), "--port", "0"], env)
-    assert out.returncode == 2 and "process listing" in out.stderr and pg_cluster.password not in out.stdout + out.stderr
+    assert (
+        out.returncode == 2 and "process listing" in out.stderr and pg_cluster.password not in out.stdout + out.stderr
+    )
     name = pg_cluster.new_database()  # empty: no schema yet
     try:
         env["ML_DASH_SERVER_STORE"] = pg_cluster.admin_url(name)
@@ -66,9 +73,13 @@ def test_server_refuses_a_password_on_the_command_line_and_a_database_without_sc
         assert out.returncode == 1 and "ml-dash server migrate" in out.stderr
         assert pg_cluster.password not in out.stdout + out.stderr
         code = "import sys; from ml_dash.server.cli import main; sys.exit(main(sys.argv[1:]))"
-        mig = subprocess.run([sys.executable, "-c", code, "migrate"], env=env, capture_output=True, text=True, timeout=60)
+        mig = subprocess.run(
+            [sys.executable, "-c", code, "migrate"], env=env, capture_output=True, text=True, timeout=60
+        )
         assert mig.returncode == 0 and "0001_initial" in mig.stdout, mig.stderr
-        mig = subprocess.run([sys.executable, "-c", code, "migrate"], env=env, capture_output=True, text=True, timeout=60)
+        mig = subprocess.run(
+            [sys.executable, "-c", code, "migrate"], env=env, capture_output=True, text=True, timeout=60
+        )
         assert mig.returncode == 0 and "up to date" in mig.stdout
     finally:
         pg_cluster.drop_database(name)
@@ -100,8 +111,9 @@ def test_token_commands_on_the_postgresql_store(pg_servers):
     code = "import sys; from ml_dash.server.cli import main; sys.exit(main(sys.argv[1:]))"
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-c", code, "token", *args], env=env, capture_output=True, text=True,
-                              timeout=60)
+        return subprocess.run(
+            [sys.executable, "-c", code, "token", *args], env=env, capture_output=True, text=True, timeout=60
+        )
 
     made = cli("create", "--owner", "carol", "--label", "ci")
     assert made.returncode == 0, made.stderr

@@ -26,8 +26,9 @@ def _hold_lock(exp_dir):
 
 @pytest.mark.parametrize("policy", ["drop", "raise"])
 def test_full_queue(dash_root, caplog, policy):
-    cfg = Config(dash_root=str(dash_root), queue_max_events=10, batch_events=10, backpressure_timeout=0.05,
-                 drop_policy=policy)
+    cfg = Config(
+        dash_root=str(dash_root), queue_max_events=10, batch_events=10, backpressure_timeout=0.05, drop_policy=policy
+    )
     exp = Experiment(prefix="a/b/full", config=cfg)
     exp.run.start()
     exp.flush()

@@ -8,11 +8,25 @@ from ml_dash import Experiment, load_config
 
 
 def test_environment_is_read_and_typed():
-    cfg = load_config({"ML_DASH_ROOT": "/data/dash", "ML_DASH_URL": "http://h:1", "ML_DASH_OFFLINE": "yes",
-                       "ML_DASH_BATCH_EVENTS": "123", "ML_DASH_FLUSH_INTERVAL": "0.25", "USER": "bob",
-                       "ML_DASH_TOKEN": "secret-token"})
+    cfg = load_config(
+        {
+            "ML_DASH_ROOT": "/data/dash",
+            "ML_DASH_URL": "http://h:1",
+            "ML_DASH_OFFLINE": "yes",
+            "ML_DASH_BATCH_EVENTS": "123",
+            "ML_DASH_FLUSH_INTERVAL": "0.25",
+            "USER": "bob",
+            "ML_DASH_TOKEN": "secret-token",
+        }
+    )
     assert (cfg.dash_root, cfg.dash_url, cfg.offline, cfg.batch_events, cfg.flush_interval, cfg.user) == (
-        "/data/dash", "http://h:1", True, 123, 0.25, "bob")
+        "/data/dash",
+        "http://h:1",
+        True,
+        123,
+        0.25,
+        "bob",
+    )
     assert "secret-token" not in repr(cfg)
 
 

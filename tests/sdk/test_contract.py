@@ -30,15 +30,33 @@ from ..conftest import run_script
 
 
 def _one_of_each(tmp_path: Path) -> list:
-    entry = {"id": "123", "experimentId": "a/b/c", "path": "/models", "filename": "w.bin", "description": None,
-             "tags": [], "bindrs": [], "contentType": "application/octet-stream", "sizeBytes": 1,
-             "checksum": "0" * 64, "metadata": None, "uploadedAt": "2026-01-01T00:00:00Z",
-             "updatedAt": "2026-01-01T00:00:00Z", "deletedAt": None}
-    return [ExperimentEvent(1.0, {"description": "d", "tags": ["t"], "bindrs": None, "metadata": None}),
-            StatusEvent(1.0, "RUNNING"), ParamsEvent(2.0, {"lr": 0.1}), LogEvent(3.0, "warn", "hello", {"k": 1}),
-            FileEvent(4.0, entry), FileEvent(4.1, {**entry, "id": "124", "filename": "old.bin"}),
-            FileDeleteEvent(4.2, "124"), FileUpdateEvent(4.3, "123", {"description": "best"}),
-            StatusEvent(5.0, "COMPLETED", "done")]
+    entry = {
+        "id": "123",
+        "experimentId": "a/b/c",
+        "path": "/models",
+        "filename": "w.bin",
+        "description": None,
+        "tags": [],
+        "bindrs": [],
+        "contentType": "application/octet-stream",
+        "sizeBytes": 1,
+        "checksum": "0" * 64,
+        "metadata": None,
+        "uploadedAt": "2026-01-01T00:00:00Z",
+        "updatedAt": "2026-01-01T00:00:00Z",
+        "deletedAt": None,
+    }
+    return [
+        ExperimentEvent(1.0, {"description": "d", "tags": ["t"], "bindrs": None, "metadata": None}),
+        StatusEvent(1.0, "RUNNING"),
+        ParamsEvent(2.0, {"lr": 0.1}),
+        LogEvent(3.0, "warn", "hello", {"k": 1}),
+        FileEvent(4.0, entry),
+        FileEvent(4.1, {**entry, "id": "124", "filename": "old.bin"}),
+        FileDeleteEvent(4.2, "124"),
+        FileUpdateEvent(4.3, "123", {"description": "best"}),
+        StatusEvent(5.0, "COMPLETED", "done"),
+    ]
 
 
 def test_the_test_covers_every_declared_kind(tmp_path):
@@ -94,11 +112,24 @@ def test_remote_encoding_knows_every_event_kind(tmp_path):
     assert bad == []
     wire = [json.loads(p) for p in payloads]
     assert [(w["seq"], w["kind"]) for w in wire] == [
-        (10, "experiment"), (11, "status"), (12, "params"), (13, "log"), (14, "file"), (15, "file"),
-        (16, "file_delete"), (17, "file_update"), (18, "status")]
+        (10, "experiment"),
+        (11, "status"),
+        (12, "params"),
+        (13, "log"),
+        (14, "file"),
+        (15, "file"),
+        (16, "file_delete"),
+        (17, "file_update"),
+        (18, "status"),
+    ]
     assert wire[3]["level"] == "warn" and wire[3]["metadata"] == {"k": 1} and wire[8]["reason"] == "done"
-    assert wire[6]["id"] == "124" and wire[7] == {"seq": 17, "kind": "file_update", "ts": 4.3, "id": "123",
-                                                  "description": "best"}
+    assert wire[6]["id"] == "124" and wire[7] == {
+        "seq": 17,
+        "kind": "file_update",
+        "ts": 4.3,
+        "id": "123",
+        "description": "best",
+    }
 
 
 def test_both_sinks_and_readers_implement_the_whole_protocol(tmp_path):
@@ -123,13 +154,16 @@ def test_the_server_checks_the_sdks_vocabularies():
 
 
 def test_the_contract_costs_no_typing_at_import(tmp_path):
-    proc = run_script("""
+    proc = run_script(
+        """
         import sys
         # Python 3.9's importlib.util imports typing, and site imports that for an editable
         # install: forget it, so that only an import by ml_dash brings it back.
         sys.modules.pop("typing", None)
         import ml_dash
         print(sorted(m for m in ("typing", "ml_dash._sink", "ml_dash._events") if m in sys.modules))
-    """, cwd=tmp_path)
+    """,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["['ml_dash._events']"]

@@ -26,8 +26,9 @@ needs_upstream = pytest.mark.skipif(not UPSTREAM, reason="set ML_DASH_UPSTREAM_P
 def _upstream(code: str, cwd) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ML_DASH_") and k != "PYTHONPATH"}
     env["ML_DASH_NO_VERSION_CHECK"] = "1"
-    proc = subprocess.run([UPSTREAM, "-c", textwrap.dedent(code)], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [UPSTREAM, "-c", textwrap.dedent(code)], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -41,16 +42,22 @@ def test_log_metadata_keyword_is_the_metadata_not_a_nested_key(dash_root):
             exp.log("bad", metadata=[1, 2])
     logs = ExperimentReader(dash_root, "a/p/logmd").logs()
     assert [(log["message"], log.get("metadata")) for log in logs] == [
-        ("epoch done", {"epoch": 5, "loss": 0.25}), ("both", {"a": 1, "b": 2}), ("plain", {"step": 3})]
+        ("epoch done", {"epoch": 5, "loss": 0.25}),
+        ("both", {"a": 1, "b": 2}),
+        ("plain", {"step": 3}),
+    ]
 
 
 @needs_upstream
 def test_upstream_writes_log_metadata_the_way_we_now_do(tmp_path):
-    _upstream("""
+    _upstream(
+        """
         from ml_dash import Experiment
         with Experiment(prefix="a/p/up", dash_root=".dash").run as exp:
             exp.log("epoch done", level="info", metadata={"epoch": 5}, step=1)
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     with Experiment(prefix="a/p/ours", dash_root=str(tmp_path / ".dash")).run as exp:
         exp.log("epoch done", level="info", metadata={"epoch": 5}, step=1)
     up = ExperimentReader(tmp_path / ".dash", "a/p/up").logs()[0]
@@ -68,12 +75,22 @@ def test_log_helpers_store_and_echo_as_upstream(dash_root, capsys):
         with pytest.warns(DeprecationWarning):
             exp.log(metadata={"run": 7}).info("fluent")  # upstream's deprecated builder
     out, err = capsys.readouterr()
-    assert out.splitlines() == ["[INFO] loading [shard=1]", "[DEBUG] shape", "[WARN] lr constant", "[INFO] fluent [run=7]"]
+    assert out.splitlines() == [
+        "[INFO] loading [shard=1]",
+        "[DEBUG] shape",
+        "[WARN] lr constant",
+        "[INFO] fluent [run=7]",
+    ]
     assert err.splitlines() == ["[ERROR] nan at step [step=150]", "[FATAL] oom"]
     logs = ExperimentReader(dash_root, "a/p/helpers").logs()
     assert [(log["level"], log["message"], log.get("metadata")) for log in logs] == [
-        ("info", "loading", {"shard": 1}), ("debug", "shape", None), ("warn", "lr constant", None),
-        ("error", "nan at step", {"step": 150}), ("fatal", "oom", None), ("info", "fluent", {"run": 7})]
+        ("info", "loading", {"shard": 1}),
+        ("debug", "shape", None),
+        ("warn", "lr constant", None),
+        ("error", "nan at step", {"step": 150}),
+        ("fatal", "oom", None),
+        ("info", "fluent", {"run": 7}),
+    ]
 
 
 def test_log_echo_switch(dash_root, capsys, monkeypatch):
@@ -118,8 +135,15 @@ def test_params_from_classes_and_objects(dash_root):
         exp.params.set(model={"layers": {"hidden": 128}})
         got = exp.params.get()
         nested = exp.params.get(flatten=False)
-    assert got == {"Args.batch_size": 64, "Args.lr": 0.001, "training.lr": 5e-4, "training.momentum": 0.9,
-                   "cli.seed": 3, "cli.data": "x", "model.layers.hidden": 128}
+    assert got == {
+        "Args.batch_size": 64,
+        "Args.lr": 0.001,
+        "training.lr": 5e-4,
+        "training.momentum": 0.9,
+        "cli.seed": 3,
+        "cli.data": "x",
+        "model.layers.hidden": 128,
+    }
     assert nested["model"] == {"layers": {"hidden": 128}} and nested["Args"]["lr"] == 0.001
     assert exp.params.flatten_dict({"a": {"b": 1}}, sep="/") == {"a/b": 1}
     assert exp.params.unflatten_dict({"a/b": 1}, sep="/") == {"a": {"b": 1}}
@@ -178,7 +202,9 @@ def test_summary_cache_and_buffer(dash_root):
         train = exp.metrics("train")
         for v in (1.0, 2.0, 3.0, float("nan"), None):
             train.summary_cache.store(loss=v)
-        assert train.summary_cache.peek("loss", limit=2)["loss"][0] != train.summary_cache.peek("loss", limit=2)["loss"][0]  # NaN
+        assert (
+            train.summary_cache.peek("loss", limit=2)["loss"][0] != train.summary_cache.peek("loss", limit=2)["loss"][0]
+        )  # NaN
         train.summary_cache.set(epoch=1)
         train.summary_cache.summarize()
         train.summary_cache.summarize()  # an empty window logs nothing
@@ -199,21 +225,33 @@ def test_summary_cache_and_buffer(dash_root):
             train.summary_cache.store(loss="high")
     r = ExperimentReader(dash_root, "a/p/summary")
     data = lambda name: [{k: v for k, v in row["data"].items() if k != "_ts"} for row in r.metric_rows(name)]
-    assert data("train") == [{"epoch": 1, "loss.mean": 2.0, "loss.min": 1.0, "loss.max": 3.0, "loss.count": 3,
-                              "loss.std": 1.0}]
+    assert data("train") == [
+        {"epoch": 1, "loss.mean": 2.0, "loss.min": 1.0, "loss.max": 3.0, "loss.count": 3, "loss.std": 1.0}
+    ]
     assert [row["loss.mean"] for row in data("cum")] == [1.0, 2.0]
     assert data("a") == [{"step": 9, "loss.mean": 2.5, "loss.max": 4.0, "loss.count": 4, "loss.p50": 2.5}]
     assert data("b")[0]["loss.mean"] == 25.0
 
 
 def test_experiment_object_attributes(dash_root):
-    exp = Experiment(prefix="alice/vision/run-42", dash_root=str(dash_root), readme="BERT on SQuAD",
-                     metadata={"gpu": "A100"}, tags=["t"], bindrs=["ckpt"])
+    exp = Experiment(
+        prefix="alice/vision/run-42",
+        dash_root=str(dash_root),
+        readme="BERT on SQuAD",
+        metadata={"gpu": "A100"},
+        tags=["t"],
+        bindrs=["ckpt"],
+    )
     assert exp.readme == exp.description == "BERT on SQuAD" and exp.metadata == {"gpu": "A100"}
     assert exp.mode is OperationMode.LOCAL and exp.mode == "local" and exp.id is None and exp.data is None
     assert exp.bindrs == ["ckpt"]
     with exp.run as e:
-        assert (e.run.prefix, e.run.owner, e.run.project, e.run.name) == ("alice/vision/run-42", "alice", "vision", "run-42")
+        assert (e.run.prefix, e.run.owner, e.run.project, e.run.name) == (
+            "alice/vision/run-42",
+            "alice",
+            "vision",
+            "run-42",
+        )
         assert e.run.id.isdigit() and e.run.now == RUN.now and e.run.status == "RUNNING"
         e.name = "run-42-retrained"  # a display name, as upstream's setter: the data stays at the prefix
         assert e.name == "run-42-retrained"
@@ -238,7 +276,9 @@ def test_prefix_from_environment_and_run_template(dash_root, monkeypatch, tmp_pa
 def test_run_is_callable_and_has_upstreams_attributes(monkeypatch):
     monkeypatch.setenv("ML_DASH_USER", "dora")
     run = RUN()
-    assert run is RUN and run.user == "dora" and run.date == f"{RUN.now:%Y%m%d}" and run.datetime_str.startswith(run.date)
+    assert (
+        run is RUN and run.user == "dora" and run.date == f"{RUN.now:%Y%m%d}" and run.datetime_str.startswith(run.date)
+    )
     assert run.prefix.startswith("dora/scratch/")
     with pytest.raises(AttributeError):
         RUN(colour="red")
@@ -256,8 +296,9 @@ def test_run_prefix_of_a_script_outside_the_working_folders_project(tmp_path):
     script.write_text("from ml_dash import RUN\nprint(RUN.project)\nprint(RUN.prefix)\nprint(RUN.prefix)\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("ML_DASH_")}
     env["ML_DASH_USER"] = "erin"
-    proc = subprocess.run([sys.executable, str(script)], cwd=project / "sub", env=env, capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(script)], cwd=project / "sub", env=env, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     cwd_project, first, second = proc.stdout.split()
     assert first == second and first.startswith("erin/scratch/") and first.split("/")[4] == "tools"

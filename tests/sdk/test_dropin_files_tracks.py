@@ -25,8 +25,9 @@ P = "alice/proj/dropin"
 def _upstream(code: str, cwd) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ML_DASH_") and k != "PYTHONPATH"}
     env["ML_DASH_NO_VERSION_CHECK"] = "1"
-    proc = subprocess.run([UPSTREAM, "-c", textwrap.dedent(code)], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [UPSTREAM, "-c", textwrap.dedent(code)], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -61,7 +62,12 @@ def test_files_api_as_upstream(dash_root, tmp_path):
             exp.files.save(b"xx")
 
         assert a["filename"] == "checkpoint_epoch10.pt" and a["path"] == "/models" and a["sizeBytes"] == 18
-        assert {f["filename"] for f in exp.files("models").list()} == {"checkpoint_epoch10.pt", "best.pt", "sk.pkl", "ckpt5.json"}
+        assert {f["filename"] for f in exp.files("models").list()} == {
+            "checkpoint_epoch10.pt",
+            "best.pt",
+            "sk.pkl",
+            "ckpt5.json",
+        }
         assert [f["filename"] for f in exp.files.list("*.png")] == ["placeholder.png"]
         assert sorted(f["filename"] for f in exp.files.list("results/*")) == ["final.json", "metrics.csv"]
         assert [f["path"] for f in exp.files.list("deep/er/w.pt")] == ["/deep/er"]
@@ -97,8 +103,13 @@ def test_files_api_as_upstream(dash_root, tmp_path):
     r = ExperimentReader(dash_root, P)
     everything = r.files(include_deleted=True)
     deleted = [e for e in everything if e.get("deletedAt")]
-    assert sorted(e["filename"] for e in deleted) == ["auto.json", "checkpoint_epoch10.pt", "config.json",
-                                                      "list.json", "placeholder.png"]
+    assert sorted(e["filename"] for e in deleted) == [
+        "auto.json",
+        "checkpoint_epoch10.pt",
+        "config.json",
+        "list.json",
+        "placeholder.png",
+    ]
     assert all(r.file_path(e).is_file() for e in deleted)  # nothing removed
 
 
@@ -130,12 +141,16 @@ def test_save_video_as_gif(dash_root):
 
 
 def test_object_savers_name_the_missing_package(dash_root):
-    missing = [(m, call) for m, call in (
-        ("torch", lambda f: f.save_torch({"w": 1}, to="m.pt")),
-        ("matplotlib", lambda f: f.save_fig(to="p.png")),
-        ("imageio", lambda f: f.save_video([[[0]]], to="v.mp4")),
-        ("PIL", lambda f: f.save_image([[0]], to="i.png")),
-    ) if not _has(m)]
+    missing = [
+        (m, call)
+        for m, call in (
+            ("torch", lambda f: f.save_torch({"w": 1}, to="m.pt")),
+            ("matplotlib", lambda f: f.save_fig(to="p.png")),
+            ("imageio", lambda f: f.save_video([[[0]]], to="v.mp4")),
+            ("PIL", lambda f: f.save_image([[0]], to="i.png")),
+        )
+        if not _has(m)
+    ]
     if not missing:
         pytest.skip("torch, matplotlib, imageio and Pillow are all installed")
     with Experiment(prefix=P, dash_root=str(dash_root)).run as exp:
@@ -199,7 +214,9 @@ def test_track_arrays_become_lists(dash_root):
     np = pytest.importorskip("numpy")
     with Experiment(prefix=P, dash_root=str(dash_root)).run as exp:
         exp.tracks("pose").append(pos=np.array([1.0, 2.0]), rot=np.eye(2), step=np.int64(3), _ts=1.0)
-        assert exp.tracks("pose").list_entries() == [{"timestamp": 1.0, "pos": [1.0, 2.0], "rot": [[1.0, 0.0], [0.0, 1.0]], "step": 3}]
+        assert exp.tracks("pose").list_entries() == [
+            {"timestamp": 1.0, "pos": [1.0, 2.0], "rot": [[1.0, 0.0], [0.0, 1.0]], "step": 3}
+        ]
 
 
 def test_a_topic_stored_by_another_run_cannot_be_shadowed(dash_root):
@@ -224,7 +241,8 @@ def test_upstream_reads_our_tracks_and_file_kinds(tmp_path):
         exp.files.save_blob(b"gone", to="gone.bin")
         exp.files.delete("gone.bin")
         exp.files.save_json({"k": 2}, to="cfg.json")  # replaces the listed one
-    out = _upstream(f"""
+    out = _upstream(
+        f"""
         import json
         from pathlib import Path
         from ml_dash.storage import LocalStorage
@@ -239,7 +257,9 @@ def test_upstream_reads_our_tracks_and_file_kinds(tmp_path):
             "files": sorted((f["path"], f["filename"]) for f in files),
             "cfg": json.load(open("cfg-copy.json")),
         }}))
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     got = json.loads(out)
     assert got["track"]["count"] == 5 and got["track"]["entries"][2] == {"timestamp": 2.0, "x": 2.0, "nested.a": 2}
     assert got["tracks"][0]["topic"] == "robot/pos" and got["tracks"][0]["totalEntries"] == 5
@@ -249,7 +269,8 @@ def test_upstream_reads_our_tracks_and_file_kinds(tmp_path):
 
 @needs_upstream
 def test_we_read_upstreams_tracks_and_file_kinds(tmp_path):
-    _upstream(f"""
+    _upstream(
+        f"""
         from ml_dash import Experiment
         with Experiment(prefix="{P}", dash_root=".dash").run as exp:
             for i in range(5):
@@ -261,11 +282,17 @@ def test_we_read_upstreams_tracks_and_file_kinds(tmp_path):
             exp.files.save_blob(b"gone", to="gone.bin")
             exp.flush()
             exp.files.delete("gone.bin")
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     root = tmp_path / ".dash"
     with Experiment(prefix=P, dash_root=str(root)).run as exp:
         entries = exp.tracks("robot/pos").list_entries()
-        assert [e["timestamp"] for e in entries] == [0.0, 1.0, 2.0, 3.0, 4.0] and entries[4] == {"timestamp": 4.0, "x": 4.0, "y": 9}
+        assert [e["timestamp"] for e in entries] == [0.0, 1.0, 2.0, 3.0, 4.0] and entries[4] == {
+            "timestamp": 4.0,
+            "x": 4.0,
+            "y": 9,
+        }
         assert exp.files("notes/a.txt").read_text() == "hello"
         assert json.loads(exp.files("cfg.json").read_text()) == {"k": 1}
         assert pickle.loads(exp.files("models/p.pkl").download(to=str(tmp_path / "p.pkl")).read_bytes()) == [1, 2]

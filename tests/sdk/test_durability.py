@@ -19,8 +19,14 @@ from ..conftest import run_script
 
 def _spawn(code: str, cwd) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ML_DASH_")}
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_line(proc: subprocess.Popen, expected: str) -> None:
@@ -73,7 +79,8 @@ signal.signal(signal.SIGTERM, mine)
 
 
 def test_interpreter_exit_without_complete_loses_nothing(tmp_path):
-    proc = run_script("""
+    proc = run_script(
+        """
         from ml_dash import Experiment
         exp = Experiment(prefix="a/b/exit", dash_root=".dash")
         exp.run.start()
@@ -81,7 +88,9 @@ def test_interpreter_exit_without_complete_loses_nothing(tmp_path):
             exp.metrics("m").log(i=i)
         exp.log("bye")
         # no complete(): atexit must drain
-    """, cwd=tmp_path)
+    """,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     r = ExperimentReader(tmp_path / ".dash", "a/b/exit")
     assert len(r.metric_rows("m")) == 30_000
@@ -89,13 +98,16 @@ def test_interpreter_exit_without_complete_loses_nothing(tmp_path):
 
 
 def test_uncaught_exception_marks_failed(tmp_path):
-    proc = run_script("""
+    proc = run_script(
+        """
         from ml_dash import Experiment
         exp = Experiment(prefix="a/b/crash", dash_root=".dash")
         exp.run.start()
         exp.metrics("m").log(i=1)
         raise RuntimeError("diverged")
-    """, cwd=tmp_path)
+    """,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 1 and "diverged" in proc.stderr
     r = ExperimentReader(tmp_path / ".dash", "a/b/crash")
     assert r.metric_rows("m")[0]["data"]["i"] == 1
@@ -103,7 +115,8 @@ def test_uncaught_exception_marks_failed(tmp_path):
 
 
 def test_kill9_after_flush_keeps_flushed_rows_and_resume_continues(tmp_path):
-    proc = _spawn("""
+    proc = _spawn(
+        """
         import threading
         from ml_dash import Experiment
         exp = Experiment(prefix="a/b/k9", dash_root=".dash")
@@ -114,16 +127,21 @@ def test_kill9_after_flush_keeps_flushed_rows_and_resume_continues(tmp_path):
         exp.flush()
         print("flushed", flush=True)
         threading.Event().wait(60)
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     _wait_line(proc, "flushed")
     proc.kill()
     proc.wait(10)
-    proc = run_script("""
+    proc = run_script(
+        """
         from ml_dash import Experiment
         with Experiment(prefix="a/b/k9", dash_root=".dash").run as exp:
             exp.metrics("m").log(i=1000)
             exp.log("line 1000")
-    """, cwd=tmp_path)
+    """,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     r = ExperimentReader(tmp_path / ".dash", "a/b/k9")
     assert [(x["index"], x["data"]["i"]) for x in r.metric_rows("m")] == [(i, i) for i in range(1001)]
@@ -146,6 +164,7 @@ def test_threads_get_unique_contiguous_indices(dash_root):
     import threading
 
     with Experiment(prefix="a/b/threads", dash_root=str(dash_root)).run as exp:
+
         def work(k):
             for i in range(10_000):
                 exp.metrics("m").log(k=k, i=i)
@@ -178,8 +197,16 @@ def test_several_processes_write_one_experiment(tmp_path):
                     exp.flush()  # interleave batches of the processes
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("ML_DASH_")}
-    procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), str(k)], cwd=tmp_path, env=env,
-                              stderr=subprocess.PIPE, text=True) for k in range(3)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(code), str(k)],
+            cwd=tmp_path,
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for k in range(3)
+    ]
     for p in procs:
         assert p.wait(60) == 0, p.stderr.read()
     r = ExperimentReader(tmp_path / ".dash", "a/b/multi")
@@ -220,7 +247,8 @@ def test_fork_child_does_not_resend_parent_rows_and_exits_fast(dash_root):
 
 
 def test_forked_child_exiting_normally_does_not_change_status(tmp_path):
-    proc = run_script("""
+    proc = run_script(
+        """
         import os, sys
         from ml_dash import Experiment
         exp = Experiment(prefix="a/b/fork2", dash_root=".dash")
@@ -235,7 +263,9 @@ def test_forked_child_exiting_normally_does_not_change_status(tmp_path):
         import json
         print(json.load(open(".dash/a/b/fork2/experiment.json"))["status"])
         exp.run.complete()
-    """, cwd=tmp_path)
+    """,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "RUNNING"
     rows = ExperimentReader(tmp_path / ".dash", "a/b/fork2").metric_rows("m")

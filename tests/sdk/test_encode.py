@@ -19,16 +19,19 @@ def _both(parts, first=0):
     return fast, slow
 
 
-@pytest.mark.parametrize("columns", [
-    {"loss": [0.5, 0.25, 1e-300], "step": [1, 2, 3], "ok": [True, False, True]},
-    {"s": ["a,b", "c", "},{"]},             # commas inside strings: the split is not exact
-    {"v": [None, 1.0, 2.0]},                 # null: could hide a NaN, so the row path decides
-    {"v": [math.nan, math.inf, -math.inf]},  # non-finite floats become strings
-    {"n": [[1, 2], {"a": 1}, []]},           # nested values
-    {"big": [2**70, 1, 2]},                  # beyond 64 bits: orjson refuses, the row path copes
-    {},                                      # only _ts
-    {"ключ \"q\"": [1, 2, 3]},               # keys that need escaping
-])
+@pytest.mark.parametrize(
+    "columns",
+    [
+        {"loss": [0.5, 0.25, 1e-300], "step": [1, 2, 3], "ok": [True, False, True]},
+        {"s": ["a,b", "c", "},{"]},  # commas inside strings: the split is not exact
+        {"v": [None, 1.0, 2.0]},  # null: could hide a NaN, so the row path decides
+        {"v": [math.nan, math.inf, -math.inf]},  # non-finite floats become strings
+        {"n": [[1, 2], {"a": 1}, []]},  # nested values
+        {"big": [2**70, 1, 2]},  # beyond 64 bits: orjson refuses, the row path copes
+        {},  # only _ts
+        {'ключ "q"': [1, 2, 3]},  # keys that need escaping
+    ],
+)
 def test_blocks_encode_like_rows(columns):
     block = ColumnRows(list(columns), list(columns.values()), [1.5, 2.5, 3.5])
     fast, slow = _both([{"x": 1, "_ts": 0.5}, block, {"y": 2, "_ts": 4.5}], first=10)

@@ -55,8 +55,12 @@ def test_prefix_parts(dash_root):
 
 def test_use_before_start_and_after_close(dash_root):
     exp = Experiment(prefix="a/b/c", dash_root=str(dash_root))
-    for call in (lambda: exp.log("x"), lambda: exp.metrics("m").log(a=1), lambda: exp.params.set(a=1),
-                 lambda: exp.files.save(b"x", name="f")):
+    for call in (
+        lambda: exp.log("x"),
+        lambda: exp.metrics("m").log(a=1),
+        lambda: exp.params.set(a=1),
+        lambda: exp.files.save(b"x", name="f"),
+    ):
         with pytest.raises(ExperimentStateError, match="not started"):
             call()
     exp.run.start()

@@ -29,7 +29,9 @@ def test_with_no_logging_configured_each_message_reaches_stderr_once(tmp_path):
     flush = [x for x in lines if FLUSH_LINE in x]
     assert len(flush) == 1 and flush[0].startswith("ml-dash: "), lines
     left = [x for x in lines if "not uploaded (offline mode)" in x]
-    assert len(left) == 1 and left[0].startswith("ml-dash: alice/p/msgs: 4 events")  # experiment, RUNNING, the log, COMPLETED, lines
+    assert len(left) == 1 and left[0].startswith(
+        "ml-dash: alice/p/msgs: 4 events"
+    )  # experiment, RUNNING, the log, COMPLETED, lines
     assert len(lines) == len(set(lines)) == 2  # nothing else, nothing twice
 
 
@@ -64,7 +66,8 @@ def test_notices_are_shown_by_default_and_follow_a_configuration(tmp_path):
     configured = 'import logging; logging.basicConfig(format="APP %(levelname)s %(message)s")'
     assert stderr(configured) == []
     assert stderr(configured + '; logging.getLogger("ml_dash").setLevel(logging.INFO)') == [
-        "APP INFO where to watch the run"]
+        "APP INFO where to watch the run"
+    ]
     assert stderr('import logging; logging.getLogger("ml_dash").setLevel(logging.WARNING)') == []
 
 

@@ -15,8 +15,12 @@ def test_params_flatten_merge_and_version(dash_root):
     with Experiment(prefix="a/b/p", dash_root=str(dash_root)).run as exp:
         exp.params.set(learning_rate=0.0005, model={"layers": {"hidden": 128, "depth": 4}})
         exp.params.set(model={"layers": {"hidden": 256}}, batch_size=32)
-        assert exp.params.get() == {"learning_rate": 0.0005, "model.layers.hidden": 256,
-                                    "model.layers.depth": 4, "batch_size": 32}
+        assert exp.params.get() == {
+            "learning_rate": 0.0005,
+            "model.layers.hidden": 256,
+            "model.layers.depth": 4,
+            "batch_size": 32,
+        }
         assert exp.params.get(flatten=False)["model"] == {"layers": {"hidden": 256, "depth": 4}}
     doc = read_json(dash_root / "a/b/p/parameters.json")
     assert doc["version"] == 2
@@ -32,8 +36,9 @@ def test_params_survive_reopen(dash_root):
 
 
 def test_metadata_merges_on_reopen(dash_root):
-    with Experiment(prefix="a/b/m", dash_root=str(dash_root), description="first", tags=["x"],
-                    metadata={"gpu": "a100", "seed": 1}).run:
+    with Experiment(
+        prefix="a/b/m", dash_root=str(dash_root), description="first", tags=["x"], metadata={"gpu": "a100", "seed": 1}
+    ).run:
         pass
     with Experiment(prefix="a/b/m", dash_root=str(dash_root), metadata={"seed": 2}).run as exp:
         info = exp.info()

@@ -117,8 +117,9 @@ def test_run_entry_block_computes_vision_resnet(tmp_path):
     for sub in ("vision/resnet", "nlp/bert"):
         script = project / "experiments" / sub / "train.py"
         script.write_text(RUN_SCRIPT)
-        proc = run_script(f"exec(open({str(script)!r}).read(), {{'__file__': {str(script)!r}}})", cwd=project,
-                          env={"USER": "alice"})
+        proc = run_script(
+            f"exec(open({str(script)!r}).read(), {{'__file__': {str(script)!r}}})", cwd=project, env={"USER": "alice"}
+        )
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.strip() == f"alice/my-project/{sub}"
         r = _reader(f"alice/my-project/{sub}", str(project / ".dash"))
@@ -163,9 +164,7 @@ def test_sweep_block(tmp_path):
     try:
         # Each job gets organized under the sweep path
         for job_id, config in enumerate(sweep_configs):
-            with Experiment(
-                prefix=f"{RUN.user}/{RUN.path_stem}/job_{job_id:03d}"
-            ).run as exp:
+            with Experiment(prefix=f"{RUN.user}/{RUN.path_stem}/job_{job_id:03d}").run as exp:
                 exp.params.set(**config)
     finally:
         RUN.entry = None
@@ -176,10 +175,7 @@ def test_sweep_block(tmp_path):
 
 
 def test_local_mode_block():
-    with Experiment(
-        prefix="alice/project/my-experiment",
-        dash_root=".dash"
-    ).run as exp:
+    with Experiment(prefix="alice/project/my-experiment", dash_root=".dash").run as exp:
         exp.log("Using local storage")
 
     assert Path(".dash/alice/project/my-experiment/logs/logs.jsonl").is_file()
@@ -191,7 +187,7 @@ def test_metadata_block():
         prefix="alice/computer-vision/resnet50-imagenet",
         description="ResNet-50 training with new augmentation",
         tags=["resnet", "imagenet", "baseline"],
-        bindrs=["gpu-cluster", "team-a"]
+        bindrs=["gpu-cluster", "team-a"],
     ).run as exp:
         exp.log("Training started")
 
@@ -268,7 +264,9 @@ def test_resume_block_in_new_processes(tmp_path):
         assert proc.returncode == 0, proc.stderr
     r = _reader("alice/ml/long-training")
     assert [(log["sequenceNumber"], log["message"]) for log in r.logs()] == [
-        (0, "Starting epoch 1"), (1, "Resuming from checkpoint")]
+        (0, "Starting epoch 1"),
+        (1, "Resuming from checkpoint"),
+    ]
     rows = r.metric_rows("train")
     assert [(x["index"], x["data"]["epoch"], x["data"]["loss"]) for x in rows] == [(0, 1, 0.5), (1, 2, 0.3)]
     info = r.experiment()

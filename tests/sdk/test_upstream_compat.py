@@ -78,8 +78,9 @@ needs_upstream = pytest.mark.skipif(not UPSTREAM, reason="set ML_DASH_UPSTREAM_P
 
 def _upstream(code: str, cwd: Path) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ML_DASH_") and k != "PYTHONPATH"}
-    proc = subprocess.run([UPSTREAM, "-c", textwrap.dedent(code)], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [UPSTREAM, "-c", textwrap.dedent(code)], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -92,7 +93,8 @@ def test_upstream_reads_our_tree(tmp_path):
         for i in range(5):
             exp.metrics("train").log(loss=1.0 / (i + 1), step=i)
         exp.files("models").save(b"abc", name="w.bin")
-    out = _upstream("""
+    out = _upstream(
+        """
         import json
         from pathlib import Path
         from ml_dash.storage import LocalStorage
@@ -104,7 +106,9 @@ def test_upstream_reads_our_tree(tmp_path):
             "metrics": s.list_metrics(*a),
             "files": s.list_files(*a),
         }))
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     got = json.loads(out)
     assert got["params"] == {"lr": 0.1, "model.h": 2}
     assert [r["data"]["step"] for r in got["rows"]["data"]] == [1, 2, 3, 4]
@@ -114,7 +118,8 @@ def test_upstream_reads_our_tree(tmp_path):
 
 @needs_upstream
 def test_we_read_upstreams_tree_and_it_resumes_ours(tmp_path):
-    _upstream("""
+    _upstream(
+        """
         from ml_dash import Experiment
         with Experiment(prefix="alice/proj/up-run", dash_root=".dash", tags=["t"]).run as exp:
             exp.log("hello", level="warn", epoch=1)
@@ -124,7 +129,9 @@ def test_we_read_upstreams_tree_and_it_resumes_ours(tmp_path):
             exp.metrics("train").log(loss=float("nan"), step=5)
             open("w.bin", "wb").write(b"abc")
             exp.files("models").save("w.bin")
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     root = tmp_path / ".dash"
     r = ExperimentReader(root, "alice/proj/up-run")
     assert r.params() == {"lr": 0.1, "model.h": 2}
@@ -137,11 +144,14 @@ def test_we_read_upstreams_tree_and_it_resumes_ours(tmp_path):
     with Experiment(prefix="alice/proj/up-run", dash_root=str(root)).run as exp:
         exp.metrics("train").log(loss=0.1, step=6)
         exp.log("ours")
-    _upstream("""
+    _upstream(
+        """
         from ml_dash import Experiment
         with Experiment(prefix="alice/proj/up-run", dash_root=".dash").run as exp:
             exp.metrics("train").log(loss=0.05, step=7)
             exp.log("upstream again")
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     assert [(x["index"], x["data"]["step"]) for x in r.metric_rows("train")] == [(i, i) for i in range(8)]
     assert [log["sequenceNumber"] for log in r.logs()] == [0, 1, 2]

@@ -25,8 +25,9 @@ class Answer:
         return f"Answer({self.status}, {self.raw[:300]!r})"
 
 
-def request(url: str, method: str, path: str, body: bytes = b"", headers: Optional[Dict[str, str]] = None,
-            timeout: float = 30) -> Answer:
+def request(
+    url: str, method: str, path: str, body: bytes = b"", headers: Optional[Dict[str, str]] = None, timeout: float = 30
+) -> Answer:
     u = urllib.parse.urlsplit(url)
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
     try:
@@ -46,8 +47,14 @@ def batch_body(session: str, prefix: str, events: Iterable[dict], header: Option
     return b"\n".join([orjson.dumps(head)] + [orjson.dumps(e) for e in events]) + b"\n"
 
 
-def post(url: str, token: Optional[str], body: bytes, encoding: Optional[str] = None,
-         headers: Optional[Dict[str, str]] = None, timeout: float = 30) -> Answer:
+def post(
+    url: str,
+    token: Optional[str],
+    body: bytes,
+    encoding: Optional[str] = None,
+    headers: Optional[Dict[str, str]] = None,
+    timeout: float = 30,
+) -> Answer:
     h = {"Content-Type": "application/x-ndjson", **auth(token)}
     if encoding == "gzip":
         body = gzip.compress(body)
@@ -71,5 +78,13 @@ def get(url: str, token: Optional[str], route: str, **query: Any) -> Answer:
 
 
 def metric_events(start_seq: int, n: int, name: Optional[str] = "train", base: int = 0) -> List[dict]:
-    return [{"seq": start_seq + i, "kind": "metric", "ts": 1700000000.0 + i, "name": name,
-             "data": {"step": base + i, "loss": 1.0 / (base + i + 1)}} for i in range(n)]
+    return [
+        {
+            "seq": start_seq + i,
+            "kind": "metric",
+            "ts": 1700000000.0 + i,
+            "name": name,
+            "data": {"step": base + i, "loss": 1.0 / (base + i + 1)},
+        }
+        for i in range(n)
+    ]

@@ -21,9 +21,17 @@ def server(tmp_path, store_settings):
     handle = run_in_thread(root, port=0, fault_injection=True, settings=store_settings)
     kind = "embedded" if store_settings is None else "postgres"
     try:
-        yield SimpleNamespace(url=handle.url, root=root, token=alice, alice=alice, bob=bob, handle=handle,
-                              kind=kind, settings=store_settings,
-                              layout=lambda: layout_of(root, store_settings, tmp_path / "exported"))
+        yield SimpleNamespace(
+            url=handle.url,
+            root=root,
+            token=alice,
+            alice=alice,
+            bob=bob,
+            handle=handle,
+            kind=kind,
+            settings=store_settings,
+            layout=lambda: layout_of(root, store_settings, tmp_path / "exported"),
+        )
     finally:
         handle.stop()
 
@@ -33,9 +41,16 @@ def small_server(tmp_path, store_settings):
     """A server with small limits, to test them cheaply (on each store in turn)."""
     root = tmp_path / "small-root"
     token = create_token(root, "alice", settings=store_settings)
-    limits = Limits(max_body_bytes=64 * 1024, max_decoded_bytes=256 * 1024, max_event_bytes=4096,
-                    max_events_per_batch=100, max_fields=10, max_name_bytes=40, max_blob_bytes=1024,
-                    max_concurrent_writes=1)
+    limits = Limits(
+        max_body_bytes=64 * 1024,
+        max_decoded_bytes=256 * 1024,
+        max_event_bytes=4096,
+        max_events_per_batch=100,
+        max_fields=10,
+        max_name_bytes=40,
+        max_blob_bytes=1024,
+        max_concurrent_writes=1,
+    )
     handle = run_in_thread(root, port=0, fault_injection=True, limits=limits, settings=store_settings)
     kind = "embedded" if store_settings is None else "postgres"
     try:
@@ -59,8 +74,9 @@ class Spawned:
     def start(self, *args: str, fault_injection: bool = True, preexec_fn=None):
         from ml_dash.server import spawn_server
 
-        self.url, self.proc = spawn_server(self.root, fault_injection=fault_injection, extra_args=args,
-                                           preexec_fn=preexec_fn)
+        self.url, self.proc = spawn_server(
+            self.root, fault_injection=fault_injection, extra_args=args, preexec_fn=preexec_fn
+        )
         self.procs.append(self.proc)
         return self.url
 

@@ -18,15 +18,26 @@ P = "alice/proj/run-1"
 
 def put_blob(url, token, data: bytes, checksum=None):
     checksum = checksum or hashlib.sha256(data).hexdigest()
-    return request(url, "PUT", f"/api/v1/blobs/{checksum}", data,
-                   {**auth(token), "Content-Type": "application/octet-stream"})
+    return request(
+        url, "PUT", f"/api/v1/blobs/{checksum}", data, {**auth(token), "Content-Type": "application/octet-stream"}
+    )
 
 
 def file_event(seq, data, file_id="7218065541365719", path="/models", filename="model.pth"):
-    return {"seq": seq, "kind": "file", "ts": 1700000000.0, "id": file_id, "path": path, "filename": filename,
-            "checksum": hashlib.sha256(data).hexdigest(), "size": len(data),
-            "content_type": "application/octet-stream", "description": "weights", "tags": ["best"],
-            "metadata": {"epoch": 3}}
+    return {
+        "seq": seq,
+        "kind": "file",
+        "ts": 1700000000.0,
+        "id": file_id,
+        "path": path,
+        "filename": filename,
+        "checksum": hashlib.sha256(data).hexdigest(),
+        "size": len(data),
+        "content_type": "application/octet-stream",
+        "description": "weights",
+        "tags": ["best"],
+        "metadata": {"epoch": 3},
+    }
 
 
 def test_blob_checksum_idempotent_and_file_roundtrip(server, tmp_path):
@@ -56,8 +67,12 @@ def test_blob_checksum_idempotent_and_file_roundtrip(server, tmp_path):
     dest = r.download(entry, tmp_path / "out" / "model.pth")
     assert dest.read_bytes() == data
     # a range of it, as a browser asks for the middle of a large file
-    ranged = request(server.url, "GET", "/api/v1/file?prefix=" + urllib.parse.quote(P, safe="") + f"&id={entry['id']}",
-                     headers={**auth(server.token), "Range": "bytes=100-199"})
+    ranged = request(
+        server.url,
+        "GET",
+        "/api/v1/file?prefix=" + urllib.parse.quote(P, safe="") + f"&id={entry['id']}",
+        headers={**auth(server.token), "Range": "bytes=100-199"},
+    )
     assert ranged.status == 206 and ranged.raw == data[100:200]
     if server.kind == "embedded":  # stored in the local layout, so the server root is a dash_root
         on_disk = server.root / P / "files" / "models" / "7218065541365719" / "model.pth"
@@ -69,15 +84,23 @@ def test_streamed_upload_without_length(server):
     data = b"".join(chunks)
     u = urllib.parse.urlsplit(server.url)
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
-    conn.request("PUT", f"/api/v1/blobs/{hashlib.sha256(data).hexdigest()}", body=iter(chunks),
-                 headers=auth(server.token), encode_chunked=True)
+    conn.request(
+        "PUT",
+        f"/api/v1/blobs/{hashlib.sha256(data).hexdigest()}",
+        body=iter(chunks),
+        headers=auth(server.token),
+        encode_chunked=True,
+    )
     assert conn.getresponse().status == 201
     conn.close()
 
 
 def test_blob_missing_is_409_after_storing_what_came_before(server):
     data = b"hello bytes"
-    events = [{"seq": 0, "kind": "metric", "ts": 1.0, "name": "m", "data": {"a": 1}}, file_event(1, data, filename="h.txt")]
+    events = [
+        {"seq": 0, "kind": "metric", "ts": 1.0, "name": "m", "data": {"a": 1}},
+        file_event(1, data, filename="h.txt"),
+    ]
     a = ingest(server.url, server.token, "sessMISS01", P, events)
     assert a.status == 409 and a.json["error"]["code"] == "blob_missing"
     assert a.json["checksum"] == hashlib.sha256(data).hexdigest() and a.json["acked_seq"] == 0
@@ -88,18 +111,21 @@ def test_blob_missing_is_409_after_storing_what_came_before(server):
     assert len(RemoteReader(server.url, server.token, P).metric_rows("m")) == 1
 
 
-@pytest.mark.parametrize("change,code", [
-    ({"filename": "../../../etc/passwd"}, "invalid_name"),
-    ({"filename": "a/b"}, "invalid_name"),
-    ({"filename": "x\x00y"}, "invalid_name"),
-    ({"path": "../../outside"}, "invalid_name"),
-    ({"path": "/models/../../.."}, "invalid_name"),
-    ({"path": "a\\..\\.."}, "invalid_name"),
-    ({"id": "../1"}, "bad_file_id"),
-    ({"id": ".files_metadata.json"}, "bad_file_id"),
-    ({"size": 999}, "size_mismatch"),
-    ({"checksum": "ABC"}, "bad_checksum"),
-])
+@pytest.mark.parametrize(
+    "change,code",
+    [
+        ({"filename": "../../../etc/passwd"}, "invalid_name"),
+        ({"filename": "a/b"}, "invalid_name"),
+        ({"filename": "x\x00y"}, "invalid_name"),
+        ({"path": "../../outside"}, "invalid_name"),
+        ({"path": "/models/../../.."}, "invalid_name"),
+        ({"path": "a\\..\\.."}, "invalid_name"),
+        ({"id": "../1"}, "bad_file_id"),
+        ({"id": ".files_metadata.json"}, "bad_file_id"),
+        ({"size": 999}, "size_mismatch"),
+        ({"checksum": "ABC"}, "bad_checksum"),
+    ],
+)
 def test_file_events_cannot_escape(server, change, code):
     data = b"payload"
     assert put_blob(server.url, server.token, data).status in (200, 201)

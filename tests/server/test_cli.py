@@ -49,8 +49,12 @@ def test_no_auth_only_on_loopback(tmp_path):
 
 
 def test_start_prints_url_first_and_warns_without_auth(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "ml_dash.server", "--root", str(tmp_path / "r"), "--port", "0",
-                             "--insecure-no-auth"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ml_dash.server", "--root", str(tmp_path / "r"), "--port", "0", "--insecure-no-auth"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         first = proc.stdout.readline()
         assert first.startswith("ml-dash server listening on http://127.0.0.1:")

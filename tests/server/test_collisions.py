@@ -21,8 +21,16 @@ CHECKSUM = hashlib.sha256(BLOB).hexdigest()
 
 
 def _file(seq, file_id, path, filename):
-    return {"seq": seq, "kind": "file", "ts": 1.0, "id": file_id, "path": path, "filename": filename,
-            "checksum": CHECKSUM, "size": len(BLOB)}
+    return {
+        "seq": seq,
+        "kind": "file",
+        "ts": 1.0,
+        "id": file_id,
+        "path": path,
+        "filename": filename,
+        "checksum": CHECKSUM,
+        "size": len(BLOB),
+    }
 
 
 def _metric(seq, name, v=1):
@@ -61,15 +69,27 @@ def test_names_colliding_with_the_store_or_each_other_are_rejected_and_the_rest_
     a = ingest(url, tok, "sessNAMES1", P, batch)
     assert a.status == 200, a
     assert a.json["acked_seq"] == 11 and a.json["stored"] == 5
-    assert _rejected(a) == [(1, "invalid_name"), (2, "invalid_name"), (4, "invalid_name"), (6, "path_conflict"),
-                            (7, "invalid_name"), (9, "invalid_name", 2)]
+    assert _rejected(a) == [
+        (1, "invalid_name"),
+        (2, "invalid_name"),
+        (4, "invalid_name"),
+        (6, "path_conflict"),
+        (7, "invalid_name"),
+        (9, "invalid_name", 2),
+    ]
     # the next batch collides with what is on disk now
-    a = ingest(url, tok, "sessNAMES1", P, [
-        _file(12, "q", "/a/x", "z"),  # files/a/x is a file
-        _file(13, "a", "/elsewhere", "x"),  # id a is stored already: consumed, changes nothing
-        _file(14, "x2", "/a", "ok"),  # files/a/x2/ok: fine beside files/a/x
-        _metric(15, "x/sub"),  # a metric folder inside another one is fine
-    ])
+    a = ingest(
+        url,
+        tok,
+        "sessNAMES1",
+        P,
+        [
+            _file(12, "q", "/a/x", "z"),  # files/a/x is a file
+            _file(13, "a", "/elsewhere", "x"),  # id a is stored already: consumed, changes nothing
+            _file(14, "x2", "/a", "ok"),  # files/a/x2/ok: fine beside files/a/x
+            _metric(15, "x/sub"),  # a metric folder inside another one is fine
+        ],
+    )
     assert a.status == 200 and _rejected(a) == [(12, "path_conflict")] and a.json["stored"] == 3
     # a prefix naming an experiment's own files under another experiment
     for bad in (P + "/experiment.json", P + "/parameters.json/deeper", P + "/logs"):
@@ -96,8 +116,13 @@ def test_names_colliding_with_the_store_or_each_other_are_rejected_and_the_rest_
 
 
 def _crash_mid_batch(url, tok, batch):
-    r = request(url, "PUT", "/api/v1/_test/faults", json.dumps([{"match": "ingest", "action": "crash_before_commit"}]).encode(),
-                auth(tok))
+    r = request(
+        url,
+        "PUT",
+        "/api/v1/_test/faults",
+        json.dumps([{"match": "ingest", "action": "crash_before_commit"}]).encode(),
+        auth(tok),
+    )
     assert r.status == 200, r
     with pytest.raises(OSError):
         ingest(url, tok, "sessROLL01", P, batch)
@@ -152,8 +177,10 @@ def test_a_rollback_the_disk_refuses_never_stops_the_start_and_loses_nothing(spa
     _chattr("+i", data)
     try:
         url = spawned.start()  # the old server exited 1 here ("Operation not permitted"), at every start
-        said = wait_for(lambda: "could not undo" in spawned.proc.output() and spawned.proc.output(),
-                        what="the server to say what it could not undo")  # on stderr, drained apart from the URL
+        said = wait_for(
+            lambda: "could not undo" in spawned.proc.output() and spawned.proc.output(),
+            what="the server to say what it could not undo",
+        )  # on stderr, drained apart from the URL
         assert "metrics/train/data.jsonl" in said
         assert ingest(url, tok, "sessOTHER1", "alice/proj/other", metric_events(0, 3)).json["acked_seq"] == 2
         a = ingest(url, tok, "sessROLL01", P, batch)

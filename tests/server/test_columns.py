@@ -92,21 +92,24 @@ def test_a_value_nesting_deeper_than_a_per_row_event_may_rejects_its_row(server)
     assert len(rows(server)) == 2
 
 
-@pytest.mark.parametrize("bad, code", [
-    ({"cols": {"a": [1, 2]}}, "bad_field"),  # a column shorter than n
-    ({"cols": {"a": [1, 2, 3], "b": [1, 2, 3, 4]}}, "bad_field"),  # ragged
-    ({"cols": {"a": 5}}, "bad_field"),
-    ({"cols": [[1, 2, 3]]}, "bad_field"),
-    ({"cols": None}, "bad_field"),
-    ({"cols": {"_ts": [1, 2, 3]}}, "bad_field"),
-    ({"cols": {f"c{i}": [1, 2, 3] for i in range(1001)}}, "too_many_fields"),
-    ({"ts": [1.0, 2.0]}, "bad_ts"),
-    ({"ts": 5}, "bad_ts"),
-    ({"name": "../up"}, "invalid_name"),
-    ({"name": "a/./b"}, "invalid_name"),
-    ({"name": 7}, "invalid_name"),
-    ({"name": "ab/" * 100}, "name_too_long"),
-])
+@pytest.mark.parametrize(
+    "bad, code",
+    [
+        ({"cols": {"a": [1, 2]}}, "bad_field"),  # a column shorter than n
+        ({"cols": {"a": [1, 2, 3], "b": [1, 2, 3, 4]}}, "bad_field"),  # ragged
+        ({"cols": {"a": 5}}, "bad_field"),
+        ({"cols": [[1, 2, 3]]}, "bad_field"),
+        ({"cols": None}, "bad_field"),
+        ({"cols": {"_ts": [1, 2, 3]}}, "bad_field"),
+        ({"cols": {f"c{i}": [1, 2, 3] for i in range(1001)}}, "too_many_fields"),
+        ({"ts": [1.0, 2.0]}, "bad_ts"),
+        ({"ts": 5}, "bad_ts"),
+        ({"name": "../up"}, "invalid_name"),
+        ({"name": "a/./b"}, "invalid_name"),
+        ({"name": 7}, "invalid_name"),
+        ({"name": "ab/" * 100}, "name_too_long"),
+    ],
+)
 def test_a_malformed_record_is_rejected_whole_and_its_seqs_consumed(server, bad, code):
     r = rec(1, 3, ts=[1.0, 2.0, 3.0], a=[1, 2, 3])
     r.update(bad)
@@ -164,16 +167,19 @@ def test_huge_claims_cost_nothing(server):
     assert a.status == 413 and a.json["error"]["code"] == "too_many_events"
 
 
-@pytest.mark.parametrize("line", [
-    b'{"seq":0,"kind":"metrics","n":2,"name":"t","ts":[1,2],"cols":{"a":[1,{"b":[]}]}}',
-    b'{"seq":0,"kind":"metrics","n":1,"name":"t","ts":[1e400],"cols":{}}',
-    b'{"seq":0,"kind":"metrics","n":1,"name":"t","ts":[true],"cols":{"a":[1]}}',
-    b'{"seq":0,"kind":"metrics","n":2,"name":"t","ts":[1,"NaN"],"cols":{"a":[true,false]}}',
-    b'{"seq":0,"kind":"metrics","n":1,"name":"","ts":null,"cols":{"":[1]}}',
-    b'{"seq":0,"kind":"metrics","n":1,"name":"t\\u0000x","ts":null,"cols":{"a":[1]}}',
-    b'{"seq":0,"kind":"metrics","n":1}',
-    b'{"seq":0,"kind":"metrics","n":3,"ts":[1,2,3],"cols":{"a":[1,2,3],"b":{"0":1}}}',
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"seq":0,"kind":"metrics","n":2,"name":"t","ts":[1,2],"cols":{"a":[1,{"b":[]}]}}',
+        b'{"seq":0,"kind":"metrics","n":1,"name":"t","ts":[1e400],"cols":{}}',
+        b'{"seq":0,"kind":"metrics","n":1,"name":"t","ts":[true],"cols":{"a":[1]}}',
+        b'{"seq":0,"kind":"metrics","n":2,"name":"t","ts":[1,"NaN"],"cols":{"a":[true,false]}}',
+        b'{"seq":0,"kind":"metrics","n":1,"name":"","ts":null,"cols":{"":[1]}}',
+        b'{"seq":0,"kind":"metrics","n":1,"name":"t\\u0000x","ts":null,"cols":{"a":[1]}}',
+        b'{"seq":0,"kind":"metrics","n":1}',
+        b'{"seq":0,"kind":"metrics","n":3,"ts":[1,2,3],"cols":{"a":[1,2,3],"b":{"0":1}}}',
+    ],
+)
 def test_hostile_records_never_500(server, line):
     body = orjson.dumps({"v": 1, "session": "sessCOLS12", "prefix": P}) + b"\n" + line + b"\n"
     a = post(server.url, server.token, body, encoding="zstd")

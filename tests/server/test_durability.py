@@ -45,8 +45,10 @@ def _logs_and_rows(url, token):
 def test_kill_9_right_after_ack_keeps_the_data(proc_server):
     _root, token, start = proc_server
     url, proc = start()
-    events = metric_events(0, 1000) + [{"seq": 1000, "kind": "log", "ts": 1.0, "level": "info", "message": "end"},
-                                       {"seq": 1001, "kind": "params", "ts": 1.0, "data": {"lr": 0.1}}]
+    events = metric_events(0, 1000) + [
+        {"seq": 1000, "kind": "log", "ts": 1.0, "level": "info", "message": "end"},
+        {"seq": 1001, "kind": "params", "ts": 1.0, "data": {"lr": 0.1}},
+    ]
     a = ingest(url, token, "sessKILL01", P, events)
     assert a.status == 200 and a.json["acked_seq"] == 1001
     os.kill(proc.pid, signal.SIGKILL)  # no chance to flush anything
@@ -71,9 +73,13 @@ def test_crash_between_write_and_commit_rolls_back(proc_server):
     data_file = root / P / "metrics" / "train" / "data.jsonl"
     size_before = data_file.stat().st_size
     # the next batch is written and fsynced, then the process dies before the commit
-    r = request(url, "PUT", "/api/v1/_test/faults",
-                json.dumps([{"match": "ingest", "action": "crash_before_commit"}]).encode(),
-                {"Authorization": f"Bearer {token}"})
+    r = request(
+        url,
+        "PUT",
+        "/api/v1/_test/faults",
+        json.dumps([{"match": "ingest", "action": "crash_before_commit"}]).encode(),
+        {"Authorization": f"Bearer {token}"},
+    )
     assert r.status == 200
     batch = metric_events(10, 5, base=10) + [
         {"seq": 15, "kind": "log", "ts": 1.0, "level": "info", "message": "half"},
@@ -110,7 +116,8 @@ def test_sigterm_is_a_clean_shutdown(proc_server):
 def test_two_writer_processes_get_contiguous_indices(server, tmp_path):
     """Two real processes, each its own session, one experiment: indices 0..N-1, each row once."""
     script = tmp_path / "writer.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import sys, urllib.request, orjson
         url, token, session, batches, per = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
         head = orjson.dumps({"v": 1, "session": session, "prefix": "alice/proj/ddp"})
@@ -127,10 +134,15 @@ def test_two_writer_processes_get_contiguous_indices(server, tmp_path):
                 "Authorization": "Bearer " + token, "Content-Type": "application/x-ndjson"})
             for attempt in range(2):  # each batch sent twice: the resend must store nothing
                 urllib.request.urlopen(req).read()
-    """))
+    """)
+    )
     batches, per = 40, 250
-    procs = [subprocess.Popen([sys.executable, str(script), server.url, server.token, f"sessDDP00{k}", str(batches), str(per)])
-             for k in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), server.url, server.token, f"sessDDP00{k}", str(batches), str(per)]
+        )
+        for k in range(2)
+    ]
     for p in procs:
         assert p.wait(60) == 0
     r = RemoteReader(server.url, server.token, "alice/proj/ddp")

@@ -27,9 +27,28 @@ def cert(tmp_path):
     if shutil.which("openssl") is None:
         pytest.skip("the openssl command is not installed")
     crt, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-                        "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(crt)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(crt),
+        ],
+        capture_output=True,
+        text=True,
+    )
     if r.returncode != 0:
         pytest.skip(f"openssl cannot make a certificate here: {r.stderr.strip()[-300:]}")
     return crt, key
@@ -46,15 +65,19 @@ def test_tls_serves_https_and_a_remote_run_goes_through_it(spawned, cert, tmp_pa
     url = spawned.start("--tls-cert", str(crt), "--tls-key", str(key), fault_injection=False)
     assert url.startswith("https://127.0.0.1:")
     tok = spawned.token
-    run = run_script(f"""
+    run = run_script(
+        f"""
         from ml_dash import Experiment
         with Experiment(prefix="alice/proj/tls", dash_url={url!r}).run as exp:
             exp.log("over TLS")
             for i in range(5):
                 exp.metrics("train").log(step=i)
             exp.flush(timeout=30)
-        """, tmp_path, env={"ML_DASH_TOKEN": tok, "SSL_CERT_FILE": str(crt),
-                            "ML_DASH_SPOOL_DIR": str(tmp_path / "spool")}, timeout=120)
+        """,
+        tmp_path,
+        env={"ML_DASH_TOKEN": tok, "SSL_CERT_FILE": str(crt), "ML_DASH_SPOOL_DIR": str(tmp_path / "spool")},
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr
     ctx = ssl.create_default_context(cafile=str(crt))
     rows = _https_get(url + "/api/v1/metric?prefix=alice/proj/tls&name=train", tok, ctx)["rows"]
@@ -65,8 +88,12 @@ def test_tls_serves_https_and_a_remote_run_goes_through_it(spawned, cert, tmp_pa
     # plain http on the TLS port is not answered as HTTP
     with pytest.raises(OSError):
         request(url.replace("https://", "http://"), "GET", "/api/v1/info", timeout=5)
-    bad = subprocess.run([sys.executable, "-m", "ml_dash.server", "--root", str(tmp_path / "r"), "--port", "0",
-                          "--tls-cert", str(crt)], capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [sys.executable, "-m", "ml_dash.server", "--root", str(tmp_path / "r"), "--port", "0", "--tls-cert", str(crt)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 2 and "--tls-key" in bad.stderr
 
 
@@ -77,16 +104,40 @@ def test_owner_read_scope_keeps_each_token_to_its_owners_experiments(tmp_path):
     checksum = hashlib.sha256(data).hexdigest()
     with run_in_thread(root, read_scope="owner") as h:
         assert request(h.url, "PUT", f"/api/v1/blobs/{checksum}", data, auth(alice)).status == 201
-        a = ingest(h.url, alice, "sessSCOPE1", "alice/p/x", metric_events(0, 3) + [
-            {"seq": 3, "kind": "file", "ts": 1.0, "id": "w", "path": "/", "filename": "w.bin", "checksum": checksum,
-             "size": len(data)}])
+        a = ingest(
+            h.url,
+            alice,
+            "sessSCOPE1",
+            "alice/p/x",
+            metric_events(0, 3)
+            + [
+                {
+                    "seq": 3,
+                    "kind": "file",
+                    "ts": 1.0,
+                    "id": "w",
+                    "path": "/",
+                    "filename": "w.bin",
+                    "checksum": checksum,
+                    "size": len(data),
+                }
+            ],
+        )
         assert a.json["acked_seq"] == 3
         assert ingest(h.url, bob, "sessSCOPE2", "bob/p/y", metric_events(0, 2)).json["acked_seq"] == 1
         assert get(h.url, None, "info").status == 200
         for prefix in ("alice/p/x", "alice/p/not-there"):  # existing or not: the same answer
-            for route, query in (("experiment", {}), ("params", {}), ("logs", {}), ("metrics", {}),
-                                 ("metric", {"name": "train"}), ("files", {}), ("file", {"id": "w"}),
-                                 ("summary", {}), ("series", {"name": "train", "field": "step"})):
+            for route, query in (
+                ("experiment", {}),
+                ("params", {}),
+                ("logs", {}),
+                ("metrics", {}),
+                ("metric", {"name": "train"}),
+                ("files", {}),
+                ("file", {"id": "w"}),
+                ("summary", {}),
+                ("series", {"name": "train", "field": "step"}),
+            ):
                 a = get(h.url, bob, route, prefix=prefix, **query)
                 assert a.status == 403 and a.json["error"]["code"] == "forbidden", (route, prefix, a)
         page = request(h.url, "GET", "/e/alice/p/x", headers=auth(bob))
@@ -95,7 +146,9 @@ def test_owner_read_scope_keeps_each_token_to_its_owners_experiments(tmp_path):
         assert get(h.url, bob, "experiments", owner="alice").json["experiments"] == []
         assert [r["prefix"] for r in get(h.url, bob, "table").json["rows"]] == ["bob/p/y"]
         # each reads its own
-        assert [r["data"]["step"] for r in get(h.url, alice, "metric", prefix="alice/p/x", name="train").json["rows"]] == [0, 1, 2]
+        assert [
+            r["data"]["step"] for r in get(h.url, alice, "metric", prefix="alice/p/x", name="train").json["rows"]
+        ] == [0, 1, 2]
         assert request(h.url, "GET", "/api/v1/file?prefix=alice/p/x&id=w", headers=auth(alice)).raw == data
         assert sorted(r["prefix"] for r in wait_for(lambda: get(h.url, alice, "table").json["rows"])) == ["alice/p/x"]
         assert get(h.url, bob, "metric", prefix="bob/p/y", name="train").status == 200
@@ -111,8 +164,12 @@ def test_a_new_root_and_its_index_are_owner_only(tmp_path):
     old = os.umask(0o022)  # the usual umask: what the server creates must not depend on it
     try:
         root = tmp_path / "fresh"
-        created = subprocess.run([sys.executable, "-m", "ml_dash.cli", "server", "token", "create", "--root", str(root),
-                                  "--owner", "alice"], capture_output=True, text=True, timeout=60)
+        created = subprocess.run(
+            [sys.executable, "-m", "ml_dash.cli", "server", "token", "create", "--root", str(root), "--owner", "alice"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert created.returncode == 0, created.stderr
         assert _mode(root) == 0o700 and _mode(root / ".ml-dash-server") == 0o700
         assert _mode(root / ".ml-dash-server" / "index.sqlite3") == 0o600

@@ -27,16 +27,26 @@ def acked(url, token, session):
 
 
 def test_status_fault_with_retry_after_and_stats(server):
-    set_faults(server.url, [{"match": "ingest", "action": "status", "status": 503, "retry_after": 2, "times": 2},
-                            {"match": "blobs", "action": "status", "status": 429}], server.token)
+    set_faults(
+        server.url,
+        [
+            {"match": "ingest", "action": "status", "status": 503, "retry_after": 2, "times": 2},
+            {"match": "blobs", "action": "status", "status": 429},
+        ],
+        server.token,
+    )
     t0 = time.time()
     for _ in range(2):
         a = ingest(server.url, server.token, "sessFLT001", P, metric_events(0, 3))
         assert a.status == 503 and a.headers["retry-after"] == "2" and a.json["error"]["code"] == "injected_fault"
     assert acked(server.url, server.token, "sessFLT001") == -1  # nothing stored
     assert ingest(server.url, server.token, "sessFLT001", P, metric_events(0, 3)).status == 200
-    assert request(server.url, "PUT", "/api/v1/blobs/" + "a" * 64, b"x",
-                   {"Authorization": f"Bearer {server.token}"}).status == 429
+    assert (
+        request(
+            server.url, "PUT", "/api/v1/blobs/" + "a" * 64, b"x", {"Authorization": f"Bearer {server.token}"}
+        ).status
+        == 429
+    )
     assert request(server.url, "GET", "/api/v1/_test/faults", headers=auth(server.token)).json == {"rules": []}
     stats = get(server.url, server.token, "_test/stats").json
     assert stats["counts"]["ingest"] == 4 and stats["counts"]["blobs"] == 1
@@ -84,9 +94,16 @@ def test_hang_then_load_shedding(small_server):
 
 
 def test_bad_fault_plans(server):
-    for bad in ({"match": "ingest"}, [{"match": "x", "action": "hang"}], [{"action": "status"}],
-                [{"action": "hang", "times": 0}]):
-        assert request(server.url, "PUT", "/api/v1/_test/faults", json.dumps(bad).encode(), auth(server.token)).status == 400
+    for bad in (
+        {"match": "ingest"},
+        [{"match": "x", "action": "hang"}],
+        [{"action": "status"}],
+        [{"action": "hang", "times": 0}],
+    ):
+        assert (
+            request(server.url, "PUT", "/api/v1/_test/faults", json.dumps(bad).encode(), auth(server.token)).status
+            == 400
+        )
 
 
 def test_no_fault_routes_without_fault_injection(tmp_path):

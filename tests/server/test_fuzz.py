@@ -27,22 +27,98 @@ SEED = 20261127
 BATCHES = 1000
 
 WIDE = "é" * 127 + "x"  # 255 bytes
-NAMES = ["train", "x", "y", "x/data.jsonl", "y/metadata.json", "None", "data.jsonl", "metadata.json", "x/sub",
-         "a/b/c", "n" * 255, "n" * 256, WIDE, WIDE + "y", ".hidden", "..", "a/../b", "", "/abs/x", "a//b",
-         "a\x00b", "a\\b", "metrics", "logs", "files", "experiment.json", None]
-PATHS = ["/", "/models", "/.files_metadata.json", "/a", "/a/x", "/a/x/y", "/x", "/" + "p" * 255, "/" + "p" * 256,
-         "/..", "/a/../b", "", None, "/" + WIDE]
+NAMES = [
+    "train",
+    "x",
+    "y",
+    "x/data.jsonl",
+    "y/metadata.json",
+    "None",
+    "data.jsonl",
+    "metadata.json",
+    "x/sub",
+    "a/b/c",
+    "n" * 255,
+    "n" * 256,
+    WIDE,
+    WIDE + "y",
+    ".hidden",
+    "..",
+    "a/../b",
+    "",
+    "/abs/x",
+    "a//b",
+    "a\x00b",
+    "a\\b",
+    "metrics",
+    "logs",
+    "files",
+    "experiment.json",
+    None,
+]
+PATHS = [
+    "/",
+    "/models",
+    "/.files_metadata.json",
+    "/a",
+    "/a/x",
+    "/a/x/y",
+    "/x",
+    "/" + "p" * 255,
+    "/" + "p" * 256,
+    "/..",
+    "/a/../b",
+    "",
+    None,
+    "/" + WIDE,
+]
 IDS = ["a", "x", "y", "1", "id-1", "q" * 64, "q" * 65, "bad id", "", "a/b", None, 7]
-FILENAMES = ["x", "y", "z", "model.pth", "f" * 255, "f" * 256, WIDE, ".files_metadata.json", "data.jsonl",
-             "a/b", "", ".", "..", None]
+FILENAMES = [
+    "x",
+    "y",
+    "z",
+    "model.pth",
+    "f" * 255,
+    "f" * 256,
+    WIDE,
+    ".files_metadata.json",
+    "data.jsonl",
+    "a/b",
+    "",
+    ".",
+    "..",
+    None,
+]
 TOPICS = ["pos", "robot/pos", "robot_pos", "t" * 255, "", "a/../b", None]
 BASE = "alice/proj/fuzz"
 PREFIXES = [BASE, BASE + "/sub", "alice/proj/" + "s" * 255, "alice/" + WIDE + "/e"]
 #: Prefixes the server refuses (400, or 403 for bob's): one batch in six.
-BAD_PREFIXES = [BASE + "/experiment.json", BASE + "/parameters.json/x", BASE + "/logs", BASE + "/metrics",
-                "alice/proj/" + "s" * 256, "alice/proj/x/../y", "alice/proj/.hidden", "bob/proj/fuzz"]
-ODD = [None, True, -1, 0, 1e308, "NaN", "x" * 300, [], {}, [[[[]]]], {"a": {"b": {"c": 1}}},
-       "\x00", "é", [1, "two", None]]
+BAD_PREFIXES = [
+    BASE + "/experiment.json",
+    BASE + "/parameters.json/x",
+    BASE + "/logs",
+    BASE + "/metrics",
+    "alice/proj/" + "s" * 256,
+    "alice/proj/x/../y",
+    "alice/proj/.hidden",
+    "bob/proj/fuzz",
+]
+ODD = [
+    None,
+    True,
+    -1,
+    0,
+    1e308,
+    "NaN",
+    "x" * 300,
+    [],
+    {},
+    [[[[]]]],
+    {"a": {"b": {"c": 1}}},
+    "\x00",
+    "é",
+    [1, "two", None],
+]
 
 
 class Fuzzer:
@@ -64,29 +140,63 @@ class Fuzzer:
         return {self.pick(["a", "b", "_ts", "x" * 70, "c.d"]): self.value() for _ in range(self.rnd.randint(0, 4))}
 
     def event(self, seq):
-        kind = self.pick(["metric", "metric", "metrics", "log", "params", "file", "file", "experiment", "status",
-                          "gap", "track", "file_update", "file_delete", "nope", None])
+        kind = self.pick(
+            [
+                "metric",
+                "metric",
+                "metrics",
+                "log",
+                "params",
+                "file",
+                "file",
+                "experiment",
+                "status",
+                "gap",
+                "track",
+                "file_update",
+                "file_delete",
+                "nope",
+                None,
+            ]
+        )
         ev = {"seq": seq, "kind": kind, "ts": self.pick([1700000000.0, None, -1, "x", 1e20, 1])}
         n = 1
         if kind == "metric":
             ev.update(name=self.pick(NAMES), data=self.data() if self.rnd.random() < 0.9 else self.value())
         elif kind == "metrics":
             n = self.rnd.randint(1, 4)
-            cols = {self.pick(["v", "w", "_ts"]): [self.value() for _ in range(n)] for _ in range(self.rnd.randint(0, 2))}
+            cols = {
+                self.pick(["v", "w", "_ts"]): [self.value() for _ in range(n)] for _ in range(self.rnd.randint(0, 2))
+            }
             ev.update(n=n, name=self.pick(NAMES), ts=[1700000000.0 + i for i in range(n)], cols=cols)
         elif kind == "log":
-            ev.update(level=self.pick(["info", "warn", "bogus", None, 3]), message=self.pick(["m", "", None, "x" * 500]),
-                      metadata=self.pick([None, {"k": 1}, [], "s"]))
+            ev.update(
+                level=self.pick(["info", "warn", "bogus", None, 3]),
+                message=self.pick(["m", "", None, "x" * 500]),
+                metadata=self.pick([None, {"k": 1}, [], "s"]),
+            )
         elif kind == "params":
             ev.update(data=self.data() if self.rnd.random() < 0.9 else self.value())
         elif kind == "file":
             checksum, size = self.pick(self.blobs + [("0" * 64, 1), ("zz", 1)])
-            ev.update(id=self.pick(IDS), path=self.pick(PATHS), filename=self.pick(FILENAMES), checksum=checksum,
-                      size=self.pick([size, size, size + 1, -1, "1"]), tags=self.pick([None, ["t"], [1], "t"]))
+            ev.update(
+                id=self.pick(IDS),
+                path=self.pick(PATHS),
+                filename=self.pick(FILENAMES),
+                checksum=checksum,
+                size=self.pick([size, size, size + 1, -1, "1"]),
+                tags=self.pick([None, ["t"], [1], "t"]),
+            )
         elif kind == "experiment":
-            ev.update(description=self.pick([None, "d", 1]), tags=self.pick([None, ["a"], [None]]), metadata=self.pick([None, {"m": 1}, 2]))
+            ev.update(
+                description=self.pick([None, "d", 1]),
+                tags=self.pick([None, ["a"], [None]]),
+                metadata=self.pick([None, {"m": 1}, 2]),
+            )
         elif kind == "status":
-            ev.update(status=self.pick(["RUNNING", "COMPLETED", "FAILED", "nope", None]), reason=self.pick([None, "r", 5]))
+            ev.update(
+                status=self.pick(["RUNNING", "COMPLETED", "FAILED", "nope", None]), reason=self.pick([None, "r", 5])
+            )
         elif kind == "track":
             ev.update(topic=self.pick(TOPICS), timestamp=self.pick([1.0, 2.0, "x", None]), data=self.data())
         elif kind in ("file_update", "file_delete"):
@@ -121,8 +231,21 @@ class Fuzzer:
         elif op == 2:
             spans = [m.span() for m in re.finditer(rb'[0-9.]+|"[^"]*"', bytes(body))]
             a, b = self.pick(spans)
-            body[a:b] = self.pick([b"null", b"true", b"[]", b"{}", b'"\\u0000"', b"1e400", b"18446744073709551616", b'"' + b"n" * 300 + b'"',
-                                   b"[" * 300 + b"]" * 300, b'"x/data.jsonl"', b'"experiment.json"'])
+            body[a:b] = self.pick(
+                [
+                    b"null",
+                    b"true",
+                    b"[]",
+                    b"{}",
+                    b'"\\u0000"',
+                    b"1e400",
+                    b"18446744073709551616",
+                    b'"' + b"n" * 300 + b'"',
+                    b"[" * 300 + b"]" * 300,
+                    b'"x/data.jsonl"',
+                    b'"experiment.json"',
+                ]
+            )
         else:
             body += self.pick([b"\n\n", b"\r\n", b"\n{}", b"\n[1]", b"\n" + b"{" * 2000])
         return bytes(body)
@@ -160,7 +283,11 @@ def fuzz_server(tmp_path):
     """A server whose root is in memory (tmpfs) when the machine has one: fsync costs nothing there,
     and this test is about answers, not about the disk (test_durability is)."""
     shm = Path("/dev/shm")
-    base = Path(tempfile.mkdtemp(prefix="ml-dash-fuzz-", dir=shm)) if shm.is_dir() and os.access(shm, os.W_OK) else tmp_path
+    base = (
+        Path(tempfile.mkdtemp(prefix="ml-dash-fuzz-", dir=shm))
+        if shm.is_dir() and os.access(shm, os.W_OK)
+        else tmp_path
+    )
     s = Spawned(base / "root")
     try:
         yield s
@@ -197,7 +324,7 @@ def test_fuzzed_batches_never_get_a_5xx_and_never_stop_the_server(fuzz_server):
         if r < 0.1:
             body, encoding = gzip.compress(body, 1), "gzip"
         elif r < 0.12:
-            body, encoding = gzip.compress(body)[:-rnd.randint(1, 8)], "gzip"  # truncated
+            body, encoding = gzip.compress(body)[: -rnd.randint(1, 8)], "gzip"  # truncated
         elif r < 0.13:
             encoding = "zstd"  # says zstd, is not
         status, raw = client.post(body, encoding)
@@ -223,20 +350,33 @@ def test_fuzzed_batches_never_get_a_5xx_and_never_stop_the_server(fuzz_server):
             head = orjson.dumps({"v": 1, "session": session, "prefix": prefix}) + b"\n"
             a = request(url, "POST", "/api/v1/ingest", head, {**auth(tok), "Content-Type": "application/x-ndjson"})
             assert a.status == 200 and a.json["acked_seq"] == acked[session], (prefix, a)
-            for route, query in (("experiment", {}), ("params", {}), ("logs", {}), ("metrics", {}), ("files", {}),
-                                 ("tracks", {}), ("summary", {})):
+            for route, query in (
+                ("experiment", {}),
+                ("params", {}),
+                ("logs", {}),
+                ("metrics", {}),
+                ("files", {}),
+                ("tracks", {}),
+                ("summary", {}),
+            ):
                 assert get(url, tok, route, prefix=prefix, **query).status < 500, (route, prefix)
             names = get(url, tok, "metrics", prefix=prefix).json.get("metrics", [])
             for name in names:
                 assert get(url, tok, "metric", prefix=prefix, name=name).status == 200
             for f in get(url, tok, "files", prefix=prefix).json.get("files", []):
-                got = request(url, "GET", "/api/v1/file?" + urllib.parse.urlencode({"prefix": prefix, "id": f["id"]}),
-                              headers=auth(tok))
+                got = request(
+                    url,
+                    "GET",
+                    "/api/v1/file?" + urllib.parse.urlencode({"prefix": prefix, "id": f["id"]}),
+                    headers=auth(tok),
+                )
                 assert got.status == 200 and hashlib.sha256(got.raw).hexdigest() == f["checksum"]
         assert get(url, tok, "table").status < 500
 
     check(url)
     assert spawned.stop() == 0
     check(spawned.start(fault_injection=False))
-    print(f"fuzz: {BATCHES} batches in {elapsed:.1f} s, statuses {dict(sorted(statuses.items()))}, "
-          f"{sum(acked.values()) + len(acked)} seqs acknowledged")
+    print(
+        f"fuzz: {BATCHES} batches in {elapsed:.1f} s, statuses {dict(sorted(statuses.items()))}, "
+        f"{sum(acked.values()) + len(acked)} seqs acknowledged"
+    )

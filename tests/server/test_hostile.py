@@ -21,22 +21,25 @@ def _code(a):
     return a.json["error"]["code"]
 
 
-@pytest.mark.parametrize("body,code", [
-    (b"", "bad_header"),
-    (b"not json at all\n", "bad_header"),
-    (b'{"seq": 0, "kind": "metric"}\n', "unsupported_version"),  # events without the header line
-    (b'[1, 2]\n', "bad_header"),
-    (b'{"v": 2, "session": "sessVVVV01", "prefix": "alice/p/e"}\n', "unsupported_version"),
-    (b'{"v": 1, "session": "short", "prefix": "alice/p/e"}\n', "bad_session"),
-    (b'{"v": 1, "session": "sessXXXX01"}\n', "invalid_prefix"),
-    (b'{"v": 1, "session": "sessXXXX01", "prefix": "alice/p/e"}\n{"seq": 0, "kind": \n', "bad_json"),
-    (b'{"v": 1, "session": "sessXXXX01", "prefix": "alice/p/e"}\n[1]\n', "bad_event"),
-    (b'{"v": 1, "session": "sessXXXX01", "prefix": "alice/p/e"}\n{"kind": "log"}\n', "bad_event"),
-    (b'{"v": 1, "session": "sessXXXX01", "prefix": "alice/p/e"}\n{"seq": 0}\n{"seq": 2}\n', "bad_seq"),
-    (b'{"v": 1, "session": "sessXXXX01", "prefix": "alice/p/e"}\n{"seq": 0}\n{"seq": 1.0}\n', "bad_seq"),
-    (b'{"v": 1, "session": "sessXXXX01", "prefix": "alice/p/e"}\n{"seq": -1}\n', "bad_seq"),
-    (b'{"v": 1, "session": "sessXXXX01", "prefix": "alice/p/e"}\n{"seq": "0"}\n', "bad_seq"),
-])
+@pytest.mark.parametrize(
+    "body,code",
+    [
+        (b"", "bad_header"),
+        (b"not json at all\n", "bad_header"),
+        (b'{"seq": 0, "kind": "metric"}\n', "unsupported_version"),  # events without the header line
+        (b"[1, 2]\n", "bad_header"),
+        (b'{"v": 2, "session": "sessVVVV01", "prefix": "alice/p/e"}\n', "unsupported_version"),
+        (b'{"v": 1, "session": "short", "prefix": "alice/p/e"}\n', "bad_session"),
+        (b'{"v": 1, "session": "sessXXXX01"}\n', "invalid_prefix"),
+        (b'{"v": 1, "session": "sessXXXX01", "prefix": "alice/p/e"}\n{"seq": 0, "kind": \n', "bad_json"),
+        (b'{"v": 1, "session": "sessXXXX01", "prefix": "alice/p/e"}\n[1]\n', "bad_event"),
+        (b'{"v": 1, "session": "sessXXXX01", "prefix": "alice/p/e"}\n{"kind": "log"}\n', "bad_event"),
+        (b'{"v": 1, "session": "sessXXXX01", "prefix": "alice/p/e"}\n{"seq": 0}\n{"seq": 2}\n', "bad_seq"),
+        (b'{"v": 1, "session": "sessXXXX01", "prefix": "alice/p/e"}\n{"seq": 0}\n{"seq": 1.0}\n', "bad_seq"),
+        (b'{"v": 1, "session": "sessXXXX01", "prefix": "alice/p/e"}\n{"seq": -1}\n', "bad_seq"),
+        (b'{"v": 1, "session": "sessXXXX01", "prefix": "alice/p/e"}\n{"seq": "0"}\n', "bad_seq"),
+    ],
+)
 def test_malformed_batches_are_400(server, body, code):
     a = post(server.url, server.token, body)
     assert a.status == 400, a
@@ -47,7 +50,11 @@ def test_too_deep_nesting_is_refused(server):
     deep = {"seq": 0, "kind": "metric", "ts": 1.0, "name": "m", "data": {"x": [[[]]]}}
     raw = orjson.dumps(deep).replace(b"[[[]]]", b"[" * 300 + b"]" * 300)
     ok = orjson.dumps({"seq": 1, "kind": "metric", "ts": 1.0, "name": "m", "data": {"x": [[[1]]]}})
-    a = post(server.url, server.token, orjson.dumps({"v": 1, "session": "sessDEEP01", "prefix": P}) + b"\n" + raw + b"\n" + ok)
+    a = post(
+        server.url,
+        server.token,
+        orjson.dumps({"v": 1, "session": "sessDEEP01", "prefix": P}) + b"\n" + raw + b"\n" + ok,
+    )
     assert a.status == 200 and a.json["rejected"][0]["code"] == "too_deep" and a.json["stored"] == 1
     assert get(server.url, server.token, "metric", prefix=P, name="m").json["rows"][0]["data"]["x"] == [[[1]]]
 
@@ -63,9 +70,13 @@ def test_oversize_body_is_413_with_limit(small_server):
     import http.client
 
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
-    conn.request("POST", "/api/v1/ingest", body=iter([body[i:i + 8192] for i in range(0, len(body), 8192)]),
-                 headers={"Authorization": f"Bearer {s.token}", "Content-Type": "application/x-ndjson"},
-                 encode_chunked=True)
+    conn.request(
+        "POST",
+        "/api/v1/ingest",
+        body=iter([body[i : i + 8192] for i in range(0, len(body), 8192)]),
+        headers={"Authorization": f"Bearer {s.token}", "Content-Type": "application/x-ndjson"},
+        encode_chunked=True,
+    )
     resp = conn.getresponse()
     assert resp.status == 413
     conn.close()
@@ -84,7 +95,10 @@ def test_limits_on_events_fields_names(small_server):
     a = ingest(s.url, s.token, "sessLIM002", P, events)
     assert a.status == 200 and a.json["acked_seq"] == 3 and a.json["stored"] == 1
     assert [(r["seq"], r["code"]) for r in a.json["rejected"]] == [
-        (0, "too_many_fields"), (1, "event_too_large"), (2, "name_too_long")]
+        (0, "too_many_fields"),
+        (1, "event_too_large"),
+        (2, "name_too_long"),
+    ]
 
 
 def _peak_rss_kb(url, token=None):
@@ -160,9 +174,19 @@ def test_auth(server):
 
 
 TRAVERSAL_PREFIXES = [
-    "alice/../../etc", "alice/proj/..", "/alice/proj/x", "alice/proj/x/../../../../tmp", "alice\\proj\\x",
-    "alice/proj/a\\..\\..\\b", "alice/proj/x\x00y", "alice/proj/.ml-dash-server", "alice/.hidden/x",
-    "alice/proj/x/metrics/y", "alice/proj/x/files", "alice//x", "alice/proj",
+    "alice/../../etc",
+    "alice/proj/..",
+    "/alice/proj/x",
+    "alice/proj/x/../../../../tmp",
+    "alice\\proj\\x",
+    "alice/proj/a\\..\\..\\b",
+    "alice/proj/x\x00y",
+    "alice/proj/.ml-dash-server",
+    "alice/.hidden/x",
+    "alice/proj/x/metrics/y",
+    "alice/proj/x/files",
+    "alice//x",
+    "alice/proj",
 ]
 
 
@@ -180,19 +204,24 @@ def test_percent_encoding_and_json_escapes_cannot_traverse(server):
     # %2e%2e in a query string decodes to "..": refused
     a = request(server.url, "GET", "/api/v1/params?prefix=alice/proj/%2e%2e/%2e%2e/x", headers=auth(server.token))
     assert a.status == 400 and _code(a) == "invalid_prefix"
-    a = request(server.url, "GET", "/api/v1/metric?prefix=alice/proj/x&name=%2e%2e%2f%2e%2e%2fy", headers=auth(server.token))
+    a = request(
+        server.url, "GET", "/api/v1/metric?prefix=alice/proj/x&name=%2e%2e%2f%2e%2e%2fy", headers=auth(server.token)
+    )
     assert a.status == 400
     a = request(server.url, "GET", "/api/v1/params?prefix=alice%2fproj%2f..%2f..", headers=auth(server.token))
     assert a.status == 400
     # JSON escapes decode to "..", "\\" and NUL: refused
     for raw in (b'"alice/proj/\\u002e\\u002e"', b'"alice/proj/x\\\\..\\\\y"', b'"alice/proj/x\\u0000"'):
-        body = b'{"v":1,"session":"sessESC001","prefix":' + raw + b'}\n' + orjson.dumps(metric_events(0, 1)[0])
+        body = b'{"v":1,"session":"sessESC001","prefix":' + raw + b"}\n" + orjson.dumps(metric_events(0, 1)[0])
         a = post(server.url, server.token, body)
         assert a.status == 400 and _code(a) == "invalid_prefix", raw
     # a literal "%2e%2e" segment is just a name: stored inside the root
     a = ingest(server.url, server.token, "sessESC002", "alice/proj/%2e%2e", metric_events(0, 1))
     assert a.status == 200
-    assert get(server.url, server.token, "experiments", owner="alice").json["experiments"][0]["prefix"] == "alice/proj/%2e%2e"
+    assert (
+        get(server.url, server.token, "experiments", owner="alice").json["experiments"][0]["prefix"]
+        == "alice/proj/%2e%2e"
+    )
     if server.kind == "embedded":
         assert (server.root / "alice" / "proj" / "%2e%2e" / "experiment.json").is_file()
     # routes in the path cannot be reached through encoded slashes
@@ -237,14 +266,27 @@ def test_garbage_on_the_socket_does_not_hurt(server):
 def test_mutated_batches_never_500(server):
     """A small deterministic fuzz: byte flips, cuts and type swaps of a valid batch are all 2xx/4xx."""
     rnd = random.Random(1234)
-    valid = batch_body("sessFUZZ01", P, [
-        {"seq": 0, "kind": "experiment", "ts": 1.0, "description": "d", "tags": ["t"], "metadata": {"a": 1}},
-        {"seq": 1, "kind": "metric", "ts": 1.0, "name": "m/x", "data": {"a": 1.5, "b": [1, {"c": None}]}},
-        {"seq": 2, "kind": "log", "ts": 1.0, "level": "info", "message": "hello", "metadata": {"k": "v"}},
-        {"seq": 3, "kind": "params", "ts": 1.0, "data": {"lr": 0.1}},
-        {"seq": 4, "kind": "status", "ts": 1.0, "status": "RUNNING", "reason": None},
-        {"seq": 5, "kind": "file", "ts": 1.0, "id": "1", "path": "/p", "filename": "f", "checksum": "0" * 64, "size": 1},
-    ])
+    valid = batch_body(
+        "sessFUZZ01",
+        P,
+        [
+            {"seq": 0, "kind": "experiment", "ts": 1.0, "description": "d", "tags": ["t"], "metadata": {"a": 1}},
+            {"seq": 1, "kind": "metric", "ts": 1.0, "name": "m/x", "data": {"a": 1.5, "b": [1, {"c": None}]}},
+            {"seq": 2, "kind": "log", "ts": 1.0, "level": "info", "message": "hello", "metadata": {"k": "v"}},
+            {"seq": 3, "kind": "params", "ts": 1.0, "data": {"lr": 0.1}},
+            {"seq": 4, "kind": "status", "ts": 1.0, "status": "RUNNING", "reason": None},
+            {
+                "seq": 5,
+                "kind": "file",
+                "ts": 1.0,
+                "id": "1",
+                "path": "/p",
+                "filename": "f",
+                "checksum": "0" * 64,
+                "size": 1,
+            },
+        ],
+    )
     swaps = [b"null", b"true", b"-1", b"1e308", b"[]", b"{}", b'"x"', b"18446744073709551616", b'"\\u0000"']
     statuses = set()
     for i in range(300):

@@ -41,9 +41,15 @@ def test_json_nested_1000_deep_is_4xx_and_the_rest_is_stored(server):
     a = post(server.url, server.token, head + b'\n{"seq":5,"kind":"metric","data":' + _deep(2000) + b"}")
     assert a.status == 400 and a.json["error"]["code"] == "bad_json"
     # deep values in the header and in a fault plan
-    a = post(server.url, server.token, b'{"v":' + _deep(1000) + b',"session":"sessDEEP11","prefix":"' + P.encode() + b'"}')
+    a = post(
+        server.url, server.token, b'{"v":' + _deep(1000) + b',"session":"sessDEEP11","prefix":"' + P.encode() + b'"}'
+    )
     assert a.status == 400 and a.json["error"]["code"] == "unsupported_version"
-    for plan in (_deep(1000), b'[{"match":' + _deep(1000) + b',"action":"hang"}]', b'[{"match":"any","action":' + _deep(1000) + b"}]"):
+    for plan in (
+        _deep(1000),
+        b'[{"match":' + _deep(1000) + b',"action":"hang"}]',
+        b'[{"match":"any","action":' + _deep(1000) + b"}]",
+    ):
         a = request(server.url, "PUT", "/api/v1/_test/faults", plan, auth(server.token))
         assert a.status == 400, a
 
@@ -54,17 +60,42 @@ def test_fault_routes_need_a_token(server):
         assert request(server.url, "PUT", "/api/v1/_test/faults", rules, auth(token)).status == 401
         assert request(server.url, "GET", "/api/v1/_test/faults", headers=auth(token)).status == 401
         assert request(server.url, "GET", "/api/v1/_test/stats", headers=auth(token)).status == 401
-    assert ingest(server.url, server.token, "sessFLTA01", P, [{"seq": 0, "kind": "log", "level": "info",
-                                                              "message": "no fault was planted"}]).status == 200
+    assert (
+        ingest(
+            server.url,
+            server.token,
+            "sessFLTA01",
+            P,
+            [{"seq": 0, "kind": "log", "level": "info", "message": "no fault was planted"}],
+        ).status
+        == 200
+    )
     assert request(server.url, "PUT", "/api/v1/_test/faults", rules, auth(server.bob)).status == 200
-    assert request(server.url, "GET", "/api/v1/_test/faults", headers=auth(server.token)).json["rules"][0]["status"] == 503
+    assert (
+        request(server.url, "GET", "/api/v1/_test/faults", headers=auth(server.token)).json["rules"][0]["status"] == 503
+    )
 
 
 def test_fault_injection_is_refused_off_loopback(tmp_path):
     with pytest.raises(ValueError, match="loopback"):
         run_in_thread(tmp_path / "r1", host="0.0.0.0", fault_injection=True)
-    r = subprocess.run([sys.executable, "-m", "ml_dash.server", "--root", str(tmp_path / "r2"), "--host", "0.0.0.0",
-                        "--port", "0", "--fault-injection"], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ml_dash.server",
+            "--root",
+            str(tmp_path / "r2"),
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+            "--fault-injection",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "--fault-injection" in r.stderr and "loopback" in r.stderr
     assert "listening" not in r.stdout
 
@@ -90,15 +121,22 @@ def test_an_overlong_authorization_header_is_never_echoed_or_logged(spawned):
     secret = "SECRETTOKENPART"
     for size in (20_000, 300, 9000):  # over aiohttp's 8190-byte header limit, over ours (256), over both
         value = ("Bearer " + secret * (size // len(secret) + 1))[:size]
-        answer = _raw(url, f"GET /api/v1/experiments HTTP/1.1\r\nHost: t\r\nAuthorization: {value}\r\n"
-                           f"Connection: close\r\n\r\n".encode())
+        answer = _raw(
+            url,
+            f"GET /api/v1/experiments HTTP/1.1\r\nHost: t\r\nAuthorization: {value}\r\n"
+            f"Connection: close\r\n\r\n".encode(),
+        )
         status = int(answer.split(b" ", 2)[1])
         assert status in (400, 401, 431), answer[:300]
         assert secret.encode() not in answer
         assert answer.split(b"\r\n\r\n", 1)[1].startswith(b'{"error":')
     # the same on the write route, and with the header line itself too long
-    answer = _raw(url, b"POST /api/v1/ingest HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " + secret.encode() * 2000
-                  + b"\r\nContent-Length: 2\r\n\r\n{}")
+    answer = _raw(
+        url,
+        b"POST /api/v1/ingest HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
+        + secret.encode() * 2000
+        + b"\r\nContent-Length: 2\r\n\r\n{}",
+    )
     assert secret.encode() not in answer and b" 431 " in answer.split(b"\r\n", 1)[0] + b" "
     assert get(url, spawned.token, "experiments").status == 200  # still serving
     assert spawned.stop() == 0

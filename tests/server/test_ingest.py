@@ -17,12 +17,25 @@ P = "alice/proj/run-1"
 
 def full_batch():
     return [
-        {"seq": 0, "kind": "experiment", "ts": 1700000000.0, "description": "ResNet", "tags": ["a"],
-         "bindrs": [], "metadata": {"k": 1}},
+        {
+            "seq": 0,
+            "kind": "experiment",
+            "ts": 1700000000.0,
+            "description": "ResNet",
+            "tags": ["a"],
+            "bindrs": [],
+            "metadata": {"k": 1},
+        },
         {"seq": 1, "kind": "status", "ts": 1700000000.5, "status": "RUNNING", "reason": None},
         {"seq": 2, "kind": "metric", "ts": 1700000001.0, "name": "train", "data": {"loss": 0.5, "epoch": 1}},
-        {"seq": 3, "kind": "log", "ts": 1700000001.5, "level": "info", "message": "Training started",
-         "metadata": {"epoch": 1}},
+        {
+            "seq": 3,
+            "kind": "log",
+            "ts": 1700000001.5,
+            "level": "info",
+            "message": "Training started",
+            "metadata": {"epoch": 1},
+        },
         {"seq": 4, "kind": "params", "ts": 1700000002.0, "data": {"lr": 0.001, "model.layers": 2}},
         {"seq": 5, "kind": "metric", "ts": 1700000003.0, "name": "train", "data": {"loss": "NaN", "epoch": 2}},
         {"seq": 6, "kind": "metric", "ts": 1700000003.0, "name": None, "data": {"x": "-Infinity"}},
@@ -49,7 +62,8 @@ def test_ingest_and_read_back(server, encoding):
     assert r.metric_rows(None)[0]["data"]["x"] == -math.inf
     logs = r.logs()
     assert [(x["sequenceNumber"], x["level"], x["message"], x["metadata"]) for x in logs] == [
-        (0, "info", "Training started", {"epoch": 1})]
+        (0, "info", "Training started", {"epoch": 1})
+    ]
     assert logs[0]["timestamp"].startswith("2023-11-14T22:13:21.5")
 
     # the server root is a dash_root (an export of the PostgreSQL store is one): the SDK's local reader sees the same
@@ -110,7 +124,13 @@ def test_invalid_events_are_rejected_and_consumed(server):
     a = ingest(server.url, server.token, "sessREJ001", P, events)
     assert a.status == 200 and a.json["acked_seq"] == 8 and a.json["stored"] == 3
     assert [(r["seq"], r["code"]) for r in a.json["rejected"]] == [
-        (0, "invalid_name"), (2, "bad_level"), (3, "unknown_kind"), (4, "bad_ts"), (5, "bad_field"), (6, "bad_status")]
+        (0, "invalid_name"),
+        (2, "bad_level"),
+        (3, "unknown_kind"),
+        (4, "bad_ts"),
+        (5, "bad_field"),
+        (6, "bad_status"),
+    ]
     rows = RemoteReader(server.url, server.token, P).metric_rows("ok")
     assert [(r["index"], r["data"]["a"]) for r in rows] == [(0, 1), (1, 3)]
     assert not (server.root / "alice" / "proj" / "escape").exists()
@@ -126,8 +146,16 @@ def test_paging_and_levels(server):
     n = 2500
     for start in range(0, n, 1000):
         k = min(1000, n - start)
-        events = [{"seq": start + i, "kind": "log", "ts": 1.0, "level": "error" if (start + i) % 100 == 0 else "info",
-                   "message": f"line {start + i}"} for i in range(k)]
+        events = [
+            {
+                "seq": start + i,
+                "kind": "log",
+                "ts": 1.0,
+                "level": "error" if (start + i) % 100 == 0 else "info",
+                "message": f"line {start + i}",
+            }
+            for i in range(k)
+        ]
         assert ingest(server.url, server.token, "sessPAGE01", P, events).json["acked_seq"] == start + k - 1
     page = get(server.url, server.token, "logs", prefix=P, start=1234, limit=10).json
     assert [x["sequenceNumber"] for x in page["logs"]] == list(range(1234, 1244)) and page["next"] == 1244

@@ -53,19 +53,39 @@ def _nested_lists(session: str, extra: bytes = b"") -> bytes:
 
 CASES = {
     # 61 KB of gzip, 60 MiB of "{}," once inflated: ~2 GB of dicts if parsed
-    "empty objects": (lambda: _head("sessMEM001") + _event_line(0, b"[" + b"{}," * (20 * MiB) + b"{}]") + b"\n",
-                      413, "too_complex"),
+    "empty objects": (
+        lambda: _head("sessMEM001") + _event_line(0, b"[" + b"{}," * (20 * MiB) + b"{}]") + b"\n",
+        413,
+        "too_complex",
+    ),
     # one string of 60 MiB with one wide character: 240 MiB as a Python string
-    "a wide string": (lambda: _head("sessMEM002") + b'{"seq":0,"kind":"log","level":"info","message":"'
-                      + b"a" * (60 * MiB) + "\U0001F600".encode() + b'"}\n', 413, "too_complex"),
+    "a wide string": (
+        lambda: (
+            _head("sessMEM002")
+            + b'{"seq":0,"kind":"log","level":"info","message":"'
+            + b"a" * (60 * MiB)
+            + "\U0001f600".encode()
+            + b'"}\n'
+        ),
+        413,
+        "too_complex",
+    ),
     # 5,000 lines nested 1,000 deep
-    "deep lines": (lambda: _head("sessMEM003") + b"\n".join(_event_line(i, b"[" * 1000 + b"]" * 1000)
-                                                            for i in range(5000)) + b"\n", 413, "too_complex"),
+    "deep lines": (
+        lambda: (
+            _head("sessMEM003") + b"\n".join(_event_line(i, b"[" * 1000 + b"]" * 1000) for i in range(5000)) + b"\n"
+        ),
+        413,
+        "too_complex",
+    ),
     # just under the estimate: accepted and stored
     "nested lists": (lambda: _nested_lists("sessMEM004"), 200, None),
     # an ordinary big batch of per-row events
-    "100k rows": (lambda: b"\n".join([_head("sessMEM005")] + [orjson.dumps(e) for e in metric_events(0, 100_000)]) + b"\n",
-                  200, None),
+    "100k rows": (
+        lambda: b"\n".join([_head("sessMEM005")] + [orjson.dumps(e) for e in metric_events(0, 100_000)]) + b"\n",
+        200,
+        None,
+    ),
 }
 
 
@@ -97,8 +117,9 @@ def test_a_server_under_default_limits_and_concurrency_stays_under_1_gb(spawned)
     url = spawned.start(fault_injection=False)
     pid = spawned.proc.pid
     n = Limits().max_concurrent_writes
-    heavy = [gzip.compress(_nested_lists(f"sessHEAVY{i:03d}", extra=_event_line(999, b"1") + b"\n"), 6)
-             for i in range(n)]  # a seq gap at the end: parsed in full, then refused (400), nothing to store
+    heavy = [
+        gzip.compress(_nested_lists(f"sessHEAVY{i:03d}", extra=_event_line(999, b"1") + b"\n"), 6) for i in range(n)
+    ]  # a seq gap at the end: parsed in full, then refused (400), nothing to store
     bomb = gzip.compress(CASES["empty objects"][0](), 6)
     statuses = []
 

@@ -41,8 +41,10 @@ class Trickle:
     def __init__(self, url: str, token: str, every: float = 0.25):
         self.sock = _connect(url)
         data = b"x" * 1_000_000
-        head = (f"PUT /api/v1/blobs/{hashlib.sha256(data).hexdigest()} HTTP/1.1\r\nHost: t\r\n"
-                f"Authorization: Bearer {token}\r\nContent-Length: {len(data)}\r\n\r\n").encode()
+        head = (
+            f"PUT /api/v1/blobs/{hashlib.sha256(data).hexdigest()} HTTP/1.1\r\nHost: t\r\n"
+            f"Authorization: Bearer {token}\r\nContent-Length: {len(data)}\r\n\r\n"
+        ).encode()
         self.sock.sendall(head)
         self.cut = threading.Event()
         self.every = every

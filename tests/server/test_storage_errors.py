@@ -25,8 +25,16 @@ def _put(url, tok, data):
 
 
 def _file(seq, file_id, path, filename, data):
-    return {"seq": seq, "kind": "file", "ts": 1.0, "id": file_id, "path": path, "filename": filename,
-            "checksum": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    return {
+        "seq": seq,
+        "kind": "file",
+        "ts": 1.0,
+        "id": file_id,
+        "path": path,
+        "filename": filename,
+        "checksum": hashlib.sha256(data).hexdigest(),
+        "size": len(data),
+    }
 
 
 def test_names_of_255_bytes_are_stored(spawned):
@@ -59,6 +67,7 @@ def test_names_of_255_bytes_are_stored(spawned):
 def _file_size_limit(limit):
     def set_limit():  # in the server's process, before it starts (Python ignores SIGXFSZ: writes get EFBIG)
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
     return set_limit
 
 
@@ -70,12 +79,16 @@ def test_permanent_storage_errors_are_4xx_for_that_event_and_the_rest_is_stored(
     url = spawned.start(preexec_fn=_file_size_limit(1 << 20))
     tok = spawned.token
     prefix = "alice/proj/big"
-    big = [{"seq": i, "kind": "metric", "ts": 1.0, "name": "big", "data": {"i": i, "pad": "p" * 800}} for i in range(1000)]
+    big = [
+        {"seq": i, "kind": "metric", "ts": 1.0, "name": "big", "data": {"i": i, "pad": "p" * 800}} for i in range(1000)
+    ]
     a = ingest(url, tok, "sessFBIG01", prefix, big)  # ~0.9 MB of rows: fits
     assert a.status == 200 and a.json["acked_seq"] == 999 and a.json["rejected"] == [], a
-    batch = ([{"kind": "metric", "ts": 1.0, "name": "small", "data": {"v": 0}}]
-             + [{"kind": "metric", "ts": 1.0, "name": "big", "data": {"i": 1000 + i, "pad": "p" * 800}} for i in range(300)]
-             + [{"kind": "log", "ts": 1.0, "level": "info", "message": "kept"}])
+    batch = (
+        [{"kind": "metric", "ts": 1.0, "name": "small", "data": {"v": 0}}]
+        + [{"kind": "metric", "ts": 1.0, "name": "big", "data": {"i": 1000 + i, "pad": "p" * 800}} for i in range(300)]
+        + [{"kind": "log", "ts": 1.0, "level": "info", "message": "kept"}]
+    )
     for seq, e in enumerate(batch, 1000):
         e["seq"] = seq
     a = ingest(url, tok, "sessFBIG01", prefix, batch)
@@ -87,7 +100,9 @@ def test_permanent_storage_errors_are_4xx_for_that_event_and_the_rest_is_stored(
     assert [r["data"]["i"] for r in rows] == list(range(1000))  # the half-written rows were cut
     assert [r["data"]["v"] for r in get(url, tok, "metric", prefix=prefix, name="small").json["rows"]] == [0]
     assert [x["message"] for x in get(url, tok, "logs", prefix=prefix).json["logs"]] == ["kept"]
-    a = ingest(url, tok, "sessFBIG01", prefix, [{"seq": 1302, "kind": "metric", "ts": 1.0, "name": "small", "data": {"v": 1}}])
+    a = ingest(
+        url, tok, "sessFBIG01", prefix, [{"seq": 1302, "kind": "metric", "ts": 1.0, "name": "small", "data": {"v": 1}}]
+    )
     assert a.status == 200 and a.json["acked_seq"] == 1302 and a.json["rejected"] == []
     # a blob the disk refuses for good is the upload's problem, not a 5xx
     blob = os.urandom(2 << 20)
@@ -132,8 +147,9 @@ def test_a_full_disk_is_503_and_the_batch_is_stored_once_there_is_room(small_dis
         prefix = "alice/proj/full"
         assert ingest(url, tok, "sessFULL01", prefix, metric_events(0, 10)).json["acked_seq"] == 9
         filler = _fill(small_disk)
-        batch = metric_events(10, 2000, base=10) + [{"seq": 2010, "kind": "log", "ts": 1.0, "level": "info",
-                                                     "message": "x" * 100_000}]
+        batch = metric_events(10, 2000, base=10) + [
+            {"seq": 2010, "kind": "log", "ts": 1.0, "level": "info", "message": "x" * 100_000}
+        ]
         for _ in range(2):
             a = ingest(url, tok, "sessFULL01", prefix, batch)
             assert a.status == 503 and a.json["error"]["code"] == "storage_unavailable" and a.headers["retry-after"], a

@@ -19,8 +19,16 @@ def _put(url, tok, data):
 
 
 def _file_event(seq, file_id, data, filename="f.bin"):
-    return {"seq": seq, "kind": "file", "ts": 1.0, "id": file_id, "path": "/", "filename": filename,
-            "checksum": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    return {
+        "seq": seq,
+        "kind": "file",
+        "ts": 1.0,
+        "id": file_id,
+        "path": "/",
+        "filename": filename,
+        "checksum": hashlib.sha256(data).hexdigest(),
+        "size": len(data),
+    }
 
 
 def test_planted_symlinks_never_take_writes_outside_the_root(tmp_path, spawned):
@@ -40,13 +48,24 @@ def test_planted_symlinks_never_take_writes_outside_the_root(tmp_path, spawned):
     (root / "alice" / "proj" / "elsewhere").symlink_to(outside, target_is_directory=True)
     # a metric folder that is a symlink
     (root / P / "metrics" / "dir").symlink_to(outside, target_is_directory=True)
-    a = ingest(url, tok, "sessLINK01", P, metric_events(2, 3, base=2) + [
-        {"seq": 5, "kind": "metric", "ts": 1.0, "name": "dir", "data": {"v": 1}},
-        {"seq": 6, "kind": "metric", "ts": 1.0, "name": "fine", "data": {"v": 2}},
-    ])
+    a = ingest(
+        url,
+        tok,
+        "sessLINK01",
+        P,
+        metric_events(2, 3, base=2)
+        + [
+            {"seq": 5, "kind": "metric", "ts": 1.0, "name": "dir", "data": {"v": 1}},
+            {"seq": 6, "kind": "metric", "ts": 1.0, "name": "fine", "data": {"v": 2}},
+        ],
+    )
     assert a.status == 200, a
-    assert [(r["seq"], r["code"]) for r in a.json["rejected"]] == [(2, "path_conflict"), (3, "path_conflict"),
-                                                                    (4, "path_conflict"), (5, "path_conflict")]
+    assert [(r["seq"], r["code"]) for r in a.json["rejected"]] == [
+        (2, "path_conflict"),
+        (3, "path_conflict"),
+        (4, "path_conflict"),
+        (5, "path_conflict"),
+    ]
     a = ingest(url, tok, "sessLINK02", "alice/proj/elsewhere", metric_events(0, 2))
     assert a.status == 400 and a.json["error"]["code"] == "path_conflict", a
     assert victim.read_bytes() == b"precious\n"
@@ -62,21 +81,33 @@ def test_planted_symlinks_are_never_followed_on_reads(tmp_path, spawned):
     secret.write_bytes(b'{"data": {"password": "hunter2"}, "files": []}')
     data = b"the real file"
     _put(url, tok, data)
-    events = metric_events(0, 3) + [_file_event(3, "f1", data),
-                                    {"seq": 4, "kind": "params", "ts": 1.0, "data": {"lr": 0.1}},
-                                    {"seq": 5, "kind": "log", "ts": 1.0, "level": "info", "message": "hi"}]
+    events = metric_events(0, 3) + [
+        _file_event(3, "f1", data),
+        {"seq": 4, "kind": "params", "ts": 1.0, "data": {"lr": 0.1}},
+        {"seq": 5, "kind": "log", "ts": 1.0, "level": "info", "message": "hi"},
+    ]
     assert ingest(url, tok, "sessLINK03", P, events).json["acked_seq"] == 5
     assert get(url, tok, "series", prefix=P, name="train", field="step").status == 200
     assert [m["name"] for m in get(url, tok, "summary", prefix=P).json["metrics"]] == ["train"]
     exp = root / P
     stored = exp / "files" / "f1" / "f.bin"
-    for path in (stored, exp / "parameters.json", exp / "logs" / "logs.jsonl", exp / "metrics" / "train" / "data.jsonl"):
+    for path in (
+        stored,
+        exp / "parameters.json",
+        exp / "logs" / "logs.jsonl",
+        exp / "metrics" / "train" / "data.jsonl",
+    ):
         path.unlink()
         path.symlink_to(secret)
     a = request(url, "GET", f"/api/v1/file?prefix={P}&id=f1", headers=auth(tok))
     assert a.status == 404 and b"hunter2" not in a.raw  # used to serve the symlink's target
-    for route, query, status in (("params", {}, 200), ("logs", {}, 200), ("metric", {"name": "train"}, 200),
-                                 ("summary", {}, 200), ("series", {"name": "train", "field": "step"}, 404)):
+    for route, query, status in (
+        ("params", {}, 200),
+        ("logs", {}, 200),
+        ("metric", {"name": "train"}, 200),
+        ("summary", {}, 200),
+        ("series", {"name": "train", "field": "step"}, 404),
+    ):
         a = get(url, tok, route, prefix=P, **query)
         assert a.status == status and b"hunter2" not in a.raw, (route, a)
     assert get(url, tok, "params", prefix=P).json["data"] == {}

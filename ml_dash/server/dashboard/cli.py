@@ -21,8 +21,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--root", default=None, help="local store (default: $ML_DASH_ROOT or .dash)")
     p.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT,
-                   help=f"port (default: {DEFAULT_PORT}, or a free one when it is taken; 0: a free one)")
+    p.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"port (default: {DEFAULT_PORT}, or a free one when it is taken; 0: a free one)",
+    )
     return p
 
 
@@ -32,13 +36,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     from ..launch import is_loopback, serve_forever
 
     if not is_loopback(args.host):
-        print(f"error: the dashboard serves without a token, so only on a loopback address, not {args.host!r}; "
-              "for a shared dashboard run `ml-dash server` (it has logins)", file=sys.stderr)
+        print(
+            f"error: the dashboard serves without a token, so only on a loopback address, not {args.host!r}; "
+            "for a shared dashboard run `ml-dash server` (it has logins)",
+            file=sys.stderr,
+        )
         return 2
     root = Path(args.root or load_config().dash_root)
     if not root.is_dir():
-        print(f"error: no local store at {str(root)!r} (run something with ml-dash first, or pass --root)",
-              file=sys.stderr)
+        print(
+            f"error: no local store at {str(root)!r} (run something with ml-dash first, or pass --root)",
+            file=sys.stderr,
+        )
         return 2
 
     def on_ready(url: str) -> None:
@@ -47,8 +56,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     port = args.port
     while True:
         try:
-            serve_forever(root, args.host, port, auth=False, fault_injection=False, limits=None,
-                          on_ready=on_ready, read_only=True)
+            serve_forever(
+                root, args.host, port, auth=False, fault_injection=False, limits=None, on_ready=on_ready, read_only=True
+            )
             return 0
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE and port == DEFAULT_PORT:

@@ -9,8 +9,15 @@ from urllib.parse import quote, urlencode
 
 import orjson
 
-__all__ = ["table_page", "experiment_page", "compare_page", "login_page", "error_page", "experiment_href",
-           "flatten_params"]
+__all__ = [
+    "table_page",
+    "experiment_page",
+    "compare_page",
+    "login_page",
+    "error_page",
+    "experiment_href",
+    "flatten_params",
+]
 
 _STATUS_CLASS = {"RUNNING": "running", "COMPLETED": "completed", "FAILED": "failed", "CANCELLED": "cancelled"}
 
@@ -29,23 +36,31 @@ def _boot(data: Dict[str, Any]) -> str:
     return f'<script type="application/json" id="boot">{text}</script>'
 
 
-def _layout(title: str, page: str, body: str, boot: Dict[str, Any], *, asset_v: str,
-            crumbs: Iterable[Tuple[str, Optional[str]]] = (), logout: bool = False, charts: bool = False,
-            preload: Iterable[str] = ()) -> str:
+def _layout(
+    title: str,
+    page: str,
+    body: str,
+    boot: Dict[str, Any],
+    *,
+    asset_v: str,
+    crumbs: Iterable[Tuple[str, Optional[str]]] = (),
+    logout: bool = False,
+    charts: bool = False,
+    preload: Iterable[str] = (),
+) -> str:
     nav = []
     for label, href in crumbs:
         nav.append(f'<a href="{_e(href)}">{_e(label)}</a>' if href else f"<span>{_e(label)}</span>")
     logout_html = (
         '<form method="post" action="/logout" class="logout"><button type="submit">Log out</button></form>'
-        if logout else ""
+        if logout
+        else ""
     )
     v = f"?v={asset_v}"
-    uplot = (
-        f'<link rel="stylesheet" href="/static/vendor/uplot/uPlot.min.css{v}">' if charts else ""
-    )
+    uplot = f'<link rel="stylesheet" href="/static/vendor/uplot/uPlot.min.css{v}">' if charts else ""
     # API answers the page's script asks for first: fetched while the scripts load, not after.
     uplot += "".join(f'<link rel="preload" href="{_e(u)}" as="fetch" crossorigin="anonymous">' for u in preload)
-    scripts = (f'<script src="/static/vendor/uplot/uPlot.iife.min.js{v}"></script>' if charts else "")
+    scripts = f'<script src="/static/vendor/uplot/uPlot.iife.min.js{v}"></script>' if charts else ""
     scripts += f'<script src="/static/common.js{v}"></script>'
     if charts:
         scripts += f'<script src="/static/charts.js{v}"></script>'
@@ -134,8 +149,10 @@ def experiment_page(prefix: str, exp: Dict[str, Any], params: Dict[str, Any], as
     for label, keys in (("started", ("started_at", "startedAt")), ("ended", ("ended_at", "endedAt"))):
         when = next((exp[k] for k in keys if exp.get(k)), None)
         if when:
-            times.append(f'<span class="when" data-time="{_e(when)}" title="{_e(when)}">'
-                         f"{label} <b>{_e(_fmt_time(when))}</b></span>")
+            times.append(
+                f'<span class="when" data-time="{_e(when)}" title="{_e(when)}">'
+                f"{label} <b>{_e(_fmt_time(when))}</b></span>"
+            )
     why = exp.get("status_reason") or exp.get("statusReason")
     reason = f'<span class="reason">{_e(why)}</span>' if why else ""
     desc = f'<p class="desc">{_e(exp.get("description"))}</p>' if exp.get("description") else ""
@@ -175,8 +192,17 @@ def experiment_page(prefix: str, exp: Dict[str, Any], params: Dict[str, Any], as
 </section>
 <p id="error" class="error" hidden></p>"""
     boot = {"prefix": prefix, "experiment": exp}
-    return _layout(prefix, "experiment", body, boot, asset_v=asset_v, crumbs=_crumbs(prefix), logout=logout,
-                   charts=True, preload=["/api/v1/summary?" + urlencode({"prefix": prefix})])
+    return _layout(
+        prefix,
+        "experiment",
+        body,
+        boot,
+        asset_v=asset_v,
+        crumbs=_crumbs(prefix),
+        logout=logout,
+        charts=True,
+        preload=["/api/v1/summary?" + urlencode({"prefix": prefix})],
+    )
 
 
 def compare_page(prefixes: List[str], asset_v: str, logout: bool) -> str:
@@ -200,8 +226,16 @@ def compare_page(prefixes: List[str], asset_v: str, logout: bool) -> str:
 <ul id="group-legend" class="run-list groups" hidden></ul>
 <div id="charts" class="charts"></div>
 <p id="error" class="error" hidden></p>"""
-    return _layout("Compare", "compare", body, {"prefixes": prefixes}, asset_v=asset_v,
-                   crumbs=[("experiments", "/"), ("compare", None)], logout=logout, charts=True)
+    return _layout(
+        "Compare",
+        "compare",
+        body,
+        {"prefixes": prefixes},
+        asset_v=asset_v,
+        crumbs=[("experiments", "/"), ("compare", None)],
+        logout=logout,
+        charts=True,
+    )
 
 
 def login_page(next_url: str, message: Optional[str], asset_v: str) -> str:

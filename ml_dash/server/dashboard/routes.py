@@ -98,8 +98,15 @@ class _Pages:
             return _html(pages.login_page(next_url, msg, self.v), 401)
         resp = web.HTTPSeeOther(next_url)
         assert self.st.auth.sessions is not None  # set by mount()
-        resp.set_cookie(COOKIE_NAME, self.st.auth.sessions.make(hash_token(token)), max_age=MAX_AGE,
-                        path="/", httponly=True, samesite="Strict", secure=_is_https(request))
+        resp.set_cookie(
+            COOKIE_NAME,
+            self.st.auth.sessions.make(hash_token(token)),
+            max_age=MAX_AGE,
+            path="/",
+            httponly=True,
+            samesite="Strict",
+            secure=_is_https(request),
+        )
         raise resp
 
     async def logout_(self, request: web.Request) -> web.Response:
@@ -142,8 +149,9 @@ async def _read_only(request: web.Request, handler: Handler) -> web.StreamRespon
 
 def mount(app: web.Application, state: State, read_only: bool = False) -> None:
     """Add the dashboard to a server app (after its API routes)."""
-    state.auth.sessions = CookieSessions(server_dir(state.root), state.index.token_owner,
-                                         secret=state.backend.shared_secret("dashboard-cookie"))
+    state.auth.sessions = CookieSessions(
+        server_dir(state.root), state.index.token_owner, secret=state.backend.shared_secret("dashboard-cookie")
+    )
     p = _Pages(state, read_only)
     app.router.add_get("/", p.table)
     app.router.add_get("/e/{prefix:.+}", p.experiment)

@@ -83,4 +83,3 @@ class CookieSessions:
         if int(expires) < time.time():
             return None
         return self._owner_of_hash(token_hash)
-

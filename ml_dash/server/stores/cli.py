@@ -19,10 +19,16 @@ __all__ = ["migrate_main", "export_main", "add_store_arguments", "settings_from_
 
 
 def add_store_arguments(p: argparse.ArgumentParser, store_flag: str = "--store") -> None:
-    p.add_argument(store_flag, dest="store", default=None,
-                   help="postgresql://USER@HOST:PORT/DB (no password here: it would show in process listings; "
-                        "use ML_DASH_SERVER_STORE, the settings file, PGPASSWORD or ~/.pgpass)")
-    p.add_argument("--blobs", default=None, help="where file bytes go: s3://BUCKET/PREFIX, or a folder every process shares")
+    p.add_argument(
+        store_flag,
+        dest="store",
+        default=None,
+        help="postgresql://USER@HOST:PORT/DB (no password here: it would show in process listings; "
+        "use ML_DASH_SERVER_STORE, the settings file, PGPASSWORD or ~/.pgpass)",
+    )
+    p.add_argument(
+        "--blobs", default=None, help="where file bytes go: s3://BUCKET/PREFIX, or a folder every process shares"
+    )
     p.add_argument("--s3-endpoint", default=None, help="an S3-compatible server's URL (default: AWS)")
     p.add_argument("--settings", default=None, help="a JSON settings file, readable by its owner only")
 
@@ -30,8 +36,9 @@ def add_store_arguments(p: argparse.ArgumentParser, store_flag: str = "--store")
 def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     from ..settings import load_settings
 
-    return load_settings({"store": args.store, "blobs": args.blobs, "s3_endpoint": args.s3_endpoint},
-                         settings_file=args.settings)
+    return load_settings(
+        {"store": args.store, "blobs": args.blobs, "s3_endpoint": args.s3_endpoint}, settings_file=args.settings
+    )
 
 
 def _fail(message: str) -> int:
@@ -40,9 +47,11 @@ def _fail(message: str) -> int:
 
 
 def migrate_main(argv: List[str]) -> int:
-    p = argparse.ArgumentParser(prog="ml-dash server migrate",
-                                description="Bring a PostgreSQL store's schema up to this version of ml-dash; "
-                                            "with --from, import a local layout folder into it.")
+    p = argparse.ArgumentParser(
+        prog="ml-dash server migrate",
+        description="Bring a PostgreSQL store's schema up to this version of ml-dash; "
+        "with --from, import a local layout folder into it.",
+    )
     add_store_arguments(p)
     p.add_argument("--to", dest="to", default=None, help="the same as --store")
     p.add_argument("--from", dest="src", default=None, help="a server root or dash_root to import")
@@ -83,8 +92,9 @@ def migrate_main(argv: List[str]) -> int:
 
 
 def export_main(argv: List[str]) -> int:
-    p = argparse.ArgumentParser(prog="ml-dash server export",
-                                description="Write a PostgreSQL store out as a dash_root (the local layout).")
+    p = argparse.ArgumentParser(
+        prog="ml-dash server export", description="Write a PostgreSQL store out as a dash_root (the local layout)."
+    )
     add_store_arguments(p)
     p.add_argument("--to", dest="dest", required=True, help="the folder to write (a dash_root)")
     args = p.parse_args(argv)

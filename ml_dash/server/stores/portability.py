@@ -45,8 +45,10 @@ __all__ = ["import_root", "export_store"]
 
 log = logging.getLogger("ml_dash.server")
 
-_COPY_CHUNKS = ("COPY metric_chunks (metric_id, first_index, n, created_at, layout, ts, floats, ints, json, stats,"
-                " num_stats) FROM STDIN (FORMAT BINARY)")
+_COPY_CHUNKS = (
+    "COPY metric_chunks (metric_id, first_index, n, created_at, layout, ts, floats, ints, json, stats,"
+    " num_stats) FROM STDIN (FORMAT BINARY)"
+)
 _CHUNK_TYPES = ["int8", "int8", "int4", "float8", "bytea", "bytea", "bytea", "bytea", "bytea", "bytea", "bytea"]
 _COPY_LOGS = "COPY logs (experiment_id, seq, ts, level, message, metadata) FROM STDIN (FORMAT BINARY)"
 _LOG_TYPES = ["int8", "int8", "float8", "text", "bytea", "bytea"]
@@ -64,6 +66,7 @@ def _epoch(value: Any, default: float) -> float:
 
 
 # -- into PostgreSQL -----------------------------------------------------------------------------------
+
 
 def _metric_runs(reader: ExperimentReader, name: Optional[str]) -> Iterator[Tuple[int, float, List[dict[str, Any]]]]:
     """(first index, createdAt, data rows) runs of contiguous indices, at most CHUNK_ROWS each."""
@@ -105,8 +108,9 @@ def _metric_runs(reader: ExperimentReader, name: Optional[str]) -> Iterator[Tupl
         yield from runs(streamed())
     except _Irregular:  # an upstream tree (duplicates, NaN literals, torn lines): the tolerant reader
         rows = reader.metric_rows(name)
-        yield from runs({"index": r["index"], "data": encode_nonfinite(r["data"]), "createdAt": r.get("createdAt")}
-                        for r in rows)
+        yield from runs(
+            {"index": r["index"], "data": encode_nonfinite(r["data"]), "createdAt": r.get("createdAt")} for r in rows
+        )
 
 
 class _Irregular(Exception):
@@ -153,10 +157,11 @@ def import_root(src: Path | str, backend: PgBackend, say: Callable[[str], None] 
         with pool.connection() as conn, conn.transaction():
             cur = conn.cursor()
             now = time.time()
-            got = cur.execute("INSERT INTO experiments (prefix, owner, project, doc, created_at, updated_at)"
-                              " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (prefix) DO NOTHING RETURNING id",
-                              (str(prefix), prefix.owner, prefix.project, orjson.dumps(reader.experiment()), now, now)
-                              ).fetchone()
+            got = cur.execute(
+                "INSERT INTO experiments (prefix, owner, project, doc, created_at, updated_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (prefix) DO NOTHING RETURNING id",
+                (str(prefix), prefix.owner, prefix.project, orjson.dumps(reader.experiment()), now, now),
+            ).fetchone()
             if got is None:
                 say(f"skipped {prefix_str}: the database has it already")
                 counts["skipped"] += 1
@@ -164,23 +169,36 @@ def import_root(src: Path | str, backend: PgBackend, say: Callable[[str], None] 
             exp_id = got[0]
             params = read_json(reader.paths.parameters_json)
             if isinstance(params, dict) and isinstance(params.get("data"), dict):
-                cur.execute("INSERT INTO params (experiment_id, version, doc) VALUES (%s, %s, %s)",
-                            (exp_id, int(params.get("version") or 1), orjson.dumps(params)))
+                cur.execute(
+                    "INSERT INTO params (experiment_id, version, doc) VALUES (%s, %s, %s)",
+                    (exp_id, int(params.get("version") or 1), orjson.dumps(params)),
+                )
             logs = reader.logs()
             with cur.copy(_COPY_LOGS) as cp:
                 cp.set_types(_LOG_TYPES)
                 for rec in logs:
                     meta = rec.get("metadata")
-                    cp.write_row((exp_id, rec["sequenceNumber"], _epoch(rec.get("timestamp"), now),
-                                  str(rec.get("level") or "info"), str(rec.get("message", "")).encode("utf-8", "surrogatepass"),
-                                  orjson.dumps(meta) if meta else None))
+                    cp.write_row(
+                        (
+                            exp_id,
+                            rec["sequenceNumber"],
+                            _epoch(rec.get("timestamp"), now),
+                            str(rec.get("level") or "info"),
+                            str(rec.get("message", "")).encode("utf-8", "surrogatepass"),
+                            orjson.dumps(meta) if meta else None,
+                        )
+                    )
             next_log = logs[-1]["sequenceNumber"] + 1 if logs else 0
             cur.execute("UPDATE experiments SET next_log_seq = %s WHERE id = %s", (next_log, exp_id))
             counts["logs"] += len(logs)
             for name in reader.metric_names():
                 doc = reader.metric_info(name)
-                metric_id = one(cur.execute("INSERT INTO metrics (experiment_id, name, doc) VALUES (%s, %s, %s) RETURNING id",
-                                            (exp_id, name or "", orjson.dumps(doc))).fetchone())[0]
+                metric_id = one(
+                    cur.execute(
+                        "INSERT INTO metrics (experiment_id, name, doc) VALUES (%s, %s, %s) RETURNING id",
+                        (exp_id, name or "", orjson.dumps(doc)),
+                    ).fetchone()
+                )[0]
                 end = 0
                 fields: Dict[str, Any] = {}
                 with cur.copy(_COPY_CHUNKS) as cp:
@@ -198,14 +216,19 @@ def import_root(src: Path | str, backend: PgBackend, say: Callable[[str], None] 
                         end = index
                         counts["rows"] += len(rows)
                 doc["nextIndex"] = doc["totalDataPoints"] = end
-                cur.execute("UPDATE metrics SET next_index = %s, doc = %s, summary = %s WHERE id = %s",
-                            (end, orjson.dumps(doc), orjson.dumps({k: f.as_json() for k, f in fields.items()}), metric_id))
+                cur.execute(
+                    "UPDATE metrics SET next_index = %s, doc = %s, summary = %s WHERE id = %s",
+                    (end, orjson.dumps(doc), orjson.dumps({k: f.as_json() for k, f in fields.items()}), metric_id),
+                )
             for topic in reader.track_topics():
                 tdoc = read_json(reader.paths.track_dir(topic) / "metadata.json", {})
                 entries = reader.track_entries(topic)
-                track_id = one(cur.execute("INSERT INTO tracks (experiment_id, topic, folder, doc) VALUES (%s, %s, %s, %s)"
-                                           " RETURNING id", (exp_id, topic, topic.replace("/", "_"),
-                                                             orjson.dumps(tdoc if isinstance(tdoc, dict) else {}))).fetchone())[0]
+                track_id = one(
+                    cur.execute(
+                        "INSERT INTO tracks (experiment_id, topic, folder, doc) VALUES (%s, %s, %s, %s) RETURNING id",
+                        (exp_id, topic, topic.replace("/", "_"), orjson.dumps(tdoc if isinstance(tdoc, dict) else {})),
+                    ).fetchone()
+                )[0]
                 with cur.copy("COPY track_entries (track_id, seq, timestamp, entry) FROM STDIN (FORMAT BINARY)") as cp:
                     cp.set_types(["int8", "int8", "float8", "bytea"])
                     for i, e in enumerate(entries):
@@ -218,14 +241,19 @@ def import_root(src: Path | str, backend: PgBackend, say: Callable[[str], None] 
                     continue
                 if path.is_file():
                     checksum, size = _upload_file(raw, path)
-                    cur.execute("INSERT INTO blobs (checksum, size, created_at) VALUES (%s, %s, %s)"
-                                " ON CONFLICT (checksum) DO NOTHING", (checksum, size, now))
+                    cur.execute(
+                        "INSERT INTO blobs (checksum, size, created_at) VALUES (%s, %s, %s)"
+                        " ON CONFLICT (checksum) DO NOTHING",
+                        (checksum, size, now),
+                    )
                     entry = {**entry, "checksum": checksum, "sizeBytes": size}
                 elif not entry.get("deletedAt"):
                     say(f"{prefix_str}: the bytes of file {entry.get('filename')!r} are missing; its entry is kept")
-                cur.execute("INSERT INTO files (experiment_id, id, entry, deleted, place) VALUES (%s, %s, %s, %s, %s)"
-                            " ON CONFLICT DO NOTHING", (exp_id, str(entry["id"]), orjson.dumps(entry),
-                                                        bool(entry.get("deletedAt")), file_place(entry)))
+                cur.execute(
+                    "INSERT INTO files (experiment_id, id, entry, deleted, place) VALUES (%s, %s, %s, %s, %s)"
+                    " ON CONFLICT DO NOTHING",
+                    (exp_id, str(entry["id"]), orjson.dumps(entry), bool(entry.get("deletedAt")), file_place(entry)),
+                )
                 counts["files"] += 1
         counts["experiments"] += 1
         say(f"imported {prefix_str}")
@@ -239,16 +267,22 @@ def import_root(src: Path | str, backend: PgBackend, say: Callable[[str], None] 
             db.close()
         with pool.connection() as conn, conn.transaction():
             for row in tokens:
-                counts["tokens"] += conn.execute("INSERT INTO tokens (hash, owner, label, created_at) VALUES (%s, %s, %s, %s)"
-                                                 " ON CONFLICT (hash) DO NOTHING", row).rowcount
+                counts["tokens"] += conn.execute(
+                    "INSERT INTO tokens (hash, owner, label, created_at) VALUES (%s, %s, %s, %s)"
+                    " ON CONFLICT (hash) DO NOTHING",
+                    row,
+                ).rowcount
             for row in sessions:
                 counts["sessions"] += conn.execute(
                     "INSERT INTO sessions (session, prefix, acked_seq, created_at, updated_at) VALUES (%s, %s, %s, %s, %s)"
-                    " ON CONFLICT (session) DO NOTHING", row).rowcount
+                    " ON CONFLICT (session) DO NOTHING",
+                    row,
+                ).rowcount
     return counts
 
 
 # -- out of PostgreSQL ---------------------------------------------------------------------------------
+
 
 def export_store(backend: PgBackend, dest: Path | str, say: Callable[[str], None] = print) -> Dict[str, int]:
     """Write every experiment of the PostgreSQL ``backend`` under ``dest`` as a local layout."""
@@ -265,21 +299,26 @@ def export_store(backend: PgBackend, dest: Path | str, say: Callable[[str], None
         paths.dir.mkdir(parents=True, exist_ok=True)
         with pool.connection() as conn:
             atomic_write_json(paths.experiment_json, orjson.loads(doc) if doc else {})
-            row = conn.execute("SELECT doc FROM params WHERE experiment_id = %s ORDER BY version DESC LIMIT 1",
-                               (exp_id,)).fetchone()
+            row = conn.execute(
+                "SELECT doc FROM params WHERE experiment_id = %s ORDER BY version DESC LIMIT 1", (exp_id,)
+            ).fetchone()
             if row:
                 atomic_write_json(paths.parameters_json, orjson.loads(row[0]))
             n_logs = _export_logs(conn, exp_id, paths)
             counts["logs"] += n_logs
             if n_logs or next_log:
                 paths.log_sequence.write_text(str(next_log))
-            for metric_id, name, mdoc in conn.execute("SELECT id, name, doc FROM metrics WHERE experiment_id = %s",
-                                                      (exp_id,)).fetchall():
+            for metric_id, name, mdoc in conn.execute(
+                "SELECT id, name, doc FROM metrics WHERE experiment_id = %s", (exp_id,)
+            ).fetchall():
                 mdir = paths.metric_dir(name or None)
                 mdir.mkdir(parents=True, exist_ok=True)
                 with open(mdir / "data.jsonl", "wb") as fh, conn.cursor(name=f"chunks{metric_id}") as cur:
-                    cur.execute("SELECT first_index, n, created_at, layout, ts, floats, ints, json FROM metric_chunks"
-                                " WHERE metric_id = %s ORDER BY first_index", (metric_id,))
+                    cur.execute(
+                        "SELECT first_index, n, created_at, layout, ts, floats, ints, json FROM metric_chunks"
+                        " WHERE metric_id = %s ORDER BY first_index",
+                        (metric_id,),
+                    )
                     for first, n, created, *record in cur:
                         rows = decode_rows((n, *record), 0, n)
                         for blob in encode_metric_rows(rows, first, iso_utc(created)):
@@ -288,8 +327,9 @@ def export_store(backend: PgBackend, dest: Path | str, say: Callable[[str], None
                     fh.flush()
                     os.fsync(fh.fileno())
                 atomic_write_json(mdir / "metadata.json", orjson.loads(mdoc))
-            for track_id, topic, tdoc in conn.execute("SELECT id, topic, doc FROM tracks WHERE experiment_id = %s",
-                                                      (exp_id,)).fetchall():
+            for track_id, topic, tdoc in conn.execute(
+                "SELECT id, topic, doc FROM tracks WHERE experiment_id = %s", (exp_id,)
+            ).fetchall():
                 tdir = paths.track_dir(topic)
                 tdir.mkdir(parents=True, exist_ok=True)
                 with open(tdir / "data.jsonl", "wb") as fh, conn.cursor(name=f"track{track_id}") as cur:
@@ -297,8 +337,12 @@ def export_store(backend: PgBackend, dest: Path | str, say: Callable[[str], None
                     for (line,) in cur:
                         fh.write(bytes(line) + b"\n")
                 atomic_write_json(tdir / "metadata.json", orjson.loads(tdoc))
-            entries = [orjson.loads(r[0]) for r in conn.execute(
-                "SELECT entry FROM files WHERE experiment_id = %s ORDER BY seq", (exp_id,)).fetchall()]
+            entries = [
+                orjson.loads(r[0])
+                for r in conn.execute(
+                    "SELECT entry FROM files WHERE experiment_id = %s ORDER BY seq", (exp_id,)
+                ).fetchall()
+            ]
         for entry in entries:
             out = paths.file_dir(str(entry.get("path") or ""), str(entry["id"])) / entry["filename"]
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -314,11 +358,17 @@ def export_store(backend: PgBackend, dest: Path | str, say: Callable[[str], None
 def _export_logs(conn: psycopg.Connection[Any], exp_id: int, paths: ExperimentPaths) -> int:
     count = 0
     with conn.cursor(name=f"logs{exp_id}") as cur:
-        cur.execute("SELECT seq, ts, level, message, metadata FROM logs WHERE experiment_id = %s ORDER BY seq", (exp_id,))
+        cur.execute(
+            "SELECT seq, ts, level, message, metadata FROM logs WHERE experiment_id = %s ORDER BY seq", (exp_id,)
+        )
         batch: List[dict[str, Any]] = []
         for seq, ts, level, message, metadata in cur:
-            rec = {"sequenceNumber": seq, "timestamp": iso_utc(ts), "level": level,
-                   "message": bytes(message).decode("utf-8", "surrogatepass")}
+            rec = {
+                "sequenceNumber": seq,
+                "timestamp": iso_utc(ts),
+                "level": level,
+                "message": bytes(message).decode("utf-8", "surrogatepass"),
+            }
             if metadata:
                 rec["metadata"] = orjson.loads(metadata)
             batch.append(rec)

@@ -41,8 +41,12 @@ def parse_s3_url(url: str) -> Tuple[str, str]:
 
 def _unavailable(exc: BaseException) -> ApiError:
     log.warning("the blob store failed: %s", type(exc).__name__)
-    return ApiError(503, "blob_store_unavailable", "the server's blob store is unavailable; retry later",
-                    headers={"Retry-After": "5"})
+    return ApiError(
+        503,
+        "blob_store_unavailable",
+        "the server's blob store is unavailable; retry later",
+        headers={"Retry-After": "5"},
+    )
 
 
 def _not_found(exc: BaseException) -> bool:
@@ -55,9 +59,15 @@ def _not_found(exc: BaseException) -> bool:
 class S3Blobs:
     """Blobs in ``s3://bucket/prefix`` at ``endpoint`` (None: AWS)."""
 
-    def __init__(self, url: str, endpoint: Optional[str] = None, region: str = "us-east-1",
-                 access_key_id: Optional[str] = None, secret_access_key: Optional[str] = None,
-                 part_size: int = PART_SIZE):
+    def __init__(
+        self,
+        url: str,
+        endpoint: Optional[str] = None,
+        region: str = "us-east-1",
+        access_key_id: Optional[str] = None,
+        secret_access_key: Optional[str] = None,
+        part_size: int = PART_SIZE,
+    ):
         from aiobotocore.config import AioConfig
         from aiobotocore.session import get_session
 
@@ -67,11 +77,18 @@ class S3Blobs:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="ml-dash-s3", daemon=True)
         self._thread.start()
-        config = AioConfig(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=60,
-                           max_pool_connections=32)
+        config = AioConfig(
+            retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=60, max_pool_connections=32
+        )
         session = get_session()
-        self._ctx = session.create_client("s3", endpoint_url=endpoint, region_name=region, config=config,
-                                          aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key)
+        self._ctx = session.create_client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name=region,
+            config=config,
+            aws_access_key_id=access_key_id,
+            aws_secret_access_key=secret_access_key,
+        )
         self.client = self.call(self._ctx.__aenter__())
 
     def call(self, coro: Coroutine[Any, Any, Any], timeout: Optional[float] = 300) -> Any:
@@ -134,8 +151,11 @@ class S3Upload:
             if self._upload_id is None:
                 self._upload_id = b.call(b.client.create_multipart_upload(Bucket=b.bucket, Key=key))["UploadId"]
             number = len(self._parts) + 1
-            got = b.call(b.client.upload_part(Bucket=b.bucket, Key=key, UploadId=self._upload_id, PartNumber=number,
-                                              Body=bytes(self._buffer)))
+            got = b.call(
+                b.client.upload_part(
+                    Bucket=b.bucket, Key=key, UploadId=self._upload_id, PartNumber=number, Body=bytes(self._buffer)
+                )
+            )
         except ApiError:
             raise
         except Exception as exc:
@@ -168,8 +188,11 @@ class S3Upload:
             else:
                 if self._buffer:
                     self._send_part()
-                b.call(b.client.complete_multipart_upload(Bucket=b.bucket, Key=key, UploadId=self._upload_id,
-                                                          MultipartUpload={"Parts": self._parts}))
+                b.call(
+                    b.client.complete_multipart_upload(
+                        Bucket=b.bucket, Key=key, UploadId=self._upload_id, MultipartUpload={"Parts": self._parts}
+                    )
+                )
                 self._upload_id = None
         except ApiError:
             raise
@@ -184,8 +207,10 @@ class S3Upload:
         if self._upload_id is not None:
             b, upload_id, self._upload_id = self.blobs, self._upload_id, None
             try:
-                b.call(b.client.abort_multipart_upload(Bucket=b.bucket, Key=b.key(self.checksum), UploadId=upload_id),
-                       timeout=30)
+                b.call(
+                    b.client.abort_multipart_upload(Bucket=b.bucket, Key=b.key(self.checksum), UploadId=upload_id),
+                    timeout=30,
+                )
             except Exception:  # the bucket's lifecycle rule for incomplete uploads cleans up the rest
                 log.warning("could not abort a multipart upload of blob %s", self.checksum)
 
@@ -207,8 +232,9 @@ class S3Source:
             return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, b._loop))
 
         try:
-            got = await on_s3(b.client.get_object(Bucket=b.bucket, Key=b.key(self.checksum),
-                                                  Range=f"bytes={start}-{stop - 1}"))
+            got = await on_s3(
+                b.client.get_object(Bucket=b.bucket, Key=b.key(self.checksum), Range=f"bytes={start}-{stop - 1}")
+            )
         except Exception as exc:
             raise _unavailable(exc) from None
         body = got["Body"]

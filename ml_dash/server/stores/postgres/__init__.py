@@ -70,8 +70,12 @@ def open_pool(url: str, size: int) -> ConnectionPool:
 
 class _Unavailable(ApiError):
     def __init__(self) -> None:
-        super().__init__(503, "storage_unavailable", "the server's database is unavailable; retry later",
-                         headers={"Retry-After": "2"})
+        super().__init__(
+            503,
+            "storage_unavailable",
+            "the server's database is unavailable; retry later",
+            headers={"Retry-After": "2"},
+        )
 
 
 def _guard(fn: Callable[..., T]) -> Callable[..., T]:
@@ -88,6 +92,7 @@ def _guard(fn: Callable[..., T]) -> Callable[..., T]:
         except (psycopg.OperationalError, psycopg_pool.PoolTimeout, psycopg.errors.AdminShutdown) as exc:
             log.warning("database unavailable: %s", type(exc).__name__)
             raise _Unavailable() from None
+
     return wrapped
 
 
@@ -109,8 +114,10 @@ class PgIndex:
 
     def add_token(self, token_hash: str, owner: str, label: Optional[str]) -> None:
         with self.pool.connection() as conn:
-            conn.execute("INSERT INTO tokens (hash, owner, label, created_at) VALUES (%s, %s, %s, %s)",
-                         (token_hash, owner, label, time.time()))
+            conn.execute(
+                "INSERT INTO tokens (hash, owner, label, created_at) VALUES (%s, %s, %s, %s)",
+                (token_hash, owner, label, time.time()),
+            )
 
     def token_owner(self, token_hash: str) -> Optional[str]:
         now = time.monotonic()
@@ -135,8 +142,10 @@ class PgIndex:
         """Remove the tokens whose hash starts with ``hash_prefix`` (literally); the rows removed."""
         self._owners.clear()
         with self.pool.connection() as conn:
-            rows = conn.execute("DELETE FROM tokens WHERE starts_with(hash, %s) RETURNING hash, owner, label, created_at",
-                                (hash_prefix,)).fetchall()
+            rows = conn.execute(
+                "DELETE FROM tokens WHERE starts_with(hash, %s) RETURNING hash, owner, label, created_at",
+                (hash_prefix,),
+            ).fetchall()
         return sorted(rows, key=lambda r: r[3])
 
     def experiments(self, owner: Optional[str] = None, project: Optional[str] = None) -> List[str]:
@@ -198,8 +207,14 @@ class PgBlobs:
 
     def list(self, checksum: str, size: int) -> bool:
         with self.pool.connection() as conn:
-            return conn.execute("INSERT INTO blobs (checksum, size, created_at) VALUES (%s, %s, %s)"
-                                " ON CONFLICT (checksum) DO NOTHING", (checksum, size, time.time())).rowcount == 1
+            return (
+                conn.execute(
+                    "INSERT INTO blobs (checksum, size, created_at) VALUES (%s, %s, %s)"
+                    " ON CONFLICT (checksum) DO NOTHING",
+                    (checksum, size, time.time()),
+                ).rowcount
+                == 1
+            )
 
     def source(self, checksum: str, size: Optional[int]) -> Any:
         src = getattr(self.raw, "source", None)
@@ -259,8 +274,12 @@ class PgBackend(Backend):
         self.settings = settings
         self.pool = pool
         blobs = PgBlobs(pool, raw_blobs)
-        super().__init__(_Guarded(PgStore(pool, limits)), _Guarded(PgReads(pool, limits.max_page, blobs)),
-                         _Guarded(PgIndex(pool)), _Guarded(blobs))
+        super().__init__(
+            _Guarded(PgStore(pool, limits)),
+            _Guarded(PgReads(pool, limits.max_page, blobs)),
+            _Guarded(PgIndex(pool)),
+            _Guarded(blobs),
+        )
         self._blobs = blobs
 
     @classmethod
@@ -290,8 +309,10 @@ class PgBackend(Backend):
 
     def shared_secret(self, name: str) -> bytes:
         with self.pool.connection() as conn:
-            conn.execute("INSERT INTO server_secrets (name, value) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING",
-                         (name, secrets.token_bytes(32)))
+            conn.execute(
+                "INSERT INTO server_secrets (name, value) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING",
+                (name, secrets.token_bytes(32)),
+            )
             return bytes(one(conn.execute("SELECT value FROM server_secrets WHERE name = %s", (name,)).fetchone())[0])
 
     def close(self) -> None:
@@ -302,13 +323,19 @@ class PgBackend(Backend):
 def open_raw_blobs(settings: ServerSettings, root: Optional[Path]) -> Any:
     """The storage of file bytes the settings name: an S3 bucket, or a folder."""
     if not settings.blobs:
-        raise ValueError("the PostgreSQL store needs --blobs: s3://BUCKET/PREFIX, or a folder every server "
-                         "process shares")
+        raise ValueError(
+            "the PostgreSQL store needs --blobs: s3://BUCKET/PREFIX, or a folder every server process shares"
+        )
     if settings.blobs.startswith("s3://"):
         from ..s3 import S3Blobs
 
-        blobs = S3Blobs(settings.blobs, settings.s3_endpoint, settings.s3_region, settings.s3_access_key_id,
-                        settings.s3_secret_access_key)
+        blobs = S3Blobs(
+            settings.blobs,
+            settings.s3_endpoint,
+            settings.s3_region,
+            settings.s3_access_key_id,
+            settings.s3_secret_access_key,
+        )
         try:
             blobs.ensure_bucket()
         except BaseException:

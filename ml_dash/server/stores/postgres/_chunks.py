@@ -26,8 +26,19 @@ import orjson
 
 from ...._store._encode import ColumnRows
 
-__all__ = ["CHUNK_ROWS", "Chunk", "chunks_of", "decode_rows", "ABSENT", "combine_stats", "numeric_column",
-           "numeric_values", "MISSING", "missing_mask", "summarize"]
+__all__ = [
+    "CHUNK_ROWS",
+    "Chunk",
+    "chunks_of",
+    "decode_rows",
+    "ABSENT",
+    "combine_stats",
+    "numeric_column",
+    "numeric_values",
+    "MISSING",
+    "missing_mask",
+    "summarize",
+]
 
 CHUNK_ROWS = 4096
 ABSENT = "\u0000absent"
@@ -98,10 +109,15 @@ def _json_number(v: float) -> Any:
 class Chunk:
     """One chunk ready for COPY: see the module doc and ``migrations/0001_initial.sql``."""
 
-    __slots__ = ("n", "keys", "ts", "float_keys", "floats", "int_keys", "ints", "json", "stats", "num_stats",
-                 "fields")
+    __slots__ = ("n", "keys", "ts", "float_keys", "floats", "int_keys", "ints", "json", "stats", "num_stats", "fields")
 
-    def __init__(self, keys: Sequence[str], columns: Sequence[list[Any]], ts: list[Any], absent: Optional[Dict[str, List[int]]] = None):
+    def __init__(
+        self,
+        keys: Sequence[str],
+        columns: Sequence[list[Any]],
+        ts: list[Any],
+        absent: Optional[Dict[str, List[int]]] = None,
+    ):
         from ...._readmodel._numeric import column_of
 
         n = len(ts)
@@ -160,9 +176,24 @@ class Chunk:
 
     def copy_row(self, metric_id: int, first_index: int, created: float) -> tuple[Any, ...]:
         pos = {k: i for i, k in enumerate(self.keys)}
-        layout = {"keys": self.keys, "floats": [pos[k] for k in self.float_keys], "ints": [pos[k] for k in self.int_keys]}
-        return (metric_id, first_index, self.n, created, orjson.dumps(layout), self.ts, self.floats, self.ints,
-                self.json, orjson.dumps(self.stats), self.num_stats)
+        layout = {
+            "keys": self.keys,
+            "floats": [pos[k] for k in self.float_keys],
+            "ints": [pos[k] for k in self.int_keys],
+        }
+        return (
+            metric_id,
+            first_index,
+            self.n,
+            created,
+            orjson.dumps(layout),
+            self.ts,
+            self.floats,
+            self.ints,
+            self.json,
+            orjson.dumps(self.stats),
+            self.num_stats,
+        )
 
 
 def _json_stats(col: list[Any], absent: Optional[List[int]]) -> list[Any]:
@@ -196,8 +227,13 @@ def combine_stats(a: Optional[list[Any]], b: list[Any]) -> list[Any]:
 
     lo = [num(v) for v in (a[2], b[2]) if v is not None]
     hi = [num(v) for v in (a[3], b[3]) if v is not None]
-    return [a[0] + b[0], a[1] + b[1], _json_number(min(lo)) if lo else None,
-            _json_number(max(hi)) if hi else None, b[4] if b[0] else a[4]]
+    return [
+        a[0] + b[0],
+        a[1] + b[1],
+        _json_number(min(lo)) if lo else None,
+        _json_number(max(hi)) if hi else None,
+        b[4] if b[0] else a[4],
+    ]
 
 
 def _from_dicts(rows: List[dict[str, Any]]) -> Chunk:
@@ -238,7 +274,7 @@ def chunks_of(parts: Sequence[Any]) -> Iterator[Chunk]:
     def flush_dicts() -> Iterator[Chunk]:
         nonlocal dicts
         for a in range(0, len(dicts), CHUNK_ROWS):
-            yield _from_dicts(dicts[a:a + CHUNK_ROWS])
+            yield _from_dicts(dicts[a : a + CHUNK_ROWS])
         dicts = []
 
     for part in parts:
@@ -251,8 +287,8 @@ def chunks_of(parts: Sequence[Any]) -> Iterator[Chunk]:
             while pos < len(part):
                 take = min(CHUNK_ROWS - len(ts), len(part) - pos)
                 for have, col in zip(cols, part.columns):
-                    have.extend(col[pos:pos + take] if take < len(col) or pos else col)
-                ts.extend(part.ts[pos:pos + take] if take < len(part.ts) or pos else part.ts)
+                    have.extend(col[pos : pos + take] if take < len(col) or pos else col)
+                ts.extend(part.ts[pos : pos + take] if take < len(part.ts) or pos else part.ts)
                 pos += take
                 if len(ts) >= CHUNK_ROWS:
                     k = keys
@@ -266,7 +302,9 @@ def chunks_of(parts: Sequence[Any]) -> Iterator[Chunk]:
     yield from flush_columns()
 
 
-def _columns(record: tuple[Any, ...], lo: int, hi: int) -> Tuple[List[str], List[list[Any]], List[float], Dict[str, List[int]]]:
+def _columns(
+    record: tuple[Any, ...], lo: int, hi: int
+) -> Tuple[List[str], List[list[Any]], List[float], Dict[str, List[int]]]:
     """(keys, columns, ts, absent) of rows lo..hi of a stored chunk
     (record: n, layout, ts, floats, ints, json)."""
     n, layout, ts, floats, ints, js = record
@@ -293,7 +331,9 @@ def _columns(record: tuple[Any, ...], lo: int, hi: int) -> Tuple[List[str], List
     return list(keys), [by_key[k] for k in keys], ts_list, absent
 
 
-def numeric_values(record: tuple[Any, ...], key: str, lo: int, hi: int, layouts: Optional[dict[bytes, Any]] = None) -> np.ndarray:
+def numeric_values(
+    record: tuple[Any, ...], key: str, lo: int, hi: int, layouts: Optional[dict[bytes, Any]] = None
+) -> np.ndarray:
     """Rows lo..hi of one key of a stored chunk as float64 (see :func:`numeric_column`);
     ``key`` "_ts" is the rows' time. ``layouts`` caches parsed layouts between calls."""
     n, layout, ts, floats, ints, js = record
@@ -303,8 +343,11 @@ def numeric_values(record: tuple[Any, ...], key: str, lo: int, hi: int, layouts:
     if info is None:
         parsed = orjson.loads(layout)
         keys = parsed["keys"]
-        info = ({keys[i]: j for j, i in enumerate(parsed["floats"])}, {keys[i]: j for j, i in enumerate(parsed["ints"])},
-                set(keys))
+        info = (
+            {keys[i]: j for j, i in enumerate(parsed["floats"])},
+            {keys[i]: j for j, i in enumerate(parsed["ints"])},
+            set(keys),
+        )
         if layouts is not None:
             layouts[bytes(layout)] = info
     fpos, ipos, keys = info

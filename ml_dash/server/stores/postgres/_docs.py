@@ -14,8 +14,17 @@ __all__ = ["new_experiment", "upsert_experiment", "set_status", "merge_params", 
 
 
 def new_experiment(prefix: Prefix, ts: float) -> Dict[str, Any]:
-    return {"name": prefix.name, "project": prefix.project, "description": None, "tags": [], "bindrs": [],
-            "prefix": str(prefix), "metadata": None, "created_at": iso_utc(ts), "write_protected": False}
+    return {
+        "name": prefix.name,
+        "project": prefix.project,
+        "description": None,
+        "tags": [],
+        "bindrs": [],
+        "prefix": str(prefix),
+        "metadata": None,
+        "created_at": iso_utc(ts),
+        "write_protected": False,
+    }
 
 
 def upsert_experiment(doc: Dict[str, Any], fields: Dict[str, Any], ts: float, created: bool) -> None:
@@ -58,5 +67,11 @@ def merge_params(current: Optional[Dict[str, Any]], flat: Dict[str, Any], ts: fl
 
 def new_metric_doc(name: Optional[str], ts: float) -> Dict[str, Any]:
     label = "None" if name is None else name
-    return {"metricId": f"local-metric-{label}", "name": name, "description": None, "tags": [],
-            "metadata": None, "createdAt": iso_utc(ts)}
+    return {
+        "metricId": f"local-metric-{label}",
+        "name": name,
+        "description": None,
+        "tags": [],
+        "metadata": None,
+        "createdAt": iso_utc(ts),
+    }

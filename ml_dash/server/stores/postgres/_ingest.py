@@ -41,8 +41,10 @@ if TYPE_CHECKING:
 
 __all__ = ["ingest_batch"]
 
-_CHUNK_COPY = ("COPY metric_chunks (metric_id, first_index, n, created_at, layout, ts, floats, ints, json, stats,"
-               " num_stats) FROM STDIN (FORMAT BINARY)")
+_CHUNK_COPY = (
+    "COPY metric_chunks (metric_id, first_index, n, created_at, layout, ts, floats, ints, json, stats,"
+    " num_stats) FROM STDIN (FORMAT BINARY)"
+)
 _CHUNK_TYPES = ["int8", "int8", "int4", "float8", "bytea", "bytea", "bytea", "bytea", "bytea", "bytea", "bytea"]
 _LOG_COPY = "COPY logs (experiment_id, seq, ts, level, message, metadata) FROM STDIN (FORMAT BINARY)"
 _LOG_TYPES = ["int8", "int8", "float8", "text", "bytea", "bytea"]
@@ -57,21 +59,35 @@ def _doc(raw: Optional[bytes]) -> Any:
     return None if raw is None else orjson.loads(raw)
 
 
-def ingest_batch(pool: ConnectionPool, batch: Batch, limits: Limits, crash_before_commit: bool = False,
-                 targets_for: Optional[Callable[[psycopg.Cursor[Any], str], Any]] = None) -> Dict[str, Any]:
+def ingest_batch(
+    pool: ConnectionPool,
+    batch: Batch,
+    limits: Limits,
+    crash_before_commit: bool = False,
+    targets_for: Optional[Callable[[psycopg.Cursor[Any], str], Any]] = None,
+) -> Dict[str, Any]:
     """Store the new events of ``batch``; the answer body. Raises ApiError (409) as PROTOCOL.md says."""
     prefix = str(batch.prefix)
     now = time.time()
     with pool.connection() as conn, conn.transaction():
         cur = conn.cursor()
-        cur.execute("INSERT INTO sessions (session, prefix, acked_seq, created_at, updated_at)"
-                    " VALUES (%s, %s, -1, %s, %s) ON CONFLICT (session) DO NOTHING",
-                    (batch.session, prefix, now, now))
-        owner_prefix, acked = one(cur.execute("SELECT prefix, acked_seq FROM sessions WHERE session = %s FOR UPDATE",
-                                              (batch.session,)).fetchone())
+        cur.execute(
+            "INSERT INTO sessions (session, prefix, acked_seq, created_at, updated_at)"
+            " VALUES (%s, %s, -1, %s, %s) ON CONFLICT (session) DO NOTHING",
+            (batch.session, prefix, now, now),
+        )
+        owner_prefix, acked = one(
+            cur.execute(
+                "SELECT prefix, acked_seq FROM sessions WHERE session = %s FOR UPDATE", (batch.session,)
+            ).fetchone()
+        )
         if owner_prefix != prefix:
-            raise ApiError(409, "session_prefix_mismatch",
-                           f"session {batch.session} writes {owner_prefix!r}, not {prefix!r}", acked_seq=acked)
+            raise ApiError(
+                409,
+                "session_prefix_mismatch",
+                f"session {batch.session} writes {owner_prefix!r}, not {prefix!r}",
+                acked_seq=acked,
+            )
 
         def blob_size(checksum: str) -> Optional[int]:
             row = cur.execute("SELECT size FROM blobs WHERE checksum = %s", (checksum,)).fetchone()
@@ -81,26 +97,42 @@ def ingest_batch(pool: ConnectionPool, batch: Batch, limits: Limits, crash_befor
         plan = plan_batch(batch, acked, limits, prefix, blob_size, **extra)
         if plan.last_seq > acked:
             _apply(cur, batch, plan, now)
-            cur.execute("UPDATE sessions SET acked_seq = %s, updated_at = %s WHERE session = %s",
-                        (plan.last_seq, now, batch.session))
+            cur.execute(
+                "UPDATE sessions SET acked_seq = %s, updated_at = %s WHERE session = %s",
+                (plan.last_seq, now, batch.session),
+            )
         if crash_before_commit:
             os._exit(70)  # fault injection: the process dies before the commit
-    answer = {"session": batch.session, "acked_seq": plan.last_seq, "stored": plan.stored,
-              "duplicates": plan.duplicates, "rejected": plan.rejected}
+    answer = {
+        "session": batch.session,
+        "acked_seq": plan.last_seq,
+        "stored": plan.stored,
+        "duplicates": plan.duplicates,
+        "rejected": plan.rejected,
+    }
     if plan.blob_missing:
-        raise ApiError(409, "blob_missing", f"upload blob {plan.blob_missing} first, then resend",
-                       checksum=plan.blob_missing, acked_seq=plan.last_seq, rejected=plan.rejected)
+        raise ApiError(
+            409,
+            "blob_missing",
+            f"upload blob {plan.blob_missing} first, then resend",
+            checksum=plan.blob_missing,
+            acked_seq=plan.last_seq,
+            rejected=plan.rejected,
+        )
     return answer
 
 
 def _apply(cur: psycopg.Cursor[Any], batch: Batch, plan: Plan, now: float) -> None:
     prefix = batch.prefix
     key = str(prefix)
-    cur.execute("INSERT INTO experiments (prefix, owner, project, doc, created_at, updated_at)"
-                " VALUES (%s, %s, %s, NULL, %s, %s) ON CONFLICT (prefix) DO NOTHING",
-                (key, prefix.owner, prefix.project, now, now))
-    exp_id, doc, next_log = one(cur.execute(
-        "SELECT id, doc, next_log_seq FROM experiments WHERE prefix = %s FOR UPDATE", (key,)).fetchone())
+    cur.execute(
+        "INSERT INTO experiments (prefix, owner, project, doc, created_at, updated_at)"
+        " VALUES (%s, %s, %s, NULL, %s, %s) ON CONFLICT (prefix) DO NOTHING",
+        (key, prefix.owner, prefix.project, now, now),
+    )
+    exp_id, doc, next_log = one(
+        cur.execute("SELECT id, doc, next_log_seq FROM experiments WHERE prefix = %s FOR UPDATE", (key,)).fetchone()
+    )
     doc = _doc(doc)
     doc_changed = doc is None
     if doc is None and not any(op[0] in ("experiment", "status") for op in plan.ops):
@@ -120,20 +152,31 @@ def _apply(cur: psycopg.Cursor[Any], batch: Batch, plan: Plan, now: float) -> No
             doc_changed = True
         elif op[0] == "params":
             if params is None:
-                row = cur.execute("SELECT doc FROM params WHERE experiment_id = %s ORDER BY version DESC LIMIT 1",
-                                  (exp_id,)).fetchone()
+                row = cur.execute(
+                    "SELECT doc FROM params WHERE experiment_id = %s ORDER BY version DESC LIMIT 1", (exp_id,)
+                ).fetchone()
                 params = _doc(row[0]) if row else None
             params = _docs.merge_params(params, op[1], op[2])
-            cur.execute("INSERT INTO params (experiment_id, version, doc) VALUES (%s, %s, %s)",
-                        (exp_id, params["version"], _jsonb(params)))
+            cur.execute(
+                "INSERT INTO params (experiment_id, version, doc) VALUES (%s, %s, %s)",
+                (exp_id, params["version"], _jsonb(params)),
+            )
     if plan.metrics:
         _metrics(cur, exp_id, plan, now)
     if plan.logs:
         with cur.copy(_LOG_COPY) as cp:
             cp.set_types(_LOG_TYPES)
             for seq, (ts, level, message, metadata) in enumerate(plan.logs, next_log):
-                cp.write_row((exp_id, seq, ts, level, message.encode("utf-8", "surrogatepass"),
-                              _jsonb(metadata) if metadata else None))
+                cp.write_row(
+                    (
+                        exp_id,
+                        seq,
+                        ts,
+                        level,
+                        message.encode("utf-8", "surrogatepass"),
+                        _jsonb(metadata) if metadata else None,
+                    )
+                )
         next_log += len(plan.logs)
     for entry, _checksum in plan.files:  # idempotent by id: the first upload of an id stays
         place = file_place(entry)
@@ -141,14 +184,19 @@ def _apply(cur: psycopg.Cursor[Any], batch: Batch, plan: Plan, now: float) -> No
             continue
         # a new file where a live one is replaces it as upstream's overwrite does, softly: the
         # older entry gets deletedAt and its bytes stay (as the local writer's add_files)
-        for old_id, raw in cur.execute("SELECT id, entry FROM files WHERE experiment_id = %s AND place = %s AND NOT deleted",
-                                       (exp_id, place)).fetchall():
+        for old_id, raw in cur.execute(
+            "SELECT id, entry FROM files WHERE experiment_id = %s AND place = %s AND NOT deleted", (exp_id, place)
+        ).fetchall():
             old = _doc(raw)
             old["deletedAt"] = old["updatedAt"] = entry.get("uploadedAt") or iso_utc(now)
-            cur.execute("UPDATE files SET entry = %s, deleted = true WHERE experiment_id = %s AND id = %s",
-                        (_jsonb(old), exp_id, old_id))
-        cur.execute("INSERT INTO files (experiment_id, id, entry, place) VALUES (%s, %s, %s, %s)",
-                    (exp_id, entry["id"], _jsonb(entry), place))
+            cur.execute(
+                "UPDATE files SET entry = %s, deleted = true WHERE experiment_id = %s AND id = %s",
+                (_jsonb(old), exp_id, old_id),
+            )
+        cur.execute(
+            "INSERT INTO files (experiment_id, id, entry, place) VALUES (%s, %s, %s, %s)",
+            (exp_id, entry["id"], _jsonb(entry), place),
+        )
     for topic, rows in plan.tracks.items():
         _track(cur, exp_id, topic, rows, now)
     for file_id, changes, ts in getattr(plan, "updates", ()):  # description, tags, metadata of live files
@@ -157,17 +205,23 @@ def _apply(cur: psycopg.Cursor[Any], batch: Batch, plan: Plan, now: float) -> No
         if live is not None and not live.get("deletedAt"):
             live.update({k: v for k, v in changes.items() if k in ("description", "tags", "metadata")})
             live["updatedAt"] = iso_utc(ts)
-            cur.execute("UPDATE files SET entry = %s WHERE experiment_id = %s AND id = %s", (_jsonb(live), exp_id, file_id))
+            cur.execute(
+                "UPDATE files SET entry = %s WHERE experiment_id = %s AND id = %s", (_jsonb(live), exp_id, file_id)
+            )
     for file_id, ts in plan.deletes:  # soft delete: deletedAt set, the bytes kept
         row = cur.execute("SELECT entry FROM files WHERE experiment_id = %s AND id = %s", (exp_id, file_id)).fetchone()
         live = _doc(row[0]) if row else None
         if live is not None and not live.get("deletedAt"):
             live["deletedAt"] = live["updatedAt"] = iso_utc(ts)
-            cur.execute("UPDATE files SET entry = %s, deleted = true WHERE experiment_id = %s AND id = %s",
-                        (_jsonb(live), exp_id, file_id))
+            cur.execute(
+                "UPDATE files SET entry = %s, deleted = true WHERE experiment_id = %s AND id = %s",
+                (_jsonb(live), exp_id, file_id),
+            )
     if doc_changed:
-        cur.execute("UPDATE experiments SET doc = %s, next_log_seq = %s, updated_at = %s WHERE id = %s",
-                    (_jsonb(doc), next_log, now, exp_id))
+        cur.execute(
+            "UPDATE experiments SET doc = %s, next_log_seq = %s, updated_at = %s WHERE id = %s",
+            (_jsonb(doc), next_log, now, exp_id),
+        )
     else:
         cur.execute("UPDATE experiments SET next_log_seq = %s, updated_at = %s WHERE id = %s", (next_log, now, exp_id))
 
@@ -191,13 +245,29 @@ def _track(cur: psycopg.Cursor[Any], exp_id: int, topic: str, rows: List[Dict[st
             merged[stamp] = flat
     entries = [{"timestamp": stamp, **merged[stamp]} for stamp in sorted(merged)]
     folder = topic.replace("/", "_")
-    cur.execute("INSERT INTO tracks (experiment_id, topic, folder, doc) VALUES (%s, %s, %s, %s)"
-                " ON CONFLICT (experiment_id, topic) DO NOTHING",
-                (exp_id, topic, folder, _jsonb({"trackId": f"local-track-{folder}", "topic": topic, "columns": [],
-                                                "totalEntries": 0, "firstTimestamp": None, "lastTimestamp": None,
-                                                "createdAt": iso_utc(now)})))
-    track_id, meta = one(cur.execute("SELECT id, doc FROM tracks WHERE experiment_id = %s AND topic = %s",
-                                     (exp_id, topic)).fetchone())
+    cur.execute(
+        "INSERT INTO tracks (experiment_id, topic, folder, doc) VALUES (%s, %s, %s, %s)"
+        " ON CONFLICT (experiment_id, topic) DO NOTHING",
+        (
+            exp_id,
+            topic,
+            folder,
+            _jsonb(
+                {
+                    "trackId": f"local-track-{folder}",
+                    "topic": topic,
+                    "columns": [],
+                    "totalEntries": 0,
+                    "firstTimestamp": None,
+                    "lastTimestamp": None,
+                    "createdAt": iso_utc(now),
+                }
+            ),
+        ),
+    )
+    track_id, meta = one(
+        cur.execute("SELECT id, doc FROM tracks WHERE experiment_id = %s AND topic = %s", (exp_id, topic)).fetchone()
+    )
     meta = _doc(meta)
     seq = meta.get("totalEntries") or 0
     with cur.copy("COPY track_entries (track_id, seq, timestamp, entry) FROM STDIN (FORMAT BINARY)") as cp:
@@ -224,12 +294,17 @@ def _metrics(cur: psycopg.Cursor[Any], exp_id: int, plan: Plan, now: float) -> N
     targets = []  # no other statement may run while the COPY is open: look the metrics up first
     for name, parts in plan.metrics.items():
         stored_name = "" if name is None else name
-        cur.execute("INSERT INTO metrics (experiment_id, name, doc) VALUES (%s, %s, %s)"
-                    " ON CONFLICT (experiment_id, name) DO NOTHING",
-                    (exp_id, stored_name, _jsonb(_docs.new_metric_doc(name, now))))
-        metric_id, first, mdoc, summary = one(cur.execute(
-            "SELECT id, next_index, doc, summary FROM metrics WHERE experiment_id = %s AND name = %s",
-            (exp_id, stored_name)).fetchone())
+        cur.execute(
+            "INSERT INTO metrics (experiment_id, name, doc) VALUES (%s, %s, %s)"
+            " ON CONFLICT (experiment_id, name) DO NOTHING",
+            (exp_id, stored_name, _jsonb(_docs.new_metric_doc(name, now))),
+        )
+        metric_id, first, mdoc, summary = one(
+            cur.execute(
+                "SELECT id, next_index, doc, summary FROM metrics WHERE experiment_id = %s AND name = %s",
+                (exp_id, stored_name),
+            ).fetchone()
+        )
         fields = {k: FieldInfo.from_json(v) for k, v in orjson.loads(summary).items()}
         targets.append((metric_id, first, _doc(mdoc), fields, parts))
     ends = []
@@ -250,5 +325,7 @@ def _metrics(cur: psycopg.Cursor[Any], exp_id: int, plan: Plan, now: float) -> N
         mdoc["nextIndex"] = index
         mdoc["updatedAt"] = created
         summary = orjson.dumps({k: f.as_json() for k, f in fields.items()})
-        cur.execute("UPDATE metrics SET next_index = %s, doc = %s, summary = %s WHERE id = %s",
-                    (index, _jsonb(mdoc), summary, metric_id))
+        cur.execute(
+            "UPDATE metrics SET next_index = %s, doc = %s, summary = %s WHERE id = %s",
+            (index, _jsonb(mdoc), summary, metric_id),
+        )

@@ -56,20 +56,23 @@ class PgReadModel(ReadModel):
             prefix = str(parse_server_prefix(prefix))
         except InvalidPrefix as exc:
             raise QueryError(400, "invalid_prefix", str(exc)) from None
-        row = conn.execute("SELECT id, doc, next_log_seq, updated_at FROM experiments WHERE prefix = %s",
-                           (prefix,)).fetchone()
+        row = conn.execute(
+            "SELECT id, doc, next_log_seq, updated_at FROM experiments WHERE prefix = %s", (prefix,)
+        ).fetchone()
         if row is None or row[1] is None:
             raise QueryError(404, "not_found", f"no experiment {prefix!r}")
         return prefix, row
 
-    def _metric(self, conn: psycopg.Connection[Any], exp_id: int, prefix: str,
-                name: Optional[str]) -> Tuple[int, int, Dict[str, Any]]:
+    def _metric(
+        self, conn: psycopg.Connection[Any], exp_id: int, prefix: str, name: Optional[str]
+    ) -> Tuple[int, int, Dict[str, Any]]:
         try:
             stored = check_relpath(name, "metric name") if name else ""
         except InvalidPrefix as exc:
             raise QueryError(400, "invalid_name", str(exc)) from None
-        row = conn.execute("SELECT id, next_index, summary FROM metrics WHERE experiment_id = %s AND name = %s",
-                           (exp_id, stored)).fetchone()
+        row = conn.execute(
+            "SELECT id, next_index, summary FROM metrics WHERE experiment_id = %s AND name = %s", (exp_id, stored)
+        ).fetchone()
         if row is None or not row[1]:
             raise QueryError(404, "not_found", f"no metric {name!r} in {prefix!r}")
         return row[0], row[1], orjson.loads(row[2])
@@ -81,7 +84,9 @@ class PgReadModel(ReadModel):
         if field not in fields:
             raise QueryError(404, "not_found", f"the metric has no field {field!r}")
         if x not in ("index", "_ts") and x not in fields:
-            raise QueryError(404, "not_found", f"the metric has no field {x!r} to use as x (use 'index' or a numeric field)")
+            raise QueryError(
+                404, "not_found", f"the metric has no field {x!r} to use as x (use 'index' or a numeric field)"
+            )
 
     @staticmethod
     def _sorted(fields: Dict[str, Any], x: str) -> bool:
@@ -89,8 +94,18 @@ class PgReadModel(ReadModel):
 
     # -- the interface ---------------------------------------------------------------------------------
 
-    def series(self, prefix: str, name: Optional[str], field: str, x: str = "index", start: Any = None,
-               end: Any = None, buckets: Any = 1000, *, strict: bool = False) -> Dict[str, Any]:
+    def series(
+        self,
+        prefix: str,
+        name: Optional[str],
+        field: str,
+        x: str = "index",
+        start: Any = None,
+        end: Any = None,
+        buckets: Any = 1000,
+        *,
+        strict: bool = False,
+    ) -> Dict[str, Any]:
         x = x or "index"
         try:
             b = int(buckets if buckets not in (None, "") else 1000)
@@ -103,8 +118,13 @@ class PgReadModel(ReadModel):
             prefix, (exp_id, _doc, _logs, _at) = self._experiment(conn, prefix)
             metric_id, rows, fields = self._metric(conn, exp_id, prefix, name)
             self._check(fields, field, x)
-            answer: Dict[str, Any] = {"name": name or None, "field": field, "x": x, "total": rows,
-                                      "last_index": rows - 1}
+            answer: Dict[str, Any] = {
+                "name": name or None,
+                "field": field,
+                "x": x,
+                "total": rows,
+                "last_index": rows - 1,
+            }
             x_is_index = x == "index"
             if not x_is_index:
                 answer["x_sorted"] = self._sorted(fields, x)
@@ -120,8 +140,18 @@ class PgReadModel(ReadModel):
             answer["count"] = p1 - p0
             return {**answer, **series_rows(conn, metric_id, field, x, p0, p1, b, strict)}
 
-    def _selected(self, conn: psycopg.Connection[Any], metric_id: int, rows: int, field: str, x: str,
-                  lo_x: Optional[float], hi_x: Optional[float], b: int, strict: bool) -> Dict[str, Any]:
+    def _selected(
+        self,
+        conn: psycopg.Connection[Any],
+        metric_id: int,
+        rows: int,
+        field: str,
+        x: str,
+        lo_x: Optional[float],
+        hi_x: Optional[float],
+        b: int,
+        strict: bool,
+    ) -> Dict[str, Any]:
         """A range on an x that decreases somewhere: every row is looked at."""
         from ...._readmodel._series import _reduce
 
@@ -139,8 +169,17 @@ class PgReadModel(ReadModel):
             return {**out, "mode": "raw", "points": _raw_answer(y, xs, False, strict)}
         return {**out, "mode": "buckets", "points": _reduce(y, xs, False, b, strict)}
 
-    def increments(self, prefix: str, name: Optional[str], field: str, x: str = "index", after: Any = -1,
-                   limit: int = 10_000, *, strict: bool = False) -> Dict[str, Any]:
+    def increments(
+        self,
+        prefix: str,
+        name: Optional[str],
+        field: str,
+        x: str = "index",
+        after: Any = -1,
+        limit: int = 10_000,
+        *,
+        strict: bool = False,
+    ) -> Dict[str, Any]:
         x = x or "index"
         after_f = _number(after, "after")
         after_f = -1.0 if after_f is None else after_f
@@ -153,9 +192,19 @@ class PgReadModel(ReadModel):
             y = column(conn, metric_id, field, p, q)
             xs = np.arange(p, q, dtype=np.int64) if x == "index" else column(conn, metric_id, x, p, q)
             cursor = q - 1 if q > p else (int(after_f) if after_f >= -1 else -1)
-            answer = {"name": name or None, "field": field, "x": x, "total": rows, "last_index": rows - 1,
-                      "count": q - p, "after": int(after_f), "cursor": cursor, "more": q < rows, "mode": "raw",
-                      "points": _raw_answer(y, xs, x == "index", strict)}
+            answer = {
+                "name": name or None,
+                "field": field,
+                "x": x,
+                "total": rows,
+                "last_index": rows - 1,
+                "count": q - p,
+                "after": int(after_f),
+                "cursor": cursor,
+                "more": q < rows,
+                "mode": "raw",
+                "points": _raw_answer(y, xs, x == "index", strict),
+            }
             if x != "index":
                 answer["x_sorted"] = self._sorted(fields, x)
             return answer
@@ -165,20 +214,38 @@ class PgReadModel(ReadModel):
             prefix, (exp_id, doc, next_log, updated_at) = self._experiment(conn, prefix)
             metrics = []
             for name, rows, summary in conn.execute(
-                    "SELECT name, next_index, summary FROM metrics WHERE experiment_id = %s AND next_index > 0"
-                    " ORDER BY name", (exp_id,)).fetchall():
+                "SELECT name, next_index, summary FROM metrics WHERE experiment_id = %s AND next_index > 0"
+                " ORDER BY name",
+                (exp_id,),
+            ).fetchall():
                 fields = {}
                 for key, f in decode_nonfinite(orjson.loads(summary)).items():
                     has = f["min"] <= f["max"]
-                    fields[key] = {"last": f["last"], "min": f["min"] if has else None, "max": f["max"] if has else None,
-                                   "numeric": f["numeric"] > 0, "count": f["count"], "sorted": bool(f["sorted"])}
+                    fields[key] = {
+                        "last": f["last"],
+                        "min": f["min"] if has else None,
+                        "max": f["max"] if has else None,
+                        "numeric": f["numeric"] > 0,
+                        "count": f["count"],
+                        "sorted": bool(f["sorted"]),
+                    }
                 metrics.append({"name": name or None, "count": rows, "last_index": rows - 1, "fields": fields})
-            files = one(conn.execute("SELECT count(*) FROM files WHERE experiment_id = %s AND NOT deleted",
-                                     (exp_id,)).fetchone())[0]
+            files = one(
+                conn.execute(
+                    "SELECT count(*) FROM files WHERE experiment_id = %s AND NOT deleted", (exp_id,)
+                ).fetchone()
+            )[0]
         exp = orjson.loads(doc)
         status = exp.get("status") if isinstance(exp, dict) else None
-        answer = {"prefix": prefix, "status": status, "metrics": metrics, "logs": next_log, "files": files,
-                  "lastActivity": updated_at, "stale": is_stale(status, updated_at, time.time())}
+        answer = {
+            "prefix": prefix,
+            "status": status,
+            "metrics": metrics,
+            "logs": next_log,
+            "files": files,
+            "lastActivity": updated_at,
+            "stale": is_stale(status, updated_at, time.time()),
+        }
         return encode_nonfinite(answer) if strict else answer
 
     def _entries(self) -> List[Entry]:
@@ -187,15 +254,25 @@ class PgReadModel(ReadModel):
                 return self._snapshot
             self._stale = False
             with self.pool.connection() as conn:
-                exps = conn.execute("SELECT id, prefix, doc, next_log_seq, updated_at FROM experiments WHERE doc IS NOT NULL"
-                                    " ORDER BY prefix").fetchall()
-                params = dict(conn.execute("SELECT DISTINCT ON (experiment_id) experiment_id, doc FROM params"
-                                           " ORDER BY experiment_id, version DESC").fetchall())
-                files = dict(conn.execute("SELECT experiment_id, count(*) FROM files WHERE NOT deleted"
-                                          " GROUP BY experiment_id").fetchall())
+                exps = conn.execute(
+                    "SELECT id, prefix, doc, next_log_seq, updated_at FROM experiments WHERE doc IS NOT NULL"
+                    " ORDER BY prefix"
+                ).fetchall()
+                params = dict(
+                    conn.execute(
+                        "SELECT DISTINCT ON (experiment_id) experiment_id, doc FROM params"
+                        " ORDER BY experiment_id, version DESC"
+                    ).fetchall()
+                )
+                files = dict(
+                    conn.execute(
+                        "SELECT experiment_id, count(*) FROM files WHERE NOT deleted GROUP BY experiment_id"
+                    ).fetchall()
+                )
                 metrics: Dict[int, Dict[str, Any]] = {}
                 for exp_id, name, rows, summary in conn.execute(
-                        "SELECT experiment_id, name, next_index, summary FROM metrics WHERE next_index > 0").fetchall():
+                    "SELECT experiment_id, name, next_index, summary FROM metrics WHERE next_index > 0"
+                ).fetchall():
                     last = {k: short_value(f.get("last")) for k, f in decode_nonfinite(orjson.loads(summary)).items()}
                     metrics.setdefault(exp_id, {})[name] = {"rows": rows, "last_index": rows - 1, "last": last}
             entries = []
@@ -203,8 +280,17 @@ class PgReadModel(ReadModel):
                 p = params.get(exp_id)
                 data = orjson.loads(p).get("data") if p is not None else None
                 flat = {k: short_value(v) for k, v in decode_nonfinite(data).items()} if isinstance(data, dict) else {}
-                entries.append(Entry(prefix, orjson.loads(doc), flat, metrics.get(exp_id, {}), next_log,
-                                     files.get(exp_id, 0), updated_at))
+                entries.append(
+                    Entry(
+                        prefix,
+                        orjson.loads(doc),
+                        flat,
+                        metrics.get(exp_id, {}),
+                        next_log,
+                        files.get(exp_id, 0),
+                        updated_at,
+                    )
+                )
             self._snapshot, self._built = entries, time.monotonic()
             return entries
 

@@ -87,8 +87,13 @@ class PgReads:
         if conds:
             sql += " WHERE " + " AND ".join(conds)
         rows = self._all(sql + " ORDER BY prefix", tuple(args))
-        return {"experiments": [{**(_doc(doc) or {}), "prefix": prefix} for prefix, doc in rows
-                                if not glob or fnmatch.fnmatchcase(prefix, glob)]}
+        return {
+            "experiments": [
+                {**(_doc(doc) or {}), "prefix": prefix}
+                for prefix, doc in rows
+                if not glob or fnmatch.fnmatchcase(prefix, glob)
+            ]
+        }
 
     def experiment_prefixes(self) -> List[str]:
         return [r[0] for r in self._all("SELECT prefix FROM experiments ORDER BY prefix", ())]
@@ -100,19 +105,27 @@ class PgReads:
         return _doc(row[0])
 
     def params(self, prefix: str) -> Dict[str, Any]:
-        row = self._one("SELECT p.doc FROM params p JOIN experiments e ON e.id = p.experiment_id"
-                        " WHERE e.prefix = %s ORDER BY p.version DESC LIMIT 1", (_prefix(prefix),))
+        row = self._one(
+            "SELECT p.doc FROM params p JOIN experiments e ON e.id = p.experiment_id"
+            " WHERE e.prefix = %s ORDER BY p.version DESC LIMIT 1",
+            (_prefix(prefix),),
+        )
         return {"data": _doc(row[0]).get("data", {}) if row else {}}
 
     def params_doc(self, prefix: str) -> Optional[Dict[str, Any]]:
-        row = self._one("SELECT p.doc FROM params p JOIN experiments e ON e.id = p.experiment_id"
-                        " WHERE e.prefix = %s ORDER BY p.version DESC LIMIT 1", (_prefix(prefix),))
+        row = self._one(
+            "SELECT p.doc FROM params p JOIN experiments e ON e.id = p.experiment_id"
+            " WHERE e.prefix = %s ORDER BY p.version DESC LIMIT 1",
+            (_prefix(prefix),),
+        )
         return _doc(row[0]) if row else None
 
     def logs(self, prefix: str, start: Any, limit: Any, level: Optional[str]) -> Dict[str, Any]:
         start, limit = self.page_args(start, limit)
-        sql = ("SELECT l.seq, l.ts, l.level, l.message, l.metadata FROM logs l JOIN experiments e"
-               " ON e.id = l.experiment_id WHERE e.prefix = %s AND l.seq >= %s")
+        sql = (
+            "SELECT l.seq, l.ts, l.level, l.message, l.metadata FROM logs l JOIN experiments e"
+            " ON e.id = l.experiment_id WHERE e.prefix = %s AND l.seq >= %s"
+        )
         args: list[Any] = [_prefix(prefix), start]
         if level:
             sql += " AND l.level = %s"
@@ -120,21 +133,31 @@ class PgReads:
         rows = self._all(sql + " ORDER BY l.seq LIMIT %s", (*args, limit))
         out = []
         for seq, ts, lvl, message, metadata in rows:
-            rec = {"sequenceNumber": seq, "timestamp": iso_utc(ts), "level": lvl,
-                   "message": bytes(message).decode("utf-8", "surrogatepass")}
+            rec = {
+                "sequenceNumber": seq,
+                "timestamp": iso_utc(ts),
+                "level": lvl,
+                "message": bytes(message).decode("utf-8", "surrogatepass"),
+            }
             if metadata:
                 rec["metadata"] = _doc(metadata)
             out.append(rec)
         return {"logs": out, "next": out[-1]["sequenceNumber"] + 1 if len(out) >= limit else None}
 
     def metric_names(self, prefix: str) -> Dict[str, Any]:
-        rows = self._all("SELECT m.name FROM metrics m JOIN experiments e ON e.id = m.experiment_id"
-                         " WHERE e.prefix = %s AND m.next_index > 0 ORDER BY m.name", (_prefix(prefix),))
+        rows = self._all(
+            "SELECT m.name FROM metrics m JOIN experiments e ON e.id = m.experiment_id"
+            " WHERE e.prefix = %s AND m.next_index > 0 ORDER BY m.name",
+            (_prefix(prefix),),
+        )
         return {"metrics": [name or None for (name,) in rows]}
 
     def metric_doc(self, prefix: str, name: Optional[str]) -> Optional[Dict[str, Any]]:
-        row = self._one("SELECT m.doc FROM metrics m JOIN experiments e ON e.id = m.experiment_id"
-                        " WHERE e.prefix = %s AND m.name = %s", (_prefix(prefix), _metric_name(name)))
+        row = self._one(
+            "SELECT m.doc FROM metrics m JOIN experiments e ON e.id = m.experiment_id"
+            " WHERE e.prefix = %s AND m.name = %s",
+            (_prefix(prefix), _metric_name(name)),
+        )
         return _doc(row[0]) if row else None
 
     def metric_rows(self, prefix: str, name: Optional[str], start: Any, limit: Any) -> Dict[str, Any]:
@@ -144,9 +167,11 @@ class PgReads:
 
     def metric_range(self, prefix: str, name: Optional[str], start: int, stop: Optional[int]) -> List[dict[str, Any]]:
         """Rows ``{"index", "data", "createdAt"}`` with start <= index < stop (None: to the end)."""
-        sql = (f"SELECT {_CHUNK_COLS} FROM metric_chunks c JOIN metrics m ON m.id = c.metric_id"  # noqa: S608
-               " JOIN experiments e ON e.id = m.experiment_id"
-               " WHERE e.prefix = %s AND m.name = %s AND c.first_index > %s")
+        sql = (
+            f"SELECT {_CHUNK_COLS} FROM metric_chunks c JOIN metrics m ON m.id = c.metric_id"  # noqa: S608
+            " JOIN experiments e ON e.id = m.experiment_id"
+            " WHERE e.prefix = %s AND m.name = %s AND c.first_index > %s"
+        )
         args: list[Any] = [_prefix(prefix), _metric_name(name), start - CHUNK_ROWS]
         if stop is not None:
             sql += " AND c.first_index < %s"
@@ -163,15 +188,21 @@ class PgReads:
         return out
 
     def track_topics(self, prefix: str) -> Dict[str, Any]:
-        rows = self._all("SELECT t.topic FROM tracks t JOIN experiments e ON e.id = t.experiment_id"
-                         " WHERE e.prefix = %s ORDER BY t.folder", (_prefix(prefix),))
+        rows = self._all(
+            "SELECT t.topic FROM tracks t JOIN experiments e ON e.id = t.experiment_id"
+            " WHERE e.prefix = %s ORDER BY t.folder",
+            (_prefix(prefix),),
+        )
         return {"tracks": [r[0] for r in rows]}
 
     def track_merged(self, prefix: str, topic: str) -> List[dict[str, Any]]:
         """Every entry of a topic in timestamp order, same-timestamp entries merged (later wins)."""
-        rows = self._all("SELECT te.timestamp, te.entry FROM track_entries te JOIN tracks t ON t.id = te.track_id"
-                         " JOIN experiments e ON e.id = t.experiment_id WHERE e.prefix = %s AND t.topic = %s"
-                         " ORDER BY te.timestamp, te.seq", (_prefix(prefix), topic))
+        rows = self._all(
+            "SELECT te.timestamp, te.entry FROM track_entries te JOIN tracks t ON t.id = te.track_id"
+            " JOIN experiments e ON e.id = t.experiment_id WHERE e.prefix = %s AND t.topic = %s"
+            " ORDER BY te.timestamp, te.seq",
+            (_prefix(prefix), topic),
+        )
         merged: Dict[float, dict[str, Any]] = {}
         for stamp, raw in rows:
             rec = orjson.loads(raw)
@@ -189,7 +220,7 @@ class PgReads:
         except InvalidPrefix as exc:
             raise ApiError(400, "invalid_name", str(exc)) from None
         entries = self.track_merged(prefix, topic)
-        page = entries[start:start + limit]
+        page = entries[start : start + limit]
         return {"entries": page, "next": start + limit if start + limit < len(entries) else None}
 
     def files(self, prefix: str, path: Optional[str], include_deleted: bool = False) -> Dict[str, Any]:
@@ -199,8 +230,11 @@ class PgReads:
                 want = "/" + check_relpath(path, "file path")
             except InvalidPrefix as exc:
                 raise ApiError(400, "invalid_name", str(exc)) from None
-        rows = self._all("SELECT f.entry FROM files f JOIN experiments e ON e.id = f.experiment_id"
-                         " WHERE e.prefix = %s ORDER BY f.seq", (_prefix(prefix),))
+        rows = self._all(
+            "SELECT f.entry FROM files f JOIN experiments e ON e.id = f.experiment_id"
+            " WHERE e.prefix = %s ORDER BY f.seq",
+            (_prefix(prefix),),
+        )
         out = []
         for (raw,) in rows:
             entry = _doc(raw)
@@ -214,8 +248,11 @@ class PgReads:
 
     def file(self, prefix: str, file_id: Optional[str]) -> Tuple[Any, Dict[str, Any]]:
         """(the blob to send, the entry) of a file by id; 404 when there is none."""
-        row = self._one("SELECT f.entry FROM files f JOIN experiments e ON e.id = f.experiment_id"
-                        " WHERE e.prefix = %s AND f.id = %s", (_prefix(prefix), file_id or ""))
+        row = self._one(
+            "SELECT f.entry FROM files f JOIN experiments e ON e.id = f.experiment_id"
+            " WHERE e.prefix = %s AND f.id = %s",
+            (_prefix(prefix), file_id or ""),
+        )
         entry = _doc(row[0]) if row is not None else None
         if entry is not None and not entry.get("deletedAt"):
             try:

@@ -60,9 +60,11 @@ def migrate(conn: psycopg.Connection[Any]) -> List[str]:
     for version, name, sql in migrations():
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-            conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations ("
-                         " version integer PRIMARY KEY, name text NOT NULL,"
-                         " applied_at timestamptz NOT NULL DEFAULT now())")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version integer PRIMARY KEY, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
             if conn.execute("SELECT 1 FROM schema_migrations WHERE version = %s", (version,)).fetchone():
                 continue
             conn.execute(sql)
@@ -75,8 +77,11 @@ def check_schema(conn: psycopg.Connection[Any]) -> None:
     """Raise :class:`SchemaError` unless the database has exactly this package's schema."""
     have, want = current_version(conn), latest_version()
     if have < want:
-        raise SchemaError(f"the database schema is at version {have}, this server needs {want}: "
-                          "run `ml-dash server migrate` (with the same store settings) first")
+        raise SchemaError(
+            f"the database schema is at version {have}, this server needs {want}: "
+            "run `ml-dash server migrate` (with the same store settings) first"
+        )
     if have > want:
-        raise SchemaError(f"the database schema is at version {have}, newer than this server ({want}): "
-                          "upgrade ml-dash on this host")
+        raise SchemaError(
+            f"the database schema is at version {have}, newer than this server ({want}): upgrade ml-dash on this host"
+        )

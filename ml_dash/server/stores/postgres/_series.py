@@ -80,12 +80,13 @@ def column(conn: psycopg.Connection[Any], metric_id: int, key: str, lo: int, hi:
         if kind == "absent":
             continue
         if kind == "json":
-            got = cur.execute(f"SELECT c.first_index, {_RECORD}" + _WHERE + " AND c.first_index = ANY(%s)",
-                              (*args, firsts)).fetchall()
+            got = cur.execute(
+                f"SELECT c.first_index, {_RECORD}" + _WHERE + " AND c.first_index = ANY(%s)", (*args, firsts)
+            ).fetchall()
             for first, n, *record in got:
                 a, b = max(lo, first), min(hi, first + n)
                 if a < b:
-                    out[a - lo:b - lo] = numeric_values((n, *record), key, a - first, b - first)
+                    out[a - lo : b - lo] = numeric_values((n, *record), key, a - first, b - first)
             continue
         column = f"substring(c.{kind} from %s * c.n * 8 + 1 for c.n * 8)"  # kind: one of _kind's names
         sql = f"SELECT c.first_index, {column}{_WHERE} AND c.first_index = ANY(%s)"
@@ -94,17 +95,23 @@ def column(conn: psycopg.Connection[Any], metric_id: int, key: str, lo: int, hi:
         for first, raw in got:
             a, b = max(lo, first), min(hi, first + sizes[first])
             if a < b:
-                out[a - lo:b - lo] = np.frombuffer(raw, dtype, count=b - a, offset=(a - first) * 8)
+                out[a - lo : b - lo] = np.frombuffer(raw, dtype, count=b - a, offset=(a - first) * 8)
     return out
 
 
-def chunk_stats(conn: psycopg.Connection[Any], metric_id: int, keys: List[str], lo: int,
-                hi: int) -> Tuple[np.ndarray, np.ndarray, Dict[str, np.ndarray]]:
+def chunk_stats(
+    conn: psycopg.Connection[Any], metric_id: int, keys: List[str], lo: int, hi: int
+) -> Tuple[np.ndarray, np.ndarray, Dict[str, np.ndarray]]:
     """(first index, rows) of the chunks that meet lo..hi, and for each key their summaries
     ``[n, m, min, max, last]`` (a chunk cut by lo or hi: over its rows inside the range)."""
-    rows = conn.cursor(binary=True).execute(
-        "SELECT c.first_index, c.n, c.layout, c.num_stats" + _WHERE + " ORDER BY c.first_index",
-        (metric_id, lo - CHUNK_ROWS, hi)).fetchall()
+    rows = (
+        conn.cursor(binary=True)
+        .execute(
+            "SELECT c.first_index, c.n, c.layout, c.num_stats" + _WHERE + " ORDER BY c.first_index",
+            (metric_id, lo - CHUNK_ROWS, hi),
+        )
+        .fetchall()
+    )
     rows = [r for r in rows if r[0] + r[1] > lo]
     firsts = np.array([max(lo, r[0]) for r in rows], dtype=np.int64)
     lasts = np.array([min(hi, r[0] + r[1]) - 1 for r in rows], dtype=np.int64)
@@ -130,7 +137,9 @@ def chunk_stats(conn: psycopg.Connection[Any], metric_id: int, keys: List[str], 
     return firsts, lasts, out
 
 
-def series_rows(conn: psycopg.Connection[Any], metric_id: int, field: str, x: str, p0: int, p1: int, b: int, strict: bool) -> Dict[str, Any]:
+def series_rows(
+    conn: psycopg.Connection[Any], metric_id: int, field: str, x: str, p0: int, p1: int, b: int, strict: bool
+) -> Dict[str, Any]:
     """The ``mode`` and ``points`` of rows p0..p1 (positions = indices) in at most ``b`` buckets."""
     x_is_index = x == "index"
     count = p1 - p0
@@ -139,11 +148,15 @@ def series_rows(conn: psycopg.Connection[Any], metric_id: int, field: str, x: st
         return np.arange(lo, hi, dtype=np.int64) if x_is_index else column(conn, metric_id, x, lo, hi)
 
     if count <= b:
-        return {"mode": "raw", "points": _raw_answer(column(conn, metric_id, field, p0, p1), xs_of(p0, p1),
-                                                     x_is_index, strict)}
+        return {
+            "mode": "raw",
+            "points": _raw_answer(column(conn, metric_id, field, p0, p1), xs_of(p0, p1), x_is_index, strict),
+        }
     if count // b < CHUNK_ROWS // 4:
-        return {"mode": "buckets", "points": _reduce(column(conn, metric_id, field, p0, p1), xs_of(p0, p1),
-                                                     x_is_index, b, strict)}
+        return {
+            "mode": "buckets",
+            "points": _reduce(column(conn, metric_id, field, p0, p1), xs_of(p0, p1), x_is_index, b, strict),
+        }
     keys = [field] if x_is_index else [field, x]
     firsts, lasts, stats = chunk_stats(conn, metric_id, keys, p0, p1)
     bucket: np.ndarray = ((firsts - p0) * b) // count  # a chunk goes to the bucket of its first row
@@ -156,12 +169,23 @@ def series_rows(conn: psycopg.Connection[Any], metric_id: int, field: str, x: st
     return {"mode": "buckets", "points": _buckets_answer(st, xs, x_is_index, strict)}
 
 
-def series_by_index(conn: psycopg.Connection[Any], prefix: str, name: str, key: str, start: Optional[int], end: Optional[int],
-                    b: int, strict: bool = True) -> Optional[Dict[str, Any]]:
+def series_by_index(
+    conn: psycopg.Connection[Any],
+    prefix: str,
+    name: str,
+    key: str,
+    start: Optional[int],
+    end: Optional[int],
+    b: int,
+    strict: bool = True,
+) -> Optional[Dict[str, Any]]:
     """The series of one key over indices start..end (inclusive; None: the ends); None when there
     is no such metric. (The read model's ``series`` adds the checks and the other x.)"""
-    got = conn.execute("SELECT m.id, m.next_index FROM metrics m JOIN experiments e ON e.id = m.experiment_id"
-                       " WHERE e.prefix = %s AND m.name = %s", (prefix, name)).fetchone()
+    got = conn.execute(
+        "SELECT m.id, m.next_index FROM metrics m JOIN experiments e ON e.id = m.experiment_id"
+        " WHERE e.prefix = %s AND m.name = %s",
+        (prefix, name),
+    ).fetchone()
     if got is None:
         return None
     metric_id, rows = got

@@ -64,8 +64,11 @@ class PgTargets:
         folder = topic.replace("/", "_")
         other = self._track_folders.setdefault(folder, topic)
         if other == topic:
-            row = self._cur.execute("SELECT t.topic FROM tracks t JOIN experiments e ON e.id = t.experiment_id"
-                                    " WHERE e.prefix = %s AND t.folder = %s", (self._prefix, folder)).fetchone()
+            row = self._cur.execute(
+                "SELECT t.topic FROM tracks t JOIN experiments e ON e.id = t.experiment_id"
+                " WHERE e.prefix = %s AND t.folder = %s",
+                (self._prefix, folder),
+            ).fetchone()
             other = row[0] if row else topic
         if other != topic:
             raise Refused(CONFLICT, f"track topic {topic!r} would share the folder tracks/{folder} with {other!r}")
@@ -79,7 +82,8 @@ class PgTargets:
         self._ids = set()
         rows = self._cur.execute(
             "SELECT f.id, f.entry FROM files f JOIN experiments e ON e.id = f.experiment_id WHERE e.prefix = %s",
-            (self._prefix,)).fetchall()
+            (self._prefix,),
+        ).fetchall()
         for file_id, raw in rows:
             entry = orjson.loads(raw)
             self._ids.add(file_id)
@@ -102,7 +106,9 @@ class PgTargets:
             return  # stored already: the event changes nothing, so it cannot collide
         dest = _dest(path, file_id, filename)
         if dest in self._dirs or any(dest[:i] in self._files for i in range(1, len(dest))):
-            raise Refused(CONFLICT, f"file {path.rstrip('/')}/{filename} (id {file_id}) collides with another file "
-                                    "of this experiment")
+            raise Refused(
+                CONFLICT,
+                f"file {path.rstrip('/')}/{filename} (id {file_id}) collides with another file of this experiment",
+            )
         self._ids.add(file_id)
         self._add(dest)
