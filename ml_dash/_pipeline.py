@@ -4,7 +4,8 @@ Metric rows, by far the most frequent event, go to one deque per metric: the cal
 fields dict it already built plus one ``deque.append``, and the drain needs no sorting by name.
 Every other event (``ml_dash._events``) goes to the main deque. The process's one worker thread
 (``ml_dash._worker``) drains every running pipeline once per ``batch_events`` events in any one
-deque (or every ``flush_interval``): it takes what is queued and hands it to the sink
+deque (or every ``flush_interval``; the call that fills the batch waits for that drain, see
+``HANDOVER_WAIT``): it takes what is queued and hands it to the sink
 (``ml_dash._sink.Sink``), each metric's rows as one list to ``write_metrics`` and the other
 events in order to ``write``, so serialization and I/O never run in the caller's thread. A
 :class:`~ml_dash._events.FlushMarker` in the main deque makes the drain write and ``sync``
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
     from ._sink import Sink
 
 __all__ = ["Pipeline"]
+
+#: How long a caller that filled a batch waits for the worker to write it, seconds (``_drained``).
+HANDOVER_WAIT = 0.005
 
 
 class _Refusing:
@@ -73,6 +77,11 @@ class Pipeline:
     def _init_sync_state(self) -> None:
         self._bytes = 0
         self._woken = False
+        #: Set at the end of each drain. A caller that filled a batch waits on it (HANDOVER_WAIT at
+        #: most): the worker then gets the GIL at once instead of after the interpreter's 5 ms
+        #: switch interval, writes the batch in one stretch, and the two alternate in short steps
+        #: instead of the worker falling behind until the queue is full.
+        self._drained = threading.Event()
         #: Set when a caller waited the whole backpressure window in vain; cleared after each
         #: drain. While set, a full queue drops at once instead of blocking every call.
         self._stalled = False
@@ -148,7 +157,10 @@ class Pipeline:
                 return True
         if not self._woken:
             self._woken = True
+            self._drained.clear()
             WORKER.poke(self)
+            if WORKER.serving and not WORKER.in_worker_thread():
+                self._drained.wait(HANDOVER_WAIT)
         if len(q) >= self._max and isinstance(q, collections.deque):
             if not WORKER.serving:
                 self.drain()  # no worker thread (interpreter shutdown): make room in this thread
@@ -269,6 +281,7 @@ class Pipeline:
                 self._stalled = False
                 with self._space:
                     self._space.notify_all()
+            self._drained.set()
             return more
 
     def _process(self, batch: List[tuple[Any, ...]], metrics: List[tuple[Any, ...]]) -> None:

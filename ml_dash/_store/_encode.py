@@ -84,7 +84,8 @@ def encode_metric_rows(rows: Sequence[Dict[str, Any]], first: int, created: str)
     it yields exactly one part per row, which is checked. Anything else (or a non-finite float,
     which orjson writes as null) takes the per-row path of :func:`encode_lines`.
     """
-    fmt = b'{"index":%d,"data":{%b},"createdAt":"' + created.encode() + b'"}\n'
+    # One %-format over the whole chunk: the C formatter loops over the rows, not the interpreter.
+    line = b'{"index":%d,"data":{%b},"createdAt":"' + created.encode().replace(b"%", b"%%") + b'"}\n'
     dumps = orjson.dumps
     for start in range(0, len(rows), _FAST_CHUNK):
         chunk = rows[start : start + _FAST_CHUNK]
@@ -94,7 +95,8 @@ def encode_metric_rows(rows: Sequence[Dict[str, Any]], first: int, created: str)
             blob = b"null"
         parts = blob[2:-2].split(b"},{") if b"null" not in blob else ()
         if len(parts) == len(chunk):
-            yield b"".join([fmt % ip for ip in zip(range(start + first, start + first + len(chunk)), parts)])
+            first_index = start + first
+            yield (line * len(parts)) % tuple(chain.from_iterable(zip(range(first_index, first_index + len(parts)), parts)))
         else:
             records = [{"index": i, "data": r, "createdAt": created} for i, r in enumerate(chunk, start + first)]
             yield from encode_lines(records)

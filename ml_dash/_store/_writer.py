@@ -9,6 +9,7 @@ make us repeat or skip a number; a cached value is used only while the file is e
 from __future__ import annotations
 
 import os
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -55,7 +56,7 @@ else:  # importable, without importing typing at run time
 class _Appender:
     """An append handle on one JSONL file plus what we know of its end."""
 
-    __slots__ = ("path", "fh", "size", "next")
+    __slots__ = ("path", "fh", "size", "next", "foreign")
 
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -63,10 +64,14 @@ class _Appender:
         self.fh = open(path, "a+b")  # readable too: the torn-tail check preads the last byte
         self.size = -1
         self.next = 0
+        #: True when the last next_number() found the file not as we left it (first use, or
+        #: another writer): what we cached about it is stale.
+        self.foreign = True
 
     def next_number(self, key: str, floor: int = 0) -> int:
         size = os.fstat(self.fh.fileno()).st_size
-        if size != self.size:  # someone else wrote, or first use: ask the file
+        self.foreign = size != self.size
+        if self.foreign:  # someone else wrote, or first use: ask the file
             last = last_value_of(self.path, key)
             self.next = floor if last is None else last + 1
             ensure_newline_end(self.fh)
@@ -86,9 +91,15 @@ class _Appender:
 class ExperimentWriter:
     """Writes one experiment in the upstream-compatible layout. Hold :meth:`lock` around calls."""
 
-    def __init__(self, root: os.PathLike[str] | str, prefix: Prefix):
+    def __init__(self, root: os.PathLike[str] | str, prefix: Prefix, metadata_interval: float = 0.0):
         self.paths = ExperimentPaths(root, prefix)
         self._appenders: Dict[Path, _Appender] = {}
+        #: A metric's metadata.json (derived from its data.jsonl) is rewritten at most once per
+        #: this many seconds, and by write_pending_metadata(); 0 rewrites it with every append.
+        self._metadata_interval = metadata_interval
+        self._metas: Dict[Path, Dict[str, Any]] = {}  # metadata.json path -> its content, as we wrote it
+        self._meta_written: Dict[Path, float] = {}  # ... -> time.monotonic() of our last write
+        self._meta_pending: Dict[Path, Dict[str, Any]] = {}  # ... -> content not written yet
 
     @contextmanager
     def lock(self) -> Iterator[None]:
@@ -102,9 +113,18 @@ class ExperimentWriter:
         return app
 
     def close(self) -> None:
+        """Write what metadata is pending (hold :meth:`lock`), and close the open files."""
+        self.write_pending_metadata()
         for app in self._appenders.values():
             app.close()
         self._appenders.clear()
+
+    def write_pending_metadata(self) -> None:
+        """Bring every metric's metadata.json up to date (see ``metadata_interval``)."""
+        pending, self._meta_pending = self._meta_pending, {}
+        for path, meta in pending.items():
+            atomic_write_json(path, meta, fsync=False)
+            self._meta_written[path] = time.monotonic()
 
     # -- experiment.json ---------------------------------------------------------------------------
 
@@ -192,7 +212,9 @@ class ExperimentWriter:
         first = app.next_number("index")
         created = iso_utc(ts)
         app.write(encode_metric_parts(rows, first, created), count_rows(rows))
-        meta = read_json(meta_path)
+        meta = None if app.foreign else self._metas.get(meta_path)
+        if meta is None:
+            meta = read_json(meta_path)
         if not isinstance(meta, dict):
             label = "None" if name is None else name
             meta = {
@@ -206,8 +228,16 @@ class ExperimentWriter:
         meta["totalDataPoints"] = max(app.next, int(meta.get("totalDataPoints") or 0))
         meta["nextIndex"] = app.next
         meta["updatedAt"] = created
-        # Derived from data.jsonl (which is the truth on resume): no fsync per batch for it.
-        atomic_write_json(meta_path, meta, fsync=False)
+        self._metas[meta_path] = meta
+        # Derived from data.jsonl (which is the truth on resume): no fsync for it, and while rows
+        # stream in, not one rewrite per batch (see metadata_interval).
+        now = time.monotonic()
+        if now - self._meta_written.get(meta_path, -1e9) >= self._metadata_interval:
+            self._meta_pending.pop(meta_path, None)
+            atomic_write_json(meta_path, meta, fsync=False)
+            self._meta_written[meta_path] = now
+        else:
+            self._meta_pending[meta_path] = meta
         return first
 
     # -- logs --------------------------------------------------------------------------------------
