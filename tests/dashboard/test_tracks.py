@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -166,8 +167,12 @@ def test_topics_entries_pages_charts_and_markup_as_text(browser, tab, server):
 WRITER = """
 import os, sys, time
 from ml_dash import Experiment
-url, token, stop = sys.argv[1:4]
+url, token, go, stop = sys.argv[1:5]
 with Experiment(prefix="alice/robot/live", dash_url=url, token=token).run as exp:
+    exp.log("waiting")
+    exp.flush()
+    while not os.path.exists(go):
+        time.sleep(0.02)
     track = exp.tracks("arm/joint")
     i = 0
     while not os.path.exists(stop):
@@ -181,16 +186,22 @@ with Experiment(prefix="alice/robot/live", dash_url=url, token=token).run as exp
 
 def test_a_running_experiments_track_grows_on_the_page(browser, tab, server, tmp_path):
     handle, token = server
-    stop = tmp_path / "stop"
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, handle.url, token, str(stop)], env=_no_ml_dash_env())
+    go, stop = tmp_path / "go", tmp_path / "stop"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, handle.url, token, str(go), str(stop)], env=_no_ml_dash_env()
+    )
     try:
         wait_for(
-            lambda: get(handle.url, token, "tracks", prefix="alice/robot/live").json.get("tracks") == ["arm/joint"],
+            lambda: get(handle.url, token, "logs", prefix="alice/robot/live").json.get("logs"),
             timeout=30,
-            what="the first entries on the server",
+            what="the run on the server",
         )
         t, page = _login(tab, handle.url, token, "/e/alice/robot/live")
         page.wait_for_selector("#live:not([hidden])")
+        page.wait_for_selector("#track-topics .empty")  # no tracks yet
+        go.touch()  # the run starts its track: the topic appears, chosen, without a reload
+        page.wait_for_selector('#track-topics button.topic[aria-pressed="true"]', timeout=30000)
+        assert page.inner_text("#track-topics") == "arm/joint"
         chart = '#track-charts .chart[data-key="track:angle"]'
         page.wait_for_selector(chart)
 
@@ -198,16 +209,18 @@ def test_a_running_experiments_track_grows_on_the_page(browser, tab, server, tmp
             return int(page.get_attribute("#track-table tbody tr", "data-index"))
 
         first, points = top(), int(page.get_attribute(chart, "data-points"))
-        wait_for(lambda: top() >= first + 30, timeout=30, what="new entries at the top of the table")
+        wait_for(lambda: top() >= max(first + 30, 60), timeout=30, what="new entries at the top of the table")
         assert int(page.get_attribute(chart, "data-points")) > points
         # the rows on the page are the server's, newest first, with no gap or repeat
         idx = page.eval_on_selector_all("#track-table tbody tr", "trs => trs.map(t => +t.dataset.index)")
         assert idx == list(range(idx[0], idx[0] - len(idx), -1)) and len(idx) == 50
         angles = [float(a) for a in _cells(page, 2)]
         assert angles == [pytest.approx(i / 10) for i in idx]
-        # live ticks ask only for what is new: the topic's whole window was fetched once
-        whole = [u for u in t.requests if "/api/v1/track?" in u and "start=0&" in u]
-        assert len(whole) == 1
+        # live ticks ask only for what is new: from the last entry held on, never the whole topic
+        seen, now = len(t.requests), top()
+        wait_for(lambda: top() >= now + 20, timeout=30, what="more entries")
+        starts = [int(parse_qs(urlsplit(u).query)["start"][0]) for u in t.requests[seen:] if "/api/v1/track?" in u]
+        assert starts and min(starts) >= now
         t.shot("experiment-tracks-live")
         stop.touch()
         assert writer.wait(60) == 0
