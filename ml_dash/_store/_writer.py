@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .._names import Prefix
 from .._values import encode_nonfinite
+from . import _files_listing
 from ._encode import ColumnRows, count_rows, encode_lines, encode_metric_parts
 from ._jsonio import atomic_write_json, ensure_newline_end, iso_utc, last_value_of, locked, read_json
 from ._layout import ExperimentPaths
@@ -28,10 +29,6 @@ __all__ = ["ExperimentWriter", "LogRow", "ColumnRows", "TrackConflict"]
 
 class TrackConflict(ValueError):
     """Two track topics that map to one folder (``a/b`` and ``a_b``)."""
-
-
-def _norm_path(path: Any) -> str:
-    return "/" + str(path or "").strip("/")
 
 
 def _flatten_track(data: Dict[str, Any], parent: str = "") -> Dict[str, Any]:
@@ -279,70 +276,23 @@ class ExperimentWriter:
         atomic_write_json(p.parameters_json, current)
         return current
 
-    # -- files -------------------------------------------------------------------------------------
+    # -- files (files/.files_metadata.json: ``_files_listing``) -----------------------------------
 
     def add_files(self, entries: Sequence[Dict[str, Any]]) -> None:
-        """Append entries to files/.files_metadata.json (the file bytes are already in place).
-
-        A new entry with the path and file name of a live one replaces it as upstream's overwrite
-        does, but softly: the older entry gets ``deletedAt`` and its bytes stay.
-        """
-        p = self.paths
-        current = read_json(p.files_metadata)
-        if not isinstance(current, dict) or not isinstance(current.get("files"), list):
-            current = {"files": []}
-        files = current["files"]
-        known = {e.get("id") for e in files if isinstance(e, dict)}
-        for e in entries:
-            if e["id"] in known:
-                continue
-            known.add(e["id"])
-            where = (_norm_path(e.get("path")), e.get("filename"))
-            for old in files:
-                if (
-                    isinstance(old, dict)
-                    and not old.get("deletedAt")
-                    and (_norm_path(old.get("path")), old.get("filename")) == where
-                ):
-                    old["deletedAt"] = old["updatedAt"] = e.get("uploadedAt") or iso_utc()
-            files.append(e)
-        atomic_write_json(p.files_metadata, current)
+        """Append file entries (the bytes are already in place); see ``_files_listing.add``."""
+        _files_listing.add(self.paths.files_metadata, entries)
 
     def delete_files(self, deletions: Sequence[Tuple[str, float]]) -> int:
-        """Soft-delete files by id (``deletedAt`` set, bytes kept); unknown or deleted ids change
-        nothing. Returns how many were deleted now."""
-        p = self.paths
-        current = read_json(p.files_metadata)
-        if not isinstance(current, dict) or not isinstance(current.get("files"), list):
-            return 0
-        by_id = {str(e.get("id")): e for e in current["files"] if isinstance(e, dict)}
-        done = 0
-        for file_id, ts in deletions:
-            entry = by_id.get(str(file_id))
-            if entry is not None and not entry.get("deletedAt"):
-                entry["deletedAt"] = entry["updatedAt"] = iso_utc(ts)
-                done += 1
-        if done:
-            atomic_write_json(p.files_metadata, current)
-        return done
+        """Soft-delete files by id; returns how many were deleted now."""
+        return _files_listing.delete(self.paths.files_metadata, deletions)
 
     def update_files(self, updates: Sequence[Tuple[str, Dict[str, Any], float]]) -> int:
         """Replace description, tags or metadata of live files by id; returns how many changed."""
-        p = self.paths
-        current = read_json(p.files_metadata)
-        if not isinstance(current, dict) or not isinstance(current.get("files"), list):
-            return 0
-        by_id = {str(e.get("id")): e for e in current["files"] if isinstance(e, dict)}
-        done = 0
-        for file_id, changes, ts in updates:
-            entry = by_id.get(str(file_id))
-            if entry is not None and not entry.get("deletedAt"):
-                entry.update({k: v for k, v in changes.items() if k in ("description", "tags", "metadata")})
-                entry["updatedAt"] = iso_utc(ts)
-                done += 1
-        if done:
-            atomic_write_json(p.files_metadata, current)
-        return done
+        return _files_listing.update(self.paths.files_metadata, updates)
+
+    def delete_file(self, file_id: str, ts: float) -> bool:
+        """Soft delete: set ``deletedAt``. Returns False when there is no such live file."""
+        return _files_listing.delete(self.paths.files_metadata, [(file_id, ts)]) == 1
 
     # -- tracks ------------------------------------------------------------------------------------
 
@@ -392,16 +342,3 @@ class ExperimentWriter:
         meta["updatedAt"] = now
         atomic_write_json(meta_path, encode_nonfinite(meta), fsync=False)  # derived from data.jsonl
         return len(entries)
-
-    def delete_file(self, file_id: str, ts: float) -> bool:
-        """Soft delete: set ``deletedAt``. Returns False when there is no such file."""
-        p = self.paths
-        current = read_json(p.files_metadata)
-        if not isinstance(current, dict):
-            return False
-        for entry in current.get("files", []):
-            if isinstance(entry, dict) and entry.get("id") == file_id and not entry.get("deletedAt"):
-                entry["deletedAt"] = entry["updatedAt"] = iso_utc(ts)
-                atomic_write_json(p.files_metadata, current)
-                return True
-        return False
