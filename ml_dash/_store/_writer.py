@@ -16,7 +16,7 @@ from pathlib import Path
 from .._names import Prefix
 from .._values import encode_nonfinite
 from . import _files_listing
-from ._encode import ColumnRows, count_rows, encode_lines, encode_metric_parts
+from ._encode import ColumnRows, count_rows, encode_lines, encode_metric_parts, encode_metric_rows
 from ._jsonio import atomic_write_json, ensure_newline_end, iso_utc, last_value_of, locked, read_json
 from ._layout import ExperimentPaths
 
@@ -208,7 +208,10 @@ class ExperimentWriter:
         meta_path = mdir / "metadata.json"
         first = app.next_number("index")
         created = iso_utc(ts)
-        app.write(encode_metric_parts(rows, first, created), count_rows(rows))
+        if ColumnRows in set(map(type, rows)):  # the server's columnar blocks among them
+            app.write(encode_metric_parts(rows, first, created), count_rows(rows))
+        else:  # plain row dicts: local mode's batches
+            app.write(encode_metric_rows(rows, first, created), len(rows))
         meta = None if app.foreign else self._metas.get(meta_path)
         if meta is None:
             meta = read_json(meta_path)
