@@ -272,8 +272,13 @@ def test_flush_next_to_a_live_offline_run(server, spool):
     assert sessions(spool) == []
 
 
+# The signals as a program started from a terminal has them, whatever pytest inherited: a child of a
+# process that ignores SIGINT (a shell's background job: `cmd &` in a script, as CI may run the
+# suite) starts with SIGINT ignored, and Python then never raises KeyboardInterrupt in it.
 INTERRUPTED = """
-import sys, time
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
 from ml_dash import Experiment
 with Experiment("alice/p/sigint").run as exp:
     for i in range(50):
