@@ -38,8 +38,9 @@ class Config:
     queue_max_events: int = 50_000
     #: Approximate bytes of large payloads (log text, file bytes) the queue holds.
     queue_max_bytes: int = 256 * 1024 * 1024
-    #: Events that wake the background worker early (one wake-up per this many events).
-    batch_events: int = 20_000
+    #: Events that wake the background worker early (one wake-up per this many events); the call
+    #: that fills a batch waits briefly for it to be written (``ml_dash._pipeline``).
+    batch_events: int = 2048
     #: Longest time an event waits in the queue before the worker writes it, seconds.
     flush_interval: float = 0.5
     #: With "block": after this long waiting on a full queue, say so once on stderr. With "drop" or

@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 
 __all__ = ["LocalSink", "LocalReader"]
 
+#: While a metric's rows stream in, its metadata.json (row count, next index: all derived from
+#: data.jsonl) is rewritten at most once per this many seconds, and at every flush and close.
+METADATA_INTERVAL = 1.0
+
 
 class LocalSink:
     """Writes batches into ``<root>/<prefix>``; one inter-process lock per batch (a ``Sink``)."""
@@ -35,7 +39,7 @@ class LocalSink:
     def __init__(self, root: Path, prefix: Prefix):
         self._root = Path(root)
         self._prefix = prefix
-        self._writer = ExperimentWriter(self._root, prefix)
+        self._writer = ExperimentWriter(self._root, prefix, metadata_interval=METADATA_INTERVAL)
         #: Per topic, the last automatic track timestamp given (``_tracks.resolve_stamps``).
         self._track_stamps: Dict[str, List[float]] = {}
 
@@ -131,18 +135,24 @@ class LocalSink:
             raise SinkWriteError(failed, first_error)
 
     def sync(self) -> None:
-        """Data is written with write(2) per batch; the OS holds it across a crash of this process."""
+        """Data is written with write(2) per batch (the OS holds it across a crash of this
+        process); here the metrics' metadata.json files are brought up to date."""
+        w = self._writer
+        with w.lock():
+            w.write_pending_metadata()
 
     def wait_delivered(self, timeout: Optional[float]) -> bool:
         """Written is delivered in local mode: the files are where readers look."""
         return True
 
     def close(self, deadline: float) -> None:
-        self._writer.close()
+        w = self._writer
+        with w.lock():
+            w.close()
 
     def after_fork_in_child(self) -> None:
         # The parent's open handles are shared with the child; reopen our own.
-        self._writer = ExperimentWriter(self._root, self._prefix)
+        self._writer = ExperimentWriter(self._root, self._prefix, metadata_interval=METADATA_INTERVAL)
 
     def reader(self) -> "LocalReader":
         return LocalReader(self._root, self._prefix)

@@ -4,7 +4,8 @@ Metric rows, by far the most frequent event, go to one deque per metric: the cal
 fields dict it already built plus one ``deque.append``, and the drain needs no sorting by name.
 Every other event (``ml_dash._events``) goes to the main deque. The process's one worker thread
 (``ml_dash._worker``) drains every running pipeline once per ``batch_events`` events in any one
-deque (or every ``flush_interval``): it takes what is queued and hands it to the sink
+deque (or every ``flush_interval``; the call that fills the batch waits for that drain, see
+``HANDOVER_WAIT``): it takes what is queued and hands it to the sink
 (``ml_dash._sink.Sink``), each metric's rows as one list to ``write_metrics`` and the other
 events in order to ``write``, so serialization and I/O never run in the caller's thread. A
 :class:`~ml_dash._events.FlushMarker` in the main deque makes the drain write and ``sync``
@@ -31,6 +32,11 @@ if TYPE_CHECKING:
     from ._sink import Sink
 
 __all__ = ["Pipeline"]
+
+#: How long a caller that filled a batch waits for the worker to write it, seconds (``_drained``).
+HANDOVER_WAIT = 0.005
+#: The wake mark of a metric before its first drain (see ``add_metric``).
+FIRST_BATCH = 256
 
 
 class _Refusing:
@@ -73,6 +79,12 @@ class Pipeline:
     def _init_sync_state(self) -> None:
         self._bytes = 0
         self._woken = False
+        #: Set at the end of each drain. A caller that filled a batch waits on it (HANDOVER_WAIT at
+        #: most): the worker then gets the GIL at once instead of after the interpreter's 5 ms
+        #: switch interval, writes the batch in one stretch, and the two alternate in short steps
+        #: instead of the worker falling behind until the queue is full.
+        self._drained = threading.Event()
+        self._handover_until = 0.0
         #: Set when a caller waited the whole backpressure window in vain; cleared after each
         #: drain. While set, a full queue drops at once instead of blocking every call.
         self._stalled = False
@@ -86,7 +98,9 @@ class Pipeline:
     def add_metric(self, owner: Any) -> None:
         """Give a metric its own deque (``owner.queue``) and wake mark (``owner.wake_at``)."""
         owner.queue = collections.deque() if self.running else self._q
-        owner.wake_at = self.wake_at
+        # A new metric's first drain also creates its files: a smaller first batch keeps that
+        # drain (which the call filling the batch waits for) as short as the ones after it.
+        owner.wake_at = min(self.wake_at, FIRST_BATCH)
         self._metric_owners.append(owner)
 
     def set_wake_marks(self, mark: Optional[int]) -> None:
@@ -148,7 +162,16 @@ class Pipeline:
                 return True
         if not self._woken:
             self._woken = True
+            self._drained.clear()
+            self._handover_until = time.monotonic() + HANDOVER_WAIT
             WORKER.poke(self)
+        # Every caller that finds the batch full waits for its drain (other threads too, or they
+        # would keep the worker from the GIL), all until one shared deadline: a worker stuck in
+        # slow I/O costs each batch HANDOVER_WAIT once, not every call.
+        if not self._drained.is_set() and WORKER.serving and not WORKER.in_worker_thread():
+            left = self._handover_until - time.monotonic()
+            if left > 0:
+                self._drained.wait(left)
         if len(q) >= self._max and isinstance(q, collections.deque):
             if not WORKER.serving:
                 self.drain()  # no worker thread (interpreter shutdown): make room in this thread
@@ -263,12 +286,15 @@ class Pipeline:
             owners = self._metric_owners
             metrics = [(o, _take(o.queue, limit)) for o in owners]
             metrics = [(o, rows) for o, rows in metrics if rows]
+            for o, _ in metrics:
+                o.wake_at = self.wake_at
             more = any(len(o.queue) >= self._batch for o in owners)
             if batch or metrics:
                 self._process(batch, metrics)
                 self._stalled = False
                 with self._space:
                     self._space.notify_all()
+            self._drained.set()
             return more
 
     def _process(self, batch: List[tuple[Any, ...]], metrics: List[tuple[Any, ...]]) -> None:

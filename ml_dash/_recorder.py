@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 __all__ = ["Recorder"]
 
 
+#: How long a local run's start waits for its record to be written, seconds.
+START_WAIT = 2.0
+
+
 class Recorder:
     """Starts, feeds, flushes and closes one experiment."""
 
@@ -143,6 +147,10 @@ class Recorder:
             from ._urls import announce_run
 
             announce_run(self.config, self.prefix)
+        else:
+            # The run is on disk (and on the dashboard) when start returns, and its first batch
+            # of rows does not wait behind the record's fsync.
+            self.pipe.flush(START_WAIT)
 
     def end(self, status: str, reason: Optional[str]) -> None:
         """``run.complete()`` / ``fail()`` / ``cancel()``: drain, record ``status``, close."""

@@ -84,7 +84,8 @@ def encode_metric_rows(rows: Sequence[Dict[str, Any]], first: int, created: str)
     it yields exactly one part per row, which is checked. Anything else (or a non-finite float,
     which orjson writes as null) takes the per-row path of :func:`encode_lines`.
     """
-    fmt = b'{"index":%d,"data":{%b},"createdAt":"' + created.encode() + b'"}\n'
+    # One %-format over the whole chunk: the C formatter loops over the rows, not the interpreter.
+    line = b'{"index":%d,"data":{%b},"createdAt":"' + created.encode().replace(b"%", b"%%") + b'"}\n'
     dumps = orjson.dumps
     for start in range(0, len(rows), _FAST_CHUNK):
         chunk = rows[start : start + _FAST_CHUNK]
@@ -94,7 +95,10 @@ def encode_metric_rows(rows: Sequence[Dict[str, Any]], first: int, created: str)
             blob = b"null"
         parts = blob[2:-2].split(b"},{") if b"null" not in blob else ()
         if len(parts) == len(chunk):
-            yield b"".join([fmt % ip for ip in zip(range(start + first, start + first + len(chunk)), parts)])
+            first_index = start + first
+            yield (line * len(parts)) % tuple(
+                chain.from_iterable(zip(range(first_index, first_index + len(parts)), parts))
+            )
         else:
             records = [{"index": i, "data": r, "createdAt": created} for i, r in enumerate(chunk, start + first)]
             yield from encode_lines(records)
@@ -148,18 +152,12 @@ def _encode_block(block: ColumnRows, first: int, created: str) -> Iterator[bytes
         if any(t is None for t in texts):
             yield from encode_metric_rows(part.rows(), first + start, created)
             continue
-        # Line i = '{"index":' idx_i ',"data":{' k0 ':' v0_i ',' k1 ':' v1_i ... '"_ts":' ts_i '},"createdAt":...}'
-        n = len(part)
-        idx = " ".join(map(str, range(first + start, first + start + n))).encode().split()
-        labels = [orjson.dumps(k) + b":" for k in (*part.keys, "_ts")]
-        labels[0] = b',"data":{' + labels[0]
-        for j in range(1, len(labels)):
-            labels[j] = b"," + labels[j]
-        streams: List[Any] = [repeat(b'{"index":'), idx]
-        for label, values in zip(labels, texts):
-            streams += [repeat(label), values]
-        streams.append(repeat(b'},"createdAt":"' + created.encode() + b'"}\n'))
-        yield b"".join(chain.from_iterable(zip(*streams)))
+        # Line i = '{"index":' i ',"data":{' k0 ':' v0_i ... '"_ts":' ts_i '},"createdAt":...}', made by
+        # one %-format over the chunk: the C formatter loops over the rows, not the interpreter.
+        labels = b",".join(orjson.dumps(k).replace(b"%", b"%%") + b":%b" for k in (*part.keys, "_ts"))
+        line = b'{"index":%d,"data":{' + labels + b'},"createdAt":"' + created.encode().replace(b"%", b"%%") + b'"}\n'
+        first_index = first + start
+        yield (line * len(part)) % tuple(chain.from_iterable(zip(range(first_index, first_index + len(part)), *texts)))
 
 
 def encode_metric_parts(parts: Sequence[Any], first: int, created: str) -> Iterator[bytes]:

@@ -9,12 +9,14 @@ make us repeat or skip a number; a cached value is used only while the file is e
 from __future__ import annotations
 
 import os
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
 from .._names import Prefix
 from .._values import encode_nonfinite
-from ._encode import ColumnRows, count_rows, encode_lines, encode_metric_parts
+from . import _files_listing
+from ._encode import ColumnRows, count_rows, encode_lines, encode_metric_parts, encode_metric_rows
 from ._jsonio import atomic_write_json, ensure_newline_end, iso_utc, last_value_of, locked, read_json
 from ._layout import ExperimentPaths
 
@@ -27,10 +29,6 @@ __all__ = ["ExperimentWriter", "LogRow", "ColumnRows", "TrackConflict"]
 
 class TrackConflict(ValueError):
     """Two track topics that map to one folder (``a/b`` and ``a_b``)."""
-
-
-def _norm_path(path: Any) -> str:
-    return "/" + str(path or "").strip("/")
 
 
 def _flatten_track(data: Dict[str, Any], parent: str = "") -> Dict[str, Any]:
@@ -55,7 +53,7 @@ else:  # importable, without importing typing at run time
 class _Appender:
     """An append handle on one JSONL file plus what we know of its end."""
 
-    __slots__ = ("path", "fh", "size", "next")
+    __slots__ = ("path", "fh", "size", "next", "foreign")
 
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -63,10 +61,14 @@ class _Appender:
         self.fh = open(path, "a+b")  # readable too: the torn-tail check preads the last byte
         self.size = -1
         self.next = 0
+        #: True when the last next_number() found the file not as we left it (first use, or
+        #: another writer): what we cached about it is stale.
+        self.foreign = True
 
     def next_number(self, key: str, floor: int = 0) -> int:
         size = os.fstat(self.fh.fileno()).st_size
-        if size != self.size:  # someone else wrote, or first use: ask the file
+        self.foreign = size != self.size
+        if self.foreign:  # someone else wrote, or first use: ask the file
             last = last_value_of(self.path, key)
             self.next = floor if last is None else last + 1
             ensure_newline_end(self.fh)
@@ -86,9 +88,15 @@ class _Appender:
 class ExperimentWriter:
     """Writes one experiment in the upstream-compatible layout. Hold :meth:`lock` around calls."""
 
-    def __init__(self, root: os.PathLike[str] | str, prefix: Prefix):
+    def __init__(self, root: os.PathLike[str] | str, prefix: Prefix, metadata_interval: float = 0.0):
         self.paths = ExperimentPaths(root, prefix)
         self._appenders: Dict[Path, _Appender] = {}
+        #: A metric's metadata.json (derived from its data.jsonl) is rewritten at most once per
+        #: this many seconds, and by write_pending_metadata(); 0 rewrites it with every append.
+        self._metadata_interval = metadata_interval
+        self._metas: Dict[Path, Dict[str, Any]] = {}  # metadata.json path -> its content, as we wrote it
+        self._meta_written: Dict[Path, float] = {}  # ... -> time.monotonic() of our last write
+        self._meta_pending: Dict[Path, Dict[str, Any]] = {}  # ... -> content not written yet
 
     @contextmanager
     def lock(self) -> Iterator[None]:
@@ -102,9 +110,18 @@ class ExperimentWriter:
         return app
 
     def close(self) -> None:
+        """Write what metadata is pending (hold :meth:`lock`), and close the open files."""
+        self.write_pending_metadata()
         for app in self._appenders.values():
             app.close()
         self._appenders.clear()
+
+    def write_pending_metadata(self) -> None:
+        """Bring every metric's metadata.json up to date (see ``metadata_interval``)."""
+        pending, self._meta_pending = self._meta_pending, {}
+        for path, meta in pending.items():
+            atomic_write_json(path, meta, fsync=False)
+            self._meta_written[path] = time.monotonic()
 
     # -- experiment.json ---------------------------------------------------------------------------
 
@@ -191,8 +208,13 @@ class ExperimentWriter:
         meta_path = mdir / "metadata.json"
         first = app.next_number("index")
         created = iso_utc(ts)
-        app.write(encode_metric_parts(rows, first, created), count_rows(rows))
-        meta = read_json(meta_path)
+        if ColumnRows in set(map(type, rows)):  # the server's columnar blocks among them
+            app.write(encode_metric_parts(rows, first, created), count_rows(rows))
+        else:  # plain row dicts: local mode's batches
+            app.write(encode_metric_rows(rows, first, created), len(rows))
+        meta = None if app.foreign else self._metas.get(meta_path)
+        if meta is None:
+            meta = read_json(meta_path)
         if not isinstance(meta, dict):
             label = "None" if name is None else name
             meta = {
@@ -206,8 +228,16 @@ class ExperimentWriter:
         meta["totalDataPoints"] = max(app.next, int(meta.get("totalDataPoints") or 0))
         meta["nextIndex"] = app.next
         meta["updatedAt"] = created
-        # Derived from data.jsonl (which is the truth on resume): no fsync per batch for it.
-        atomic_write_json(meta_path, meta, fsync=False)
+        self._metas[meta_path] = meta
+        # Derived from data.jsonl (which is the truth on resume): no fsync for it, and while rows
+        # stream in, not one rewrite per batch (see metadata_interval).
+        now = time.monotonic()
+        if now - self._meta_written.get(meta_path, -1e9) >= self._metadata_interval:
+            self._meta_pending.pop(meta_path, None)
+            atomic_write_json(meta_path, meta, fsync=False)
+            self._meta_written[meta_path] = now
+        else:
+            self._meta_pending[meta_path] = meta
         return first
 
     # -- logs --------------------------------------------------------------------------------------
@@ -249,70 +279,23 @@ class ExperimentWriter:
         atomic_write_json(p.parameters_json, current)
         return current
 
-    # -- files -------------------------------------------------------------------------------------
+    # -- files (files/.files_metadata.json: ``_files_listing``) -----------------------------------
 
     def add_files(self, entries: Sequence[Dict[str, Any]]) -> None:
-        """Append entries to files/.files_metadata.json (the file bytes are already in place).
-
-        A new entry with the path and file name of a live one replaces it as upstream's overwrite
-        does, but softly: the older entry gets ``deletedAt`` and its bytes stay.
-        """
-        p = self.paths
-        current = read_json(p.files_metadata)
-        if not isinstance(current, dict) or not isinstance(current.get("files"), list):
-            current = {"files": []}
-        files = current["files"]
-        known = {e.get("id") for e in files if isinstance(e, dict)}
-        for e in entries:
-            if e["id"] in known:
-                continue
-            known.add(e["id"])
-            where = (_norm_path(e.get("path")), e.get("filename"))
-            for old in files:
-                if (
-                    isinstance(old, dict)
-                    and not old.get("deletedAt")
-                    and (_norm_path(old.get("path")), old.get("filename")) == where
-                ):
-                    old["deletedAt"] = old["updatedAt"] = e.get("uploadedAt") or iso_utc()
-            files.append(e)
-        atomic_write_json(p.files_metadata, current)
+        """Append file entries (the bytes are already in place); see ``_files_listing.add``."""
+        _files_listing.add(self.paths.files_metadata, entries)
 
     def delete_files(self, deletions: Sequence[Tuple[str, float]]) -> int:
-        """Soft-delete files by id (``deletedAt`` set, bytes kept); unknown or deleted ids change
-        nothing. Returns how many were deleted now."""
-        p = self.paths
-        current = read_json(p.files_metadata)
-        if not isinstance(current, dict) or not isinstance(current.get("files"), list):
-            return 0
-        by_id = {str(e.get("id")): e for e in current["files"] if isinstance(e, dict)}
-        done = 0
-        for file_id, ts in deletions:
-            entry = by_id.get(str(file_id))
-            if entry is not None and not entry.get("deletedAt"):
-                entry["deletedAt"] = entry["updatedAt"] = iso_utc(ts)
-                done += 1
-        if done:
-            atomic_write_json(p.files_metadata, current)
-        return done
+        """Soft-delete files by id; returns how many were deleted now."""
+        return _files_listing.delete(self.paths.files_metadata, deletions)
 
     def update_files(self, updates: Sequence[Tuple[str, Dict[str, Any], float]]) -> int:
         """Replace description, tags or metadata of live files by id; returns how many changed."""
-        p = self.paths
-        current = read_json(p.files_metadata)
-        if not isinstance(current, dict) or not isinstance(current.get("files"), list):
-            return 0
-        by_id = {str(e.get("id")): e for e in current["files"] if isinstance(e, dict)}
-        done = 0
-        for file_id, changes, ts in updates:
-            entry = by_id.get(str(file_id))
-            if entry is not None and not entry.get("deletedAt"):
-                entry.update({k: v for k, v in changes.items() if k in ("description", "tags", "metadata")})
-                entry["updatedAt"] = iso_utc(ts)
-                done += 1
-        if done:
-            atomic_write_json(p.files_metadata, current)
-        return done
+        return _files_listing.update(self.paths.files_metadata, updates)
+
+    def delete_file(self, file_id: str, ts: float) -> bool:
+        """Soft delete: set ``deletedAt``. Returns False when there is no such live file."""
+        return _files_listing.delete(self.paths.files_metadata, [(file_id, ts)]) == 1
 
     # -- tracks ------------------------------------------------------------------------------------
 
@@ -362,16 +345,3 @@ class ExperimentWriter:
         meta["updatedAt"] = now
         atomic_write_json(meta_path, encode_nonfinite(meta), fsync=False)  # derived from data.jsonl
         return len(entries)
-
-    def delete_file(self, file_id: str, ts: float) -> bool:
-        """Soft delete: set ``deletedAt``. Returns False when there is no such file."""
-        p = self.paths
-        current = read_json(p.files_metadata)
-        if not isinstance(current, dict):
-            return False
-        for entry in current.get("files", []):
-            if isinstance(entry, dict) and entry.get("id") == file_id and not entry.get("deletedAt"):
-                entry["deletedAt"] = entry["updatedAt"] = iso_utc(ts)
-                atomic_write_json(p.files_metadata, current)
-                return True
-        return False

@@ -283,7 +283,8 @@ class Reads:
         except InvalidPrefix as exc:
             raise ApiError(400, "invalid_name", str(exc)) from None
         page = [encode_nonfinite(e) for e in entries[start : start + limit]]
-        return {"entries": page, "next": start + limit if start + limit < len(entries) else None}
+        nxt = start + limit if start + limit < len(entries) else None
+        return {"entries": page, "next": nxt, "total": len(entries)}
 
     def files(self, prefix: str, path: Optional[str]) -> Dict[str, Any]:
         if path and path.strip("/"):

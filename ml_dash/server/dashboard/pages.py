@@ -47,6 +47,7 @@ def _layout(
     logout: bool = False,
     charts: bool = False,
     preload: Iterable[str] = (),
+    parts: Iterable[str] = (),
 ) -> str:
     nav = []
     for label, href in crumbs:
@@ -64,6 +65,8 @@ def _layout(
     scripts += f'<script src="/static/common.js{v}"></script>'
     if charts:
         scripts += f'<script src="/static/charts.js{v}"></script>'
+    # parts: scripts of sections the page's own script puts together
+    scripts += "".join(f'<script src="/static/{part}.js{v}"></script>' for part in parts)
     scripts += f'<script src="/static/{page}.js{v}"></script>' if page else ""
     return (
         "<!doctype html>\n"
@@ -184,6 +187,17 @@ def experiment_page(prefix: str, exp: Dict[str, Any], params: Dict[str, Any], as
       <input id="log-search" type="search" placeholder="filter shown lines" spellcheck="false" autocomplete="off">
       <label><input id="log-follow" type="checkbox" checked> follow</label></div>
     <div id="logs" class="logs"></div>
+    <h2>Tracks <small id="track-count"></small></h2>
+    <div id="tracks" class="tracks">
+      <div id="track-topics" class="topics"></div>
+      <div id="track-view" hidden>
+        <div id="track-charts" class="charts track-charts"></div>
+        <p id="track-note" class="note"></p>
+        <div class="toolbar"><span id="track-range" class="muted"></span><span class="grow"></span>
+          <button id="track-newer" type="button">&larr; Newer</button><button id="track-older" type="button">Older &rarr;</button></div>
+        <div class="table-wrap"><table id="track-table" class="files track-table"><thead></thead><tbody></tbody></table></div>
+      </div>
+    </div>
     <h2>Files <small id="file-count"></small></h2>
     <table id="files" class="files"><thead><tr><th>path</th><th>name</th><th>size</th><th>type</th><th>saved</th><th></th></tr></thead>
       <tbody></tbody></table>
@@ -202,6 +216,7 @@ def experiment_page(prefix: str, exp: Dict[str, Any], params: Dict[str, Any], as
         logout=logout,
         charts=True,
         preload=["/api/v1/summary?" + urlencode({"prefix": prefix})],
+        parts=["tracks"],
     )
 
 

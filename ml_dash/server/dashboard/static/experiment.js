@@ -1,5 +1,6 @@
 // One experiment: params filter, a chart per metric field, logs with a level filter and a live
-// tail, files with download and preview. While RUNNING, everything asks only for what is new.
+// tail, tracks (tracks.js), files with download and preview. While RUNNING, everything asks only
+// for what is new.
 "use strict";
 
 (() => {
@@ -152,6 +153,9 @@
     }));
   }
 
+  // -- tracks (tracks.js) -------------------------------------------------------------------------
+  const tracks = new Tracks.Section(prefix);
+
   // -- live ---------------------------------------------------------------------------------------
   function setStatus(status, sum) {
     const badge = document.querySelector(".exp-head h1 .status");
@@ -169,7 +173,7 @@
       duration();
       addPanels(sum);
       const cur = cursors(sum);
-      await Promise.all([...grid.panels.values()].map((p) => p.live(cur.get(p.spec.metric ?? ""))).concat([tailLogs()]));
+      await Promise.all([...grid.panels.values()].map((p) => p.live(cur.get(p.spec.metric ?? ""))).concat([tailLogs(), tracks.live()]));
       if (e.status !== "RUNNING") {
         $("live").hidden = true;
         loadFiles().catch(D.showError);
@@ -184,7 +188,7 @@
       summary = await api("/api/v1/summary", { prefix });
       setStatus(exp.status, summary);
       addPanels(summary);
-      await Promise.all([loadLogs(summary.logs), loadFiles()]);
+      await Promise.all([loadLogs(summary.logs), loadFiles(), tracks.init()]);
       if (exp.status === "RUNNING") live();
     } catch (e) { D.showError(e); }
   })();

@@ -221,7 +221,8 @@ class PgReads:
             raise ApiError(400, "invalid_name", str(exc)) from None
         entries = self.track_merged(prefix, topic)
         page = entries[start : start + limit]
-        return {"entries": page, "next": start + limit if start + limit < len(entries) else None}
+        nxt = start + limit if start + limit < len(entries) else None
+        return {"entries": page, "next": nxt, "total": len(entries)}
 
     def files(self, prefix: str, path: Optional[str], include_deleted: bool = False) -> Dict[str, Any]:
         want = None
