@@ -43,7 +43,8 @@ class Watch:
     """The process's SIGTERM watcher (one instance: :data:`WATCH`)."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        # Reentrant: entered() runs in a signal handler, which another handler may interrupt.
+        self._cond = threading.Condition(threading.RLock())
         self._entered = 0  # times the main thread's SIGTERM handler began
         self._delivered = 0  # SIGTERMs the C-level handler wrote to the wakeup fd
         self._fds: Optional[tuple[int, int]] = None  # (read, write) of the wakeup pipe, once armed
@@ -148,7 +149,7 @@ class Watch:
                     os.close(fd)
                 except OSError:
                     pass
-        self._cond = threading.Condition(threading.Lock())
+        self._cond = threading.Condition(threading.RLock())
         self._entered = self._delivered = 0
         self._on_missed = None
         self._thread = None
