@@ -5,7 +5,8 @@ metric read 10,000 rows at a time would be quadratic). :class:`JsonlPager` scans
 incrementally as it grows, remembering the byte offset of every 1024th record; a page then starts
 reading near its first record. That needs the file's keys to be strictly increasing, which is how
 the server writes them; a file that is not (an upstream tree with duplicate indices) is read with
-``ExperimentReader``, whose rules (first row of an index wins) then apply.
+``ExperimentReader``, whose rules (first row of an index wins) then apply. Track entries are paged
+the same way by timestamp (:class:`~.track_pages.TrackPager`).
 
 Values go out as stored: non-finite floats stay the strings "NaN"/"Infinity"/"-Infinity".
 """
@@ -21,17 +22,17 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-import orjson
-
 from .._errors import InvalidPrefix
 from .._names import check_filename, check_relpath
 from .._store import ExperimentReader
-from .._store._jsonio import loads_lenient, read_json
+from .._store._jsonio import read_json
 from .._store._nofollow import is_plain_chain
 from .._values import encode_nonfinite
 from .batch import parse_server_prefix
 from .errors import ApiError
 from .index import Index
+from .track_pages import TrackPager
+from .track_pages import parse_line as _parse
 
 __all__ = ["Reads", "JsonlPager"]
 
@@ -39,17 +40,6 @@ log = logging.getLogger("ml_dash.server")
 
 _MARK_EVERY = 1024
 _SCAN_CHUNK = 8 << 20
-
-
-def _parse(line: bytes) -> Optional[dict[str, Any]]:
-    try:
-        rec = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        try:
-            rec = encode_nonfinite(loads_lenient(line))  # upstream's bare NaN literals
-        except ValueError:
-            return None  # a torn or corrupt line: skipped, as the local reader does
-    return rec if isinstance(rec, dict) else None
 
 
 class _Marks:
@@ -175,6 +165,7 @@ class Reads:
         self.index = index
         self.max_page = max_page
         self.pager = JsonlPager()
+        self.track_pager = TrackPager()
 
     def reader(self, prefix: str) -> ExperimentReader:
         try:
@@ -278,13 +269,22 @@ class Reads:
         start, limit = self.page_args(start, limit)
         reader = self.reader(prefix)
         try:
-            plain = self.plain(reader.paths.track_dir(topic or "") / "data.jsonl")
-            entries = reader.track_entries(topic or "") if plain else []
+            path = reader.paths.track_dir(topic or "") / "data.jsonl"
         except InvalidPrefix as exc:
             raise ApiError(400, "invalid_name", str(exc)) from None
-        page = [encode_nonfinite(e) for e in entries[start : start + limit]]
-        nxt = start + limit if start + limit < len(entries) else None
-        return {"entries": page, "next": nxt, "total": len(entries)}
+        if not self.plain(path):
+            return {"entries": [], "next": None, "total": 0}
+        got = self.track_pager.page(path, start, limit)
+        if got is None:  # not in timestamp order on disk: read whole, sorted and merged
+            entries = reader.track_entries(topic or "")
+            got = [encode_nonfinite(e) for e in entries[start : start + limit]], len(entries)
+        page, total = got
+        return {"entries": page, "next": start + limit if start + limit < total else None, "total": total}
+
+    def forget_offsets(self) -> None:
+        """After a rollback cut files: the pagers read them again from the start."""
+        self.pager.clear()
+        self.track_pager.clear()
 
     def files(self, prefix: str, path: Optional[str]) -> Dict[str, Any]:
         if path and path.strip("/"):

@@ -24,7 +24,7 @@ class EmbeddedBackend(Backend):
         blobs = BlobStore(self.root)
         store = Store(self.root, index, blobs, limits)
         reads = Reads(self.root, index, limits.max_page)
-        store.on_rollback = reads.pager.clear
+        store.on_rollback = reads.forget_offsets
         super().__init__(store, reads, index, blobs)
 
     def describe(self) -> str:
