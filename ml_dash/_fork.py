@@ -1,6 +1,7 @@
 """Fork, in one place: one ``os.register_at_fork`` registration for the whole package.
 
-ml-dash runs at most three background threads per process, each a *service* registered here:
+ml-dash runs at most three background threads per process (four in a ``multiprocessing`` child:
+``ml_dash._sigwatch``), each a *service* registered here:
 the worker that drains every experiment's queues (``ml_dash._worker``), and in remote mode the
 sender's event loop (``ml_dash.agent._hub``) and the spool's group commit
 (``ml_dash.agent._syncer``). Around ``os.fork()``:
@@ -17,6 +18,9 @@ sender's event loop (``ml_dash.agent._hub``) and the spool's group commit
   3.13+ counts threads after the fork hooks have run, so starting them right away would bring
   the warning back. In the parent nothing is lost or written twice; uploads of what was spooled
   before the fork go on at that next call.
+* **SIGTERM**, when ml-dash's handler is installed, is blocked in the forking thread across the
+  fork and unblocked on each side once it is ready: the interpreter drops a signal that reaches a
+  child before it is ready, which would leave a child sent SIGTERM at once running.
 * **in the child**, first: every service forgets the parent's state without touching it (the
   parent's objects are kept, never closed or finalized, in :data:`left_by_parent`); then every
   experiment running in the parent resets (``_lifecycle.after_fork_in_child``): what the child
@@ -31,6 +35,8 @@ forked child that logs only just before it exits loses nothing either.
 from __future__ import annotations
 
 import os
+import signal
+import sys
 import threading
 import time
 
@@ -107,26 +113,62 @@ def _before() -> None:
             service.pause_for_fork(deadline)
         except Exception:  # never fail the user's fork
             pass
+    _forking.sigterm_blocked = _block_sigterm()
 
 
 def _after_in_parent() -> None:
     global dormant
-    dormant = True
-    for service in _services:
-        service.go_dormant()
+    try:
+        dormant = True
+        for service in _services:
+            service.go_dormant()
+    finally:
+        _unblock_sigterm()
 
 
 def _after_in_child() -> None:
     global _lock, dormant
-    _lock = threading.RLock()
-    dormant = True
-    for service in _services:
-        service.reset_in_child()
-    for service in _services:
-        service.go_dormant()
-    from . import _lifecycle
+    try:
+        _lock = threading.RLock()
+        dormant = True
+        for service in _services:
+            service.reset_in_child()
+        for service in _services:
+            service.go_dormant()
+        from . import _lifecycle
 
-    _lifecycle.after_fork_in_child()
+        _lifecycle.after_fork_in_child()
+    finally:
+        _unblock_sigterm()  # a SIGTERM that came since the fork is handled now, by the child's handler
+
+
+#: ``sigterm_blocked``: SIGTERM is blocked in this (forking) thread from just before the fork
+#: until each side is ready.
+_forking = threading.local()
+
+
+def _block_sigterm() -> bool:
+    """Block SIGTERM in this thread for the fork, when ml-dash's handler is installed.
+
+    A signal that reaches the child before the interpreter is ready there is dropped by it (it
+    clears what its signal handlers have not handled yet), so a SIGTERM sent to a child that was
+    just forked (``Pool.terminate()`` right after the pool started) would be lost and leave the
+    child running. Blocked, it waits in the kernel until the child unblocks it, ready.
+    """
+    lifecycle = sys.modules.get(__name__.rpartition(".")[0] + "._lifecycle")
+    if lifecycle is None or not lifecycle.sigterm_is_ours():
+        return False
+    try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    except (AttributeError, OSError, ValueError):
+        return False
+    return True
+
+
+def _unblock_sigterm() -> None:
+    if getattr(_forking, "sigterm_blocked", False):
+        _forking.sigterm_blocked = False
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
 
 def start_thread(target: Callable[[], object], name: str) -> Optional[threading.Thread]:

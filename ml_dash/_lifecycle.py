@@ -9,6 +9,10 @@
   program has not chosen to ignore SIGTERM. With the default disposition we drain, mark runs
   CANCELLED, then re-deliver SIGTERM with the default action so the exit status stays 143. With a
   handler of the program's own, we flush everything and then call that handler, which decides.
+  In a ``multiprocessing`` child (default disposition) ``ml_dash._sigwatch`` also watches for a
+  SIGTERM the main thread cannot handle (it waits in C code: a pool worker waiting for its next
+  task), and then closes the runs from its thread and ends the process (exit status 143); where
+  it cannot watch, the child keeps SIGTERM's default action (ended at once, never hung).
 * **fork**: see ``ml_dash._fork``; in the child every running experiment's recorder resets.
 """
 
@@ -23,6 +27,7 @@ import time
 import weakref
 
 from ._report import warn
+from ._sigwatch import WATCH
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; annotations here are strings anyway
 if TYPE_CHECKING:
@@ -40,6 +45,9 @@ _uncaught: Optional[BaseException] = None
 _previous_sigterm = None
 _closing = 0  # closes in progress (see closing)
 _deferred_sigterm: Optional[tuple[Any, ...]] = None
+#: Taken (never released) by whoever closes the runs for a SIGTERM and ends the process: the main
+#: thread's handler or the watcher (``_sigwatch``). A lock taken without blocking: safe in a handler.
+_sigterm_claim = threading.Lock()
 
 
 def running() -> List[Recorder]:
@@ -60,7 +68,7 @@ def register(rec: Recorder) -> None:
     _install_sigterm()
     mp = sys.modules.get("multiprocessing")
     if mp is not None and mp.parent_process() is not None:
-        _close_at_multiprocessing_exit()
+        _in_multiprocessing_child()
 
 
 def unregister(rec: Recorder) -> None:
@@ -115,6 +123,7 @@ def _install_sigterm() -> None:
 
 def _on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
     global _deferred_sigterm
+    WATCH.entered()
     if _closing:
         # A close is under way (maybe in the very frame this handler interrupted, holding its
         # locks): let it finish; the signal is handled when it ends (see closing()).
@@ -125,11 +134,47 @@ def _on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
         _off_main_thread(_flush_all, 10.0)
         previous(signum, frame)
         return
-    # Without the lock: the frame this handler interrupted may hold it.
-    longest = max((r.config.shutdown_timeout for r in list(_live)), default=0.0)
-    _off_main_thread(lambda: _close_all("CANCELLED", "terminated by SIGTERM"), longest + 1.0)
+    longest = _longest_shutdown()
+    if _sigterm_claim.acquire(False):
+        _off_main_thread(lambda: _close_all("CANCELLED", "terminated by SIGTERM"), longest + 1.0)
+    else:
+        # The watcher began first (this thread was slow to get here): it closes the runs and
+        # ends the process; this thread waits for that instead of going on with the program.
+        time.sleep(longest + 2.0)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
+
+
+def sigterm_is_ours() -> bool:
+    """True when SIGTERM's handler is ml-dash's (``ml_dash._fork`` blocks SIGTERM while forking)."""
+    return signal.getsignal(signal.SIGTERM) is _on_sigterm
+
+
+def _longest_shutdown() -> float:
+    # Without the lock: the frame a handler interrupted may hold it.
+    return max((r.config.shutdown_timeout for r in list(_live)), default=0.0)
+
+
+def _on_missed_sigterm() -> None:
+    """The watcher's (``_sigwatch``): a SIGTERM came and the main thread could not begin its
+    handler. Close the runs from here, then end the process as SIGTERM would have."""
+    if not _sigterm_claim.acquire(False):
+        return  # the main thread's handler began after all and does it
+    deadline = time.monotonic() + _longest_shutdown() + 1.0
+    while _closing and time.monotonic() < deadline:  # a close under way elsewhere ends first
+        time.sleep(0.01)
+    _off_main_thread(lambda: _close_all("CANCELLED", "terminated by SIGTERM"), max(0.0, deadline - time.monotonic()))
+    os._exit(128 + signal.SIGTERM)  # only the main thread may restore SIGTERM's default action
+
+
+def _watch_sigterm() -> None:
+    """In a multiprocessing child whose SIGTERM handler is ours (with the default action behind it):
+    watch for a SIGTERM the main thread misses; where that cannot be, keep the default action."""
+    if not sigterm_is_ours() or callable(_previous_sigterm):
+        return
+    if threading.current_thread() is not threading.main_thread() or WATCH.arm(_on_missed_sigterm):
+        return
+    signal.signal(signal.SIGTERM, _previous_sigterm if _previous_sigterm is not None else signal.SIG_DFL)
 
 
 def _flush_all() -> None:
@@ -172,16 +217,17 @@ class closing:
 
 def after_fork_in_child() -> None:
     """Called by ``ml_dash._fork`` in a forked child, after the background services were reset."""
-    global _lock
+    global _lock, _sigterm_claim
     _lock = threading.Lock()
+    _sigterm_claim = threading.Lock()
     for rec in list(_live):
         rec.after_fork_in_child()
     mp = sys.modules.get("multiprocessing")
-    if mp is not None and _live:
+    if mp is not None and (_live or sigterm_is_ours()):
         # A multiprocessing child runs this once it has cleared the finalizers it inherited.
         import multiprocessing.util
 
-        multiprocessing.util.register_after_fork(_after_fork_in_child_marker, _close_at_multiprocessing_exit)
+        multiprocessing.util.register_after_fork(_after_fork_in_child_marker, _in_multiprocessing_child)
 
 
 class _Marker:
@@ -191,9 +237,11 @@ class _Marker:
 _after_fork_in_child_marker = _Marker()
 
 
-def _close_at_multiprocessing_exit(_: object = None) -> None:
+def _in_multiprocessing_child(_: object = None) -> None:
+    """In a multiprocessing child: close the runs at its exit, and watch for SIGTERM."""
     import multiprocessing.util
 
     # Run by multiprocessing.util._exit_function before the child's os._exit; after the
     # library's own finalizers (priority 0 and above run from the highest).
     multiprocessing.util.Finalize(None, _at_exit, exitpriority=-100)
+    _watch_sigterm()

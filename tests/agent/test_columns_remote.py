@@ -16,7 +16,8 @@ from ml_dash.agent._reader import SessionReader
 from ml_dash.agent._session import SessionDir
 from ml_dash.server import Limits, create_token, run_in_thread
 
-from .conftest import client_env, reader, run_agent, sessions, start_client, wait_for
+from ..pipes import Lines
+from .conftest import client_env, reader, run_agent, sessions, start_client
 
 
 def _log_everything(exp, n=3000):
@@ -85,19 +86,19 @@ while True:
 def test_kill_9_mid_run_then_flush_stores_exactly_the_spooled_rows(server, spool):
     env = client_env(spool, server.url, server.token)
     proc = start_client(KILLED.format(), env)
-    lines = []
+    out, err = Lines(proc.stdout, "stdout"), Lines(proc.stderr, "stderr")
 
-    def progressed():
-        line = proc.stdout.readline()
-        assert line, proc.stderr.read()
-        lines.append(line.split())
-        return lines[-1][0] == "LOGGED" and float(lines[-1][2]) - float(lines[0][1]) > 2.0
+    def logged_2s_after_flush(line):
+        fields = line.split()
+        return fields[0] == "LOGGED" and float(fields[2]) - float(out.lines[0].split()[1]) > 2.0
 
     try:
-        wait_for(progressed, timeout=60, what="the client to log for 2 s after its flush", interval=0)
+        out.wait_for(logged_2s_after_flush, 60, "the client to log for 2 s after its flush")
+    except AssertionError as failure:
+        raise AssertionError(f"{failure}\nstderr: {err.text}") from None
     finally:
         proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=10)
+        proc.wait(10)
     [session] = sessions(spool)
     spooled, records = [], 0
     r = SessionReader(SessionDir(session), 0)

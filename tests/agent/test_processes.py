@@ -15,6 +15,7 @@ from ml_dash.agent._reader import SessionReader
 from ml_dash.agent._session import SessionDir
 from ml_dash.agent._spool import SpoolWriter
 
+from ..pipes import DUMP_STACKS_ON_SIGUSR1, Lines, with_stacks
 from .conftest import (
     client_env,
     log_messages,
@@ -49,22 +50,24 @@ def test_kill_9_after_acknowledged_logs_then_flush(server, spool):
     k = 200
     env = client_env(spool, server.url, server.token)
     proc = start_client(KILLED.format(k=k), env)
-    lines = []
+    out, err = Lines(proc.stdout, "stdout"), Lines(proc.stderr, "stderr")
     try:
 
-        def progressed():
-            line = proc.stdout.readline()
-            assert line, proc.stderr.read()
-            lines.append(line.split())
-            acked = [float(x[1]) for x in lines if x[0] == "ACKED"]
-            return acked and lines[-1][0] == "LOGGED" and float(lines[-1][2]) - acked[0] > 2.0
+        def logged_2s_after_ack(line):
+            acked = [float(x.split()[1]) for x in out.lines if x.startswith("ACKED")]
+            fields = line.split()
+            return acked and fields[0] == "LOGGED" and float(fields[2]) - acked[0] > 2.0
 
-        wait_for(progressed, timeout=30, what="the client to log for 2 s after its acknowledged flush", interval=0)
+        try:
+            out.wait_for(logged_2s_after_ack, 30, "the client to log for 2 s after its acknowledged flush")
+        except AssertionError as failure:
+            raise AssertionError(f"{failure}\nstderr: {err.text}") from None
     finally:
         proc.send_signal(signal.SIGKILL)
         killed_at = time.time()
-        rest, _ = proc.communicate(timeout=10)
-    lines += [x.split() for x in rest.splitlines()]
+        proc.wait(10)
+        out.rest(10)
+    lines = [x.split() for x in out.lines]
     assert proc.returncode == -signal.SIGKILL
     [session] = sessions(spool)
     # What the spool holds: every complete record (the writer may have been cut mid-record).
@@ -269,8 +272,13 @@ def test_flush_next_to_a_live_offline_run(server, spool):
     assert sessions(spool) == []
 
 
+# The signals as a program started from a terminal has them, whatever pytest inherited: a child of a
+# process that ignores SIGINT (a shell's background job: `cmd &` in a script, as CI may run the
+# suite) starts with SIGINT ignored, and Python then never raises KeyboardInterrupt in it.
 INTERRUPTED = """
-import sys, time
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
 from ml_dash import Experiment
 with Experiment("alice/p/sigint").run as exp:
     for i in range(50):
@@ -284,20 +292,19 @@ with Experiment("alice/p/sigint").run as exp:
 def test_second_ctrl_c_leaves_at_once_with_the_spool_intact(server, spool):
     set_faults(server, [{"match": "ingest", "action": "hang", "times": 1000}])
     env = client_env(spool, server.url, server.token, shutdown_timeout=60)
-    proc = start_client(INTERRUPTED, env)
+    proc = start_client(DUMP_STACKS_ON_SIGUSR1 + INTERRUPTED, env)
+    out, err = Lines(proc.stdout, "stdout"), Lines(proc.stderr, "stderr")
     try:
-        assert proc.stdout.readline().strip() == "READY"
+        out.wait_for(lambda line: line.strip() == "READY", 30, "READY")
         proc.send_signal(signal.SIGINT)  # first Ctrl-C: the run closes and waits for the server
-        err = []
-        wait_for(
-            lambda: err.append(proc.stderr.readline()) or "waiting for" in err[-1],
-            timeout=20,
-            what="the progress line",
-            interval=0,
-        )
+        try:
+            err.wait_for(lambda line: "waiting for" in line, 20, "the progress line")
+        except AssertionError as failure:
+            raise with_stacks(proc, err, failure) from None
         second = time.monotonic()
         proc.send_signal(signal.SIGINT)  # second Ctrl-C: leave now
-        rest = proc.communicate(timeout=10)[1]
+        proc.wait(10)
+        rest = err.rest(5)
         assert time.monotonic() - second < 1.5
     finally:
         proc.kill()
@@ -315,10 +322,15 @@ def test_sigterm_with_the_server_down_exits_quickly_and_keeps_everything(server,
     server.handle.stop()
     env = client_env(spool, url, server.token)
     proc = start_client(INTERRUPTED.replace("sigint", "sigterm"), env)
-    assert proc.stdout.readline().strip() == "READY"
-    start = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=20)
+    out, stderr = Lines(proc.stdout, "stdout"), Lines(proc.stderr, "stderr")
+    try:
+        out.wait_for(lambda line: line.strip() == "READY", 30, "READY")
+        start = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+        err = stderr.rest(5)
+    finally:
+        proc.kill()
     assert time.monotonic() - start < 3.0
     assert proc.returncode == -signal.SIGTERM  # the SDK re-delivers SIGTERM after the flush
     assert f"ml-dash-agent flush {spool} --dash-url {url}" in err
