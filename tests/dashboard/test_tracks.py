@@ -24,6 +24,7 @@ HOSTILE_TOPIC = "<img src=x onerror=window.pwned=1>"
 HOSTILE_VALUE = "<script>window.pwned=2</script>&amp;"
 HOSTILE_FIELD = "<b>bold</b>"
 ENTRIES = 120
+LONG = "ab" * 300  # cut in its cell, whole in the tooltip
 # Pixels of a colour on a chart's canvas (the line drawn), as in test_pages.py.
 COUNT_PIXELS = """([sel, rgb]) => {
   const c = document.querySelector(sel + " canvas");
@@ -69,7 +70,7 @@ def _seed(url, token):
             pose.append(x=float(i), y=i * i / 100, pose={"theta": -i / 10}, q=[i, i + 1], label=f"p{i}", _ts=i / 10)
         for i in range(5):
             exp.tracks("camera/frames").append(frame=i)
-        exp.tracks(HOSTILE_TOPIC).append(**{"note": HOSTILE_VALUE, HOSTILE_FIELD: 1}, _ts=1.0)
+        exp.tracks(HOSTILE_TOPIC).append(**{"note": HOSTILE_VALUE, HOSTILE_FIELD: 1, "long": LONG}, _ts=1.0)
     with Experiment(prefix=BARE, dash_url=url, token=token).run as exp:
         exp.metrics("train").log(loss=0.5)
 
@@ -148,8 +149,13 @@ def test_topics_entries_pages_charts_and_markup_as_text(browser, tab, server):
         "timestamp",
         "note",
         HOSTILE_FIELD,
+        "long",
     ]
+    assert page.inner_text("#track-range") == "1–1 of 1 entry, newest first"
+    long_cell = "#track-table tbody tr td:nth-child(4)"
+    assert page.inner_text(long_cell) == LONG[:120] + "…" and page.get_attribute(long_cell, "title") == LONG
     assert page.evaluate("window.pwned") is None
+    t.shot("experiment-tracks-markup")
     assert page.eval_on_selector_all("#tracks img, #tracks script, #track-table b", "els => els.length") == 0
     assert page.eval_on_selector_all("#track-charts .title b", "bs => bs.map(b => b.textContent)") == [HOSTILE_FIELD]
     assert t.errors == []

@@ -120,3 +120,59 @@ def test_torn_lines_are_skipped_and_an_unordered_file_is_read_whole(served):
     assert got["entries"] == _whole(root) and got["total"] == 7
     assert TrackPager().page(data, 0, 1) is None  # the pager declines; the server read it whole
     assert _page(url, 5, 1) == {"entries": [{"timestamp": 4.0, "x": 4.0}], "next": 6, "total": 7}
+
+
+def _track_events(first_seq, stamps, tag):
+    return [
+        {
+            "seq": first_seq + i,
+            "kind": "track",
+            "topic": "robot/pose",
+            "timestamp": t,
+            "data": {tag: i, "pose": {"q": t}},
+        }
+        for i, t in enumerate(stamps)
+    ]
+
+
+def test_pages_read_the_same_on_each_store(server):
+    """The same batches through the protocol, paged on the embedded store (offsets) and on
+    PostgreSQL (the page picked in SQL): both answer the merged entries in timestamp order."""
+    from ._client import ingest
+
+    batches = [
+        _track_events(0, [i / 10 for i in range(2500)], "a"),
+        _track_events(2500, [i / 10 for i in range(2400, 2600)], "b"),  # 100 merge into the last ones
+        _track_events(2700, [300.0], "c") + [{**_track_events(2701, [300.0], "d")[0], "data": {"v": "NaN"}}],
+    ]
+    expected = {}
+    for batch in batches:
+        for ev in batch:
+            flat = {k: v for k, v in ev["data"].items() if k != "pose"}
+            if "pose" in ev["data"]:
+                flat["pose.q"] = ev["data"]["pose"]["q"]
+            expected.setdefault(ev["timestamp"], {"timestamp": ev["timestamp"]}).update(flat)
+    for batch in batches:
+        a = ingest(server.url, server.token, "session-tracks", "alice/robot/same", batch)
+        assert a.status == 200 and not a.json.get("rejected"), a.json
+    want = [expected[t] for t in sorted(expected)]
+    assert len(want) == 2601 and want[2450] == {"timestamp": 245.0, "a": 2450, "b": 50, "pose.q": 245.0}
+    assert want[-1] == {"timestamp": 300.0, "c": 0, "pose.q": 300.0, "v": "NaN"}
+
+    def page(start, limit):
+        q = {"prefix": "alice/robot/same", "topic": "robot/pose", "start": start, "limit": limit}
+        return get(server.url, server.token, "track", **q).json
+
+    for start, limit in [(0, 3), (1023, 3), (2399, 5), (2595, 100), (2600, 1), (2601, 1), (5000, 2)]:
+        got = page(start, limit)
+        assert got["entries"] == want[start : start + limit], (server.kind, start, limit)
+        assert got["total"] == 2601 and got["next"] == (start + limit if start + limit < 2601 else None)
+
+    # an entry back in time lands in its place on both stores
+    a = ingest(server.url, server.token, "session-tracks", "alice/robot/same", _track_events(2702, [0.05], "e"))
+    assert a.status == 200
+    got = page(0, 3)
+    assert [e["timestamp"] for e in got["entries"]] == [0.0, 0.05, 0.1] and got["total"] == 2602
+    assert page(2601, 5)["entries"] == [want[-1]]
+    none = get(server.url, server.token, "track", prefix="alice/robot/same", topic="no/such").json
+    assert none == {"entries": [], "next": None, "total": 0}

@@ -1,7 +1,6 @@
 // Chart panels on uPlot: one metric field, one line per source (a run, or a group's mean), the
 // min–max band of each downsampling bucket (spikes stay visible), x modes, log y, smoothing,
-// zoom that re-fetches the range at full resolution, and live appends after a row cursor; and Line,
-// a plain chart of values the page already holds (the track charts).
+// zoom that re-fetches the range at full resolution, and live appends after a row cursor.
 "use strict";
 
 const Charts = (() => {
@@ -305,71 +304,6 @@ const Charts = (() => {
     destroy() { if (this.u) this.u.destroy(); this.el.remove(); }
   }
 
-  // A chart of one column of values against x, from data the page already holds (no fetching,
-  // zoom or smoothing): the experiment page's track charts. set() redraws; the newest point is read
-  // out in the title, or the one under the cursor.
-  class Line {
-    constructor(parent, { key, title, color }) {
-      this.color = color || PALETTE[0];
-      this.u = null;
-      this.time = null;
-      this.readout = h("span", { class: "last" });
-      this.plot = h("div", { class: "plot" });
-      this.el = h("div", { class: "chart", "data-key": key }, h("div", { class: "title" }, h("b", { text: title }), this.readout), this.plot);
-      parent.append(this.el);
-    }
-
-    // xs: numbers in order; ys: numbers or null; time: x is epoch seconds (a date axis)
-    set(xs, ys, time) {
-      const n = xs.length;
-      this.el.dataset.points = String(ys.reduce((k, v) => k + (v === null ? 0 : 1), 0));
-      this.el.dataset.lastX = n ? String(xs[n - 1]) : "";
-      this.xs = xs;
-      this.ys = ys;
-      this.showLast();
-      const data = [xs, ys];
-      const key = `${time}|${n <= 16}`; // a few points are drawn as dots too (a single one is otherwise invisible)
-      if (this.u && this.key === key) { this.u.setData(data); return; }
-      if (this.u) this.u.destroy();
-      this.key = key;
-      this.time = time;
-      this.u = new uPlot(this.options(time, n <= 16), data, this.plot);
-    }
-
-    fmtX(v) { return this.time ? D.fmtTime(v * 1000) : D.fmtNum(v); }
-
-    showLast() {
-      for (let i = this.ys.length - 1; i >= 0; i--) if (this.ys[i] !== null) { this.readout.textContent = D.fmtNum(this.ys[i]); return; }
-      this.readout.textContent = "no data";
-    }
-
-    options(time, sparse) {
-      const axis = axisStyle();
-      const self = this;
-      return {
-        width: Math.max(200, this.plot.clientWidth || 400),
-        height: 150,
-        legend: { show: false },
-        cursor: { drag: { x: false, y: false }, points: { size: 5 } },
-        scales: { x: { time } },
-        axes: [{ ...axis, values: time ? undefined : (u, vals) => vals.map((v) => D.fmtNum(v)) },
-               { ...axis, size: 56, values: (u, vals) => vals.map((v) => D.fmtNum(v)) }],
-        series: [{}, { stroke: this.color, width: 1.5, spanGaps: true, points: { show: sparse, size: 5, fill: this.color } }],
-        hooks: {
-          setCursor: [(u) => {
-            const i = u.cursor.idx;
-            if (i === null || i === undefined || u.data[1][i] === null) { self.showLast(); return; }
-            self.readout.textContent = `${self.fmtX(u.data[0][i])} → ${D.fmtNum(u.data[1][i])}`;
-          }],
-        },
-      };
-    }
-
-    resize() { if (this.u) this.u.setSize({ width: Math.max(200, this.plot.clientWidth), height: 150 }); }
-
-    destroy() { if (this.u) this.u.destroy(); this.el.remove(); }
-  }
-
   // Axis colours and font of every chart, from the page's light or dark theme.
   function axisStyle() {
     const muted = css("--muted") || "#888", line = css("--line") || "#ddd";
@@ -430,5 +364,5 @@ const Charts = (() => {
     };
   }
 
-  return { view, PALETTE, Grid, Line, controls };
+  return { view, PALETTE, Grid, controls, axisStyle };
 })();

@@ -9,6 +9,7 @@ const Tracks = (() => {
   const PAGE = 50; // table rows per page
   const WINDOW = 5000; // the newest entries kept in the page: the charts and the first pages
   const MAX_CHARTS = 12;
+  const CELL_CHARS = 120; // a longer value is cut in its cell
   const EPOCH = 1e9; // timestamps from here on are epoch seconds (2001 on); below, a run's own clock
   const NONFINITE = new Set(["NaN", "Infinity", "-Infinity"]);
   const isNum = (v) => typeof v === "number" || NONFINITE.has(v);
@@ -40,6 +41,71 @@ const Tracks = (() => {
       }
       return finite;
     });
+  }
+
+  // A chart of one column against the entry timestamp, from entries the page holds (no fetching,
+  // zoom or smoothing; uPlot and the metric charts' look). set() redraws; the newest value is read
+  // out in the title, or the one under the cursor.
+  class Line {
+    constructor(parent, { key, title, color }) {
+      this.color = color || Charts.PALETTE[0];
+      this.u = null;
+      this.time = null;
+      this.readout = h("span", { class: "last" });
+      this.plot = h("div", { class: "plot" });
+      this.el = h("div", { class: "chart", "data-key": key }, h("div", { class: "title" }, h("b", { text: title }), this.readout), this.plot);
+      parent.append(this.el);
+    }
+
+    // xs: numbers in order; ys: numbers or null; time: x is epoch seconds (a date axis)
+    set(xs, ys, time) {
+      const n = xs.length;
+      this.el.dataset.points = String(ys.reduce((k, v) => k + (v === null ? 0 : 1), 0));
+      this.el.dataset.lastX = n ? String(xs[n - 1]) : "";
+      this.xs = xs;
+      this.ys = ys;
+      this.showLast();
+      const data = [xs, ys];
+      const key = `${time}|${n <= 16}`; // a few points are drawn as dots too (a single one is otherwise invisible)
+      if (this.u && this.key === key) { this.u.setData(data); return; }
+      if (this.u) this.u.destroy();
+      this.key = key;
+      this.time = time;
+      this.u = new uPlot(this.options(time, n <= 16), data, this.plot);
+    }
+
+    fmtX(v) { return this.time ? D.fmtTime(v * 1000) : D.fmtNum(v); }
+
+    showLast() {
+      for (let i = this.ys.length - 1; i >= 0; i--) if (this.ys[i] !== null) { this.readout.textContent = D.fmtNum(this.ys[i]); return; }
+      this.readout.textContent = "no data";
+    }
+
+    options(time, sparse) {
+      const axis = Charts.axisStyle();
+      const self = this;
+      return {
+        width: Math.max(200, this.plot.clientWidth || 400),
+        height: 150,
+        legend: { show: false },
+        cursor: { drag: { x: false, y: false }, points: { size: 5 } },
+        scales: { x: { time } },
+        axes: [{ ...axis, values: time ? undefined : (u, vals) => vals.map((v) => D.fmtNum(v)) },
+               { ...axis, size: 56, values: (u, vals) => vals.map((v) => D.fmtNum(v)) }],
+        series: [{}, { stroke: this.color, width: 1.5, spanGaps: true, points: { show: sparse, size: 5, fill: this.color } }],
+        hooks: {
+          setCursor: [(u) => {
+            const i = u.cursor.idx;
+            if (i === null || i === undefined || u.data[1][i] === null) { self.showLast(); return; }
+            self.readout.textContent = `${self.fmtX(u.data[0][i])} → ${D.fmtNum(u.data[1][i])}`;
+          }],
+        },
+      };
+    }
+
+    resize() { if (this.u) this.u.setSize({ width: Math.max(200, this.plot.clientWidth), height: 150 }); }
+
+    destroy() { if (this.u) this.u.destroy(); this.el.remove(); }
   }
 
   class Section {
@@ -137,7 +203,7 @@ const Tracks = (() => {
       shown.forEach((c, i) => {
         let line = this.lines.get(c);
         if (!line) {
-          line = new Charts.Line(this.chartsEl, { key: `track:${c}`, title: c, color: Charts.PALETTE[i % Charts.PALETTE.length] });
+          line = new Line(this.chartsEl, { key: `track:${c}`, title: c, color: Charts.PALETTE[i % Charts.PALETTE.length] });
           this.lines.set(c, line);
         }
         line.set(xs, this.win.map((e) => { const v = D.num(e[c] ?? null); return v !== null && Number.isFinite(v) ? v : null; }), time);
@@ -165,7 +231,7 @@ const Tracks = (() => {
       this.page = p;
       this.renderTable(rows.reverse(), hi);
       this.rangeEl.textContent = this.total
-        ? `${(p * PAGE + 1).toLocaleString()}–${(p * PAGE + rows.length).toLocaleString()} of ${this.total.toLocaleString()} entries, newest first`
+        ? `${(p * PAGE + 1).toLocaleString()}–${(p * PAGE + rows.length).toLocaleString()} of ${this.total.toLocaleString()} ${this.total === 1 ? "entry" : "entries"}, newest first`
         : "no entries";
       this.newer.disabled = p === 0;
       this.older.disabled = p >= pages - 1;
@@ -180,9 +246,10 @@ const Tracks = (() => {
         h("td", { class: "ts", text: fmtStamp(e.timestamp), title: String(e.timestamp) }),
         ...cols.map((c) => {
           const v = e[c];
-          const text = D.fmtValue(v);
-          const full = typeof v === "number" ? String(v) : null;
-          return h("td", { class: isNum(v) ? "num" : null, text, title: full !== null && full !== text ? full : null });
+          const full = typeof v === "number" ? String(v) : D.fmtValue(v);
+          let text = D.fmtValue(v);
+          if (text.length > CELL_CHARS) text = text.slice(0, CELL_CHARS) + "…"; // the whole value in the tooltip
+          return h("td", { class: isNum(v) ? "num" : null, text, title: full !== text ? full.slice(0, 4096) : null });
         })));
       this.table.tBodies[0].replaceChildren(...body);
     }

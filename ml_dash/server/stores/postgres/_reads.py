@@ -195,34 +195,38 @@ class PgReads:
         )
         return {"tracks": [r[0] for r in rows]}
 
-    def track_merged(self, prefix: str, topic: str) -> List[dict[str, Any]]:
-        """Every entry of a topic in timestamp order, same-timestamp entries merged (later wins)."""
-        rows = self._all(
-            "SELECT te.timestamp, te.entry FROM track_entries te JOIN tracks t ON t.id = te.track_id"
-            " JOIN experiments e ON e.id = t.experiment_id WHERE e.prefix = %s AND t.topic = %s"
-            " ORDER BY te.timestamp, te.seq",
-            (_prefix(prefix), topic),
-        )
-        merged: Dict[float, dict[str, Any]] = {}
-        for stamp, raw in rows:
-            rec = orjson.loads(raw)
-            if stamp in merged:
-                merged[stamp].update(rec)
-            else:
-                merged[stamp] = rec
-        return list(merged.values())
-
     def track_entries(self, prefix: str, topic: Optional[str], start: Any, limit: Any) -> Dict[str, Any]:
-        """One page of a topic's entries in timestamp order (same-timestamp entries merged)."""
+        """One page of a topic's entries in timestamp order (same-timestamp rows merged, later
+        winning). The database picks the page's timestamps and counts them, so a page (the
+        dashboard's live tail) moves only its own rows, not the whole topic."""
         start, limit = self.page_args(start, limit)
         try:
             topic = check_relpath(topic or "", "track topic")
         except InvalidPrefix as exc:
             raise ApiError(400, "invalid_name", str(exc)) from None
-        entries = self.track_merged(prefix, topic)
-        page = entries[start : start + limit]
-        nxt = start + limit if start + limit < len(entries) else None
-        return {"entries": page, "next": nxt, "total": len(entries)}
+        rows = self._all(
+            "WITH tr AS (SELECT t.id FROM tracks t JOIN experiments e ON e.id = t.experiment_id"
+            "   WHERE e.prefix = %s AND t.topic = %s),"
+            " st AS (SELECT DISTINCT te.timestamp FROM track_entries te WHERE te.track_id = (SELECT id FROM tr)),"
+            " pg AS (SELECT min(p.timestamp) AS lo, max(p.timestamp) AS hi FROM"
+            "   (SELECT timestamp FROM st ORDER BY timestamp OFFSET %s LIMIT %s) p)"
+            " SELECT (SELECT count(*) FROM st), te.timestamp, te.entry FROM pg LEFT JOIN track_entries te"
+            "   ON te.track_id = (SELECT id FROM tr) AND te.timestamp BETWEEN pg.lo AND pg.hi"
+            " ORDER BY te.timestamp, te.seq",
+            (_prefix(prefix), topic, start, limit),
+        )
+        total = int(rows[0][0]) if rows else 0
+        merged: Dict[float, dict[str, Any]] = {}
+        for _, stamp, raw in rows:
+            if raw is None:
+                continue  # past the end: the one row of the outer join, with the count alone
+            rec = orjson.loads(raw)
+            if stamp in merged:
+                merged[stamp].update(rec)
+            else:
+                merged[stamp] = rec
+        nxt = start + limit if start + limit < total else None
+        return {"entries": list(merged.values()), "next": nxt, "total": total}
 
     def files(self, prefix: str, path: Optional[str], include_deleted: bool = False) -> Dict[str, Any]:
         want = None
