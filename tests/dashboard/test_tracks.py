@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -68,8 +69,9 @@ def _seed(url, token):
         pose = exp.tracks(POSE)
         for i in range(ENTRIES):
             pose.append(x=float(i), y=i * i / 100, pose={"theta": -i / 10}, q=[i, i + 1], label=f"p{i}", _ts=i / 10)
+        t0 = time.time()
         for i in range(5):
-            exp.tracks("camera/frames").append(frame=i)
+            exp.tracks("camera/frames").append(frame=i, _ts=t0 + i * 0.25)
         exp.tracks(HOSTILE_TOPIC).append(**{"note": HOSTILE_VALUE, HOSTILE_FIELD: 1, "long": LONG}, _ts=1.0)
     with Experiment(prefix=BARE, dash_url=url, token=token).run as exp:
         exp.metrics("train").log(loss=0.5)
@@ -138,9 +140,12 @@ def test_topics_entries_pages_charts_and_markup_as_text(browser, tab, server):
     # wall-clock timestamps read as dates; one numeric column, one chart
     _choose(page, "camera/frames")
     wait_for(lambda: _cells(page, 2) == ["4", "3", "2", "1", "0"], what="the camera entries")
-    assert all(c[:2] == "20" and len(c) == 23 for c in _cells(page, 1))  # YYYY-MM-DD HH:MM:SS.mmm
+    stamps = _cells(page, 1)
+    assert all(c[:2] == "20" and len(c) == 23 for c in stamps) and stamps == sorted(stamps, reverse=True)
+    assert len(set(stamps)) == 5  # YYYY-MM-DD HH:MM:SS.mmm, a quarter second apart
     assert page.eval_on_selector_all("#track-charts .chart", "cs => cs.map(c => c.dataset.key)") == ["track:frame"]
     assert "track=camera%2Fframes" in page.url  # the chosen topic is in the address
+    t.shot("experiment-tracks-wallclock")
 
     # markup in a topic, a field name and a value stays text: nothing of it runs or is parsed
     _choose(page, HOSTILE_TOPIC)
