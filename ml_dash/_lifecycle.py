@@ -48,6 +48,7 @@ _deferred_sigterm: Optional[tuple[Any, ...]] = None
 #: Taken (never released) by whoever closes the runs for a SIGTERM and ends the process: the main
 #: thread's handler or the watcher (``_sigwatch``). A lock taken without blocking: safe in a handler.
 _sigterm_claim = threading.Lock()
+_watcher_claimed = False  # the watcher took it
 
 
 def running() -> List[Recorder]:
@@ -135,7 +136,8 @@ def _on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
         previous(signum, frame)
         return
     longest = _longest_shutdown()
-    if _sigterm_claim.acquire(False):
+    if _sigterm_claim.acquire(False) or not _watcher_claimed:
+        # (A claim this thread made already: a SIGTERM again, which ends the process now.)
         _off_main_thread(lambda: _close_all("CANCELLED", "terminated by SIGTERM"), longest + 1.0)
     else:
         # The watcher began first (this thread was slow to get here): it closes the runs and
@@ -158,8 +160,10 @@ def _longest_shutdown() -> float:
 def _on_missed_sigterm() -> None:
     """The watcher's (``_sigwatch``): a SIGTERM came and the main thread could not begin its
     handler. Close the runs from here, then end the process as SIGTERM would have."""
+    global _watcher_claimed
     if not _sigterm_claim.acquire(False):
         return  # the main thread's handler began after all and does it
+    _watcher_claimed = True
     deadline = time.monotonic() + _longest_shutdown() + 1.0
     while _closing and time.monotonic() < deadline:  # a close under way elsewhere ends first
         time.sleep(0.01)
@@ -217,9 +221,10 @@ class closing:
 
 def after_fork_in_child() -> None:
     """Called by ``ml_dash._fork`` in a forked child, after the background services were reset."""
-    global _lock, _sigterm_claim
+    global _lock, _sigterm_claim, _watcher_claimed
     _lock = threading.Lock()
     _sigterm_claim = threading.Lock()
+    _watcher_claimed = False
     for rec in list(_live):
         rec.after_fork_in_child()
     mp = sys.modules.get("multiprocessing")

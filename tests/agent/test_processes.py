@@ -345,6 +345,36 @@ def test_sigterm_with_the_server_down_exits_quickly_and_keeps_everything(server,
         handle.stop()
 
 
+def test_a_second_sigterm_during_the_drain_ends_the_process_with_the_first(server, spool):
+    """``kill`` twice, or a scheduler that repeats itself: the second SIGTERM, arriving while the
+    first one's drain waits for the server, is handled when that drain ends; the process then ends
+    at once, as the first would have ended it (for a while it waited 2 s more, taking the second
+    signal for one the SIGTERM watcher had claimed)."""
+    set_faults(server, [{"match": "ingest", "action": "hang", "times": 1000}])
+    env = client_env(spool, server.url, server.token, shutdown_timeout=3)
+    proc = start_client(INTERRUPTED.replace("sigint", "sigterm2"), env)
+    out, err = Lines(proc.stdout, "stdout"), Lines(proc.stderr, "stderr")
+    try:
+        out.wait_for(lambda line: line.strip() == "READY", 30, "READY")
+        proc.send_signal(signal.SIGTERM)
+        err.wait_for(lambda line: "waiting for" in line, 10, "the drain's progress line")  # draining now
+        proc.send_signal(signal.SIGTERM)
+        err.wait_for(lambda line: "to upload them" in line, 10, "the drain's end (what is left)")
+        drained = time.monotonic()
+        proc.wait(30)
+        after = time.monotonic() - drained
+    finally:
+        proc.kill()
+    assert proc.returncode == -signal.SIGTERM
+    assert after < 1.5, f"ended {after:.1f}s after the drain"  # was 2 s and more (a second wait)
+    set_faults(server, [])
+    assert run_agent(["flush", str(spool)], env).returncode == 0
+    assert log_messages(server.url, server.token, "alice/p/sigterm2") == [f"m{i}" for i in range(50)]
+    from .conftest import reader
+
+    assert reader(server.url, server.token, "alice/p/sigterm2").experiment()["status"] == "CANCELLED"
+
+
 RANK = """
 import os
 from ml_dash import Experiment
