@@ -244,8 +244,16 @@ def test_leaving_a_pool_block_again_and_again_never_hangs_and_loses_nothing(tmp_
 
 
 MISSED = """
-import multiprocessing as mp, signal, sys, threading
+import multiprocessing as mp, os, platform, signal, sys, threading, time
 from ml_dash import Experiment
+
+READ = {"x86_64": 0, "aarch64": 63}[platform.machine()]  # the read(2) system call's number
+
+
+def sleeps_in_read(tid, fd):
+    with open(f"/proc/self/task/{tid}/syscall") as f:
+        fields = f.read().split()
+    return fields[0] == str(READ) and int(fields[1], 16) == fd
 
 
 def child(ready):
@@ -253,10 +261,22 @@ def child(ready):
     for i in range(100):
         exp.metrics("rows").log(i=i)
     # The main thread waits in C code and never sees SIGTERM (it is blocked here, in this thread
-    # only): as when the signal lands just before a wait begins. Our threads still get it.
+    # only): as when the signal lands just before a wait begins. Our threads still get it. The
+    # parent is told only once the main thread sleeps in read(2): a SIGTERM that came while it still
+    # ran Python code would be handled there, the ordinary way (exit status -15).
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-    ready.set()
-    threading.Event().wait()
+    r, w = os.pipe()
+    main = threading.get_native_id()
+
+    def announce():
+        deadline = time.monotonic() + 60
+        while not sleeps_in_read(main, r):
+            assert time.monotonic() < deadline, "the main thread never reached read(2)"
+            time.sleep(0.001)
+        ready.set()
+
+    threading.Thread(target=announce, daemon=True).start()
+    os.read(r, 1)
 
 
 if __name__ == "__main__":
