@@ -15,7 +15,7 @@ import threading
 import time
 from typing import IO, Callable, List, Optional
 
-__all__ = ["Lines", "DUMP_STACKS_ON_SIGUSR1", "with_stacks"]
+__all__ = ["Lines", "read_line", "DUMP_STACKS_ON_SIGUSR1", "with_stacks"]
 
 #: Prepend to a child's program: ``SIGUSR1`` then prints every thread's stack on its stderr
 #: (see :func:`with_stacks`).
@@ -82,6 +82,21 @@ class Lines:
             except queue.Empty:
                 raise AssertionError(f"{self.name} still open after {timeout}s; it said:\n{self.text}") from None
         return "".join(self.lines[start:])
+
+
+def read_line(pipe: IO[str], timeout: float, what: str) -> str:
+    """The next line of ``pipe``, waited for at most ``timeout`` seconds; the test fails after that,
+    or when the pipe closes first. For a child that prints one line and then waits (the pipe stays
+    the caller's: ``communicate()`` may read it afterwards)."""
+    got: "queue.Queue[str]" = queue.Queue()
+    threading.Thread(target=lambda: got.put(pipe.readline()), name=f"read-line-{what}", daemon=True).start()
+    try:
+        line = got.get(timeout=timeout)
+    except queue.Empty:
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
+    if not line:
+        raise AssertionError(f"the pipe closed before {what}")
+    return line
 
 
 def with_stacks(proc: subprocess.Popen, err: Lines, failure: AssertionError) -> AssertionError:

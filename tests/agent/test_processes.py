@@ -15,7 +15,7 @@ from ml_dash.agent._reader import SessionReader
 from ml_dash.agent._session import SessionDir
 from ml_dash.agent._spool import SpoolWriter
 
-from ..pipes import DUMP_STACKS_ON_SIGUSR1, Lines, with_stacks
+from ..pipes import DUMP_STACKS_ON_SIGUSR1, Lines, read_line, with_stacks
 from .conftest import (
     client_env,
     log_messages,
@@ -255,7 +255,7 @@ def test_flush_next_to_a_live_offline_run(server, spool):
     env = client_env(spool, server.url, server.token, offline=1)
     proc = start_client(LIVE_OFFLINE, env)
     try:
-        assert proc.stdout.readline().strip() == "READY"
+        assert read_line(proc.stdout, 60, "READY").strip() == "READY"
         first = run_agent(["flush", str(spool)], env)
         assert first.returncode == 1 and "still writing" in first.stdout, first.stdout + first.stderr
         assert log_messages(server.url, server.token, "alice/p/live") == [f"m{i}" for i in range(100)]

@@ -8,6 +8,8 @@ import zlib
 from pathlib import Path
 from typing import List
 
+from ..pipes import read_line
+
 
 def png(width: int, height: int, rgb=(220, 40, 40)) -> bytes:
     """A solid-colour PNG, made by hand (no imaging library needed)."""
@@ -81,7 +83,7 @@ time.sleep(600)
         env={k: v for k, v in os.environ.items() if not k.startswith("ML_DASH_")},
     )
     try:
-        assert writer.stdout is not None and writer.stdout.readline().strip() == "ready"
+        assert writer.stdout is not None and read_line(writer.stdout, 120, "ready").strip() == "ready"
         writer.send_signal(signal.SIGKILL)  # no chance to end its runs
         writer.wait(30)
     finally:

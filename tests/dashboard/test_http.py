@@ -13,6 +13,7 @@ import pytest
 from ml_dash.server import create_token, run_in_thread
 from ml_dash.server.dashboard.session import COOKIE_NAME
 
+from ..pipes import read_line
 from ..server._client import auth, batch_body, request
 from ._seed import SWEEP, seed
 
@@ -199,7 +200,7 @@ def test_dashboard_command_serves_a_local_store(local_root, tmp_path):
         text=True,
     )
     try:
-        line = proc.stdout.readline()
+        line = read_line(proc.stdout, 60, "the dashboard's URL")
         m = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
         assert m, line + proc.stderr.read()
         rows = request(m.group(1), "GET", "/api/v1/table").json["rows"]

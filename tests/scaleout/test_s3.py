@@ -14,6 +14,7 @@ from ml_dash._remote_read import RemoteReader
 from ml_dash.server.stores.s3 import S3Blobs
 
 from ..agent.conftest import client_env
+from ..pipes import read_line
 from ..server._client import auth, get, ingest, metric_events, request
 from .conftest import wait_for
 
@@ -137,7 +138,7 @@ def test_s3_outage_blob_uploads_are_retried_metric_ingest_goes_on(pg_s3_servers,
             stderr=subprocess.PIPE,
             text=True,
         )
-        assert proc.stdout.readline().strip() == "LOGGED"
+        assert read_line(proc.stdout, 120, "LOGGED").strip() == "LOGGED"
         other = subprocess.run(
             [sys.executable, "-c", textwrap.dedent(METRICS_ONLY)],
             capture_output=True,

@@ -15,6 +15,7 @@ from ml_dash import Experiment
 from ml_dash._store import ExperimentReader
 
 from ..conftest import run_script
+from ..pipes import read_line
 
 
 def _spawn(code: str, cwd) -> subprocess.Popen:
@@ -30,7 +31,11 @@ def _spawn(code: str, cwd) -> subprocess.Popen:
 
 
 def _wait_line(proc: subprocess.Popen, expected: str) -> None:
-    line = proc.stdout.readline()  # blocks until the child says it reached the point
+    try:
+        line = read_line(proc.stdout, 120, repr(expected))  # the child says it reached the point
+    except AssertionError as failure:
+        proc.kill()
+        raise AssertionError(f"{failure}; the child's stderr:\n{proc.communicate(timeout=30)[1]}") from None
     assert line.strip() == expected, (line, proc.stderr.read() if proc.poll() is not None else "")
 
 

@@ -9,6 +9,7 @@ from ml_dash.server import spawn_server
 from ml_dash.server.auth import hash_token
 from ml_dash.server.index import Index
 
+from ..pipes import read_line
 from ._client import get, ingest, metric_events
 
 
@@ -56,11 +57,11 @@ def test_start_prints_url_first_and_warns_without_auth(tmp_path):
         text=True,
     )
     try:
-        first = proc.stdout.readline()
+        first = read_line(proc.stdout, 60, "the server's first line")
         assert first.startswith("ml-dash server listening on http://127.0.0.1:")
         url = first.split()[-1]
         assert get(url, None, "info").json["protocol"] == 1
-        banner = [proc.stdout.readline() for _ in range(2)]
+        banner = [read_line(proc.stdout, 30, "the banner") for _ in range(2)]
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=15)
