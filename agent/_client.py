@@ -15,6 +15,7 @@ every seq in it, or says where to resume:
 * 409 ``seq_gap`` / an ack short of the batch: resume from the server's ``acked_seq + 1``.
 * 409 ``blob_missing``: upload the blob, send again.
 * 401/403: :class:`AuthFailed`: stop sending, keep the spool, tell the user.
+* 407 (from a proxy, ``_proxy``): :class:`~._retry.Unrecoverable`: the same, about the proxy's credentials.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from ml_dash._errors import AuthError, ProtocolError
 
 from ._columns import slice_record
 from ._reader import Entry
-from ._retry import RETRY_STATUSES, ConnectFailed, Control, Retryable, RetryPolicy, parse_retry_after
+from ._retry import RETRY_STATUSES, ConnectFailed, Control, Retryable, RetryPolicy, Unrecoverable, parse_retry_after
 from ._session import blob_path
 from ._wire import ENCODINGS, batch_body, compress, gap_event
 
@@ -125,6 +126,12 @@ class IngestClient:
                 what = "no valid token" if resp.status == 401 else "the token may not write here"
                 self.last_error = f"HTTP {resp.status} ({what}): {resp.error()}"
                 raise AuthFailed(self.last_error, status=resp.status)
+            if resp.status == 407:
+                self.last_error = (
+                    "HTTP 407: the proxy refused ml-dash's credentials (the user and password in "
+                    "HTTP_PROXY / HTTPS_PROXY, e.g. http://user:password@proxy:3128)"
+                )
+                raise Unrecoverable(self.last_error, status=407)
             return resp
 
         try:

@@ -5,7 +5,7 @@ The transport knows routes and headers, not policy: it returns every HTTP answer
 :class:`~._retry.RequestTimeout`. What an answer means is decided in ``_client``.
 
 The token goes only into the ``Authorization`` header; it is never part of a URL, an exception
-message or a log line.
+message or a log line. Requests go through the proxy the environment names (``_proxy``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from ml_dash._text import printable
 from ml_dash._urls import warn_plain_http
 
+from ._proxy import Route, route_for
 from ._retry import ConnectFailed, RequestTimeout, Unrecoverable
 from ._session import public_url
 
@@ -107,10 +108,13 @@ class Transport:
         self._shown = public_url(base_url) + "/api/v1"  # for messages: no user info
         self._auth = {"Authorization": f"Bearer {token}"} if token else {}
         self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
+        self._base_url = base_url
         self._session: Optional[aiohttp.ClientSession] = None
+        self._route: Optional[Route] = None
 
     async def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
+            self._route = route_for(self._base_url)  # raises Unrecoverable for a proxy we cannot use
             connector = aiohttp.TCPConnector(limit=4, resolver=_InlineResolver(), ttl_dns_cache=60)
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=self._timeout, auto_decompress=True, trust_env=False
@@ -126,9 +130,15 @@ class Transport:
         self, method: str, route: str, *, data: Any = None, headers: Optional[Dict[str, str]] = None
     ) -> Response:
         client = await self._client()
+        assert self._route is not None  # found with the session
         try:
             async with client.request(
-                method, self._api + route, data=data, headers={**self._auth, **(headers or {})}
+                method,
+                self._api + route,
+                data=data,
+                headers={**self._auth, **self._route.request_headers, **(headers or {})},
+                proxy=self._route.proxy,
+                proxy_headers=self._route.proxy_headers or None,
             ) as resp:
                 body = await resp.read()
                 return Response(resp.status, {k.lower(): v for k, v in resp.headers.items()}, body)

@@ -17,6 +17,7 @@ import pytest
 
 from ml_dash.server import create_token, run_in_thread
 
+from ..agent.forward_proxy import ForwardProxy
 from ..conftest import run_script, wait_for
 from ._client import auth, get, ingest, metric_events, request
 
@@ -95,6 +96,41 @@ def test_tls_serves_https_and_a_remote_run_goes_through_it(spawned, cert, tmp_pa
         timeout=60,
     )
     assert bad.returncode == 2 and "--tls-key" in bad.stderr
+
+
+def test_an_https_run_goes_through_the_proxy_in_a_tunnel(spawned, cert, tmp_path):
+    """HTTPS_PROXY: the uploads to an https:// server go through a CONNECT tunnel that carries the
+    proxy's credentials; inside it the proxy sees nothing, the token included."""
+    crt, key = cert
+    url = spawned.start("--tls-cert", str(crt), "--tls-key", str(key), fault_injection=False)
+    with ForwardProxy(user="u", password="pw") as proxy:
+        run = run_script(
+            f"""
+            from ml_dash import Experiment
+            with Experiment(prefix="alice/proj/tunnel", dash_url={url!r}).run as exp:
+                for i in range(300):
+                    exp.metrics("train").log(step=i)
+            """,
+            tmp_path,
+            env={
+                "ML_DASH_TOKEN": spawned.token,
+                "SSL_CERT_FILE": str(crt),
+                "ML_DASH_SPOOL_DIR": str(tmp_path / "spool"),
+                "HTTPS_PROXY": f"http://u:pw@127.0.0.1:{proxy.port}",
+                "NO_PROXY": "",
+                "no_proxy": "",
+            },
+            timeout=120,
+        )
+    assert run.returncode == 0, run.stderr
+    host_port = url.split("://", 1)[1]
+    assert proxy.seen and {(s.method, s.target, s.proxy_authorization) for s in proxy.seen} == {
+        ("CONNECT", host_port, proxy.expected)
+    }
+    assert not any(spawned.token in s.head for s in proxy.seen)
+    ctx = ssl.create_default_context(cafile=str(crt))
+    rows = _https_get(url + "/api/v1/metric?prefix=alice/proj/tunnel&name=train", spawned.token, ctx)["rows"]
+    assert [r["data"]["step"] for r in rows] == list(range(300))
 
 
 def test_owner_read_scope_keeps_each_token_to_its_owners_experiments(tmp_path):
