@@ -15,7 +15,7 @@ from ml_dash import Experiment
 from ml_dash._store import ExperimentReader
 
 from ..conftest import run_script
-from ..pipes import read_line
+from ..pipes import DUMP_STACKS_ON_SIGUSR1, Lines, read_line, with_stacks
 
 
 def _spawn(code: str, cwd) -> subprocess.Popen:
@@ -39,7 +39,9 @@ def _wait_line(proc: subprocess.Popen, expected: str) -> None:
     assert line.strip() == expected, (line, proc.stderr.read() if proc.poll() is not None else "")
 
 
-LOG_THEN_WAIT = """
+LOG_THEN_WAIT = (
+    DUMP_STACKS_ON_SIGUSR1
+    + """
 import sys, threading
 from ml_dash import Experiment
 {setup}
@@ -51,13 +53,37 @@ exp.log("last words")
 print("logged", flush=True)
 threading.Event().wait(60)
 """
+)
+
+
+def _exit_status(proc: subprocess.Popen, timeout: float = 30) -> int:
+    """The child's exit status after a signal; past ``timeout`` the test fails with each thread's
+    signal masks and pending signals (from /proc) and every thread's stack."""
+    err = Lines(proc.stderr, "stderr")
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        masks = []
+        for tid in sorted(os.listdir(f"/proc/{proc.pid}/task")):
+            with open(f"/proc/{proc.pid}/task/{tid}/status") as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+            masks.append(
+                f"{fields['Name'].strip()} {tid}: "
+                + " ".join(f"{k}={fields[k].strip()}" for k in ("SigBlk", "SigPnd", "ShdPnd", "SigCgt"))
+            )
+        failure = AssertionError(f"no exit {timeout}s after the signal; threads:\n" + "\n".join(masks))
+        raise with_stacks(proc, err, failure) from None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
 
 
 def test_sigterm_drains_queue_and_keeps_default_exit(tmp_path):
     proc = _spawn(LOG_THEN_WAIT.format(setup=""), tmp_path)
     _wait_line(proc, "logged")
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(30) == -signal.SIGTERM  # default disposition kept: killed by the signal
+    assert _exit_status(proc) == -signal.SIGTERM  # default disposition kept: killed by the signal
     r = ExperimentReader(tmp_path / ".dash", "a/b/sig")
     rows = r.metric_rows("train")
     assert [x["data"]["i"] for x in rows] == list(range(50_000))
@@ -77,7 +103,7 @@ signal.signal(signal.SIGTERM, mine)
     proc = _spawn(LOG_THEN_WAIT.format(setup=setup), tmp_path)
     _wait_line(proc, "logged")
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(30) == 3
+    assert _exit_status(proc) == 3
     assert (tmp_path / "handler-ran").read_text() == "yes"
     rows = ExperimentReader(tmp_path / ".dash", "a/b/sig").metric_rows("train")
     assert len(rows) == 50_000
