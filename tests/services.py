@@ -209,6 +209,10 @@ class PgCluster:
         self.sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+class _PortTaken(RuntimeError):
+    """weed could not bind a port picked for it: another process took it meanwhile."""
+
+
 class WeedS3:
     """SeaweedFS master + volume + filer + S3 gateway in one ``weed server`` process on loopback."""
 
@@ -218,6 +222,10 @@ class WeedS3:
     def __init__(self, base: Path):
         self.base = Path(base)
         self.proc: Optional[subprocess.Popen] = None
+        self._started_once = False
+        self._pick_ports()
+
+    def _pick_ports(self) -> None:
         self.s3_port = free_port()
         self._ports = {
             k: free_port()
@@ -233,6 +241,23 @@ class WeedS3:
         return {"AWS_ACCESS_KEY_ID": self.ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": self.SECRET_KEY}
 
     def start(self, timeout: float = 90) -> "WeedS3":
+        """Start it and wait until the S3 gateway answers. The ports were free when picked, but
+        weed binds them later and another process may take one meanwhile: until the first start
+        succeeds, that clash means new ports and another try (later starts keep the ports: a
+        restart at the same address is what the outage tests need)."""
+        for attempt in range(3):
+            try:
+                self._start(timeout)
+            except _PortTaken:
+                if self._started_once or attempt == 2:
+                    raise
+                self._pick_ports()
+                continue
+            self._started_once = True
+            return self
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout: float) -> None:
         (self.base / "data").mkdir(parents=True, exist_ok=True)
         p = self._ports
         cmd = [
@@ -262,14 +287,15 @@ class WeedS3:
         while True:
             try:
                 urllib.request.urlopen(self.endpoint + "/", timeout=2).read()
-                return self
+                return
             except urllib.error.HTTPError:
-                return self  # it answers
+                return  # it answers
             except OSError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     tail = (self.base / "weed.log").read_bytes()[-3000:].decode("utf-8", "replace")
                     self.stop()
-                    raise RuntimeError(f"SeaweedFS did not start: {tail}") from None
+                    error = _PortTaken if "address already in use" in tail else RuntimeError
+                    raise error(f"SeaweedFS did not start: {tail}") from None
                 time.sleep(0.2)
 
     def stop(self) -> None:
