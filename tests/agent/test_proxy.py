@@ -27,18 +27,14 @@ print("DONE", flush=True)
 """
 
 
+#: Every variable that names a proxy: cleared first, so the machine's own settings never leak in.
+PROXY_VARIABLES = [f"{kind}_proxy" for kind in ("http", "https", "all", "no")]
+PROXY_VARIABLES += [name.upper() for name in PROXY_VARIABLES]
+
+
 def _proxy_env(spool, server, proxy_url: str, **more: str):
     env = client_env(spool, server.url, server.token)
-    for name in (
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-        "no_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "NO_PROXY",
-    ):
+    for name in PROXY_VARIABLES:
         env.pop(name, None)
     env["HTTP_PROXY"] = proxy_url
     env.update(more)
@@ -108,16 +104,7 @@ def test_a_proxy_refusing_the_credentials_leaves_the_events_in_the_spool(server,
 
 @pytest.fixture
 def environ(monkeypatch):
-    for name in (
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-        "no_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "NO_PROXY",
-    ):
+    for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
