@@ -248,14 +248,13 @@ class WeedS3:
         for attempt in range(3):
             try:
                 self._start(timeout)
+                break
             except _PortTaken:
                 if self._started_once or attempt == 2:
                     raise
                 self._pick_ports()
-                continue
-            self._started_once = True
-            return self
-        raise AssertionError("unreachable")
+        self._started_once = True
+        return self
 
     def _start(self, timeout: float) -> None:
         (self.base / "data").mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import threading
+import urllib.parse
 from typing import List, NamedTuple, Optional
 
 
@@ -67,24 +68,17 @@ class ForwardProxy:
         )
         self.seen.append(Seen(method, target, auth, head))
         if self.expected is not None and auth != self.expected:
-            writer.write(
-                b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            )
-            await writer.drain()
-            writer.close()
+            await _refuse(writer, "407 Proxy Authentication Required\r\nProxy-Authenticate: Basic")
             return
         if method == "CONNECT":
             await self._tunnel(target, reader, writer)
             return
-        host_port = target.split("://", 1)[1].split("/", 1)[0]
-        path = "/" + target.split("://", 1)[1].split("/", 1)[1] if "/" in target.split("://", 1)[1] else "/"
-        host, _, port = host_port.rpartition(":")
+        url = urllib.parse.urlsplit(target)
+        path = (url.path or "/") + (f"?{url.query}" if url.query else "")
         try:
-            up_reader, up_writer = await asyncio.open_connection(host, int(port))
+            up_reader, up_writer = await asyncio.open_connection(url.hostname, url.port)
         except OSError:
-            writer.write(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-            await writer.drain()
-            writer.close()
+            await _refuse(writer, "502 Bad Gateway")
             return
         kept = [line for line in headers if line.split(":", 1)[0].strip().lower() not in _HOP_BY_HOP]
         up_writer.write(f"{method} {path} {version}\r\n".encode("latin-1"))
@@ -100,8 +94,7 @@ class ForwardProxy:
         try:
             up_reader, up_writer = await asyncio.open_connection(host, int(port))
         except OSError:
-            writer.write(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
-            writer.close()
+            await _refuse(writer, "502 Bad Gateway")
             return
         writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
         await writer.drain()
@@ -126,3 +119,10 @@ class ForwardProxy:
                 await dst.drain()
         except (ConnectionError, asyncio.CancelledError):
             return
+
+
+async def _refuse(writer: asyncio.StreamWriter, status: str) -> None:
+    """Answer ``status`` (its line after the version, and any headers) with no body, and close."""
+    writer.write(f"HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode("latin-1"))
+    await writer.drain()
+    writer.close()
