@@ -20,11 +20,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Coroutine, Dict, Optional, Tuple, TypeVar
 
 from ml_dash import _fork
 
 __all__ = ["HUB", "Hub", "Server"]
+
+T = TypeVar("T")
 
 
 class Server:
@@ -48,6 +50,7 @@ class Hub:
         self._thread: Optional[threading.Thread] = None
         self._run_token: Optional[object] = None
         self._servers: Dict[Tuple[str, Optional[str]], Server] = {}
+        self._here = False  # the agent service runs the loop in its main thread (run_here)
 
     # -- other threads ---------------------------------------------------------------------------
 
@@ -56,7 +59,7 @@ class Hub:
         with self._lock:
             if self._loop is None:
                 self._loop = asyncio.new_event_loop()
-            if self._thread is None and not _fork.dormant:
+            if self._thread is None and not self._here and not _fork.dormant:
                 self._start()
             return self._loop
 
@@ -67,7 +70,21 @@ class Hub:
     @property
     def threaded(self) -> bool:
         """True while a thread runs the loop."""
-        return self._thread is not None
+        return self._thread is not None or self._here
+
+    def run_here(self, main: "Coroutine[Any, Any, T]") -> T:
+        """Run ``main`` on the hub's loop in the calling thread, which becomes the loop's thread
+        (``ml-dash-agent serve``: the process does nothing else)."""
+        with self._lock:
+            self._here = True
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+            loop = self._loop
+        try:
+            return loop.run_until_complete(main)
+        finally:
+            with self._lock:
+                self._here = False
 
     def call_soon(self, fn: Callable[[], Any]) -> None:
         """Run ``fn`` in the loop (thread-safe; queued until the loop runs)."""

@@ -18,7 +18,7 @@ import asyncio
 import os
 import threading
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple, TypeVar
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Protocol, Tuple, TypeVar
 
 from ml_dash._config import Config
 from ml_dash._errors import ProtocolError
@@ -28,12 +28,21 @@ from ._hub import HUB, Hub, Server
 from ._report import say
 from ._retry import ConnectFailed, Control, Retryable, RetryPolicy, TransportError
 from ._session import SessionDir, public_url, session_problem
-from ._spool import SpoolWriter
 from ._uploader import SessionUploader, Tally
 
 T = TypeVar("T")
 
-__all__ = ["Sender", "BATCH_INTERVAL", "BATCH_TARGET"]
+
+class Written(Protocol):
+    """What a sender needs of its session's writer: a :class:`~._spool.SpoolWriter` in process, a
+    stand-in fed by the run's messages in the agent service (``_service``)."""
+
+    next_seq: int
+
+    def note_trimmed(self, record_bytes: int, blob_bytes: int = 0) -> None: ...
+
+
+__all__ = ["Sender", "Written", "BATCH_INTERVAL", "BATCH_TARGET"]
 
 #: After the first batch, wait up to this long for more data unless BATCH_TARGET events are waiting.
 BATCH_INTERVAL = 1.0
@@ -52,7 +61,17 @@ class Sender:
     _control: Control
 
     def __init__(
-        self, config: Config, sdir: SessionDir, writer: SpoolWriter, url: str, token: Optional[str], hub: Hub = HUB
+        self,
+        config: Config,
+        sdir: SessionDir,
+        writer: Written,
+        url: str,
+        token: Optional[str],
+        hub: Hub = HUB,
+        *,
+        batch_interval: float = BATCH_INTERVAL,
+        on_progress: Callable[[], None] = lambda: None,
+        on_done: Callable[[], None] = lambda: None,
     ):
         self._config = config
         self._sdir = sdir
@@ -60,6 +79,9 @@ class Sender:
         self._url = url
         self._token = token
         self._hub = hub
+        self._batch_interval = batch_interval
+        self._on_progress = on_progress  # in the loop, after each acknowledgement
+        self._on_done = on_done  # in the loop, once done is set
         self._prefix = str((sdir.manifest or {}).get("prefix"))
         # self._task, self._data, self._control: made in the loop by _begin, which runs before any
         # callback queued after start() (declared on the class).
@@ -113,11 +135,18 @@ class Sender:
         """Block until the task has finished (True) or ``timeout`` seconds passed."""
         return self._hub.wait_until(self.done.is_set, timeout, self.done)
 
+    def want(self, seq: int) -> None:
+        """Someone waits for ``seq``: send what is there now instead of lingering."""
+        if seq > self._wanted:
+            self._wanted = seq
+            self.notify_data()
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: nothing to do (the task lives on the hub, which resets itself)."""
+
     def wait_acked(self, seq: int, timeout: Optional[float]) -> bool:
         """Block until every seq up to ``seq`` is acknowledged; False on timeout or if the sender stopped."""
-        if seq > self._wanted:
-            self._wanted = seq  # someone waits: send what is there now instead of lingering
-            self.notify_data()
+        self.want(seq)
         self._hub.wait_until(lambda: self.acked_seq >= seq or self.done.is_set(), timeout, self._cond)
         return self.acked_seq >= seq
 
@@ -142,6 +171,7 @@ class Sender:
             with self._cond:
                 self.done.set()
                 self._cond.notify_all()
+            self._on_done()
 
     async def _main(self, server: Server) -> None:
         self.client = IngestClient(server.transport, RetryPolicy(max_wait=self._config.retry_max_wait), self._control)
@@ -217,6 +247,7 @@ class Sender:
             self.acked_seq = up.acked
             self.acked_bytes += nbytes
             self._cond.notify_all()
+        self._on_progress()
 
     async def _upload_own(self) -> None:
         up = SessionUploader(
@@ -245,7 +276,7 @@ class Sender:
                             pass
                     continue
                 await self._rounds(lambda: up.step(False))
-                next_send = loop.time() + BATCH_INTERVAL
+                next_send = loop.time() + self._batch_interval
         finally:
             self.tally.add(up.tally)
 

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ml_dash._events import Event
     from ml_dash._remote_read import RemoteReader
 
+    from ._link import AgentLink
     from ._sender import Sender
 
 __all__ = ["RemoteSink"]
@@ -47,7 +48,7 @@ class RemoteSink:
         self._lock = threading.Lock()
         self._sdir: Optional[SessionDir] = None
         self._writer: Optional[SpoolWriter] = None
-        self._sender: Optional["Sender"] = None
+        self._sender: "Sender | AgentLink | None" = None
         self._closed = False
         self.drops: Dict[str, int] = collections.Counter()
         #: Per track topic, the last automatic timestamp given (``ml_dash._tracks.resolve_stamps``).
@@ -66,24 +67,34 @@ class RemoteSink:
         with self._lock:
             if self._writer is None:
                 sdir = SessionDir.create(self._root, self._url, self._prefix)
-                sender = None
-                if not self._config.offline:
-                    sdir.claim_sender("live")
                 writer = SpoolWriter(
                     sdir,
                     fsync_interval=self._config.fsync_interval,
                     warn_bytes=self._config.spool_warn_bytes,
                     max_bytes=self._config.spool_max_bytes,
                 )
-                if not self._config.offline:
-                    from ._sender import Sender  # asyncio and tenacity: only when uploading
-
-                    sender = Sender(self._config, sdir, writer, self._url, self._token)
-                    writer.on_data = sender.notify_data
-                    sender.start()
+                sender = None if self._config.offline else self._uploader(sdir, writer)
                 self._sdir, self._sender, self._writer = sdir, sender, writer
                 self._closed = False
             return self._writer
+
+    def _uploader(self, sdir: SessionDir, writer: SpoolWriter) -> "Sender | AgentLink":
+        """The agent when ``uploader`` is "agent" and it takes the session, else a sender here."""
+        uploader: "Sender | AgentLink | None" = None
+        if self._config.uploader == "agent":
+            from ._link import AgentLink, spawn_agent
+
+            uploader = AgentLink.connect(self._config, sdir, writer, self._url, self._token)
+            if uploader is None:
+                spawn_agent(self._root, self._config.agent_idle)
+        if uploader is None:
+            from ._sender import Sender  # aiohttp and tenacity: only when uploading from here
+
+            sdir.claim_sender("live")
+            uploader = Sender(self._config, sdir, writer, self._url, self._token)
+        writer.on_data = uploader.notify_data
+        uploader.start()
+        return uploader
 
     def stage_file(self, source: Source, entry: Dict[str, Any]) -> Tuple[int, str]:
         """Copy the file's bytes into the spool now (caller's thread); returns (size, sha256)."""
@@ -153,7 +164,7 @@ class RemoteSink:
             sdir.writer_lock.release()
         self._report_drops(writer, sender)
 
-    def _wait(self, sender: "Sender", deadline: float) -> None:
+    def _wait(self, sender: "Sender | AgentLink", deadline: float) -> None:
         start = time.monotonic()
         next_report = start + 1.0
         while not sender.wait_done(max(0.0, min(0.1, deadline - time.monotonic()))):
@@ -173,12 +184,12 @@ class RemoteSink:
         return (self._sdir.manifest or {}).get("url", "") if self._sdir else ""
 
     @staticmethod
-    def _pending(writer: SpoolWriter, sender: Optional["Sender"]) -> Tuple[int, int]:
+    def _pending(writer: SpoolWriter, sender: "Sender | AgentLink | None") -> Tuple[int, int]:
         acked = sender.acked_seq if sender is not None else -1
         acked_bytes = sender.acked_bytes if sender is not None else 0
         return max(0, writer.next_seq - 1 - acked), max(0, writer.bytes_written - acked_bytes + writer.blob_bytes)
 
-    def _why(self, sender: "Sender") -> str:
+    def _why(self, sender: "Sender | AgentLink") -> str:
         error = sender.last_error
         if error is None:
             return "the exit deadline passed with the server's answer still pending"
@@ -191,7 +202,7 @@ class RemoteSink:
         return f"the exit deadline passed; last error: {error}"
 
     def _report_left(
-        self, writer: SpoolWriter, sender: Optional["Sender"], sdir: Optional[SessionDir], why: str
+        self, writer: SpoolWriter, sender: "Sender | AgentLink | None", sdir: Optional[SessionDir], why: str
     ) -> None:
         events, nbytes = self._pending(writer, sender)
         where = sdir.path if sdir is not None else self._root
@@ -201,7 +212,7 @@ class RemoteSink:
             sdir.writer_lock.release()
             sdir.sender_lock.release()
 
-    def _report_drops(self, writer: SpoolWriter, sender: Optional["Sender"]) -> None:
+    def _report_drops(self, writer: SpoolWriter, sender: "Sender | AgentLink | None") -> None:
         drops = {k: v for k, v in writer.drops.items() if v}
         if sender is not None and sender.tally.quarantined:
             drops["quarantined"] = sender.tally.quarantined
@@ -216,6 +227,8 @@ class RemoteSink:
         _fork.left_by_parent.append((self._writer, self._sender, self._sdir))
         if self._writer is not None:
             self._writer.forget_after_fork()
+        if self._sender is not None:
+            self._sender.forget_after_fork()
         self._init_state()
 
     def reader(self) -> "RemoteReader":

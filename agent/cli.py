@@ -2,6 +2,7 @@
 
     ml-dash-agent flush [SPOOL_DIR] [--dash-url URL]
     ml-dash-agent status [SPOOL_DIR]
+    ml-dash-agent serve [SPOOL_DIR] [--idle SECONDS]
 
 SPOOL_DIR defaults to ``$ML_DASH_SPOOL_DIR`` or ``~/.cache/ml-dash/spool``. The token comes from
 ``ML_DASH_TOKEN`` or ``~/.config/ml-dash/credentials.json`` (see ``_credentials``), never from the
@@ -154,10 +155,25 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     st = sub.add_parser("status", help="list pending sessions: experiment, events and bytes pending, age, last error")
     st.add_argument("spool_dir", nargs="?", default=None)
+    sv = sub.add_parser(
+        "serve",
+        help="upload the runs of this spool that use ML_DASH_UPLOADER=agent, until stopped "
+        "(runs start one themselves when none serves their spool)",
+    )
+    sv.add_argument("spool_dir", nargs="?", default=None)
+    sv.add_argument(
+        "--idle", type=float, default=0.0, help="exit after this many seconds without a run (default 0: never)"
+    )
     args = parser.parse_args(argv)
     root = _spool_dir(args.spool_dir)
     if args.command == "status":
         return _status(root)
+    if args.command == "serve":
+        from ml_dash._config import load_config
+
+        from ._service import serve
+
+        return serve(root, args.idle, load_config())
     if args.dash_url is not None:
         from ml_dash._errors import InvalidDashUrl
         from ml_dash._urls import check_dash_url
