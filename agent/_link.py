@@ -23,7 +23,7 @@ import orjson
 from ml_dash._config import Config
 
 from ._hub import HUB, Hub
-from ._report import progress
+from ._report import progress, say
 from ._session import SessionDir
 from ._uploader import Tally
 
@@ -149,7 +149,9 @@ class AgentLink:
             if self._fallback is not None:
                 self._fallback.abort()
             else:
+                # The run leaves now: it does not wait for the agent to wind down.
                 self._send({"op": "abort"})
+                self._finish("aborted")
 
         self._call(aborting)
 
@@ -226,7 +228,7 @@ class AgentLink:
                     break
                 if self._apply(orjson.loads(line)):
                     return
-        except (OSError, ValueError):
+        except (OSError, ValueError, KeyError, TypeError):
             pass  # a broken or garbled connection is the agent going away
         except asyncio.CancelledError:
             self._finish("aborted")
@@ -244,6 +246,8 @@ class AgentLink:
                 self.acked_seq = max(self.acked_seq, int(msg["seq"]))
                 self.acked_bytes = int(msg["bytes"])
                 self._cond.notify_all()
+        elif op == "say":
+            say(str(msg["message"]))
         elif op == "trimmed":
             self._writer.note_trimmed(int(msg["records"]), int(msg["blobs"]))
         elif op == "done":
@@ -305,7 +309,7 @@ class AgentLink:
 
 def spawn_agent(root: Path, idle: float) -> None:
     """Start the spool's agent, detached, once per process (a run that found none uploads in
-    process itself; the next run finds it). Its stderr goes to ``<spool>/agent.log``; the token
+    process itself; the next run finds it). What it prints goes to ``<spool>/agent.log``; the token
     is not in its environment (each run sends its own over the socket)."""
     global _spawned
     if _spawned:
@@ -322,7 +326,7 @@ def spawn_agent(root: Path, idle: float) -> None:
         shell = subprocess.Popen(
             ["/bin/sh", "-c", '"$@" &', "sh", sys.executable, "-m", "ml_dash.agent.cli", "serve", str(root),
              "--idle", str(idle)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, env=env, start_new_session=True,
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True,
         )  # fmt: skip
         shell.wait(5.0)
     except (OSError, subprocess.SubprocessError):

@@ -72,6 +72,7 @@ class Sender:
         batch_interval: float = BATCH_INTERVAL,
         on_progress: Callable[[], None] = lambda: None,
         on_done: Callable[[], None] = lambda: None,
+        report: Callable[[str], None] = say,
     ):
         self._config = config
         self._sdir = sdir
@@ -82,6 +83,7 @@ class Sender:
         self._batch_interval = batch_interval
         self._on_progress = on_progress  # in the loop, after each acknowledgement
         self._on_done = on_done  # in the loop, once done is set
+        self._say = report  # what the user must see (the agent passes it on to the run)
         self._prefix = str((sdir.manifest or {}).get("prefix"))
         # self._task, self._data, self._control: made in the loop by _begin, which runs before any
         # callback queued after start() (declared on the class).
@@ -167,11 +169,11 @@ class Sender:
         except asyncio.CancelledError:
             self.stopped = self.stopped or "aborted"
         finally:
-            await self._hub.release(server)
-            with self._cond:
+            with self._cond:  # done before the pool closes: a run that leaves need not wait for that
                 self.done.set()
                 self._cond.notify_all()
             self._on_done()
+            await self._hub.release(server)
 
     async def _main(self, server: Server) -> None:
         self.client = IngestClient(server.transport, RetryPolicy(max_wait=self._config.retry_max_wait), self._control)
@@ -186,7 +188,7 @@ class Sender:
             self.delivered_all = True
         except AuthFailed as exc:
             self.stopped = "auth"
-            say(
+            self._say(
                 f"{self._prefix}: the server refused the token ({exc}). Nothing is lost: events stay in the "
                 f"spool. Set ML_DASH_TOKEN to a token of this prefix's owner (made on the server with "
                 f"`ml-dash server token create --root SERVER_ROOT --owner {self._prefix.split('/')[0]}`), then run the flush "
@@ -196,13 +198,13 @@ class Sender:
             self.stopped = "unreachable"
         except ProtocolError as exc:
             self.stopped = "error"
-            say(f"{self._prefix}: upload stopped: {exc}. Events stay in the spool.")
+            self._say(f"{self._prefix}: upload stopped: {exc}. Events stay in the spool.")
         except asyncio.CancelledError:
             self.stopped = "aborted"
             raise
         except Exception as exc:  # the thread must never die silently
             self.stopped = "error"
-            say(f"{self._prefix}: upload stopped by an unexpected error: {type(exc).__name__}: {exc}")
+            self._say(f"{self._prefix}: upload stopped by an unexpected error: {type(exc).__name__}: {exc}")
         finally:
             if self.stopped is not None and self.client.last_error:
                 self._sdir.write_state({"last_error": self.client.last_error, "stopped": self.stopped})
@@ -218,7 +220,7 @@ class Sender:
                     raise _GiveUp() from None
                 if not self._said_offline:
                     self._said_offline = True
-                    say(
+                    self._say(
                         f"{self._prefix}: cannot reach {public_url(self._url)} ({exc}); spooling to "
                         f"{self._sdir.path} and retrying in the background"
                     )

@@ -18,6 +18,7 @@ The protocol is JSON lines on a Unix stream socket::
     agent -> run  {"op": "ready"} or {"op": "refused", "why": ...}
                   {"op": "acked", "seq": n, "bytes": b}
                   {"op": "trimmed", "records": b, "blobs": b}
+                  {"op": "say", "message": m}        a warning for the run's user
                   {"op": "done", "delivered_all", "stopped", "last_error", "reachable",
                    "events", "bytes", "duplicates", "quarantined"}
 
@@ -179,6 +180,7 @@ class _Agent:
             batch_interval=AGENT_BATCH_INTERVAL,
             on_progress=lambda: send({"op": "acked", "seq": sender.acked_seq, "bytes": sender.acked_bytes}),
             on_done=done.set,
+            report=lambda message: send({"op": "say", "message": message}),
         )
         self.senders.add(sender)
         following = None

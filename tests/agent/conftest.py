@@ -6,6 +6,7 @@ real processes; nothing in the client is patched.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -16,7 +17,7 @@ import textwrap
 import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
 
@@ -150,6 +151,30 @@ def run_agent(args: List[str], env: Dict[str, str], timeout: float = 60) -> subp
     """``ml-dash-agent ARGS`` in a subprocess (through the module, the same entry point as the script)."""
     code = "import sys; from ml_dash.agent.cli import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@contextlib.contextmanager
+def running_agent(spool: Path, **extra: str) -> Iterator[subprocess.Popen]:
+    """``ml-dash-agent serve SPOOL`` in a process of its own, serving once the block begins; killed after."""
+    from ..pipes import read_line
+
+    env = client_env(spool, None, None)
+    env.update(extra)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ml_dash.agent.cli", "serve", str(spool)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = read_line(proc.stdout, 30, "the agent's first line")
+        assert line.startswith("ml-dash-agent: serving "), line
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
 
 
 def spool_files(spool: Path) -> List[Path]:

@@ -17,11 +17,12 @@ import pytest
 from ml_dash._store import ExperimentReader
 
 from ..pipes import Lines
-from .conftest import client_env, reader, run_agent, sessions, unexpected_stderr
+from .conftest import client_env, reader, run_agent, running_agent, sessions, unexpected_stderr, wait_for
 
 pytestmark = pytest.mark.slow
 
-MODES = ["local", "remote"]
+#: "agent": remote mode whose runs hand their sessions to a running ``ml-dash-agent serve``.
+MODES = ["local", "remote", "agent"]
 
 
 @pytest.fixture(params=MODES)
@@ -31,11 +32,17 @@ def mode(request, tmp_path):
         root = tmp_path / ".dash"
         env = client_env(tmp_path / "spool", None, None, root=root)
         yield "local", env, lambda prefix: ExperimentReader(root, prefix), tmp_path / "spool"
-    else:
+    elif request.param == "remote":
         server = request.getfixturevalue("server")
         spool = tmp_path / "spool"
         env = client_env(spool, server.url, server.token)
         yield "remote", env, lambda prefix: reader(server.url, server.token, prefix), spool
+    else:
+        server = request.getfixturevalue("server")
+        spool = tmp_path / "spool"
+        env = client_env(spool, server.url, server.token, uploader="agent")
+        with running_agent(spool):
+            yield "agent", env, lambda prefix: reader(server.url, server.token, prefix), spool
 
 
 def _run(
@@ -107,6 +114,10 @@ def test_os_fork_with_a_live_run(tmp_path, mode):
     assert sorted(messages) == ["child 0", "child 1", "child 2", "parent after", "parent before"]
     assert messages.index("parent before") < messages.index("parent after")
     assert r.experiment()["status"] == "COMPLETED"
+    if name == "agent":
+        # The child that left with os._exit never closed its session: the agent sees its writer
+        # gone, finds everything acknowledged, and removes it.
+        wait_for(lambda: sessions(spool) == [], 30, "the agent to finish the child's session")
     if name == "remote":
         # The child that left with os._exit never closed its session: everything in it was
         # acknowledged (its flush returned), and the agent removes it without sending anything.
@@ -177,7 +188,7 @@ def test_multiprocessing_children_lose_nothing(tmp_path, mode, method, kind):
     assert sorted(row["index"] for row in rows) == list(range(len(rows)))
     assert len(rows) == 6 * 300 + (method == "fork")
     assert sorted(x["message"].split(" in ")[0] for x in r.logs()) == [f"task {t}" for t in range(6)]
-    if name == "remote":
+    if name in ("remote", "agent"):
         assert sessions(spool) == []
 
 
@@ -304,7 +315,7 @@ def test_a_sigterm_the_main_thread_cannot_handle_still_closes_the_run(tmp_path, 
     assert [row["data"]["i"] for row in r.metric_rows("rows")] == list(range(100))
     info = r.experiment()
     assert info["status"] == "CANCELLED" and "SIGTERM" in info["status_reason"], info
-    if name == "remote":
+    if name in ("remote", "agent"):
         assert sessions(spool) == []
 
 
@@ -334,7 +345,7 @@ def test_child_that_first_logs_at_interpreter_shutdown(tmp_path, mode):
     assert unexpected_stderr(proc.stderr) == "", proc.stderr
     r = read("alice/p/late")
     assert [row["data"]["i"] for row in r.metric_rows("late")] == list(range(200))
-    if name == "remote":
+    if name in ("remote", "agent"):
         assert sessions(spool) == []
 
 
@@ -370,5 +381,5 @@ def test_what_a_user_sees_forking_from_main_with_a_live_run(tmp_path, mode, othe
     else:
         assert proc.stderr == ""
     assert sorted(row["data"]["i"] for row in read("alice/p/theirs").metric_rows("rows")) == [0, 1]
-    if name == "remote":
+    if name in ("remote", "agent"):
         assert sessions(spool) == []
