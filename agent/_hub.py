@@ -137,10 +137,20 @@ class Hub:
 
     async def release(self, server: Server) -> None:
         server.users -= 1
-        if server.users <= 0:
+        # The agent service keeps its pools (and what discovery learned) for the next run.
+        if server.users <= 0 and not self._here:
             for key, value in list(self._servers.items()):
                 if value is server:
                     del self._servers[key]
+            try:
+                await asyncio.wait_for(server.transport.close(), 1.0)
+            except BaseException:
+                pass
+
+    async def close_servers(self) -> None:
+        """Close every pool (the agent service, when it stops)."""
+        servers, self._servers = list(self._servers.values()), {}
+        for server in servers:
             try:
                 await asyncio.wait_for(server.transport.close(), 1.0)
             except BaseException:

@@ -25,7 +25,7 @@ from ml_dash._config import Config
 from ._hub import HUB, Hub
 from ._report import progress, say
 from ._session import SessionDir
-from ._uploader import Tally
+from ._tally import Tally
 
 if TYPE_CHECKING:
     from ._sender import Sender

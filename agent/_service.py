@@ -143,7 +143,7 @@ class _Agent:
         return sdir, ""
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        from ._sender import Sender  # aiohttp and tenacity: with the first run, then never again
+        from ._sender import Sender  # imported by serve() already
 
         line = await reader.readline()
         try:
@@ -276,6 +276,7 @@ class _Agent:
                 sender.abort()
             if self.tasks:
                 await asyncio.wait(list(self.tasks), timeout=5.0)
+            await HUB.close_servers()
 
 
 def _int(value: Any, default: int) -> int:
@@ -307,6 +308,8 @@ def serve(root: Path, idle: float, config: Config) -> int:
         path.unlink()  # left by an agent that was killed (we hold the lock: nobody serves it)
     except FileNotFoundError:
         pass
+    from . import _sender, _transport  # noqa: F401  (aiohttp and tenacity now, not on a run's clock)
+
     agent = _Agent(root, idle, config)
 
     def ready() -> None:

@@ -9,7 +9,6 @@ done and everything in it is acknowledged or quarantined.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ml_dash._errors import ProtocolError
@@ -17,6 +16,7 @@ from ml_dash._errors import ProtocolError
 from ._client import IngestClient
 from ._reader import Chunk, Entry, SessionReader
 from ._session import SessionDir, blob_path, unlink_counting
+from ._tally import Tally
 
 __all__ = ["SessionUploader", "Tally", "BATCH_MAX_EVENTS", "BATCH_MAX_BYTES"]
 
@@ -24,22 +24,6 @@ __all__ = ["SessionUploader", "Tally", "BATCH_MAX_EVENTS", "BATCH_MAX_BYTES"]
 #: per event, small enough that a retry resends little and a batch never nears the server's limits.
 BATCH_MAX_EVENTS = 50_000
 BATCH_MAX_BYTES = 4 << 20
-
-
-@dataclass
-class Tally:
-    """What a session's upload did, for progress and the final summary."""
-
-    events: int = 0
-    bytes: int = 0
-    duplicates: int = 0
-    quarantined: int = 0
-
-    def add(self, other: "Tally") -> None:
-        self.events += other.events
-        self.bytes += other.bytes
-        self.duplicates += other.duplicates
-        self.quarantined += other.quarantined
 
 
 class SessionUploader:

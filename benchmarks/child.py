@@ -30,6 +30,7 @@ PROBES = {
     "import-check": "steps:import_check",
     "serve": "serve:run",
     "proxy": "proxy:run",
+    "agent": "agent:run",
     "sweep": "sweep:run",
     "sweep-verify": "sweep:verify",
     "frameworks": "frameworks:run",

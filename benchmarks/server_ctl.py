@@ -150,6 +150,13 @@ class Proxy(Background):
         return self.info["url"]
 
 
+class Agent(Background):
+    """``ml-dash-agent serve`` on ``spool``, serving once entered (runs with ``ML_DASH_UPLOADER=agent``)."""
+
+    def __init__(self, child: Child, spool: str, timeout: float = 30.0):
+        super().__init__(child, "agent", {"spool": spool}, timeout)
+
+
 def start_or_reason(child: Child, root: str) -> Tuple[Optional[Server], Optional[str]]:
     """A started server, or None and why not."""
     try:

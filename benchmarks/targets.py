@@ -204,6 +204,22 @@ def _remote_rows(
             note=why,
         )
     )
+    ra = rem.get("runs", {}).get("agent", [])
+    if ra:
+        awall = vals(ra, "wall_s")
+        rows.append(
+            _row(
+                f"remote, agent serving (ML_DASH_UPLOADER=agent): {n:,} steps until acknowledged",
+                "≤ 1.5× local",
+                1.5,
+                paired(awall, local_wall),
+                "{:.2f}×",
+                _all_valid(ra),
+                baseline="local " + cell(local_wall, "{:.3f} s"),
+                ratio="remote " + cell(awall, "{:.3f} s"),
+                note=why,
+            )
+        )
     wire = w.get("wire", {})
     z = [dig(wire, "result.codecs.zstd.bytes_per_point")] if wire.get("ok") else []
     rows.append(

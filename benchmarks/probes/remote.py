@@ -19,6 +19,8 @@ from .tools import Ours, verify_ours
 def open_remote(args: Dict[str, Any]):
     """An experiment in remote mode with its spool under the run's own folder."""
     os.environ["ML_DASH_SPOOL_DIR"] = os.path.join(args["workdir"], "spool")
+    if args.get("uploader"):
+        os.environ["ML_DASH_UPLOADER"] = args["uploader"]
     from ml_dash import Experiment
 
     exp = Experiment(args["prefix"], dash_url=args["url"], token=args["token"])
@@ -27,7 +29,8 @@ def open_remote(args: Dict[str, Any]):
 
 
 def run(args: Dict[str, Any]) -> Dict[str, Any]:
-    """args: url, token, prefix, n, timed, workdir."""
+    """args: url, token, prefix, n, timed, workdir, uploader (optional: "agent" hands the upload to
+    an agent already serving ``workdir/spool``)."""
     t_begin = time.perf_counter()
     n, timed = int(args["n"]), bool(args["timed"])
     os.makedirs(args["workdir"], exist_ok=True)

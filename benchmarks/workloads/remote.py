@@ -7,13 +7,15 @@ and the rest of the suite runs on. Each repetition gets a fresh server on an emp
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import tempfile
 from typing import Any, Dict, List
 
 from ..harness import Child, spawn
 from ..report import cell, net, rows_cell, table, vals
-from ..server_ctl import Proxy, Server, remote_sdk_missing, server_missing
+from ..server_ctl import Agent, Proxy, Server, remote_sdk_missing, server_missing
 from ..settings import Settings
 from .common import progress, record, short
 
@@ -128,13 +130,17 @@ def run_files(s: Settings, ours: Child, scratch: str) -> Dict[str, Any]:
 
 def run_remote(s: Settings, ours: Child, scratch: str) -> Dict[str, Any]:
     """The step loop in remote mode, timed and plain, each against a fresh server."""
-    runs: Dict[str, List[Dict[str, Any]]] = {"timed": [], "plain": []}
+    # "agent": the plain loop again, its upload handed to an ml-dash-agent already serving the
+    # spool (started before the clock, as a server is), whose CPU is reported beside it.
+    runs: Dict[str, List[Dict[str, Any]]] = {"timed": [], "plain": [], "agent": []}
     for rep in range(s.repeat):
         for mode in runs:
             root = _fresh_root(scratch, "remote")
             workdir = tempfile.mkdtemp(prefix="remote-", dir=scratch)
             try:
-                with Server(ours, root) as srv:
+                with contextlib.ExitStack() as stack:
+                    srv = stack.enter_context(Server(ours, root))
+                    agent = stack.enter_context(Agent(ours, os.path.join(workdir, "spool"))) if mode == "agent" else None
                     args = {
                         "url": srv.url,
                         "token": srv.token,
@@ -142,11 +148,14 @@ def run_remote(s: Settings, ours: Child, scratch: str) -> Dict[str, Any]:
                         "n": s.n,
                         "timed": mode == "timed",
                         "workdir": workdir,
+                        "uploader": "agent" if mode == "agent" else "process",
                     }
                     r = spawn("remote", args, ours, s.timeout)
                     check = spawn("remote-verify", {**args, "read_url": srv.url}, ours, s.timeout) if r.ok else None
                 rec = record(r, check)
                 rec["server"] = srv.stats
+                if agent is not None:
+                    rec["agent"] = agent.stats
             except Exception as exc:
                 rec = {"ok": False, "valid": False, "error": f"{type(exc).__name__}: {exc}", "result": {}}
             finally:
@@ -228,7 +237,7 @@ def _remote_table(rem: Dict[str, Any], local: Dict[str, Any]) -> str:
     title = "Remote: the step loop to our server on loopback, until acknowledged"
     if "reason" in rem:
         return _na(title, rem["reason"])
-    timed, plain = rem["runs"]["timed"], rem["runs"]["plain"]
+    timed, plain, agent = rem["runs"]["timed"], rem["runs"]["plain"], rem["runs"].get("agent", [])
     lp = local.get("plain", [])
     from ..report import paired
 
@@ -256,6 +265,18 @@ def _remote_table(rem: Dict[str, Any], local: Dict[str, Any]) -> str:
             cell(vals(plain, "maxrss_mib"), "{:.0f}"),
             cell(vals(plain, "verify.spool_bytes"), "{:.1f}", 1e-6),
             rows_cell(timed + plain),
+        ],
+        [
+            "remote, agent serving (its CPU s)",
+            "",
+            cell(vals(agent, "result.loop_s"), "{:.3f}"),
+            cell(vals(agent, "result.flush_s"), "{:.3f}"),
+            cell(vals(agent, "result.until_acked_s"), "{:.3f}"),
+            cell(vals(agent, "wall_s"), "{:.3f}") + " (" + cell(vals(agent, "agent.cpu_s"), "{:.2f}") + ")",
+            cell(paired(vals(agent, "wall_s"), vals(lp, "wall_s")), "{:.2f}×"),
+            cell(vals(agent, "maxrss_mib"), "{:.0f}"),
+            cell(vals(agent, "verify.spool_bytes"), "{:.1f}", 1e-6),
+            rows_cell(agent),
         ],
         [
             "local (same run)",
