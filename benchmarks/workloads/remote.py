@@ -140,7 +140,9 @@ def run_remote(s: Settings, ours: Child, scratch: str) -> Dict[str, Any]:
             try:
                 with contextlib.ExitStack() as stack:
                     srv = stack.enter_context(Server(ours, root))
-                    agent = stack.enter_context(Agent(ours, os.path.join(workdir, "spool"))) if mode == "agent" else None
+                    agent = (
+                        stack.enter_context(Agent(ours, os.path.join(workdir, "spool"))) if mode == "agent" else None
+                    )
                     args = {
                         "url": srv.url,
                         "token": srv.token,
