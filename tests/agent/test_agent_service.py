@@ -97,7 +97,8 @@ def test_runs_hand_their_sessions_to_the_agent(server, spool, agent):
         assert server.token.encode() not in _proc_text(agent.pid, what)
 
 
-def test_a_run_whose_agent_is_killed_uploads_the_rest_itself(server, spool, agent):
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
+def test_a_run_whose_agent_goes_away_uploads_the_rest_itself(server, spool, agent, how):
     code = """
     import sys
     from ml_dash import Experiment
@@ -115,7 +116,7 @@ def test_a_run_whose_agent_is_killed_uploads_the_rest_itself(server, spool, agen
     try:
         assert read_line(run.stdout, 60, "the first half acknowledged").strip() == "FIRST True"
         assert _rows(server, "takeover") == list(range(3000))  # through the agent
-        agent.send_signal(signal.SIGKILL)
+        agent.send_signal(how)  # SIGTERM: the agent stops its uploads and hangs up without "done"
         agent.wait(10)
         out, err = run.communicate("go\n", timeout=60)
     finally:
