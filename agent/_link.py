@@ -1,4 +1,4 @@
-"""A run's end of the agent's socket (``ML_DASH_UPLOADER=agent``; the agent is ``_service``).
+"""A run's end of the agent's socket (the agent is ``_service``; used when one serves the spool).
 
 :class:`AgentLink` stands in for a :class:`~._sender.Sender` in :class:`~._sink.RemoteSink`: the
 same calls and fields, answered by the agent's messages instead of an upload of its own. Its

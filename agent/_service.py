@@ -1,6 +1,6 @@
 """``ml-dash-agent serve``: one long-lived uploader per user and spool, shared by every run.
 
-A run with ``ML_DASH_UPLOADER=agent`` still writes its events to the spool itself (the spool stays
+A run whose spool an agent serves still writes its events to the spool itself (the spool stays
 the only copy until the server acknowledges); instead of starting a sender of its own it hands its
 session to the agent over ``<spool>/agent.sock`` (``_link``). The agent uploads it with the same
 :class:`~._sender.Sender` the run would have used, on one event loop with one connection pool per

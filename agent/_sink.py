@@ -79,14 +79,17 @@ class RemoteSink:
             return self._writer
 
     def _uploader(self, sdir: SessionDir, writer: SpoolWriter) -> "Sender | AgentLink":
-        """The agent when ``uploader`` is "agent" and it takes the session, else a sender here."""
+        """The spool's agent when one takes the session (``uploader`` "auto" or "agent"), else a
+        sender here; "agent" also starts an agent for the next runs when none answered."""
         uploader: "Sender | AgentLink | None" = None
-        if self._config.uploader == "agent":
-            from ._link import AgentLink, spawn_agent
+        if self._config.uploader != "process" and (self._root / "agent.sock").exists():
+            from ._link import AgentLink
 
             uploader = AgentLink.connect(self._config, sdir, writer, self._url, self._token)
-            if uploader is None:
-                spawn_agent(self._root, self._config.agent_idle)
+        if uploader is None and self._config.uploader == "agent":
+            from ._link import spawn_agent
+
+            spawn_agent(self._root, self._config.agent_idle)
         if uploader is None:
             from ._sender import Sender  # aiohttp and tenacity: only when uploading from here
 

@@ -157,8 +157,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     st.add_argument("spool_dir", nargs="?", default=None)
     sv = sub.add_parser(
         "serve",
-        help="upload the runs of this spool that use ML_DASH_UPLOADER=agent, until stopped "
-        "(runs start one themselves when none serves their spool)",
+        help="upload the runs of this spool as they write, until stopped (runs use it whenever it serves "
+        "their spool, unless ML_DASH_UPLOADER=process; with ML_DASH_UPLOADER=agent they start one)",
     )
     sv.add_argument("spool_dir", nargs="?", default=None)
     sv.add_argument(

@@ -70,11 +70,11 @@ class Config:
     retry_max_wait: float = 10.0
     #: An upload request without an answer for this long is abandoned and retried, seconds.
     request_timeout: float = 60.0
-    #: Remote mode: who uploads the spool. "process" (default): a sender thread in this process.
-    #: "agent": the user's long-lived ``ml-dash-agent serve`` next to the spool, started here
-    #: (detached) when none runs; a run whose agent is missing or dies uploads in process
-    #: (``ML_DASH_UPLOADER``).
-    uploader: str = "process"
+    #: Remote mode: who uploads the spool. "auto" (default): the user's ``ml-dash-agent serve``
+    #: when one serves the spool, else a sender thread in this process. "agent": the same, and
+    #: when none serves it, start one (detached) for the next runs. "process": always a sender
+    #: thread here. A run whose agent dies uploads in process (``ML_DASH_UPLOADER``).
+    uploader: str = "auto"
     #: An agent started by a run exits after this many seconds with no run to upload (``ML_DASH_AGENT_IDLE``).
     agent_idle: float = 600.0
     #: Remote mode: print the run's dashboard URL (one line on stderr) at start (``ML_DASH_PRINT_URL``).
@@ -135,8 +135,8 @@ def load_config(environ: Optional[Mapping[str, str]] = None) -> Config:
             raise ValueError(f"{name}={raw!r}: {exc}") from None
     if "user" not in values:
         values["user"] = env.get("USER") or env.get("USERNAME") or "unknown"
-    if values.get("uploader", "process") not in ("process", "agent"):
-        raise ValueError("ML_DASH_UPLOADER must be 'process' or 'agent'")
+    if values.get("uploader", "auto") not in ("auto", "agent", "process"):
+        raise ValueError("ML_DASH_UPLOADER must be 'auto', 'agent' or 'process'")
     if values.get("drop_policy", "block") not in ("block", "drop", "raise"):
         raise ValueError("ML_DASH_DROP_POLICY must be 'block', 'drop' or 'raise'")
     for name in ("system_interval", "git_diff_max_bytes"):

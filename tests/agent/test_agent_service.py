@@ -228,3 +228,19 @@ def test_what_the_agent_has_to_say_about_a_run_reaches_that_run(server, spool, a
     done = run_agent(["flush", str(spool)], client_env(spool, server.url, server.token))
     assert done.returncode == 0, done.stdout + done.stderr
     assert _rows(server, "refused") == list(range(50))
+
+
+def test_by_default_a_run_uses_an_agent_that_serves_its_spool_and_starts_none(server, spool, tmp_path):
+    # No agent: the run uploads itself and leaves no agent behind.
+    alone = run_client(CLIENT.format(name="alone", n=100), client_env(spool, server.url, server.token))
+    assert alone.returncode == 0 and "AIOHTTP True" in alone.stdout, alone.stderr[-3000:]
+    assert not (spool / "agent.sock").exists() and not (spool / "agent.log").exists()
+    with running_agent(spool):
+        auto = run_client(CLIENT.format(name="auto", n=100), client_env(spool, server.url, server.token))
+        own = run_client(
+            CLIENT.format(name="own", n=100), client_env(spool, server.url, server.token, uploader="process")
+        )
+    assert auto.returncode == 0 and "AIOHTTP False" in auto.stdout, auto.stderr[-3000:]
+    assert own.returncode == 0 and "AIOHTTP True" in own.stdout, own.stderr[-3000:]
+    for name in ("alone", "auto", "own"):
+        assert _rows(server, name) == list(range(100))
