@@ -1,40 +1,49 @@
 """A run's end of the agent's socket (the agent is ``_service``; used when one serves the spool).
 
 :class:`AgentLink` stands in for a :class:`~._sender.Sender` in :class:`~._sink.RemoteSink`: the
-same calls and fields, answered by the agent's messages instead of an upload of its own. Its
-reading and writing are a task on the process's hub loop (asyncio only: aiohttp is never
-imported while the agent does the work). When the agent goes away before saying "done", the link
-claims the session's sender lock and starts an in-process sender on the same session, which goes
-on from the last acknowledgement; the server's sequence numbers make anything sent twice a
+same calls and fields, answered by the agent's messages instead of an upload of its own. A run
+that hands its upload to an agent imports neither aiohttp nor asyncio: the calls that tell the
+agent something write to the socket in the caller's thread (a line, no more than a few dozen
+bytes), and one thread per process (:data:`LISTENER`, "ml-dash-link") reads every link's socket.
+When no thread can be started (interpreter shutdown) a waiting thread reads for itself.
+
+When the agent goes away before saying "done", the link claims the session's sender lock and
+starts an in-process sender on the same session (on the hub loop, which only then loads), which
+goes on from the last acknowledgement; the server's sequence numbers make anything sent twice a
 counted duplicate, never a second copy.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
+import select
 import socket
 import threading
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional
+import time
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 import orjson
 
+from ml_dash import _fork
 from ml_dash._config import Config
 
-from ._hub import HUB, Hub
 from ._report import progress, say
 from ._session import SessionDir
 from ._tally import Tally
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ._hub import Hub
     from ._sender import Sender
     from ._spool import SpoolWriter
 
-__all__ = ["AgentLink", "spawn_agent"]
+__all__ = ["AgentLink", "LISTENER", "spawn_agent"]
 
 #: How long a run waits for the agent to take its session before uploading in process, seconds.
 CONNECT_TIMEOUT = 1.0
+#: A message the agent does not take within this long means the agent is stuck: take over, seconds.
+SEND_TIMEOUT = 5.0
 #: How long a run whose agent went away waits for the agent's sender lock to be free, seconds.
 TAKEOVER_TIMEOUT = 10.0
 
@@ -51,10 +60,96 @@ def _read_line(sock: socket.socket, limit: int = 4096) -> bytes:
     return data
 
 
+class _Listener:
+    """The process-wide thread that reads every link's socket (one instance: :data:`LISTENER`)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._links: Dict[int, "AgentLink"] = {}
+        self._thread: Optional[threading.Thread] = None
+        self._run_token: Optional[object] = None
+        self._wake_r, self._wake_w = -1, -1
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def add(self, link: "AgentLink") -> None:
+        with self._lock:
+            self._links[link.fileno] = link
+            if self._thread is None and not _fork.dormant:
+                self._start()
+        self._wake()
+
+    def remove(self, link: "AgentLink") -> None:
+        with self._lock:
+            if self._links.get(link.fileno) is link:
+                del self._links[link.fileno]
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._wake_w >= 0:
+            try:
+                os.write(self._wake_w, b"x")
+            except OSError:  # full: it is awake already
+                pass
+
+    def _start(self) -> None:
+        if self._wake_r < 0:
+            self._wake_r, self._wake_w = os.pipe()
+            os.set_blocking(self._wake_r, False)
+            os.set_blocking(self._wake_w, False)
+        token = self._run_token = object()
+        self._thread = _fork.start_thread(lambda: self._run(token), "ml-dash-link")
+
+    def _run(self, token: object) -> None:
+        while self._run_token is token:
+            with self._lock:
+                links = dict(self._links)
+            poller = select.poll()
+            poller.register(self._wake_r, select.POLLIN)
+            for fd in links:
+                poller.register(fd, select.POLLIN)
+            for fd, _ in poller.poll(1000):
+                if fd == self._wake_r:
+                    try:
+                        os.read(self._wake_r, 4096)
+                    except OSError:
+                        pass
+                elif fd in links:
+                    links[fd].pump()
+
+    # -- fork (see ml_dash._fork) -------------------------------------------------------------------
+
+    def pause_for_fork(self, deadline: float) -> None:
+        with self._lock:
+            thread, self._thread = self._thread, None
+            self._run_token = None
+        self._wake()
+        _fork.stop_thread(thread, deadline)
+
+    def go_dormant(self) -> None:
+        pass  # the thread starts again at the next call into ml-dash (_fork.wake)
+
+    def resume(self) -> None:
+        with self._lock:
+            if self._links and self._thread is None:
+                self._start()
+
+    def reset_in_child(self) -> None:
+        for fd in (self._wake_r, self._wake_w):
+            if fd >= 0:
+                os.close(fd)  # the child's copies; the parent's pipe is untouched
+        self.__init__()  # type: ignore[misc]  # the parent's links stay the parent's
+
+
+#: The process's reader of agent sockets; its thread starts with the first link.
+LISTENER = _Listener()
+_fork.register_service(LISTENER)
+
+
 class AgentLink:
     """Hands one session to the agent; the sender interface for the run's sink."""
-
-    _task: "asyncio.Task[Any]"
 
     def __init__(
         self,
@@ -64,18 +159,20 @@ class AgentLink:
         writer: "SpoolWriter",
         url: str,
         token: Optional[str],
-        hub: Hub = HUB,
     ):
         self._sock: Optional[socket.socket] = sock
+        self.fileno = sock.fileno()
         self._config, self._sdir, self._writer = config, sdir, writer
-        self._url, self._token, self._hub = url, token, hub
+        self._url, self._token = url, token
         self._cond = threading.Condition(threading.Lock())
-        self._stream: Optional[asyncio.StreamWriter] = None
+        self._send_lock = threading.Lock()
+        self._buffer = b""
         self._closing = False
         self._aborted = False
+        self._gone = False
         self._wanted = -1
+        self._hub: Optional["Hub"] = None  # the sender loop, once the agent went away
         self._fallback: Optional["Sender"] = None
-        self._fallback_base = 0  # acked_bytes counted before the fallback took over
         self._last_error: Optional[str] = None
         self._reachable: Optional[bool] = None
         self.done = threading.Event()
@@ -90,9 +187,6 @@ class AgentLink:
         cls, config: Config, sdir: SessionDir, writer: "SpoolWriter", url: str, token: Optional[str]
     ) -> Optional["AgentLink"]:
         """A link when the spool's agent takes the session within ``CONNECT_TIMEOUT``, else None."""
-        path = sdir.root / "agent.sock"
-        if not path.exists():
-            return None
         hello = {
             "op": "hello",
             "v": 1,
@@ -106,7 +200,7 @@ class AgentLink:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.settimeout(CONNECT_TIMEOUT)
-            sock.connect(str(path))
+            sock.connect(str(sdir.root / "agent.sock"))
             sock.sendall(orjson.dumps(hello) + b"\n")
             reply = orjson.loads(_read_line(sock) or b"{}")
         except (OSError, orjson.JSONDecodeError):
@@ -115,52 +209,57 @@ class AgentLink:
         if not isinstance(reply, dict) or reply.get("op") != "ready":
             sock.close()
             return None
-        sock.setblocking(False)
+        sock.settimeout(SEND_TIMEOUT)
         link = cls(sock, config, sdir, writer, url, token)
-        link._hub.call_soon(link._begin)
+        LISTENER.add(link)
         return link
 
-    # -- the sender interface (other threads) -----------------------------------------------------
+    # -- the sender interface (any thread) --------------------------------------------------------
 
     def start(self) -> None:
         """Nothing to start: ``connect`` already handed the session over."""
 
     def notify_data(self) -> None:
-        self._call(self._send_data)
+        fallback = self._fallback
+        if fallback is not None:
+            fallback.notify_data()
+        else:
+            self._send({"op": "data", "next_seq": self._writer.next_seq})
 
     def want(self, seq: int) -> None:
-        if seq > self._wanted:
-            self._wanted = seq
-            self._call(self._send_want)
+        if seq <= self._wanted:
+            return
+        self._wanted = seq
+        fallback = self._fallback
+        if fallback is not None:
+            fallback.want(seq)
+        else:
+            self._send({"op": "want", "seq": seq})
 
     def begin_close(self) -> None:
-        def closing() -> None:
-            self._closing = True
-            if self._fallback is not None:
-                self._fallback.begin_close()
-            else:
-                self._send({"op": "close", "next_seq": self._writer.next_seq})
-
-        self._call(closing)
+        self._closing = True
+        fallback = self._fallback
+        if fallback is not None:
+            fallback.begin_close()
+        else:
+            self._send({"op": "close", "next_seq": self._writer.next_seq})
 
     def abort(self) -> None:
-        def aborting() -> None:
-            self._aborted = True
-            if self._fallback is not None:
-                self._fallback.abort()
-            else:
-                # The run leaves now: it does not wait for the agent to wind down.
-                self._send({"op": "abort"})
-                self._finish("aborted")
-
-        self._call(aborting)
+        self._aborted = True
+        fallback = self._fallback
+        if fallback is not None:
+            fallback.abort()
+        elif not self.done.is_set():
+            # The run leaves now: it does not wait for the agent to wind down.
+            self._send({"op": "abort"})
+            self._finish("aborted")
 
     def wait_done(self, timeout: Optional[float]) -> bool:
-        return self._hub.wait_until(self.done.is_set, timeout, self.done)
+        return self._wait(self.done.is_set, timeout)
 
     def wait_acked(self, seq: int, timeout: Optional[float]) -> bool:
         self.want(seq)
-        self._hub.wait_until(lambda: self.acked_seq >= seq or self.done.is_set(), timeout, self._cond)
+        self._wait(lambda: self.acked_seq >= seq or self.done.is_set(), timeout)
         return self.acked_seq >= seq
 
     @property
@@ -174,69 +273,51 @@ class AgentLink:
     def forget_after_fork(self) -> None:
         """In a forked child: drop our copy of the socket without closing the parent's connection,
         so the agent sees the run end when the parent ends. The descriptor number stays valid (it
-        now reads /dev/null), since the parent's stream objects kept for it may close it later."""
-        sock = self._sock
-        if sock is None or sock.fileno() < 0:
+        now reads /dev/null), since the parent's socket object kept for it may close it later."""
+        if self._sock is None:
             return
         null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         try:
-            os.dup2(null, sock.fileno())
+            os.dup2(null, self.fileno)
         finally:
             os.close(null)
+        _fork.left_by_parent.append(self._sock)
 
-    # -- in the loop ------------------------------------------------------------------------------------
-
-    def _call(self, fn: Any) -> None:
-        if not self.done.is_set():
-            self._hub.call_soon(fn)
+    # -- talking to the agent ---------------------------------------------------------------------
 
     def _send(self, msg: Dict[str, Any]) -> None:
-        stream = self._stream
-        if stream is not None and not stream.is_closing():
-            stream.write(orjson.dumps(msg) + b"\n")
-
-    def _send_data(self) -> None:
-        if self._fallback is not None:
-            self._fallback.notify_data()
-        else:
-            self._send({"op": "data", "next_seq": self._writer.next_seq})
-
-    def _send_want(self) -> None:
-        if self._fallback is not None:
-            self._fallback.want(self._wanted)
-        else:
-            self._send({"op": "want", "seq": self._wanted})
-
-    def _begin(self) -> None:
-        self._task = asyncio.get_event_loop().create_task(self._run())
-
-    async def _run(self) -> None:
+        sock = self._sock
+        if sock is None or self._gone:
+            return
         try:
-            assert self._sock is not None
-            reader, self._stream = await asyncio.open_unix_connection(sock=self._sock)
-            # What was asked before the stream existed, in order.
-            self._send({"op": "data", "next_seq": self._writer.next_seq})
-            if self._wanted >= 0:
-                self._send_want()
-            if self._aborted:
-                self._send({"op": "abort"})
-            elif self._closing:
-                self._send({"op": "close", "next_seq": self._writer.next_seq})
-            while True:
-                line = await reader.readline()
-                if not line:
-                    break
+            with self._send_lock:
+                sock.sendall(orjson.dumps(msg) + b"\n")
+        except OSError:  # refused, reset, or not taken within SEND_TIMEOUT: the agent is gone
+            self._lost()
+
+    def pump(self) -> None:
+        """Read what the agent sent (it is readable); at end of stream, take over."""
+        sock = self._sock
+        if sock is None or self._gone:
+            return
+        try:
+            data = sock.recv(65536)
+        except (BlockingIOError, InterruptedError, socket.timeout):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._lost()
+            return
+        self._buffer += data
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for line in lines:
+            try:
                 if self._apply(orjson.loads(line)):
                     return
-        except (OSError, ValueError, KeyError, TypeError):
-            pass  # a broken or garbled connection is the agent going away
-        except asyncio.CancelledError:
-            self._finish("aborted")
-            raise
-        finally:
-            if self._stream is not None:
-                self._stream.close()
-        await self._take_over()
+            except (ValueError, KeyError, TypeError):
+                self._lost()  # a garbled message is an agent gone wrong
+                return
 
     def _apply(self, msg: Any) -> bool:
         """One message from the agent; True after "done"."""
@@ -255,33 +336,91 @@ class AgentLink:
                 setattr(self.tally, name, int(msg.get(name) or 0))
             self._last_error, self._reachable = msg.get("last_error"), msg.get("reachable")
             self.delivered_all = bool(msg.get("delivered_all"))
+            self._hang_up()
             self._finish(msg.get("stopped"))
             return True
         return False
 
+    def _hang_up(self) -> None:
+        LISTENER.remove(self)
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+
     def _finish(self, stopped: Optional[str]) -> None:
         with self._cond:
-            self.stopped = stopped
-            self.done.set()
+            if not self.done.is_set():
+                self.stopped = stopped
+                self.done.set()
             self._cond.notify_all()
 
-    async def _take_over(self) -> None:
-        """The agent went away without finishing: upload the session from this process."""
+    def _wait(self, ready: Callable[[], bool], timeout: Optional[float]) -> bool:
+        _fork.wake()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not ready():
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            hub = self._hub
+            if hub is not None:  # the agent went away: the hub's sender (or its start) has it now
+                return hub.wait_until(ready, left, self._cond)
+            step = 0.1 if left is None else min(0.1, left)
+            if LISTENER.running:
+                with self._cond:
+                    self._cond.wait_for(ready, step)
+            else:  # no thread can read for us (interpreter shutdown): read here
+                sock = self._sock
+                if sock is not None:
+                    try:
+                        readable, _, _ = select.select([sock], [], [], step)
+                    except (OSError, ValueError):
+                        readable = [sock]
+                    if readable:
+                        self.pump()
+        return ready()
+
+    # -- the agent went away --------------------------------------------------------------------------
+
+    def _lost(self) -> None:
+        with self._cond:
+            if self._gone:
+                return
+            self._gone = True
+        self._hang_up()
+        if self.done.is_set():
+            return
         if self._aborted:
             self._finish("aborted")
             return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + TAKEOVER_TIMEOUT
-        while not self._sdir.claim_sender("live"):
-            if loop.time() >= deadline:
+        from ._hub import HUB
+
+        self._hub = HUB
+        HUB.call_soon(self._take_over)
+
+    def _take_over(self) -> None:
+        """In the hub loop: upload the session from this process (claiming its lock may take a
+        moment: the agent's process may still be on its way out)."""
+        assert self._hub is not None
+        hub = self._hub
+        deadline = time.monotonic() + TAKEOVER_TIMEOUT
+
+        def claim() -> None:
+            if self._sdir.claim_sender("live"):
+                self._start_fallback(hub)
+            elif time.monotonic() >= deadline or self._aborted:
                 self._last_error = "the agent went away and its sender lock is still held"
-                self._finish("error")
-                return
-            await asyncio.sleep(0.02)
+                self._finish("aborted" if self._aborted else "error")
+            else:
+                hub.loop.call_later(0.02, claim)
+
+        claim()
+
+    def _start_fallback(self, hub: "Hub") -> None:
         progress(f"{(self._sdir.manifest or {}).get('prefix')}: the agent went away; uploading from this process")
         from ._sender import Sender
 
         base = self.acked_bytes
+        sender: Optional["Sender"] = None
 
         def on_progress() -> None:
             assert sender is not None
@@ -291,12 +430,13 @@ class AgentLink:
                 self._cond.notify_all()
 
         def on_done() -> None:
+            assert sender is not None
             self.tally.add(sender.tally)
             self.delivered_all = sender.delivered_all
             self._finish(sender.stopped)
 
         sender = Sender(
-            self._config, self._sdir, self._writer, self._url, self._token, self._hub,
+            self._config, self._sdir, self._writer, self._url, self._token, hub,
             on_progress=on_progress, on_done=on_done,
         )  # fmt: skip
         self._fallback = sender
@@ -305,6 +445,8 @@ class AgentLink:
             sender.want(self._wanted)
         if self._closing:
             sender.begin_close()
+        if self._aborted:
+            sender.abort()
 
 
 def spawn_agent(root: Path, idle: float) -> None:

@@ -3,7 +3,6 @@ through ``logging`` (logger ``ml_dash.agent``; see ``ml_dash._report`` for where
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 from typing import Union
 
@@ -40,4 +39,6 @@ def human_bytes(n: float) -> str:
 
 def flush_command(spool_dir: Union[str, Path], url: str) -> str:
     """The exact command that uploads what is left in ``spool_dir``."""
+    import shlex
+
     return f"ml-dash-agent flush {shlex.quote(str(spool_dir))} --dash-url {shlex.quote(url)}"
