@@ -64,6 +64,9 @@ LOCK_NAME = "agent.lock"
 #: passed: it has a CPU of its own to spend, and a run that ends finds little left to send.
 AGENT_BATCH_INTERVAL = 0.02
 
+#: The agent runs at this lower scheduling priority (``nice``) than the shell that started it.
+NICENESS = 10
+
 _SESSION_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 _HELLO_LIMIT = 64 * 1024
 
@@ -309,6 +312,11 @@ def serve(root: Path, idle: float, config: Config) -> int:
     except FileNotFoundError:
         pass
     from . import _sender, _transport  # noqa: F401  (aiohttp and tenacity now, not on a run's clock)
+
+    try:
+        os.nice(NICENESS)  # the runs' training loops first: uploading can wait a moment for a CPU
+    except OSError:
+        pass
 
     agent = _Agent(root, idle, config)
 

@@ -95,6 +95,8 @@ def test_runs_hand_their_sessions_to_the_agent(server, spool, agent):
     # The token reached the agent in the runs' messages only.
     for what in ("cmdline", "environ"):
         assert server.token.encode() not in _proc_text(agent.pid, what)
+    # It uploads at a lower priority than the runs it serves.
+    assert os.getpriority(os.PRIO_PROCESS, agent.pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)
 
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
