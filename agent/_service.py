@@ -64,6 +64,9 @@ LOCK_NAME = "agent.lock"
 #: passed: it has a CPU of its own to spend, and a run that ends finds little left to send.
 AGENT_BATCH_INTERVAL = 0.02
 
+#: How long after a run hangs up its writer lock may take to be freed by its exit, seconds.
+WRITER_EXIT_GRACE = 1.0
+
 #: The agent runs at this lower scheduling priority (``nice``) than the shell that started it.
 NICENESS = 10
 
@@ -220,8 +223,9 @@ class _Agent:
                 following.cancel()
 
     async def _follow(self, reader: asyncio.StreamReader, sdir: SessionDir, written: _Written, sender: Any) -> None:
-        """Apply the run's messages; at end of stream without "close", wait for the run's writer
-        lock to be free (the process is gone) and deliver what is on disk."""
+        """Apply the run's messages. At end of stream without "close": a run that is gone (its
+        writer lock is free) leaves what it spooled to us; a run still alive hung up to upload
+        itself, so stop and let it have the session."""
         while True:
             line = await reader.readline()
             if not line:
@@ -242,8 +246,13 @@ class _Agent:
             elif op == "abort":
                 sender.abort()
                 return
+        # A killed run's socket and lock are released as its process exits, in no set order.
+        deadline = time.monotonic() + WRITER_EXIT_GRACE
         while not sdir.writer_finished():
-            await asyncio.sleep(0.2)
+            if time.monotonic() >= deadline:
+                sender.abort()
+                return
+            await asyncio.sleep(0.02)
         sender.begin_close()
 
     # -- the agent's life --------------------------------------------------------------------------
