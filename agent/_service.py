@@ -55,7 +55,7 @@ from ml_dash._config import Config
 from ._hub import HUB
 from ._session import FileLock, SessionDir, check_spool, ensure_private_dir, public_url, session_problem
 
-__all__ = ["SOCKET_NAME", "LOCK_NAME", "serve", "AGENT_BATCH_INTERVAL"]
+__all__ = ["SOCKET_NAME", "LOCK_NAME", "serve", "serving_pid", "AGENT_BATCH_INTERVAL"]
 
 SOCKET_NAME = "agent.sock"
 LOCK_NAME = "agent.lock"
@@ -298,6 +298,19 @@ def _int(value: Any, default: int) -> int:
 def _float(value: Any, default: float) -> float:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
     return float(value) if ok else default
+
+
+def serving_pid(root: Path) -> Optional[int]:
+    """The process id of the agent serving spool ``root``, or None when none answers (it is asked
+    by the kernel: the peer credentials of a connection that says nothing)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1.0)
+        try:
+            sock.connect(str(root / SOCKET_NAME))
+            raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        except OSError:
+            return None
+    return int(struct.unpack("3i", raw)[0])
 
 
 def serve(root: Path, idle: float, config: Config) -> int:

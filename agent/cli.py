@@ -61,10 +61,14 @@ def _untrusted_spool(root: Path) -> bool:
 def _status(root: Path) -> int:
     from ._flush import session_status
     from ._report import human_bytes
+    from ._service import serving_pid
     from ._session import list_sessions
 
     if _untrusted_spool(root):
         return 2
+    pid = serving_pid(root)
+    if pid is not None:
+        print(f"ml-dash-agent serve is uploading what runs write here (pid {pid})")
     rows = [session_status(s) for s in list_sessions(root)]
     if not rows:
         print(f"nothing pending in {printable(root)}")

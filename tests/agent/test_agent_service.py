@@ -175,6 +175,15 @@ def test_a_run_starts_an_agent_that_the_next_run_uses_and_that_leaves_when_idle(
     wait_for(lambda: not _alive(pid) and not sock.exists(), 30, "the idle agent to exit")
 
 
+def test_status_names_the_agent_serving_the_spool(spool, agent):
+    proc = run_agent(["status", str(spool)], _agent_env(spool), timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert f"ml-dash-agent serve is uploading what runs write here (pid {agent.pid})" in proc.stdout
+    agent.kill()
+    agent.wait(10)
+    assert "ml-dash-agent serve" not in run_agent(["status", str(spool)], _agent_env(spool), timeout=30).stdout
+
+
 def test_one_agent_per_spool(spool, agent):
     proc = run_agent(["serve", str(spool)], _agent_env(spool), timeout=30)
     assert proc.returncode == 0
