@@ -188,35 +188,24 @@ def _remote_rows(
 ) -> List[Dict[str, Any]]:
     rows = []
     rem = w.get("remote", {})
-    rr = rem.get("runs", {}).get("plain", [])
     why = rem.get("reason") or "server not available"
-    rwall = vals(rr, "wall_s")
-    rows.append(
-        _row(
-            f"remote: {n:,} steps until acknowledged, process wall",
-            "≤ 1.5× local",
-            1.5,
-            paired(rwall, local_wall),
-            "{:.2f}×",
-            _all_valid(rr),
-            baseline="local " + cell(local_wall, "{:.3f} s"),
-            ratio="remote " + cell(rwall, "{:.3f} s"),
-            note=why,
-        )
-    )
-    ra = rem.get("runs", {}).get("agent", [])
-    if ra:
-        awall = vals(ra, "wall_s")
+    runs = rem.get("runs", {})
+    # The in-process sender (always measured), then the agent serving the spool (when measured).
+    for mode, label in (("plain", "remote"), ("agent", "remote, agent serving the spool")):
+        rr = runs.get(mode, [])
+        if mode == "agent" and not rr:
+            continue
+        rwall = vals(rr, "wall_s")
         rows.append(
             _row(
-                f"remote, agent serving (ML_DASH_UPLOADER=agent): {n:,} steps until acknowledged",
+                f"{label}: {n:,} steps until acknowledged, process wall",
                 "≤ 1.5× local",
                 1.5,
-                paired(awall, local_wall),
+                paired(rwall, local_wall),
                 "{:.2f}×",
-                _all_valid(ra),
+                _all_valid(rr),
                 baseline="local " + cell(local_wall, "{:.3f} s"),
-                ratio="remote " + cell(awall, "{:.3f} s"),
+                ratio="remote " + cell(rwall, "{:.3f} s"),
                 note=why,
             )
         )
