@@ -43,7 +43,8 @@ def test_quick_suite_runs_and_every_run_of_ours_reads_back(tmp_path):
     for tool in ("empty", "floor", "ours"):
         assert steps[tool]["status"] == "ok", steps[tool]
         assert all(run["ok"] for run in steps[tool]["runs"]["timed"])
-    remote = result["workloads"]["remote"]["runs"]["timed"]
-    assert remote and all(run["result"]["acked"] for run in remote)
+    remote = result["workloads"]["remote"]["runs"]
+    for mode in ("timed", "plain", "agent"):  # agent: handed to an ml-dash-agent serving the spool
+        assert remote[mode] and all(run["result"]["acked"] and run["valid"] for run in remote[mode]), mode
     assert {t["target"].split(",")[0] for t in result["targets"]} >= {"step call median", "server ingest"}
     assert "| target (ours) |" in result["markdown"]
