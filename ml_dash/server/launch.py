@@ -179,7 +179,10 @@ def run_in_thread(
         try:
             loop.run_until_complete(run())
         finally:
-            loop.close()
+            try:  # as asyncio.run does: the file-I/O threads end with the server, not the process
+                loop.run_until_complete(loop.shutdown_default_executor())
+            finally:
+                loop.close()
 
     thread = threading.Thread(target=main, name="ml-dash-server", daemon=True)
     thread.start()
