@@ -20,7 +20,7 @@ import select
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
 
 import orjson
 
@@ -50,14 +50,16 @@ TAKEOVER_TIMEOUT = 10.0
 _spawned = False
 
 
-def _read_line(sock: socket.socket, limit: int = 4096) -> bytes:
+def _read_line(sock: socket.socket, limit: int = 4096) -> Tuple[bytes, bytes]:
+    """The first line from ``sock``, and whatever came after it in the same reads."""
     data = b""
-    while not data.endswith(b"\n") and len(data) < limit:
+    while b"\n" not in data and len(data) < limit:
         chunk = sock.recv(limit)
         if not chunk:
             break
         data += chunk
-    return data
+    line, _, rest = data.partition(b"\n")
+    return line, rest
 
 
 class _Listener:
@@ -202,7 +204,8 @@ class AgentLink:
             sock.settimeout(CONNECT_TIMEOUT)
             sock.connect(str(sdir.root / "agent.sock"))
             sock.sendall(orjson.dumps(hello) + b"\n")
-            reply = orjson.loads(_read_line(sock) or b"{}")
+            line, rest = _read_line(sock)
+            reply = orjson.loads(line or b"{}")
         except (OSError, orjson.JSONDecodeError):
             sock.close()
             return None
@@ -211,6 +214,7 @@ class AgentLink:
             return None
         sock.settimeout(SEND_TIMEOUT)
         link = cls(sock, config, sdir, writer, url, token)
+        link._buffer = rest  # what the agent said right after "ready" is read with what follows
         LISTENER.add(link)
         return link
 
