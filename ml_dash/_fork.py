@@ -1,10 +1,11 @@
 """Fork, in one place: one ``os.register_at_fork`` registration for the whole package.
 
-ml-dash runs at most three background threads per process (four in a ``multiprocessing`` child:
-``ml_dash._sigwatch``), each a *service* registered here:
-the worker that drains every experiment's queues (``ml_dash._worker``), and in remote mode the
-sender's event loop (``ml_dash.agent._hub``) and the spool's group commit
-(``ml_dash.agent._syncer``). Around ``os.fork()``:
+ml-dash runs a few background threads per process, however many experiments it runs, each a
+*service* registered here: the worker that drains every experiment's queues
+(``ml_dash._worker``), and in remote mode the spool's group commit (``ml_dash.agent._syncer``)
+and the sender's event loop (``ml_dash.agent._hub``) or, for sessions an agent uploads, the
+reader of the agent's replies (``ml_dash.agent._link``; both when an agent went away); a
+``multiprocessing`` child also has ``ml_dash._sigwatch``. Around ``os.fork()``:
 
 * **before** (in the forking thread): the worker hands everything queued to the sinks (local
   files, or the spool), the group commit fsyncs the spool, and every service's thread exits.
