@@ -4,7 +4,7 @@ ml-dash runs a few background threads per process, however many experiments it r
 *service* registered here: the worker that drains every experiment's queues
 (``ml_dash._worker``), and in remote mode the spool's group commit (``ml_dash.agent._syncer``)
 and the sender's event loop (``ml_dash.agent._hub``) or, for sessions an agent uploads, the
-reader of the agent's replies (``ml_dash.agent._link``; both when an agent went away); a
+reader of the agent's replies (``ml_dash.agent._listener``; both when an agent went away); a
 ``multiprocessing`` child also has ``ml_dash._sigwatch``. Around ``os.fork()``:
 
 * **before** (in the forking thread): the worker hands everything queued to the sinks (local
