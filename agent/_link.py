@@ -29,7 +29,7 @@ from ml_dash._config import Config
 
 from ._listener import LISTENER
 from ._report import progress, say
-from ._session import SessionDir
+from ._session import AGENT_SOCKET, SessionDir
 from ._tally import Tally
 
 if TYPE_CHECKING:
@@ -115,7 +115,7 @@ class AgentLink:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.settimeout(CONNECT_TIMEOUT)
-            sock.connect(str(sdir.root / "agent.sock"))
+            sock.connect(str(sdir.root / AGENT_SOCKET))
             sock.sendall(orjson.dumps(hello) + b"\n")
             line, rest = _read_line(sock)
             reply = orjson.loads(line or b"{}")

@@ -53,12 +53,19 @@ import orjson
 from ml_dash._config import Config
 
 from ._hub import HUB
-from ._session import FileLock, SessionDir, check_spool, ensure_private_dir, public_url, session_problem
+from ._session import (
+    AGENT_LOCK,
+    AGENT_SOCKET,
+    FileLock,
+    SessionDir,
+    check_spool,
+    ensure_private_dir,
+    public_url,
+    session_problem,
+)
 
-__all__ = ["SOCKET_NAME", "LOCK_NAME", "serve", "serving_pid", "AGENT_BATCH_INTERVAL"]
+__all__ = ["serve", "serving_pid", "AGENT_BATCH_INTERVAL"]
 
-SOCKET_NAME = "agent.sock"
-LOCK_NAME = "agent.lock"
 
 #: The agent sends the next batch as soon as the previous one is acknowledged and this long has
 #: passed: it has a CPU of its own to spend, and a run that ends finds little left to send.
@@ -99,7 +106,6 @@ class _Agent:
         self.root = root
         self.idle = idle
         self.config = config
-        self.active = 0
         self.idle_since = time.monotonic()
         self.stopping = False
         self.tasks: Set["asyncio.Task[Any]"] = set()
@@ -111,7 +117,6 @@ class _Agent:
         task = asyncio.current_task()
         assert task is not None
         self.tasks.add(task)
-        self.active += 1
         try:
             if _peer_uid(writer) == os.geteuid():
                 await self._session(reader, writer)
@@ -123,7 +128,6 @@ class _Agent:
             print(f"ml-dash-agent: a run's connection failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         finally:
             self.tasks.discard(task)
-            self.active -= 1
             self.idle_since = time.monotonic()
             writer.close()
 
@@ -275,7 +279,7 @@ class _Agent:
                     await asyncio.wait_for(stop.wait(), 1.0)
                 except asyncio.TimeoutError:
                     pass
-                if self.idle > 0 and self.active == 0 and time.monotonic() - self.idle_since >= self.idle:
+                if self.idle > 0 and not self.tasks and time.monotonic() - self.idle_since >= self.idle:
                     break
         finally:
             self.stopping = True
@@ -306,7 +310,7 @@ def serving_pid(root: Path) -> Optional[int]:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(1.0)
         try:
-            sock.connect(str(root / SOCKET_NAME))
+            sock.connect(str(root / AGENT_SOCKET))
             raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
         except OSError:
             return None
@@ -324,11 +328,11 @@ def serve(root: Path, idle: float, config: Config) -> int:
     except SpoolNotPrivate as exc:
         print(f"ml-dash-agent: refused: {exc}", file=sys.stderr)
         return 2
-    lock = FileLock(root / LOCK_NAME)
+    lock = FileLock(root / AGENT_LOCK)
     if not lock.acquire():
         print(f"ml-dash-agent: an agent already serves {root}", file=sys.stderr)
         return 0
-    path = root / SOCKET_NAME
+    path = root / AGENT_SOCKET
     try:
         path.unlink()  # left by an agent that was killed (we hold the lock: nobody serves it)
     except FileNotFoundError:

@@ -54,6 +54,10 @@ __all__ = [
 
 _SEGMENT = "seg-{:012d}.jsonl"
 
+#: In the spool folder: the socket the user's agent serves (``_service``), and its one-per-spool lock.
+AGENT_SOCKET = "agent.sock"
+AGENT_LOCK = "agent.lock"
+
 
 def new_session_id() -> str:
     """A random writer-session id that sorts by creation time (``[A-Za-z0-9_-]{8,64}``)."""

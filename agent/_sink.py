@@ -20,7 +20,7 @@ from ml_dash._files import Source
 
 from ._credentials import token_for
 from ._report import flush_command, human_bytes, progress, say
-from ._session import SessionDir
+from ._session import AGENT_SOCKET, SessionDir
 from ._spool import SpoolWriter
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ class RemoteSink:
         """The spool's agent when one takes the session (``uploader`` "auto" or "agent"), else a
         sender here; "agent" also starts an agent for the next runs when none answered."""
         uploader: "Sender | AgentLink | None" = None
-        if self._config.uploader != "process" and (self._root / "agent.sock").exists():
+        if self._config.uploader != "process" and (self._root / AGENT_SOCKET).exists():
             from ._link import AgentLink
 
             uploader = AgentLink.connect(self._config, sdir, writer, self._url, self._token)

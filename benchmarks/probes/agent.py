@@ -18,10 +18,11 @@ from typing import Any, Dict
 
 def run(args: Dict[str, Any]) -> Dict[str, Any]:
     from ml_dash._config import load_config
-    from ml_dash.agent._service import SOCKET_NAME, serve
+    from ml_dash.agent._service import serve
+    from ml_dash.agent._session import AGENT_SOCKET
 
     spool = Path(args["spool"])
-    sock = spool / SOCKET_NAME
+    sock = spool / AGENT_SOCKET
 
     def announce() -> None:
         while not sock.exists():
