@@ -28,6 +28,10 @@ reader of the agent's replies (``ml_dash.agent._listener``; both when an agent w
   logs goes through fresh queues and, in remote mode, a spool session of the child's own. The
   child never changes the run's status.
 
+Every thread of ours starts with the process's asynchronous signals blocked
+(:func:`start_without_signals`), so that a signal sent to the process reaches the main thread,
+the only one that runs Python's handlers, and interrupts whatever it waits on.
+
 Python 3.12+ refuses to start a thread once the interpreter is shutting down (atexit included),
 so each service also does its work inline, in the thread that flushes or closes the run: a
 forked child that logs only just before it exits loses nothing either.
@@ -59,7 +63,7 @@ if TYPE_CHECKING:
             """In the child, before ``go_dormant``: forget the parent's state without touching it."""
 
 
-__all__ = ["register_service", "wake", "dormant", "left_by_parent", "start_thread", "stop_thread", "PAUSE_TIMEOUT"]
+__all__ = ["register_service", "wake", "dormant", "left_by_parent", "start_thread", "start_without_signals", "stop_thread", "PAUSE_TIMEOUT"]
 
 #: How long the forking thread waits for our threads to stop before it forks anyway, seconds.
 PAUSE_TIMEOUT = 2.0
@@ -177,11 +181,42 @@ def start_thread(target: Callable[[], object], name: str) -> Optional[threading.
     then does the work inline)."""
     _install()
     thread = threading.Thread(target=target, name=name, daemon=True)
+    return thread if start_without_signals(thread) else None
+
+
+#: Signals the kernel raises in the thread that caused them (a fault); never blocked.
+_SYNCHRONOUS = ("SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGTRAP", "SIGSYS", "SIGABRT")
+
+
+def start_without_signals(thread: threading.Thread) -> bool:
+    """Start ``thread`` with the process's asynchronous signals (SIGTERM, SIGINT, SIGALRM, ...)
+    blocked in it; False when the interpreter refuses to start threads (it is shutting down).
+
+    Python runs signal handlers in the main thread only, but the kernel hands a signal sent to the
+    process to any thread that does not block it. When that is one of ours, the C-level handler
+    only sets a flag, and a main thread waiting in C (``Event.wait(60)``, a queue's ``get``) is not
+    woken: the program's own SIGTERM handler would wait until that wait ends. Blocked in every
+    thread of ours, such signals reach the main thread, whose wait they interrupt. A new thread
+    inherits the mask of the thread that starts it, so the mask is set around ``start()``: there is
+    no moment in which the new thread could take a signal.
+    """
+    try:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, _asynchronous_signals())
+    except (AttributeError, OSError, ValueError):  # no pthread_sigmask (Windows)
+        previous = None
     try:
         thread.start()
     except RuntimeError:  # "can't create new thread at interpreter shutdown" (3.12+)
-        return None
-    return thread
+        return False
+    finally:
+        if previous is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    return True
+
+
+def _asynchronous_signals() -> "set[signal.Signals]":
+    synchronous = {getattr(signal, name) for name in _SYNCHRONOUS if hasattr(signal, name)}
+    return {s for s in signal.valid_signals() if s not in synchronous}
 
 
 def stop_thread(thread: Optional[threading.Thread], deadline: float) -> bool:

@@ -30,6 +30,7 @@ import sys
 import threading
 import weakref
 
+from .._fork import start_without_signals
 from .._report import warn
 
 TYPE_CHECKING = False
@@ -131,7 +132,7 @@ class ConsoleCapture:
     @classmethod
     def start(cls, exp: "Experiment") -> "ConsoleCapture":
         cap = cls(exp)
-        cap._thread.start()
+        start_without_signals(cap._thread)
         for name in ("stdout", "stderr"):
             cap._wrap(name)
         _active.add(cap)

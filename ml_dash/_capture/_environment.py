@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 
+from .._fork import start_without_signals
 from .._report import warn
 
 TYPE_CHECKING = False
@@ -48,7 +49,7 @@ class EnvironmentCapture:
     @classmethod
     def start(cls, exp: "Experiment") -> "EnvironmentCapture":
         cap = cls(exp)
-        cap._thread.start()
+        start_without_signals(cap._thread)
         return cap
 
     def stop(self, deadline: float) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import threading
 import time
 
+from .._fork import start_without_signals
 from .._report import warn
 
 TYPE_CHECKING = False
@@ -67,7 +68,7 @@ class SystemSampler:
             )
             return None
         sampler = cls(exp, psutil)
-        sampler._thread.start()
+        start_without_signals(sampler._thread)
         return sampler
 
     def stop(self, deadline: float) -> None:

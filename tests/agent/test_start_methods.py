@@ -6,6 +6,7 @@ shows no ``DeprecationWarning`` on our account (the scripts run with ``-W error:
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -272,9 +273,13 @@ def child(ready):
     for i in range(100):
         exp.metrics("rows").log(i=i)
     # The main thread waits in C code and never sees SIGTERM (it is blocked here, in this thread
-    # only): as when the signal lands just before a wait begins. Our threads still get it. The
-    # parent is told only once the main thread sleeps in read(2): a SIGTERM that came while it still
-    # ran Python code would be handled there, the ordinary way (exit status -15).
+    # only): as when the signal lands just before a wait begins. Our threads block it too (so that
+    # it reaches the main thread), so it goes to a thread of some other library, started before the
+    # block; Python's C-level handler runs there. The parent is told only once the main thread
+    # sleeps in read(2): a SIGTERM that came while it still ran Python code would be handled
+    # there, the ordinary way (exit status -15).
+    never = threading.Event()
+    threading.Thread(target=never.wait, name="another-library", daemon=True).start()
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     r, w = os.pipe()
     main = threading.get_native_id()
@@ -383,3 +388,44 @@ def test_what_a_user_sees_forking_from_main_with_a_live_run(tmp_path, mode, othe
     assert sorted(row["data"]["i"] for row in read("alice/p/theirs").metric_rows("rows")) == [0, 1]
     if name in ("remote", "agent"):
         assert sessions(spool) == []
+
+
+THREAD_MASKS = """
+import json, signal, threading
+from ml_dash import Experiment
+
+exp = Experiment("alice/p/masks").run.start()
+for i in range(2000):
+    exp.metrics("rows").log(i=i)
+print("to the console", flush=True)
+exp.flush()  # every thread of ours has started by now
+
+def blocked(thread):
+    with open(f"/proc/self/task/{thread.native_id}/status") as f:
+        mask = int(next(line for line in f if line.startswith("SigBlk:")).split()[1], 16)
+    return sorted(signal.Signals(s).name for s in signal.valid_signals() if mask >> (s - 1) & 1 and s < signal.SIGRTMIN)
+
+masks = {t.name: blocked(t) for t in threading.enumerate()}
+exp.run.complete()
+print(json.dumps(masks), flush=True)
+"""
+
+
+def test_our_threads_leave_the_processs_signals_to_the_main_thread(tmp_path, mode):
+    """The kernel gives a signal sent to the process to any thread that does not block it; a
+    thread of ours that took it would not wake a main thread waiting in C (``Event.wait``), so the
+    program's own handler would wait with it (seen in CI: a SIGTERM handler 30 s late). Every
+    thread of ours blocks the asynchronous signals; the main thread's mask is left as it was."""
+    name, env, read, _spool = mode
+    env = dict(env, ML_DASH_CAPTURE_CONSOLE="1")
+    proc = _run(tmp_path, THREAD_MASKS, env)
+    assert proc.returncode == 0, proc.stderr
+    masks = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert masks.pop("MainThread") == []
+    expected = {"ml-dash-worker", "ml-dash-console:alice/p/masks"}
+    expected |= {"local": set(), "remote": {"ml-dash-sender", "ml-dash-fsync"}, "agent": {"ml-dash-link"}}[name]
+    assert expected <= set(masks), masks
+    for thread, blocked in masks.items():
+        assert {"SIGTERM", "SIGINT", "SIGHUP", "SIGALRM", "SIGUSR1", "SIGCHLD"} <= set(blocked), (thread, blocked)
+        assert not {"SIGSEGV", "SIGBUS", "SIGFPE", "SIGABRT"} & set(blocked), (thread, blocked)
+    assert [row["data"]["i"] for row in read("alice/p/masks").metric_rows("rows")] == list(range(2000))
