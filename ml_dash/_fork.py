@@ -63,7 +63,16 @@ if TYPE_CHECKING:
             """In the child, before ``go_dormant``: forget the parent's state without touching it."""
 
 
-__all__ = ["register_service", "wake", "dormant", "left_by_parent", "start_thread", "start_without_signals", "stop_thread", "PAUSE_TIMEOUT"]
+__all__ = [
+    "register_service",
+    "wake",
+    "dormant",
+    "left_by_parent",
+    "start_thread",
+    "start_without_signals",
+    "stop_thread",
+    "PAUSE_TIMEOUT",
+]
 
 #: How long the forking thread waits for our threads to stop before it forks anyway, seconds.
 PAUSE_TIMEOUT = 2.0
