@@ -43,6 +43,10 @@ class Config:
     batch_events: int = 2048
     #: Longest time an event waits in the queue before the worker writes it, seconds.
     flush_interval: float = 0.5
+    #: Run one full garbage collection at the process's first run start (``ML_DASH_GC_AT_START``),
+    #: so that the one the process owes for its imports does not fall due inside a ``log`` call
+    #: (``ml_dash._pipeline.collect_once``). Off: no collection of ours; none when gc is disabled.
+    gc_at_start: bool = True
     #: With "block": after this long waiting on a full queue, say so once on stderr. With "drop" or
     #: "raise": how long a caller waits before the policy applies; after one such timeout, calls
     #: that find the queue still full drop (or raise) at once until the worker catches up. Seconds.

@@ -11,7 +11,7 @@ import time
 
 from ._errors import ExperimentStateError
 from ._events import END_STATUSES, ExperimentEvent, StatusEvent
-from ._pipeline import Pipeline
+from ._pipeline import Pipeline, collect_once
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; annotations here are strings anyway
 if TYPE_CHECKING:
@@ -151,6 +151,8 @@ class Recorder:
             # The run is on disk (and on the dashboard) when start returns, and its first batch
             # of rows does not wait behind the record's fsync.
             self.pipe.flush(START_WAIT)
+        if self.config.gc_at_start:
+            collect_once()  # last: what starting the run made is collected too
 
     def end(self, status: str, reason: Optional[str]) -> None:
         """``run.complete()`` / ``fail()`` / ``cancel()``: drain, record ``status``, close."""
