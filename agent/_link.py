@@ -171,6 +171,21 @@ class AgentLink:
             self._send({"op": "abort"})
             self._finish("aborted")
 
+    def leave(self) -> bool:
+        """At the run's exit deadline: leave the rest to the agent, which goes on delivering it
+        after this process is gone (done, stopped "left"). False when the session is not the
+        agent's to finish: it went away (this process uploads, and the caller aborts that) or
+        the link is down."""
+        if self._fallback is not None or self._hub is not None or self._gone or self.done.is_set():
+            return False
+        self._aborted = True  # from now on a lost agent is not taken over: this process leaves
+        self._send({"op": "leave"})
+        if self._gone:
+            return False
+        self._hang_up()
+        self._finish("left")
+        return True
+
     def wait_done(self, timeout: Optional[float]) -> bool:
         return self._wait(self.done.is_set, timeout)
 
@@ -255,6 +270,12 @@ class AgentLink:
             self.delivered_all = bool(msg.get("delivered_all"))
             self._hang_up()
             self._finish(msg.get("stopped"))
+            return True
+        elif op == "kept":  # the server is down at close: the agent keeps the session, we may leave
+            self._last_error, self._reachable = msg.get("last_error"), msg.get("reachable")
+            self._aborted = True
+            self._hang_up()
+            self._finish("kept")
             return True
         return False
 

@@ -37,6 +37,13 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} TB"  # pragma: no cover
 
 
+def status_command(spool_dir: Union[str, Path]) -> str:
+    """The command that shows what is left in ``spool_dir`` and which agent serves it."""
+    import shlex
+
+    return f"ml-dash-agent status {shlex.quote(str(spool_dir))}"
+
+
 def flush_command(spool_dir: Union[str, Path], url: str) -> str:
     """The exact command that uploads what is left in ``spool_dir``."""
     import shlex

@@ -112,6 +112,11 @@ class Control:
         self.closing = True
         self._wake.set()
 
+    def keep_trying(self) -> None:
+        """In the loop: nobody waits any more (the run left its session to the agent): back to
+        the live pace, and a server that is down no longer ends a round."""
+        self.closing = False
+
     async def sleep(self, seconds: float) -> None:
         """Sleep, but wake at once when closing begins; once closing, pause ``CLOSING_PAUSE`` at most."""
         if seconds <= 0:

@@ -73,6 +73,7 @@ class Sender:
         on_progress: Callable[[], None] = lambda: None,
         on_done: Callable[[], None] = lambda: None,
         report: Callable[[str], None] = say,
+        keep_at_close: Optional[Callable[[], None]] = None,
     ):
         self._config = config
         self._sdir = sdir
@@ -84,6 +85,9 @@ class Sender:
         self._on_progress = on_progress  # in the loop, after each acknowledgement
         self._on_done = on_done  # in the loop, once done is set
         self._say = report  # what the user must see (the agent passes it on to the run)
+        #: The agent's: a server that is down at close does not end the upload; this is called
+        #: once (the run may leave) and the sender goes on at the live pace (see _rounds).
+        self._keep_at_close = keep_at_close
         self._prefix = str((sdir.manifest or {}).get("prefix"))
         # self._task, self._data, self._control: made in the loop by _begin, which runs before any
         # callback queued after start() (declared on the class).
@@ -132,6 +136,21 @@ class Sender:
     def abort(self) -> None:
         """Stop at once (deadline passed, second Ctrl-C): cancel any sleep or request in flight."""
         self._call(lambda: self._task.cancel())
+
+    def leave(self) -> bool:
+        """At the run's exit deadline: False, an uploader in the run's process ends with it (the
+        caller aborts it). An agent's link hands the rest to the agent instead (``_link``)."""
+        return False
+
+    def outlive_run(self) -> None:
+        """The agent's: the run has left with this session not delivered; deliver the rest at the
+        live pace, without giving up on a server that is down, until done or aborted."""
+        self._keep_at_close = None
+
+        def patient() -> None:
+            self._control.keep_trying()
+
+        self._call(patient)
 
     def wait_done(self, timeout: Optional[float]) -> bool:
         """Block until the task has finished (True) or ``timeout`` seconds passed."""
@@ -217,7 +236,11 @@ class Sender:
                 return await fn()
             except (TransportError, Retryable) as exc:
                 if self._control.closing and isinstance(exc, ConnectFailed):
-                    raise _GiveUp() from None
+                    keep, self._keep_at_close = self._keep_at_close, None
+                    if keep is None:
+                        raise _GiveUp() from None
+                    self._control.keep_trying()  # the agent keeps the session: the run may leave
+                    keep()
                 if not self._said_offline:
                     self._said_offline = True
                     self._say(

@@ -14,16 +14,24 @@ The protocol is JSON lines on a Unix stream socket::
                   {"op": "data", "next_seq": n}      records up to n - 1 are on disk
                   {"op": "want", "seq": n}           someone waits for seq n (exp.flush())
                   {"op": "close", "next_seq": n}     the writer closed: deliver the rest now
-                  {"op": "abort"}                    the run's exit deadline passed: stop
+                  {"op": "leave"}                    the run's exit deadline passed: it leaves,
+                                                     the agent goes on delivering
+                  {"op": "abort"}                    stop (the run's user interrupted the close)
     agent -> run  {"op": "ready"} or {"op": "refused", "why": ...}
                   {"op": "acked", "seq": n, "bytes": b}
                   {"op": "trimmed", "records": b, "blobs": b}
                   {"op": "say", "message": m}        a warning for the run's user
+                  {"op": "kept", "last_error", "reachable"}
+                                                     the server is down at close: the agent keeps
+                                                     the session and goes on trying; the run may leave
                   {"op": "done", "delivered_all", "stopped", "last_error", "reachable",
                    "events", "bytes", "duplicates", "quarantined"}
 
 A run that disconnects without ``close`` (it was killed): once its writer lock is free the agent
-delivers what is on disk, as ``ml-dash-agent flush`` would. An agent that goes away (killed,
+delivers what is on disk, as ``ml-dash-agent flush`` would. A session the run left to the agent
+(``kept``, or ``leave`` at the run's exit deadline) is retried at the live pace, keeping the run's
+token in memory for it, until it is delivered or the agent stops (it then stays in the spool for
+``ml-dash-agent flush``). An agent that goes away (killed,
 stopped): each of its runs claims the sender lock and goes on in process; the server's
 per-session sequence numbers keep every event stored once.
 
@@ -191,6 +199,7 @@ class _Agent:
             on_progress=lambda: send({"op": "acked", "seq": sender.acked_seq, "bytes": sender.acked_bytes}),
             on_done=done.set,
             report=lambda message: send({"op": "say", "message": message}),
+            keep_at_close=lambda: send({"op": "kept", "last_error": sender.last_error, "reachable": sender.reachable}),
         )
         self.senders.add(sender)
         following = None
@@ -227,9 +236,11 @@ class _Agent:
                 following.cancel()
 
     async def _follow(self, reader: asyncio.StreamReader, sdir: SessionDir, written: _Written, sender: Any) -> None:
-        """Apply the run's messages. At end of stream without "close": a run that is gone (its
-        writer lock is free) leaves what it spooled to us; a run still alive hung up to upload
-        itself, so stop and let it have the session."""
+        """Apply the run's messages. After "close" the run may still say "want", "leave" or
+        "abort"; at end of stream after "close" the rest is delivered as usual. At end of stream
+        without "close": a run that is gone (its writer lock is free) leaves what it spooled to
+        us; a run still alive hung up to upload itself, so stop and let it have the session."""
+        closed = False
         while True:
             line = await reader.readline()
             if not line:
@@ -242,14 +253,20 @@ class _Agent:
             if op in ("data", "close"):
                 written.next_seq = max(written.next_seq, _int(msg.get("next_seq"), 0))
                 if op == "close":
+                    closed = True
                     sender.begin_close()
-                    return
-                sender.notify_data()
+                else:
+                    sender.notify_data()
+            elif op == "leave":
+                sender.outlive_run()
+                return
             elif op == "want":
                 sender.want(_int(msg.get("seq"), -1))
             elif op == "abort":
                 sender.abort()
                 return
+        if closed:
+            return
         # A killed run's socket and lock are released as its process exits, in no set order.
         deadline = time.monotonic() + WRITER_EXIT_GRACE
         while not sdir.writer_finished():

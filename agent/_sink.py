@@ -19,7 +19,7 @@ from ml_dash._config import Config
 from ml_dash._files import Source
 
 from ._credentials import token_for
-from ._report import flush_command, human_bytes, progress, say
+from ._report import flush_command, human_bytes, progress, say, status_command
 from ._session import AGENT_SOCKET, SessionDir
 from ._spool import SpoolWriter
 
@@ -156,10 +156,12 @@ class RemoteSink:
                 sender.abort()
                 self._report_left(writer, sender, sdir, "interrupted")
                 raise
-            if not sender.done.is_set():
+            if not sender.done.is_set() and not sender.leave():
                 sender.abort()
             sender.wait_done(1.0)
-        if sender is None or not sender.delivered_all:
+        if sender is not None and sender.stopped in ("kept", "left"):
+            self._report_kept(writer, sender, sdir)
+        elif sender is None or not sender.delivered_all:
             why = "offline mode" if sender is None else self._why(sender)
             self._report_left(writer, sender, sdir, why)
         else:
@@ -214,6 +216,18 @@ class RemoteSink:
         if sdir is not None:
             sdir.writer_lock.release()
             sdir.sender_lock.release()
+
+    def _report_kept(self, writer: SpoolWriter, sender: "Sender | AgentLink", sdir: Optional[SessionDir]) -> None:
+        """The agent goes on delivering what this run leaves (``kept`` or ``left``)."""
+        events, nbytes = self._pending(writer, sender)
+        why = "the exit deadline passed" if sender.stopped == "left" else self._why(sender)
+        say(
+            f"{self._prefix}: {events:,} events / {human_bytes(nbytes)} not acknowledged yet ({why}); the agent "
+            f"serving {self._root} keeps them and goes on trying (`{status_command(self._root)}` shows what is "
+            f"left; if the agent is stopped first, `{flush_command(self._root, self._url_public() or self._url)}`)"
+        )
+        if sdir is not None:
+            sdir.writer_lock.release()  # the agent removes the session once it is delivered
 
     def _report_drops(self, writer: SpoolWriter, sender: "Sender | AgentLink | None") -> None:
         drops = {k: v for k, v in writer.drops.items() if v}

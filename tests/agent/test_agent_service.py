@@ -255,3 +255,66 @@ def test_by_default_a_run_uses_an_agent_that_serves_its_spool_and_starts_none(se
     assert own.returncode == 0 and "AIOHTTP True" in own.stdout, own.stderr[-3000:]
     for name in ("alone", "auto", "own"):
         assert _rows(server, name) == list(range(100))
+
+
+LEAVES = """
+from ml_dash import Experiment
+with Experiment("alice/p/{name}").run as exp:
+    for i in range({n}):
+        exp.metrics("train").log(i=i)
+print("LEFT", flush=True)
+"""
+
+
+def test_a_run_leaves_at_its_exit_deadline_and_the_agent_delivers_the_rest(server, spool, agent):
+    set_faults(server, [{"match": "ingest", "action": "status", "status": 503, "times": 1000000}])
+    proc = run_client(LEAVES.format(name="left", n=3000), _run_env(spool, server, shutdown_timeout=1))
+    assert proc.returncode == 0 and "LEFT" in proc.stdout, proc.stderr[-3000:]
+    # The user is told who has the rest, and how to send it should the agent stop first.
+    assert "the agent serving" in proc.stderr and "keeps them" in proc.stderr, proc.stderr
+    assert "ml-dash-agent status" in proc.stderr and "ml-dash-agent flush" in proc.stderr
+    assert _rows(server, "left") == [] and len(sessions(spool)) == 1
+    set_faults(server, [])  # the server recovers after the run is gone
+    wait_for(lambda: sessions(spool) == [], 60, "the agent to deliver the session the run left")
+    assert _rows(server, "left") == list(range(3000))
+    assert agent.poll() is None
+
+
+def test_with_the_server_down_at_close_the_agent_keeps_the_session_until_it_is_back(spawned, spool, agent):
+    spawned.kill()
+    env = client_env(spool, spawned.url, spawned.token, uploader="agent", retry_max_wait=0.5)
+    proc = run_client(LEAVES.format(name="down", n=2000), env)
+    assert proc.returncode == 0 and "LEFT" in proc.stdout, proc.stderr[-3000:]
+    assert "server unreachable" in proc.stderr and "keeps them" in proc.stderr, proc.stderr
+    assert len(sessions(spool)) == 1
+    spawned.restart()
+    wait_for(lambda: sessions(spool) == [], 60, "the agent to deliver once the server is back")
+    rows = reader(spawned.url, spawned.token, "alice/p/down").metric_rows("train")
+    assert [row["data"]["i"] for row in rows] == list(range(2000))
+
+
+def test_a_run_interrupted_at_close_leaves_its_session_in_the_spool_not_to_the_agent(server, spool, agent):
+    """Ctrl-C during the close is the user's "stop": the agent drops the session; the spool keeps it."""
+    set_faults(server, [{"match": "ingest", "action": "status", "status": 503, "times": 1000000}])
+    code = """
+    import os, signal, threading
+    from ml_dash import Experiment
+    exp = Experiment("alice/p/interrupted")
+    exp.run.start()
+    for i in range(1000):
+        exp.metrics("train").log(i=i)
+    threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+    try:
+        exp.run.complete()
+    except KeyboardInterrupt:
+        print("INTERRUPTED", flush=True)
+    """
+    proc = run_client(code, _run_env(spool, server))
+    assert "INTERRUPTED" in proc.stdout, proc.stderr[-3000:]
+    assert "ml-dash-agent flush" in proc.stderr and "keeps them" not in proc.stderr, proc.stderr
+    set_faults(server, [])
+    # The agent let it go: flushing it by hand works (the agent would hold its lock otherwise).
+    done = run_agent(["flush", str(spool)], client_env(spool, server.url, server.token))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert _rows(server, "interrupted") == list(range(1000))
+    assert sessions(spool) == []
