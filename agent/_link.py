@@ -33,13 +33,11 @@ from ._session import AGENT_SOCKET, SessionDir
 from ._tally import Tally
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from ._hub import Hub
     from ._sender import Sender
     from ._spool import SpoolWriter
 
-__all__ = ["AgentLink", "spawn_agent"]
+__all__ = ["AgentLink"]
 
 #: How long a run waits for the agent to take its session before uploading in process, seconds.
 CONNECT_TIMEOUT = 1.0
@@ -47,8 +45,6 @@ CONNECT_TIMEOUT = 1.0
 SEND_TIMEOUT = 5.0
 #: How long a run whose agent went away waits for the agent's sender lock to be free, seconds.
 TAKEOVER_TIMEOUT = 10.0
-
-_spawned = False
 
 
 def _read_line(sock: socket.socket, limit: int = 4096) -> Tuple[bytes, bytes]:
@@ -385,31 +381,3 @@ class AgentLink:
             sender.begin_close()
         if self._aborted:
             sender.abort()
-
-
-def spawn_agent(root: Path, idle: float) -> None:
-    """Start the spool's agent, detached, once per process (a run that found none uploads in
-    process itself; the next run finds it). What it prints goes to ``<spool>/agent.log``; the token
-    is not in its environment (each run sends its own over the socket)."""
-    global _spawned
-    if _spawned:
-        return
-    _spawned = True
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if k != "ML_DASH_TOKEN"}
-    log = os.open(root / "agent.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-    try:
-        # sh starts the agent in the background and exits at once: the agent is nobody's child here
-        # (no zombie while this run lives), in a session of its own (no Ctrl-C from this terminal).
-        shell = subprocess.Popen(
-            ["/bin/sh", "-c", '"$@" &', "sh", sys.executable, "-m", "ml_dash.agent.cli", "serve", str(root),
-             "--idle", str(idle)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True,
-        )  # fmt: skip
-        shell.wait(5.0)
-    except (OSError, subprocess.SubprocessError):
-        pass  # uploading in process is always there
-    finally:
-        os.close(log)

@@ -87,7 +87,7 @@ class RemoteSink:
 
             uploader = AgentLink.connect(self._config, sdir, writer, self._url, self._token)
         if uploader is None and self._config.uploader == "agent":
-            from ._link import spawn_agent
+            from ._spawn import spawn_agent
 
             spawn_agent(self._root, self._config.agent_idle)
         if uploader is None:
