@@ -39,7 +39,8 @@ Trust: the socket lives in the spool folder, which is the user's alone (checked 
 of a spool), is created 0600, and the agent talks only to peers of its own uid (``SO_PEERCRED``).
 The token travels in the hello message only: never in the agent's argv, environment, files or
 log. One agent per spool (``agent.lock``); a second one exits at once. It stops on SIGTERM or
-SIGINT, or after ``idle`` seconds without a run when ``idle`` > 0.
+SIGINT, or after ``idle`` seconds without a run connected when ``idle`` > 0; sessions it still
+keeps for runs that left then stay in the spool for ``ml-dash-agent flush``.
 """
 
 from __future__ import annotations
@@ -117,6 +118,8 @@ class _Agent:
         self.idle_since = time.monotonic()
         self.stopping = False
         self.tasks: Set["asyncio.Task[Any]"] = set()
+        #: The connections whose run is still at the other end (the idle timer waits for none).
+        self.runs: Set["asyncio.Task[Any]"] = set()
         self.senders: Set[Any] = set()
 
     # -- one run's connection ------------------------------------------------------------------------
@@ -125,6 +128,7 @@ class _Agent:
         task = asyncio.current_task()
         assert task is not None
         self.tasks.add(task)
+        self.runs.add(task)
         try:
             if _peer_uid(writer) == os.geteuid():
                 await self._session(reader, writer)
@@ -136,8 +140,13 @@ class _Agent:
             print(f"ml-dash-agent: a run's connection failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         finally:
             self.tasks.discard(task)
-            self.idle_since = time.monotonic()
+            self._run_gone(task)
             writer.close()
+
+    def _run_gone(self, task: "asyncio.Task[Any]") -> None:
+        if task in self.runs:
+            self.runs.discard(task)
+            self.idle_since = time.monotonic()
 
     def _open(self, hello: Dict[str, Any]) -> Tuple[Optional[SessionDir], str]:
         session, url = hello.get("session"), hello.get("url")
@@ -207,6 +216,10 @@ class _Agent:
             sender.start()
             send({"op": "ready"})
             following = asyncio.ensure_future(self._follow(reader, sdir, written, sender))
+            session_task = asyncio.current_task()
+            assert session_task is not None
+            # The run hung up, left or was killed: the agent may go idle while it finishes the upload.
+            following.add_done_callback(lambda _: self._run_gone(session_task))
             await done.wait()
             sdir.sender_lock.release()  # before the run hears anything: a fallback claims it at once
             if self.stopping and sender.stopped == "aborted":
@@ -296,7 +309,7 @@ class _Agent:
                     await asyncio.wait_for(stop.wait(), 1.0)
                 except asyncio.TimeoutError:
                     pass
-                if self.idle > 0 and not self.tasks and time.monotonic() - self.idle_since >= self.idle:
+                if self.idle > 0 and not self.runs and time.monotonic() - self.idle_since >= self.idle:
                     break
         finally:
             self.stopping = True

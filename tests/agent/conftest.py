@@ -154,14 +154,14 @@ def run_agent(args: List[str], env: Dict[str, str], timeout: float = 60) -> subp
 
 
 @contextlib.contextmanager
-def running_agent(spool: Path, **extra: str) -> Iterator[subprocess.Popen]:
-    """``ml-dash-agent serve SPOOL`` in a process of its own, serving once the block begins; killed after."""
+def running_agent(spool: Path, *args: str, **extra: str) -> Iterator[subprocess.Popen]:
+    """``ml-dash-agent serve SPOOL ARGS`` in a process of its own, serving once the block begins; killed after."""
     from ..pipes import read_line
 
     env = client_env(spool, None, None)
     env.update(extra)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ml_dash.agent.cli", "serve", str(spool)],
+        [sys.executable, "-m", "ml_dash.agent.cli", "serve", str(spool), *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

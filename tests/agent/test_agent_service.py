@@ -318,3 +318,21 @@ def test_a_run_interrupted_at_close_leaves_its_session_in_the_spool_not_to_the_a
     assert done.returncode == 0, done.stdout + done.stderr
     assert _rows(server, "interrupted") == list(range(1000))
     assert sessions(spool) == []
+
+
+def test_an_agent_with_an_idle_limit_leaves_a_kept_session_to_flush_when_it_exits(spawned, spool):
+    """An agent a run started (``--idle``) does not live on for a server that never comes back:
+    idle means no run connected, and what it kept stays in the spool for ``ml-dash-agent flush``."""
+    spawned.kill()
+    with running_agent(spool, "--idle", "1", ML_DASH_RETRY_MAX_WAIT="0.5") as agent:
+        env = client_env(spool, spawned.url, spawned.token, uploader="agent", retry_max_wait=0.5)
+        proc = run_client(LEAVES.format(name="idle", n=500), env)
+        assert proc.returncode == 0 and "keeps them" in proc.stderr, proc.stderr[-3000:]
+        wait_for(lambda: agent.poll() is not None, 30, "the idle agent to exit with the session kept")
+    assert len(sessions(spool)) == 1
+    spawned.restart()
+    done = run_agent(["flush", str(spool)], client_env(spool, spawned.url, spawned.token))
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = reader(spawned.url, spawned.token, "alice/p/idle").metric_rows("train")
+    assert [row["data"]["i"] for row in rows] == list(range(500))
+    assert sessions(spool) == []
