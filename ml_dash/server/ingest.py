@@ -78,6 +78,26 @@ class Plan:
     def empty(self) -> bool:
         return not (self.metrics or self.logs or self.ops or self.files or self.tracks or self.deletes or self.updates)
 
+    def answer(self, session: str) -> Dict[str, Any]:
+        """The ingest answer once the plan is applied (every store gives the same one); a plan
+        cut short by a missing blob raises the 409 that asks for it, with what was acknowledged."""
+        if self.blob_missing:
+            raise ApiError(
+                409,
+                "blob_missing",
+                f"upload blob {self.blob_missing} first, then resend",
+                checksum=self.blob_missing,
+                acked_seq=self.last_seq,
+                rejected=self.rejected,
+            )
+        return {
+            "session": session,
+            "acked_seq": self.last_seq,
+            "stored": self.stored,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+        }
+
 
 def plan_batch(
     batch: Batch, acked: int, limits: Limits, prefix: str, blob_size: Callable[[str], Optional[int]], targets: Targets

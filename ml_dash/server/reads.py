@@ -2,8 +2,8 @@
 
 Paging a JSONL file from an index must not re-read the whole file for every page (a million-row
 metric read 10,000 rows at a time would be quadratic). :class:`JsonlPager` scans a file once,
-incrementally as it grows, remembering the byte offset of every 1024th record; a page then starts
-reading near its first record. That needs the file's keys to be strictly increasing, which is how
+incrementally as it grows, remembering the byte offset of every 1024th record (:mod:`.pager`); a
+page then starts reading near its first record. That needs the file's keys to be strictly increasing, which is how
 the server writes them; a file that is not (an upstream tree with duplicate indices) is read with
 ``ExperimentReader``, whose rules (first row of an index wins) then apply. Track entries are paged
 the same way by timestamp (:class:`~.track_pages.TrackPager`).
@@ -16,9 +16,6 @@ from __future__ import annotations
 import bisect
 import fnmatch
 import logging
-import os
-import threading
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -31,6 +28,7 @@ from .._values import encode_nonfinite
 from .batch import parse_server_prefix
 from .errors import ApiError
 from .index import Index
+from .pager import MARK_EVERY, Marks, OffsetPager
 from .track_pages import TrackPager
 from .track_pages import parse_line as _parse
 
@@ -38,37 +36,38 @@ __all__ = ["Reads", "JsonlPager"]
 
 log = logging.getLogger("ml_dash.server")
 
-_MARK_EVERY = 1024
-_SCAN_CHUNK = 8 << 20
 
-
-class _Marks:
-    __slots__ = ("ino", "scanned", "keys", "offsets", "last", "count", "regular")
+class _Marks(Marks):
+    __slots__ = ("keys", "last")
 
     def __init__(self, ino: int):
-        self.ino = ino
-        self.scanned = 0  # bytes of complete lines checked so far
-        self.keys: List[int] = []
-        self.offsets: List[int] = []
+        super().__init__(ino)
+        self.keys: List[int] = []  # the key of each marked record
         self.last = -1
-        self.count = 0
-        self.regular = True
 
 
-class JsonlPager:
+class JsonlPager(OffsetPager[_Marks]):
     """Pages of JSONL files ordered by an integer key, with remembered offsets (see module doc)."""
 
-    def __init__(self, max_files: int = 4096):
-        self._cache: "OrderedDict[Path, _Marks]" = OrderedDict()
-        self._lock = threading.Lock()
-        self._max = max_files
+    def _new_marks(self, ino: int) -> _Marks:
+        return _Marks(ino)
 
-    def clear(self) -> None:
-        """Forget every remembered offset (after a rollback cut files the pager had scanned)."""
-        with self._lock:
-            self._cache.clear()
+    def _take_line(self, m: _Marks, start: int, line: bytes, how: Tuple[bytes, str]) -> bool:
+        if not line.strip():
+            return True
+        k = self._key_of(line, *how)
+        if k is None:
+            return True  # corrupt line: skipped on read too
+        if type(k) is not int or k <= m.last:
+            return False
+        if m.count % MARK_EVERY == 0:
+            m.keys.append(k)
+            m.offsets.append(start)
+        m.last, m.count = k, m.count + 1
+        return True
 
-    def _key_of(self, line: bytes, head: bytes, key: str) -> Any:
+    @staticmethod
+    def _key_of(line: bytes, head: bytes, key: str) -> Any:
         if line.startswith(head):  # how our writer starts every line: no need to parse it all
             end = line.find(b",", len(head))
             try:
@@ -78,55 +77,12 @@ class JsonlPager:
         rec = _parse(line)
         return None if rec is None else rec.get(key)
 
-    def _scan(self, path: Path, key: str) -> Optional[_Marks]:
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            return _Marks(-1)
-        with self._lock:
-            m = self._cache.get(path)
-            if m is None or m.ino != st.st_ino or st.st_size < m.scanned:
-                m = _Marks(st.st_ino)
-            self._cache[path] = m
-            self._cache.move_to_end(path)
-            while len(self._cache) > self._max:
-                self._cache.popitem(last=False)
-            if m.regular and st.st_size > m.scanned:
-                head = b'{"' + key.encode() + b'":'
-                with open(path, "rb") as fh:
-                    fh.seek(m.scanned)
-                    pos, carry = m.scanned, b""
-                    while m.regular:
-                        chunk = fh.read(_SCAN_CHUNK)
-                        if not chunk:
-                            break
-                        buf = carry + chunk
-                        cut = buf.rfind(b"\n") + 1
-                        carry = buf[cut:]
-                        for line in buf[:cut].split(b"\n")[:-1]:
-                            start, pos = pos, pos + len(line) + 1
-                            if not line.strip():
-                                continue
-                            k = self._key_of(line, head, key)
-                            if k is None:
-                                continue  # corrupt line: skipped on read too
-                            if type(k) is not int or k <= m.last:
-                                m.regular = False
-                                break
-                            if m.count % _MARK_EVERY == 0:
-                                m.keys.append(k)
-                                m.offsets.append(start)
-                            m.last, m.count = k, m.count + 1
-                        else:
-                            m.scanned = pos
-            return m
-
     def page(
         self, path: Path, key: str, start: int, limit: int, keep: Optional[Callable[[dict[str, Any]], bool]] = None
     ) -> Optional[Tuple[List[dict[str, Any]], Optional[int]]]:
-        """(records with key >= start, next start or None); None when the file is not regular."""
-        m = self._scan(path, key)
-        if m is None or not m.regular:
+        """(records with key >= start, next start or None); None when the file is not in key order."""
+        m = self._marks(path, (b'{"' + key.encode() + b'":', key))
+        if not m.ordered:
             return None
         if m.count == 0:
             return [], None

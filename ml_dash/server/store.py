@@ -142,23 +142,7 @@ class Store:
             if is_transient(exc):
                 raise _unavailable(prefix, exc) from None
             raise ApiError(400, code_for(exc), f"the server's disk refused this batch: {exc.strerror or exc}") from None
-        answer = {
-            "session": batch.session,
-            "acked_seq": plan.last_seq,
-            "stored": plan.stored,
-            "duplicates": plan.duplicates,
-            "rejected": plan.rejected,
-        }
-        if plan.blob_missing:
-            raise ApiError(
-                409,
-                "blob_missing",
-                f"upload blob {plan.blob_missing} first, then resend",
-                checksum=plan.blob_missing,
-                acked_seq=plan.last_seq,
-                rejected=plan.rejected,
-            )
-        return answer
+        return plan.answer(batch.session)
 
     def _ingest_locked(self, batch: Batch, prefix: str, slot: _Slot, crash_before_commit: bool) -> Plan:
         self._settle(prefix, slot)

@@ -15,9 +15,6 @@ caller reads it whole (``ExperimentReader.track_entries``), which sorts and merg
 from __future__ import annotations
 
 import bisect
-import os
-import threading
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any, List, Optional, Tuple
 
@@ -25,11 +22,9 @@ import orjson
 
 from .._store._jsonio import loads_lenient
 from .._values import encode_nonfinite
+from .pager import MARK_EVERY, Marks, OffsetPager
 
 __all__ = ["TrackPager", "parse_line"]
-
-_MARK_EVERY = 1024
-_SCAN_CHUNK = 8 << 20
 
 
 def parse_line(line: bytes) -> Optional[dict[str, Any]]:
@@ -56,79 +51,41 @@ def _entry(line: bytes) -> Optional[Tuple[float, dict[str, Any]]]:
     return (float(t), rec) if type(t) is float or type(t) is int else None
 
 
-class _Marks:
-    __slots__ = ("ino", "scanned", "count", "last", "starts", "offsets", "ordered")
+class _Marks(Marks):
+    __slots__ = ("last", "starts")
 
     def __init__(self, ino: int):
-        self.ino = ino
-        self.scanned = 0  # bytes of complete lines read so far
-        self.count = 0  # entries (distinct timestamps) in them
+        super().__init__(ino)
         self.last: Optional[float] = None  # the newest timestamp
         self.starts: List[int] = []  # entry index of each mark (0, 1024, 2048, ...)
-        self.offsets: List[int] = []  # byte offset of that entry's first line
-        self.ordered = True
 
 
-class TrackPager:
-    """Pages of track files in timestamp order, with remembered offsets (see the module doc)."""
+class TrackPager(OffsetPager[_Marks]):
+    """Pages of track files in timestamp order, with remembered offsets (see the module doc);
+    a record here is an entry: the lines of one timestamp."""
 
-    def __init__(self, max_files: int = 4096):
-        self._cache: "OrderedDict[Path, _Marks]" = OrderedDict()
-        self._lock = threading.Lock()
-        self._max = max_files
+    def _new_marks(self, ino: int) -> _Marks:
+        return _Marks(ino)
 
-    def clear(self) -> None:
-        """Forget every remembered offset (after a rollback cut files the pager had read)."""
-        with self._lock:
-            self._cache.clear()
-
-    def _scan(self, path: Path) -> _Marks:
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            return _Marks(-1)
-        with self._lock:
-            m = self._cache.get(path)
-            if m is None or m.ino != st.st_ino or st.st_size < m.scanned:
-                m = _Marks(st.st_ino)
-            self._cache[path] = m
-            self._cache.move_to_end(path)
-            while len(self._cache) > self._max:
-                self._cache.popitem(last=False)
-            if m.ordered and st.st_size > m.scanned:
-                with open(path, "rb") as fh:
-                    fh.seek(m.scanned)
-                    pos, carry = m.scanned, b""
-                    while m.ordered:
-                        chunk = fh.read(_SCAN_CHUNK)
-                        if not chunk:
-                            break
-                        buf = carry + chunk
-                        cut = buf.rfind(b"\n") + 1
-                        carry = buf[cut:]
-                        for line in buf[:cut].split(b"\n")[:-1]:
-                            start, pos = pos, pos + len(line) + 1
-                            got = _entry(line)
-                            if got is None:
-                                continue
-                            t = got[0]
-                            if m.last is not None and t < m.last:
-                                m.ordered = False
-                                break
-                            if m.last is None or t > m.last:  # a new entry (an equal one merges)
-                                if m.count % _MARK_EVERY == 0:
-                                    m.starts.append(m.count)
-                                    m.offsets.append(start)
-                                m.count += 1
-                                m.last = t
-                        else:
-                            m.scanned = pos
-            return m
+    def _take_line(self, m: _Marks, start: int, line: bytes, how: Any) -> bool:
+        got = _entry(line)
+        if got is None:
+            return True
+        t = got[0]
+        if m.last is not None and t < m.last:
+            return False
+        if m.last is None or t > m.last:  # a new entry (an equal one merges)
+            if m.count % MARK_EVERY == 0:
+                m.starts.append(m.count)
+                m.offsets.append(start)
+            m.count += 1
+            m.last = t
+        return True
 
     def page(self, path: Path, start: int, limit: int) -> Optional[Tuple[List[dict[str, Any]], int]]:
         """(entries ``start .. start+limit-1`` in timestamp order, total entries); None when the
         file is not in timestamp order (read it whole instead). Non-finite floats stay strings."""
-        m = self._scan(path)
+        m = self._marks(path)
         if not m.ordered:
             return None
         if start >= m.count:

@@ -103,23 +103,7 @@ def ingest_batch(
             )
         if crash_before_commit:
             os._exit(70)  # fault injection: the process dies before the commit
-    answer = {
-        "session": batch.session,
-        "acked_seq": plan.last_seq,
-        "stored": plan.stored,
-        "duplicates": plan.duplicates,
-        "rejected": plan.rejected,
-    }
-    if plan.blob_missing:
-        raise ApiError(
-            409,
-            "blob_missing",
-            f"upload blob {plan.blob_missing} first, then resend",
-            checksum=plan.blob_missing,
-            acked_seq=plan.last_seq,
-            rejected=plan.rejected,
-        )
-    return answer
+    return plan.answer(batch.session)
 
 
 def _apply(cur: psycopg.Cursor[Any], batch: Batch, plan: Plan, now: float) -> None:
