@@ -23,19 +23,12 @@ from ..._store import ExperimentReader, list_experiments
 from ..._store._jsonio import read_json
 from ..._values import encode_nonfinite
 from ..index import server_dir
+from .postgres._ingest import CHUNK_TYPES, COPY_CHUNKS, COPY_LOGS, LOG_TYPES
 
 if TYPE_CHECKING:
     from .postgres import PgBackend
 
 __all__ = ["import_root"]
-
-_COPY_CHUNKS = (
-    "COPY metric_chunks (metric_id, first_index, n, created_at, layout, ts, floats, ints, json, stats,"
-    " num_stats) FROM STDIN (FORMAT BINARY)"
-)
-_CHUNK_TYPES = ["int8", "int8", "int4", "float8", "bytea", "bytea", "bytea", "bytea", "bytea", "bytea", "bytea"]
-_COPY_LOGS = "COPY logs (experiment_id, seq, ts, level, message, metadata) FROM STDIN (FORMAT BINARY)"
-_LOG_TYPES = ["int8", "int8", "float8", "text", "bytea", "bytea"]
 
 
 def _epoch(value: Any, default: float) -> float:
@@ -158,8 +151,8 @@ def import_root(src: Path | str, backend: PgBackend, say: Callable[[str], None] 
                     (exp_id, int(params.get("version") or 1), orjson.dumps(params)),
                 )
             logs = reader.logs()
-            with cur.copy(_COPY_LOGS) as cp:
-                cp.set_types(_LOG_TYPES)
+            with cur.copy(COPY_LOGS) as cp:
+                cp.set_types(LOG_TYPES)
                 for rec in logs:
                     meta = rec.get("metadata")
                     cp.write_row(
@@ -185,8 +178,8 @@ def import_root(src: Path | str, backend: PgBackend, say: Callable[[str], None] 
                 )[0]
                 end = 0
                 fields: Dict[str, Any] = {}
-                with cur.copy(_COPY_CHUNKS) as cp:
-                    cp.set_types(_CHUNK_TYPES)
+                with cur.copy(COPY_CHUNKS) as cp:
+                    cp.set_types(CHUNK_TYPES)
                     for first, created, rows in _metric_runs(reader, name):
                         index = first
                         for chunk in chunks_of(rows):

@@ -39,15 +39,16 @@ if TYPE_CHECKING:
     import psycopg
     from psycopg_pool import ConnectionPool
 
-__all__ = ["ingest_batch"]
+__all__ = ["ingest_batch", "COPY_CHUNKS", "CHUNK_TYPES", "COPY_LOGS", "LOG_TYPES"]
 
-_CHUNK_COPY = (
+#: The COPY statements and column types of the bulk paths (ingest here, ``pg_import`` too).
+COPY_CHUNKS = (
     "COPY metric_chunks (metric_id, first_index, n, created_at, layout, ts, floats, ints, json, stats,"
     " num_stats) FROM STDIN (FORMAT BINARY)"
 )
-_CHUNK_TYPES = ["int8", "int8", "int4", "float8", "bytea", "bytea", "bytea", "bytea", "bytea", "bytea", "bytea"]
-_LOG_COPY = "COPY logs (experiment_id, seq, ts, level, message, metadata) FROM STDIN (FORMAT BINARY)"
-_LOG_TYPES = ["int8", "int8", "float8", "text", "bytea", "bytea"]
+CHUNK_TYPES = ["int8", "int8", "int4", "float8", "bytea", "bytea", "bytea", "bytea", "bytea", "bytea", "bytea"]
+COPY_LOGS = "COPY logs (experiment_id, seq, ts, level, message, metadata) FROM STDIN (FORMAT BINARY)"
+LOG_TYPES = ["int8", "int8", "float8", "text", "bytea", "bytea"]
 
 
 def _jsonb(value: Any) -> Optional[bytes]:
@@ -148,8 +149,8 @@ def _apply(cur: psycopg.Cursor[Any], batch: Batch, plan: Plan, now: float) -> No
     if plan.metrics:
         _metrics(cur, exp_id, plan, now)
     if plan.logs:
-        with cur.copy(_LOG_COPY) as cp:
-            cp.set_types(_LOG_TYPES)
+        with cur.copy(COPY_LOGS) as cp:
+            cp.set_types(LOG_TYPES)
             for seq, (ts, level, message, metadata) in enumerate(plan.logs, next_log):
                 cp.write_row(
                     (
@@ -292,8 +293,8 @@ def _metrics(cur: psycopg.Cursor[Any], exp_id: int, plan: Plan, now: float) -> N
         fields = {k: FieldInfo.from_json(v) for k, v in orjson.loads(summary).items()}
         targets.append((metric_id, first, _doc(mdoc), fields, parts))
     ends = []
-    with cur.copy(_CHUNK_COPY) as cp:
-        cp.set_types(_CHUNK_TYPES)
+    with cur.copy(COPY_CHUNKS) as cp:
+        cp.set_types(CHUNK_TYPES)
         for metric_id, index, _mdoc, fields, parts in targets:
             for chunk in chunks_of(parts):
                 cp.write_row(chunk.copy_row(metric_id, index, now))
