@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from ml_dash._store import ExperimentReader
 
 from .test_read_commands import cli
@@ -15,6 +17,13 @@ def test_the_demo_logs_a_whole_run_and_says_how_to_look_at_it(tmp_path):
     prefix = lines["experiment"].split()[0]
     assert prefix.startswith("alice/demo/synthetic-")
     assert "ml-dash dashboard" in lines["look"]  # "look at it   ml-dash dashboard ..."
+    # the typical call (median) beside the mean, which carries the first call's setup
+    cost = re.fullmatch(
+        r"cost\s+([\d.]+) us per metrics\(\.\.\.\)\.log\(\) call \(median; mean ([\d.]+) us\), 300 calls",
+        lines["caller"],
+    )
+    assert cost is not None, lines["caller"]
+    assert float(cost[1]) > 0 and float(cost[2]) > 0
     r = ExperimentReader(tmp_path / ".dash", prefix)
     assert r.experiment()["status"] == "COMPLETED"
     assert [row["data"]["step"] for row in r.metric_rows("train")] == list(range(300))
