@@ -59,7 +59,7 @@ class LocalSink:
     def write_metrics(self, name: Optional[str], rows: List[dict[str, Any]]) -> None:
         w = self._writer
         with w.lock():
-            w.append_metric(name, rows, time.time())
+            w.append_metric(name, rows, time.time(), dicts_only=True)  # inside the caller's handover: no type scan
 
     def write_tracks(self, topic: str, rows: List[dict[str, Any]]) -> None:
         from ._tracks import resolve_stamps

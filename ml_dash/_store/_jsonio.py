@@ -82,8 +82,11 @@ def atomic_write_json(path: Path, value: Any, *, fsync: bool = True) -> None:
 @contextmanager
 def locked(lock_path: Path) -> Iterator[None]:
     """An exclusive advisory lock shared by every process writing one experiment."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except FileNotFoundError:  # its folder is not there yet (a mkdir every time costs each batch)
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -200,15 +200,16 @@ class ExperimentWriter:
 
     # -- metrics -----------------------------------------------------------------------------------
 
-    def append_metric(self, name: Optional[str], rows: Sequence[Any], ts: float) -> int:
+    def append_metric(self, name: Optional[str], rows: Sequence[Any], ts: float, *, dicts_only: bool = False) -> int:
         """Append rows, each the user's fields plus ``_ts`` (or a ColumnRows block of such rows,
-        in order among them); returns the first index given."""
+        in order among them); returns the first index given. ``dicts_only``: the caller knows
+        there is no ColumnRows block (local mode's batches), so they are not looked for."""
         mdir = self.paths.metric_dir(name)
         app = self._appender(mdir / "data.jsonl")
         meta_path = mdir / "metadata.json"
         first = app.next_number("index")
         created = iso_utc(ts)
-        if ColumnRows in set(map(type, rows)):  # the server's columnar blocks among them
+        if not dicts_only and ColumnRows in set(map(type, rows)):  # the server's columnar blocks among them
             app.write(encode_metric_parts(rows, first, created), count_rows(rows))
         else:  # plain row dicts: local mode's batches
             app.write(encode_metric_rows(rows, first, created), len(rows))
