@@ -42,7 +42,9 @@ class RunControl:
     def start(self) -> "Experiment":
         """Open the experiment (status RUNNING). Creating or resuming is by prefix (upsert)."""
         self._rec.start()
-        self._rec.captures = _capture.start(self._exp)  # console, system, environment: as Config says
+        self._rec.captures = _capture.start(
+            self._exp, self._rec.merge_metadata
+        )  # console, system, environment: as Config says
         return self._exp
 
     def complete(self) -> None:

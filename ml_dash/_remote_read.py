@@ -20,9 +20,23 @@ from ._atomic import replacing
 from ._errors import AuthError, InvalidPrefix, NotFound, RemoteError
 from ._values import decode_nonfinite
 
-__all__ = ["RemoteReader"]
+__all__ = ["RemoteReader", "error_from_http"]
 
 _PAGE = 10_000
+
+
+def error_from_http(exc: urllib.error.HTTPError) -> RemoteError:
+    """The error a server's HTTP error answer means: its code and message from the JSON body;
+    :class:`AuthError` for 401 and 403."""
+    code, message = None, exc.reason
+    try:
+        body = json.loads(exc.read() or b"{}")
+        code = body["error"]["code"]
+        message = body["error"]["message"]
+    except (ValueError, KeyError, TypeError, OSError):
+        pass
+    cls = AuthError if exc.code in (401, 403) else RemoteError
+    return cls(f"server answered {exc.code}: {message}", status=exc.code, code=code)
 
 
 class RemoteReader:
@@ -53,21 +67,9 @@ class RemoteReader:
             resp: http.client.HTTPResponse = urllib.request.urlopen(req, timeout=self._timeout)
             return resp
         except urllib.error.HTTPError as exc:
-            raise self._error(exc) from None
+            raise error_from_http(exc) from None
         except (urllib.error.URLError, OSError) as exc:
             raise RemoteError(f"cannot reach the server at {self._base}: {exc}") from None
-
-    @staticmethod
-    def _error(exc: urllib.error.HTTPError) -> RemoteError:
-        code, message = None, exc.reason
-        try:
-            body = json.loads(exc.read() or b"{}")
-            code = body["error"]["code"]
-            message = body["error"]["message"]
-        except (ValueError, KeyError, TypeError, OSError):
-            pass
-        cls = AuthError if exc.code in (401, 403) else RemoteError
-        return cls(f"server answered {exc.code}: {message}", status=exc.code, code=code)
 
     def _get(self, route: str, **query: Any) -> Dict[str, Any]:
         """The JSON object the server answers (every route answers one)."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import List, Optional, Protocol
+    from typing import Any, Callable, Dict, List, Optional, Protocol
 
     class _Part(Protocol):
         def stop(self, deadline: float) -> None: ...
@@ -51,8 +51,9 @@ class Captures:
         self._parts.clear()
 
 
-def start(exp: "Experiment") -> "Optional[Captures]":
-    """Start the captures ``exp.config`` switches on; None when none is."""
+def start(exp: "Experiment", merge_metadata: "Callable[[Dict[str, Any]], None]") -> "Optional[Captures]":
+    """Start the captures ``exp.config`` switches on; None when none is. ``merge_metadata`` adds
+    keys to the run's stored metadata (the environment record goes there)."""
     cfg = exp.config
     if not (cfg.capture_console or cfg.capture_system or cfg.capture_env):
         return None
@@ -60,7 +61,7 @@ def start(exp: "Experiment") -> "Optional[Captures]":
     if cfg.capture_env:
         from ._environment import EnvironmentCapture
 
-        captures.add(EnvironmentCapture.start(exp))
+        captures.add(EnvironmentCapture.start(exp, merge_metadata))
     if cfg.capture_system:
         from ._system import SystemSampler
 

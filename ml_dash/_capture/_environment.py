@@ -30,7 +30,7 @@ from .._report import warn
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional, Tuple
+    from typing import Any, Callable, Dict, List, Optional, Tuple
 
     from .._experiment import Experiment
 
@@ -42,13 +42,14 @@ GIT_TIMEOUT = 10.0
 class EnvironmentCapture:
     """Collects the environment in a thread and merges it into ``exp``'s metadata."""
 
-    def __init__(self, exp: "Experiment"):
+    def __init__(self, exp: "Experiment", merge_metadata: "Callable[[Dict[str, Any]], None]"):
         self._exp = exp
+        self._merge_metadata = merge_metadata
         self._thread = threading.Thread(target=self._run, name=f"ml-dash-env:{exp.prefix}", daemon=True)
 
     @classmethod
-    def start(cls, exp: "Experiment") -> "EnvironmentCapture":
-        cap = cls(exp)
+    def start(cls, exp: "Experiment", merge_metadata: "Callable[[Dict[str, Any]], None]") -> "EnvironmentCapture":
+        cap = cls(exp, merge_metadata)
         start_without_signals(cap._thread)
         return cap
 
@@ -57,6 +58,8 @@ class EnvironmentCapture:
             self._thread.join(max(0.0, deadline - time.monotonic()))
 
     def _run(self) -> None:
+        from .._values import normalize_fields
+
         exp, cfg = self._exp, self._exp.config
         try:
             env, diff = collect(packages=cfg.capture_packages, diff_max_bytes=cfg.git_diff_max_bytes)
@@ -66,16 +69,10 @@ class EnvironmentCapture:
                     data, name="git.diff", metadata={"truncated": cut, "max_bytes": cfg.git_diff_max_bytes}
                 )
                 env["git"]["diff_file"] = "environment/git.diff"
-            _merge_metadata(exp, {"environment": env})
+            # The experiment upsert merges metadata by key, so this adds to what the user gave.
+            self._merge_metadata(normalize_fields({"environment": env}, cfg.max_string_bytes, "environment metadata"))
         except Exception as exc:  # the run goes on without its environment record, and says so
             warn(f"{exp.prefix}: environment capture failed: {exc}")
-
-
-def _merge_metadata(exp: "Experiment", metadata: Dict[str, Any]) -> None:
-    # The experiment upsert merges metadata by key, so this adds to what the user gave.
-    from .._values import normalize_fields
-
-    exp._rec.merge_metadata(normalize_fields(metadata, exp.config.max_string_bytes, "environment metadata"))
 
 
 def collect(

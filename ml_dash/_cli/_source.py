@@ -106,7 +106,7 @@ class RemoteSource(Source):
         self._token = token
 
     def _get(self, route: str, params: Dict[str, Any]) -> Dict[str, Any]:
-        from .._remote_read import RemoteReader
+        from .._remote_read import error_from_http
 
         query = urllib.parse.urlencode(
             [
@@ -124,7 +124,7 @@ class RemoteSource(Source):
                 body: Dict[str, Any] = decode_nonfinite(json.loads(resp.read()))
                 return body
         except urllib.error.HTTPError as exc:
-            err = RemoteReader._error(exc)
+            err = error_from_http(exc)
             if err.status == 404 and err.code == "not_found":
                 raise NotFound(str(err).split(": ", 1)[-1]) from None
             raise err from None

@@ -35,7 +35,7 @@ def export_store(backend: PgBackend, dest: Path | str, say: Callable[[str], None
 
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    pool, raw = backend.pool, backend._blobs.raw
+    pool, raw = backend.pool, backend.raw_blobs
     counts = {"experiments": 0, "rows": 0, "logs": 0, "files": 0}
     with pool.connection() as conn:
         experiments = conn.execute("SELECT id, prefix, doc, next_log_seq FROM experiments ORDER BY prefix").fetchall()

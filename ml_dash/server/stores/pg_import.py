@@ -121,7 +121,7 @@ def import_root(src: Path | str, backend: PgBackend, say: Callable[[str], None] 
     from .postgres._rows import one
 
     src = Path(src)
-    pool, raw = backend.pool, backend._blobs.raw
+    pool, raw = backend.pool, backend.raw_blobs
     counts = {"experiments": 0, "skipped": 0, "rows": 0, "logs": 0, "files": 0, "tokens": 0, "sessions": 0}
     for prefix_str in list_experiments(src):
         try:

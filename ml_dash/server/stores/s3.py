@@ -95,6 +95,10 @@ class S3Blobs:
         """Run ``coro`` on the client's loop and wait for it (from any thread but that loop's)."""
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
+    def on_loop(self, coro: Coroutine[Any, Any, Any]) -> "asyncio.Future[Any]":
+        """Run ``coro`` on the client's loop; a future the caller's own event loop can await."""
+        return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
+
     def key(self, checksum: str) -> str:
         return f"{self.prefix}/{checksum[:2]}/{checksum}" if self.prefix else f"{checksum[:2]}/{checksum}"
 
@@ -227,9 +231,7 @@ class S3Source:
         if stop <= start:
             return
         b = self.blobs
-
-        def on_s3(coro: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
-            return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, b._loop))
+        on_s3 = b.on_loop
 
         try:
             got = await on_s3(

@@ -282,6 +282,11 @@ class PgBackend(Backend):
         )
         self._blobs = blobs
 
+    @property
+    def raw_blobs(self) -> Any:
+        """The blob bytes' own store (S3 or a folder), for import and export, which stream to it."""
+        return self._blobs.raw
+
     @classmethod
     def open(cls, settings: ServerSettings, root: Optional[Path], limits: Limits, check: bool = True) -> "PgBackend":
         """Connect (``settings.pool_size`` connections at most) and check the schema version."""
