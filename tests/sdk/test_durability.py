@@ -256,6 +256,9 @@ def test_several_processes_write_one_experiment(tmp_path):
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+# It forks the pytest process, where other tests may have left threads of their own (Python 3.12+
+# warns of any); ml-dash stops its own around a fork, so alone this test forks with one thread.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_fork_child_does_not_resend_parent_rows_and_exits_fast(dash_root):
     exp = Experiment(prefix="a/b/fork", dash_root=str(dash_root))
     exp.run.start()
