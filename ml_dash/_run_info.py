@@ -215,10 +215,13 @@ class RunInfo:
 
     @property
     def user(self) -> str:
-        """``$ML_DASH_USER``, else ``$USER``; may be set explicitly."""
+        """``$ML_DASH_USER``, else ``$USER`` (``$USERNAME`` on Windows), else the login name of the
+        process's user (a container or a batch job often sets no ``$USER``), else ``"unknown"``;
+        may be set explicitly."""
         if self._user is not None:
             return self._user
-        return os.environ.get("ML_DASH_USER") or os.environ.get("USER") or os.environ.get("USERNAME") or "unknown"
+        env = os.environ
+        return env.get("ML_DASH_USER") or env.get("USER") or env.get("USERNAME") or _login_name() or "unknown"
 
     @user.setter
     def user(self, value: str) -> None:
@@ -230,3 +233,14 @@ class RunInfo:
 
 #: The process-wide run facts. ``RUN.now`` is the time ``ml_dash`` was imported.
 RUN = RunInfo()
+
+
+def _login_name() -> str:
+    """The name the password database gives the process's user id; "" when there is none (an id
+    a container made up) or no such database (Windows)."""
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError, AttributeError):
+        return ""

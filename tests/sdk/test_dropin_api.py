@@ -273,6 +273,26 @@ def test_prefix_from_environment_and_run_template(dash_root, monkeypatch, tmp_pa
         Experiment(prefix="a/b/c", dash_root=str(dash_root), colour="red")
 
 
+def test_run_user_falls_back_to_the_login_name_when_no_variable_names_one(tmp_path):
+    """A container or a batch job often sets no $USER: RUN.user (and the default prefix) then takes
+    the process's login name from the password database, as `whoami` does."""
+    import pwd
+
+    env = {k: v for k, v in os.environ.items() if k not in ("ML_DASH_USER", "USER", "USERNAME", "ML_DASH_PREFIX")}
+    code = "from ml_dash import RUN; print(RUN.user); print(RUN.prefix.split('/')[0])"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    name = pwd.getpwuid(os.getuid()).pw_name
+    assert out.stdout.split() == [name, name]
+    env["USER"] = "frank"  # a variable still wins
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.stdout.split() == ["frank", "frank"]
+
+
 def test_run_is_callable_and_has_upstreams_attributes(monkeypatch):
     monkeypatch.setenv("ML_DASH_USER", "dora")
     run = RUN()
