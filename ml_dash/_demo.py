@@ -21,7 +21,7 @@ def run_demo(dash_root: Optional[str], steps: int) -> int:
     root = dash_root or load_config().dash_root
     prefix = f"{RUN.user}/demo/synthetic-{RUN.now:%Y%m%d-%H%M%S}"
     rng = random.Random(0)
-    lr, logged = 3e-3, 0
+    lr = 3e-3
     exp = Experiment(
         prefix=prefix,
         dash_root=root,
@@ -39,7 +39,6 @@ def run_demo(dash_root: Optional[str], steps: int) -> int:
             t = time.perf_counter()
             exp.metrics("train").log(step=step, loss=loss, acc=acc, lr=lr)
             call_seconds.append(time.perf_counter() - t)
-            logged += 1
             if step % max(1, steps // 10) == 0:
                 exp.metrics("val").log(step=step, loss=loss * 1.1, acc=acc * 0.98)
                 exp.log(f"step {step}: loss {loss:.4f}", level="info", step=step)
@@ -59,7 +58,7 @@ def run_demo(dash_root: Optional[str], steps: int) -> int:
     if call_seconds:  # the median is the typical call; the mean carries the first call's setup and the hand-overs
         median, mean = statistics.median(call_seconds), statistics.fmean(call_seconds)
         print(
-            f"caller cost  {1e6 * median:.2f} us per metrics(...).log() call (median; mean {1e6 * mean:.2f} us), {logged} calls"
+            f"caller cost  {1e6 * median:.2f} us per metrics(...).log() call (median; mean {1e6 * mean:.2f} us), {len(call_seconds)} calls"
         )
     root_arg = "" if dash_root is None else f" --root {shlex.quote(dash_root)}"  # else both read the same default
     print(f"look at it   ml-dash dashboard{root_arg}    (or: ml-dash show {prefix}{root_arg})")
