@@ -47,3 +47,22 @@ def test_large_block_is_chunked_and_counted():
     fast, slow = _both([block])
     assert fast == slow and fast.count(b"\n") == n
     assert count_rows([block, {"a": 1, "_ts": 1.0}, block.sliced(5, 10)]) == n + 1 + 5
+
+
+@pytest.mark.parametrize("n", [1, 3, 4096, 4097])  # one row, a few, exactly a chunk, a chunk and one
+def test_rows_encode_as_one_record_per_line(n):
+    # With 3 and 4,097 rows the last row's string holds the split mark: its chunk takes the row
+    # path, the 4,096 rows before it (in the second case) the fast one.
+    tricky = n in (3, 4097)
+    rows = [
+        {"loss": 1 / (i + 1), "step": i, "s": "},{" if tricky and i == n - 1 else "a", "_ts": i + 0.5} for i in range(n)
+    ]
+    rows[0] = {}  # an empty row still gets its own line
+    created = "2026-11-26T00:00:00.000000Z"
+    blob = b"".join(encode_metric_rows(rows, 7, created))
+    expected = b"".join(
+        json.dumps({"index": i, "data": r, "createdAt": created}, separators=(",", ":"), ensure_ascii=False).encode()
+        + b"\n"
+        for i, r in enumerate(rows, 7)
+    )
+    assert blob == expected
