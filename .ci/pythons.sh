@@ -9,7 +9,8 @@
 #     (kill -9, fork, every start method), which the oldest (3.9) and the newest (3.13) run.
 # Interpreters come from pyenv (~/.pyenv/versions/3.X.*), else pythonX.Y on PATH; a missing one
 # fails CI (ML_DASH_CI_ALLOW_MISSING_PYTHONS=1 skips it instead, with a line saying so). Idempotent:
-# venvs are reused. Each version's install and test times are printed at the end.
+# venvs are reused. Two versions run at a time (ML_DASH_CI_LANES), each from its own copy of the
+# checkout, its output kept apart and printed whole at the end with each version's times.
 # ML_DASH_CI_PYTHONS="3.9 3.13" runs only those versions (by hand; CI runs them all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +20,6 @@ OLDEST=${SUPPORTED[0]}
 NEWEST=${SUPPORTED[${#SUPPORTED[@]}-1]}
 read -r -a VERSIONS <<< "${ML_DASH_CI_PYTHONS:-${SUPPORTED[*]}}"
 default=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-summary=()
 
 find_python() {
   local v=$1 p
@@ -34,31 +34,69 @@ source .ci/wheel.sh
 export ML_DASH_WHEEL_DIR=/tmp/ml-dash-wheel-pythons  # apart from the habits block's
 wheel_build python3 >/dev/null
 
-all_start=$(date +%s)
+# One version's install and tests, its output to its own log (the lanes below run side by side).
+run_version() {  # run_version VERSION LOG
+  local v=$1 log=$2 py venv start installed what marks checkout
+  {
+    if ! py=$(find_python "$v"); then
+      if [ "${ML_DASH_CI_ALLOW_MISSING_PYTHONS:-0}" = 1 ]; then
+        echo "SUMMARY python $v: NOT FOUND, skipped (ML_DASH_CI_ALLOW_MISSING_PYTHONS=1)"; return 0
+      fi
+      echo "python $v not found (pyenv or python$v on PATH): every supported version must be tested" \
+           "(ML_DASH_CI_ALLOW_MISSING_PYTHONS=1 to skip it)"
+      return 1
+    fi
+    venv="/tmp/ml-dash-py$v"
+    start=$(date +%s)
+    [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
+    wheel_install "$venv" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; } \
+      || { echo "SUMMARY python $v: install FAILED"; return 1; }
+    installed=$(date +%s)
+    if [ "$v" = "$OLDEST" ] || [ "$v" = "$NEWEST" ]; then
+      what="suite with slow"; marks="not default_only"
+    else
+      what="fast suite"; marks="not default_only and not slow"
+    fi
+    # A copy of the checkout per version: lanes running at once never share a working folder.
+    checkout="$ML_DASH_WHEEL_DIR/checkout-$v"
+    rm -rf "$checkout" && cp -a "$ML_DASH_WHEEL_CHECKOUT" "$checkout"
+    echo "python $v ($py): $what (-m \"$marks\")"
+    local rc=0
+    ML_DASH_WHEEL_CHECKOUT="$checkout" wheel_pytest "$venv" -q -m "$marks" || rc=$?
+    echo "SUMMARY python $v: install $(( installed - start )) s, $what $(( $(date +%s) - installed )) s$([ $rc = 0 ] || echo ", FAILED (exit $rc)")"
+    return $rc
+  } >"$log" 2>&1
+}
+
+# Lanes: the suites are ~85 % CPU-bound on one core each, so on 2 cores two at a time take about
+# 60 % of the time one after the other. The two versions that run the slow tests start first, one
+# per lane. ML_DASH_CI_LANES=1 runs them one after the other.
+LANES=${ML_DASH_CI_LANES:-2}
+todo=()
 for v in "${VERSIONS[@]}"; do
   [ "$v" = "$default" ] && continue  # the README's command covers it
-  if ! py=$(find_python "$v"); then
-    if [ "${ML_DASH_CI_ALLOW_MISSING_PYTHONS:-0}" = 1 ]; then
-      summary+=("python $v: NOT FOUND, skipped (ML_DASH_CI_ALLOW_MISSING_PYTHONS=1)"); continue
-    fi
-    echo "python $v not found (pyenv or python$v on PATH): every supported version must be tested" \
-         "(ML_DASH_CI_ALLOW_MISSING_PYTHONS=1 to skip it)" >&2
-    exit 1
-  fi
-  venv="/tmp/ml-dash-py$v"
-  start=$(date +%s)
-  [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
-  wheel_install "$venv" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
-  installed=$(date +%s)
-  if [ "$v" = "$OLDEST" ] || [ "$v" = "$NEWEST" ]; then
-    what="suite with slow"; marks="not default_only"
-  else
-    what="fast suite"; marks="not default_only and not slow"
-  fi
-  echo "python $v ($py): $what (-m \"$marks\")"
-  wheel_pytest "$venv" -q -m "$marks"
-  summary+=("python $v: install $(( installed - start )) s, $what $(( $(date +%s) - installed )) s")
+  if [ "$v" = "$OLDEST" ] || [ "$v" = "$NEWEST" ]; then todo=("$v" "${todo[@]}"); else todo+=("$v"); fi
 done
+logs="$ML_DASH_WHEEL_DIR/logs" && mkdir -p "$logs"
+all_start=$(date +%s)
+lane() {  # lane K: versions K, K+LANES, ... of todo, one after the other
+  local k=$1 rc=0 i
+  for (( i = k; i < ${#todo[@]}; i += LANES )); do
+    run_version "${todo[$i]}" "$logs/${todo[$i]}.log" || rc=1
+  done
+  return $rc
+}
+pids=()
+for (( k = 0; k < LANES && k < ${#todo[@]}; k++ )); do lane "$k" & pids+=($!); done
+failed=0
+for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
 
-echo "--- every supported Python ($(( $(date +%s) - all_start )) s in all; $default: the README's command, next) ---"
-printf '%s\n' "${summary[@]}"
+for v in "${VERSIONS[@]}"; do  # each version's whole output, in the order of SUPPORTED
+  [ -f "$logs/$v.log" ] || continue
+  grep -v "^SUMMARY " "$logs/$v.log" || true
+done
+echo "--- every supported Python ($(( $(date +%s) - all_start )) s in all, $LANES at a time; $default: the README's command, next) ---"
+for v in "${VERSIONS[@]}"; do
+  [ -f "$logs/$v.log" ] && { grep "^SUMMARY " "$logs/$v.log" | sed 's/^SUMMARY //'; }
+done
+exit $failed
