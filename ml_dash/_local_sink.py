@@ -151,7 +151,8 @@ class LocalSink:
             w.close()
 
     def after_fork_in_child(self) -> None:
-        # The parent's open handles are shared with the child; reopen our own.
+        # The parent's open handles are shared with the child: close our copies, open our own.
+        self._writer.forget_after_fork()
         self._writer = ExperimentWriter(self._root, self._prefix, metadata_interval=METADATA_INTERVAL)
 
     def reader(self) -> "LocalReader":

@@ -84,6 +84,11 @@ class _Appender:
     def close(self) -> None:
         self.fh.close()
 
+    def forget_after_fork(self) -> None:
+        """In a forked child: close this process's copy of the descriptor, never flushing the
+        buffer (closing the raw file under it skips the buffer; write() leaves it empty anyway)."""
+        self.fh.raw.close()
+
 
 class ExperimentWriter:
     """Writes one experiment in the upstream-compatible layout. Hold :meth:`lock` around calls."""
@@ -115,6 +120,14 @@ class ExperimentWriter:
         for app in self._appenders.values():
             app.close()
         self._appenders.clear()
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: drop the parent's open files without writing anything (no pending
+        metadata: that is the parent's to write), so that none is left to the garbage collector."""
+        for app in self._appenders.values():
+            app.forget_after_fork()
+        self._appenders.clear()
+        self._meta_pending.clear()
 
     def write_pending_metadata(self) -> None:
         """Bring every metric's metadata.json up to date (see ``metadata_interval``)."""
