@@ -331,3 +331,44 @@ def test_automatic_track_timestamps_are_unique_across_threads(dash_root):
         entries = track.list_entries()
     assert len(entries) == 2000 and len({e["timestamp"] for e in entries}) == 2000
     assert sorted((e["thread"], e["i"]) for e in entries) == [(k, i) for k in range(4) for i in range(500)]
+
+
+@pytest.mark.parametrize(
+    "autos, last, want",
+    [
+        ([1.0, 2.0, 3.0], 0.0, [1.0, 2.0, 3.0]),  # increasing and after the last: kept as they are
+        ([1.0, 1.0, 1.0], 0.0, [1.0, 1.000001, 1.000002]),  # equal: each a microsecond later
+        ([3.0, 2.0, 4.0], 0.0, [3.0, 3.000001, 4.0]),  # the clock stepped back
+        ([1.0, 2.0], 5.0, [5.000001, 5.000002]),  # not after the previous batch's last
+        ([1.0, None, 2.0], 0.0, [1.0, 9.5, 2.0]),  # an explicit _ts (9.5) is left alone
+    ],
+)
+def test_automatic_stamps_resolve_later_than_the_one_before(autos, last, want):
+    from ml_dash._tracks import AUTO_TS, resolve_stamps
+
+    rows = [{"i": i, AUTO_TS: at} if at is not None else {"i": i, "_ts": 9.5} for i, at in enumerate(autos)]
+    previous = [last]
+    resolve_stamps(rows, previous)
+    assert [row["_ts"] for row in rows] == pytest.approx(want, abs=1e-9)
+    assert all(AUTO_TS not in row for row in rows)
+    assert previous[0] == pytest.approx(max(at for at, a in zip(want, autos) if a is not None), abs=1e-9)
+    resolve_stamps(rows, previous)  # rows already resolved stay as they are
+    assert [row["_ts"] for row in rows] == pytest.approx(want, abs=1e-9)
+
+
+def test_a_batch_written_in_stamp_order_with_shared_stamps_merged(dash_root):
+    from ml_dash._names import parse_prefix
+    from ml_dash._store._writer import ExperimentWriter
+
+    w = ExperimentWriter(dash_root, parse_prefix(P))
+    with w.lock():  # flat rows, distinct stamps, out of order; then a batch with a shared stamp
+        w.append_track("t", [{"a": 1, "_ts": 3.0}, {"a": 2, "_ts": 1.0}, {"timestamp": 9, "_ts": 2.0}], 0.0)
+        w.append_track("t", [{"a": 4, "_ts": 5.0}, {"b": {"c": 5}, "_ts": 5.0}, {"a": 6, "_ts": 4.0}], 0.0)
+    lines = (w.paths.track_dir("t") / "data.jsonl").read_bytes().splitlines()
+    assert [json.loads(line) for line in lines] == [  # as written, batch by batch
+        {"timestamp": 1.0, "a": 2},
+        {"timestamp": 9},  # sorted by its stamp (2.0); the field named timestamp is what is stored
+        {"timestamp": 3.0, "a": 1},
+        {"timestamp": 4.0, "a": 6},
+        {"timestamp": 5.0, "a": 4, "b.c": 5},
+    ]

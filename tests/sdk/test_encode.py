@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from ml_dash._store._encode import ColumnRows, count_rows, encode_metric_parts, encode_metric_rows
+from ml_dash._store._encode import ColumnRows, count_rows, encode_lines, encode_metric_parts, encode_metric_rows
 
 
 def _both(parts, first=0):
@@ -66,3 +66,34 @@ def test_rows_encode_as_one_record_per_line(n):
         for i, r in enumerate(rows, 7)
     )
     assert blob == expected
+
+
+def test_records_encode_one_per_line_whatever_they_hold():
+    records = [
+        {"level": "info", "message": "plain"},
+        {},
+        {"message": "holds },{ and }\n{"},  # the separator inside a string: not split there
+        {"metadata": {"nested": {"deep": 1}}, "message": "ok"},
+        {"objects": [{"a": 1}, {"b": 2}]},  # adjacent objects in a list: not split there either
+        {"v": math.nan, "w": [math.inf]},  # non-finite: named, the record kept
+        {"big": 2**70},  # beyond 64 bits: orjson refuses it, the record is still written
+        {"ключ": "значение"},
+    ]
+    expected_values = [
+        {"level": "info", "message": "plain"},
+        {},
+        {"message": "holds },{ and }\n{"},
+        {"metadata": {"nested": {"deep": 1}}, "message": "ok"},
+        {"objects": [{"a": 1}, {"b": 2}]},
+        {"v": "NaN", "w": ["Infinity"]},
+        {"big": str(2**70)},
+        {"ключ": "значение"},
+    ]
+    for sample in (records, records[:2], records[-1:], [r for r in records if "v" not in r and "big" not in r]):
+        blob = b"".join(encode_lines(sample))
+        lines = blob.split(b"\n")
+        assert lines[-1] == b"" and len(lines) == len(sample) + 1
+        want = [expected_values[records.index(r)] for r in sample]
+        assert [json.loads(line) for line in lines[:-1]] == want
+    many = [{"i": i, "s": "x" * (i % 7)} for i in range(2500)]  # more than one chunk
+    assert [json.loads(line) for line in b"".join(encode_lines(many)).splitlines()] == many
