@@ -111,7 +111,8 @@ class _CountingForwarder:
         self.port = self._sock.getsockname()[1]
         self.accepted = 0
         self._open: List[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
 
     def _accept(self) -> None:
         while True:
@@ -123,7 +124,9 @@ class _CountingForwarder:
             up = socket.create_connection(("127.0.0.1", self._target))
             self._open += [conn, up]
             for a, b in ((conn, up), (up, conn)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+                pipe = threading.Thread(target=self._pipe, args=(a, b), daemon=True)
+                self._threads.append(pipe)
+                pipe.start()
 
     @staticmethod
     def _pipe(src: socket.socket, dst: socket.socket) -> None:
@@ -143,8 +146,15 @@ class _CountingForwarder:
                     pass
 
     def close(self) -> None:
-        self._sock.close()
-        for s in self._open:
+        # shutdown() wakes the threads blocked in accept() and recv(); close() alone would not.
+        for s in (self._sock, *self._open):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for thread in self._threads:
+            thread.join(timeout=5)
+        for s in (self._sock, *self._open):
             s.close()
 
 

@@ -48,13 +48,15 @@ class Trickle:
         self.sock.sendall(head)
         self.cut = threading.Event()
         self.every = every
-        threading.Thread(target=self._run, daemon=True).start()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
 
     def _run(self) -> None:
         try:
-            while not self.cut.is_set():
+            while True:
                 self.sock.sendall(b"x")
-                time.sleep(self.every)
+                if self.cut.wait(self.every):  # close() ends the pause at once
+                    return
         except OSError:
             self.cut.set()
 
@@ -68,6 +70,7 @@ class Trickle:
 
     def close(self) -> None:
         self.cut.set()
+        self._thread.join(timeout=5)  # no thread of the test outlives it
         self.sock.close()
 
 
@@ -100,13 +103,15 @@ def test_silent_and_slow_header_connections_are_closed(spawned):
 
     def trickle() -> None:
         try:
-            while not stop.is_set():
+            while True:
                 slow_headers.sendall(b"X")  # one more byte of a header that never ends
-                time.sleep(0.2)
+                if stop.wait(0.2):
+                    return
         except OSError:
             pass
 
-    threading.Thread(target=trickle, daemon=True).start()
+    trickler = threading.Thread(target=trickle, daemon=True)
+    trickler.start()
     kept_alive = _connect(url)  # one request, then idle on a keep-alive connection
     kept_alive.sendall(b"GET /api/v1/info HTTP/1.1\r\nHost: t\r\n\r\n")
     t0 = time.monotonic()
@@ -118,5 +123,6 @@ def test_silent_and_slow_header_connections_are_closed(spawned):
         assert request(url, "GET", "/api/v1/info").status == 200
     finally:
         stop.set()
+        trickler.join(timeout=5)
         for s in (silent, slow_headers, kept_alive):
             s.close()
