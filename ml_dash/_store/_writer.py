@@ -25,7 +25,7 @@ TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations here are stri
 if TYPE_CHECKING:
     from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-__all__ = ["ExperimentWriter", "LogRow", "ColumnRows", "TrackConflict"]
+__all__ = ["ExperimentWriter", "LogRow", "ColumnRows", "TrackConflict", "entries_from_rows"]
 
 
 class TrackConflict(ValueError):
@@ -44,7 +44,7 @@ def _flatten_track(data: Dict[str, Any], parent: str = "") -> Dict[str, Any]:
     return out
 
 
-def _track_entries(rows: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+def entries_from_rows(rows: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """Rows (fields plus ``_ts``) as upstream's entries (``timestamp`` first, nested dicts
     flattened with dots), in timestamp order, rows sharing a timestamp merged (later fields win)."""
     stamps = [row["_ts"] for row in rows]
@@ -352,7 +352,7 @@ class ExperimentWriter:
             meta = read_json(meta_path)
         if isinstance(meta, dict) and meta.get("topic") not in (None, topic):
             raise TrackConflict(f"track topic {topic!r} would share the folder {tdir.name} with {meta.get('topic')!r}")
-        entries = _track_entries(rows)
+        entries = entries_from_rows(rows)
         app.write(encode_lines(entries), len(entries))
         now = iso_utc(ts)
         if not isinstance(meta, dict):

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 import orjson
 
 from ...._store._jsonio import iso_utc
-from ...._store._writer import _flatten_track as flatten_track
+from ...._store._writer import entries_from_rows
 from ...._values import encode_nonfinite
 from ....server.batch import Batch
 from ....server.errors import ApiError
@@ -219,16 +219,7 @@ def file_place(entry: Dict[str, Any]) -> str:
 def _track(cur: psycopg.Cursor[Any], exp_id: int, topic: str, rows: List[Dict[str, Any]], now: float) -> None:
     """Append a topic's entries as the local writer does (one batch's same-timestamp entries merged,
     flattened, in timestamp order) and keep its metadata document."""
-    merged: Dict[Any, Dict[str, Any]] = {}
-    for row in rows:
-        data = dict(row)
-        stamp = data.pop("_ts")
-        flat = flatten_track(data)
-        if stamp in merged:
-            merged[stamp].update(flat)
-        else:
-            merged[stamp] = flat
-    entries = [{"timestamp": stamp, **merged[stamp]} for stamp in sorted(merged)]
+    entries = entries_from_rows(rows)
     folder = topic.replace("/", "_")
     cur.execute(
         "INSERT INTO tracks (experiment_id, topic, folder, doc) VALUES (%s, %s, %s, %s)"
@@ -259,9 +250,8 @@ def _track(cur: psycopg.Cursor[Any], exp_id: int, topic: str, rows: List[Dict[st
         cp.set_types(["int8", "int8", "float8", "bytea"])
         for i, e in enumerate(entries, seq):
             cp.write_row((track_id, i, e["timestamp"], orjson.dumps(e)))
-    columns = set(meta.get("columns") or [])
-    for e in entries:
-        columns.update(k for k in e if k != "timestamp")
+    columns = set(meta.get("columns") or []).union(*entries)
+    columns.discard("timestamp")
     first, last = entries[0]["timestamp"], entries[-1]["timestamp"]
     old_first, old_last = meta.get("firstTimestamp"), meta.get("lastTimestamp")
     meta["columns"] = sorted(columns)
