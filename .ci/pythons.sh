@@ -69,7 +69,7 @@ run_version() {  # run_version VERSION LOG
 }
 
 # Lanes: the suites are ~85 % CPU-bound on one core each, so on 2 cores two at a time take about
-# 60 % of the time one after the other. The two versions that run the slow tests start first, one
+# half the time of one after the other. The two versions that run the slow tests start first, one
 # per lane. ML_DASH_CI_LANES=1 runs them one after the other.
 LANES=${ML_DASH_CI_LANES:-2}
 todo=()

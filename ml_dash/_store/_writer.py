@@ -25,7 +25,15 @@ TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations here are stri
 if TYPE_CHECKING:
     from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-__all__ = ["ExperimentWriter", "LogRow", "ColumnRows", "TrackConflict", "entries_from_rows"]
+__all__ = [
+    "ExperimentWriter",
+    "LogRow",
+    "ColumnRows",
+    "TrackConflict",
+    "add_to_track_meta",
+    "entries_from_rows",
+    "new_track_meta",
+]
 
 
 class TrackConflict(ValueError):
@@ -66,6 +74,33 @@ def entries_from_rows(rows: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
         else:
             merged[stamp] = flat
     return [{"timestamp": stamp, **merged[stamp]} for stamp in sorted(merged)]
+
+
+def new_track_meta(folder: str, topic: str, created: str) -> Dict[str, Any]:
+    """A topic's metadata document before its first entry (upstream's fields)."""
+    return {
+        "trackId": f"local-track-{folder}",
+        "topic": topic,
+        "columns": [],
+        "totalEntries": 0,
+        "firstTimestamp": None,
+        "lastTimestamp": None,
+        "createdAt": created,
+    }
+
+
+def add_to_track_meta(meta: Dict[str, Any], entries: List[Dict[str, Any]], updated: str) -> None:
+    """Count a batch's entries (in timestamp order) into a topic's metadata document: columns,
+    ``totalEntries``, first and last timestamps."""
+    columns = set(meta.get("columns") or []).union(*entries)  # every entry's keys, in one C loop
+    columns.discard("timestamp")
+    first, last = entries[0]["timestamp"], entries[-1]["timestamp"]
+    old_first, old_last = meta.get("firstTimestamp"), meta.get("lastTimestamp")
+    meta["columns"] = sorted(columns)
+    meta["totalEntries"] = int(meta.get("totalEntries") or 0) + len(entries)
+    meta["firstTimestamp"] = first if not isinstance(old_first, (int, float)) else min(first, old_first)
+    meta["lastTimestamp"] = last if not isinstance(old_last, (int, float)) else max(last, old_last)
+    meta["updatedAt"] = updated
 
 
 #: (epoch seconds, level, message, metadata or None)
@@ -356,24 +391,8 @@ class ExperimentWriter:
         app.write(encode_lines(entries), len(entries))
         now = iso_utc(ts)
         if not isinstance(meta, dict):
-            meta = {
-                "trackId": f"local-track-{tdir.name}",
-                "topic": topic,
-                "columns": [],
-                "totalEntries": 0,
-                "firstTimestamp": None,
-                "lastTimestamp": None,
-                "createdAt": now,
-            }
-        columns = set(meta.get("columns") or []).union(*entries)  # every entry's keys, in one C loop
-        columns.discard("timestamp")
-        first, last = entries[0]["timestamp"], entries[-1]["timestamp"]
-        old_first, old_last = meta.get("firstTimestamp"), meta.get("lastTimestamp")
-        meta["columns"] = sorted(columns)
-        meta["totalEntries"] = int(meta.get("totalEntries") or 0) + len(entries)
-        meta["firstTimestamp"] = first if not isinstance(old_first, (int, float)) else min(first, old_first)
-        meta["lastTimestamp"] = last if not isinstance(old_last, (int, float)) else max(last, old_last)
-        meta["updatedAt"] = now
+            meta = new_track_meta(tdir.name, topic, now)
+        add_to_track_meta(meta, entries, now)
         atomic_write_json(meta_path, encode_nonfinite(meta), fsync=False)  # derived from data.jsonl
         self._metas[meta_path] = meta
         return len(entries)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 import orjson
 
 from ...._store._jsonio import iso_utc
-from ...._store._writer import entries_from_rows
+from ...._store._writer import add_to_track_meta, entries_from_rows, new_track_meta
 from ...._values import encode_nonfinite
 from ....server.batch import Batch
 from ....server.errors import ApiError
@@ -228,17 +228,7 @@ def _track(cur: psycopg.Cursor[Any], exp_id: int, topic: str, rows: List[Dict[st
             exp_id,
             topic,
             folder,
-            _jsonb(
-                {
-                    "trackId": f"local-track-{folder}",
-                    "topic": topic,
-                    "columns": [],
-                    "totalEntries": 0,
-                    "firstTimestamp": None,
-                    "lastTimestamp": None,
-                    "createdAt": iso_utc(now),
-                }
-            ),
+            _jsonb(new_track_meta(folder, topic, iso_utc(now))),
         ),
     )
     track_id, meta = one(
@@ -250,15 +240,7 @@ def _track(cur: psycopg.Cursor[Any], exp_id: int, topic: str, rows: List[Dict[st
         cp.set_types(["int8", "int8", "float8", "bytea"])
         for i, e in enumerate(entries, seq):
             cp.write_row((track_id, i, e["timestamp"], orjson.dumps(e)))
-    columns = set(meta.get("columns") or []).union(*entries)
-    columns.discard("timestamp")
-    first, last = entries[0]["timestamp"], entries[-1]["timestamp"]
-    old_first, old_last = meta.get("firstTimestamp"), meta.get("lastTimestamp")
-    meta["columns"] = sorted(columns)
-    meta["totalEntries"] = seq + len(entries)
-    meta["firstTimestamp"] = first if not isinstance(old_first, (int, float)) else min(first, old_first)
-    meta["lastTimestamp"] = last if not isinstance(old_last, (int, float)) else max(last, old_last)
-    meta["updatedAt"] = iso_utc(now)
+    add_to_track_meta(meta, entries, iso_utc(now))
     cur.execute("UPDATE tracks SET doc = %s WHERE id = %s", (_jsonb(encode_nonfinite(meta)), track_id))
 
 
