@@ -34,6 +34,8 @@ source .ci/wheel.sh
 export ML_DASH_WHEEL_DIR=/tmp/ml-dash-wheel-pythons  # apart from the habits block's
 wheel_build python3 >/dev/null
 
+runs_slow() { [ "$1" = "$OLDEST" ] || [ "$1" = "$NEWEST" ]; }  # the slow tests: oldest and newest only
+
 # One version's install and tests, its output to its own log (the lanes below run side by side).
 run_version() {  # run_version VERSION LOG
   local v=$1 log=$2 py venv start installed what marks checkout
@@ -52,7 +54,7 @@ run_version() {  # run_version VERSION LOG
     wheel_install "$venv" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; } \
       || { echo "SUMMARY python $v: install FAILED"; return 1; }
     installed=$(date +%s)
-    if [ "$v" = "$OLDEST" ] || [ "$v" = "$NEWEST" ]; then
+    if runs_slow "$v"; then
       what="suite with slow"; marks="not default_only"
     else
       what="fast suite"; marks="not default_only and not slow"
@@ -75,7 +77,7 @@ LANES=${ML_DASH_CI_LANES:-2}
 todo=()
 for v in "${VERSIONS[@]}"; do
   [ "$v" = "$default" ] && continue  # the README's command covers it
-  if [ "$v" = "$OLDEST" ] || [ "$v" = "$NEWEST" ]; then todo=("$v" "${todo[@]}"); else todo+=("$v"); fi
+  if runs_slow "$v"; then todo=("$v" "${todo[@]}"); else todo+=("$v"); fi
 done
 logs="$ML_DASH_WHEEL_DIR/logs" && mkdir -p "$logs"
 all_start=$(date +%s)

@@ -79,16 +79,7 @@ def test_records_encode_one_per_line_whatever_they_hold():
         {"big": 2**70},  # beyond 64 bits: orjson refuses it, the record is still written
         {"ключ": "значение"},
     ]
-    expected_values = [
-        {"level": "info", "message": "plain"},
-        {},
-        {"message": "holds },{ and }\n{"},
-        {"metadata": {"nested": {"deep": 1}}, "message": "ok"},
-        {"objects": [{"a": 1}, {"b": 2}]},
-        {"v": "NaN", "w": ["Infinity"]},
-        {"big": str(2**70)},
-        {"ключ": "значение"},
-    ]
+    expected_values = [*records[:5], {"v": "NaN", "w": ["Infinity"]}, {"big": str(2**70)}, records[7]]
     for sample in (records, records[:2], records[-1:], [r for r in records if "v" not in r and "big" not in r]):
         blob = b"".join(encode_lines(sample))
         lines = blob.split(b"\n")
