@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 
 __all__ = ["LocalSink", "LocalReader"]
 
-#: While a metric's rows stream in, its metadata.json (row count, next index: all derived from
-#: data.jsonl) is rewritten at most once per this many seconds, and at every flush and close.
+#: While a metric's rows or a track topic's entries stream in, its metadata.json (counts derived
+#: from data.jsonl) is rewritten at most once per this many seconds, and at every flush and close.
 METADATA_INTERVAL = 1.0
 
 

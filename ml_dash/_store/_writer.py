@@ -11,96 +11,42 @@ from __future__ import annotations
 import os
 import time
 from contextlib import contextmanager
-from itertools import chain
 from pathlib import Path
 
 from .._names import Prefix
 from .._values import encode_nonfinite
 from . import _files_listing
-from ._encode import ColumnRows, count_rows, encode_lines, encode_metric_parts, encode_metric_rows
+from ._encode import (
+    ColumnRows,
+    count_rows,
+    encode_lines,
+    encode_metric_parts,
+    encode_metric_rows,
+)
 from ._jsonio import atomic_write_json, ensure_newline_end, iso_utc, last_value_of, locked, read_json
 from ._layout import ExperimentPaths
+from ._track_meta import (
+    add_to_track_meta,
+    entries_from_rows,
+    mark_counted,
+    new_track_meta,
+    recount_tail,
+)
 
 TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations here are strings anyway
 if TYPE_CHECKING:
-    from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+    from typing import Any, Dict, Iterable, Iterator, Optional, Sequence, Tuple
 
 __all__ = [
     "ExperimentWriter",
     "LogRow",
     "ColumnRows",
     "TrackConflict",
-    "add_to_track_meta",
-    "entries_from_rows",
-    "new_track_meta",
 ]
 
 
 class TrackConflict(ValueError):
     """Two track topics that map to one folder (``a/b`` and ``a_b``)."""
-
-
-def _flatten_track(data: Dict[str, Any], parent: str = "") -> Dict[str, Any]:
-    """Upstream flattens a track entry's nested dicts with dots (``camera.pos``)."""
-    out: Dict[str, Any] = {}
-    for key, value in data.items():
-        full = f"{parent}.{key}" if parent else key
-        if isinstance(value, dict) and value:
-            out.update(_flatten_track(value, full))
-        else:
-            out[full] = value
-    return out
-
-
-def entries_from_rows(rows: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """Rows (fields plus ``_ts``) as upstream's entries (``timestamp`` first, nested dicts
-    flattened with dots), in timestamp order, rows sharing a timestamp merged (later fields win)."""
-    stamps = [row["_ts"] for row in rows]
-    if len(set(stamps)) == len(stamps) and dict not in set(map(type, chain.from_iterable(map(dict.values, rows)))):
-        # The usual batch, flat and with distinct timestamps: one new dict per row, no merging.
-        entries = [{"timestamp": row["_ts"], **row} for row in rows]
-        for entry in entries:
-            del entry["_ts"]
-        if stamps != sorted(stamps):  # by the stamps: a field named "timestamp" overrides the key
-            entries = [entries[i] for i in sorted(range(len(stamps)), key=stamps.__getitem__)]
-        return entries
-    merged: Dict[Any, Dict[str, Any]] = {}
-    for row in rows:
-        data = dict(row)
-        stamp = data.pop("_ts")
-        flat = _flatten_track(data)
-        if stamp in merged:
-            merged[stamp].update(flat)
-        else:
-            merged[stamp] = flat
-    return [{"timestamp": stamp, **merged[stamp]} for stamp in sorted(merged)]
-
-
-def new_track_meta(folder: str, topic: str, created: str) -> Dict[str, Any]:
-    """A topic's metadata document before its first entry (upstream's fields)."""
-    return {
-        "trackId": f"local-track-{folder}",
-        "topic": topic,
-        "columns": [],
-        "totalEntries": 0,
-        "firstTimestamp": None,
-        "lastTimestamp": None,
-        "createdAt": created,
-    }
-
-
-def add_to_track_meta(meta: Dict[str, Any], entries: List[Dict[str, Any]], updated: str) -> None:
-    """Count a batch's entries (in timestamp order) into a topic's metadata document: columns,
-    ``totalEntries``, first and last timestamps."""
-    columns = set(meta.get("columns") or []).union(*entries)  # every entry's keys, in one C loop
-    columns.discard("timestamp")
-    first, last = entries[0]["timestamp"], entries[-1]["timestamp"]
-    old_first, old_last = meta.get("firstTimestamp"), meta.get("lastTimestamp")
-    meta["columns"] = sorted(columns)
-    meta["totalEntries"] = int(meta.get("totalEntries") or 0) + len(entries)
-    meta["firstTimestamp"] = first if not isinstance(old_first, (int, float)) else min(first, old_first)
-    meta["lastTimestamp"] = last if not isinstance(old_last, (int, float)) else max(last, old_last)
-    meta["updatedAt"] = updated
 
 
 #: (epoch seconds, level, message, metadata or None)
@@ -190,10 +136,10 @@ class ExperimentWriter:
         self._meta_pending.clear()
 
     def write_pending_metadata(self) -> None:
-        """Bring every metric's metadata.json up to date (see ``metadata_interval``)."""
+        """Bring every metric's and track topic's metadata.json up to date (see ``metadata_interval``)."""
         pending, self._meta_pending = self._meta_pending, {}
         for path, meta in pending.items():
-            atomic_write_json(path, meta, fsync=False)
+            atomic_write_json(path, encode_nonfinite(meta), fsync=False)
             self._meta_written[path] = time.monotonic()
 
     # -- experiment.json ---------------------------------------------------------------------------
@@ -302,17 +248,20 @@ class ExperimentWriter:
         meta["totalDataPoints"] = max(app.next, int(meta.get("totalDataPoints") or 0))
         meta["nextIndex"] = app.next
         meta["updatedAt"] = created
-        self._metas[meta_path] = meta
-        # Derived from data.jsonl (which is the truth on resume): no fsync for it, and while rows
-        # stream in, not one rewrite per batch (see metadata_interval).
-        now = time.monotonic()
-        if now - self._meta_written.get(meta_path, -1e9) >= self._metadata_interval:
-            self._meta_pending.pop(meta_path, None)
-            atomic_write_json(meta_path, meta, fsync=False)
-            self._meta_written[meta_path] = now
-        else:
-            self._meta_pending[meta_path] = meta
+        self._keep_meta(meta_path, meta)
         return first
+
+    def _keep_meta(self, path: Path, meta: Dict[str, Any]) -> None:
+        """Remember a metadata document derived from a data file and write it now, or, while rows
+        stream in, within ``metadata_interval`` (no fsync: the data file is the truth on resume)."""
+        self._metas[path] = meta
+        now = time.monotonic()
+        if now - self._meta_written.get(path, -1e9) >= self._metadata_interval:
+            self._meta_pending.pop(path, None)
+            atomic_write_json(path, encode_nonfinite(meta), fsync=False)
+            self._meta_written[path] = now
+        else:
+            self._meta_pending[path] = meta
 
     # -- logs --------------------------------------------------------------------------------------
 
@@ -385,14 +334,16 @@ class ExperimentWriter:
         meta = None if app.foreign else self._metas.get(meta_path)
         if meta is None:
             meta = read_json(meta_path)
+            if isinstance(meta, dict):  # entries past what it counts: written after its last rewrite
+                recount_tail(meta, app.fh.fileno(), os.fstat(app.fh.fileno()).st_size)
         if isinstance(meta, dict) and meta.get("topic") not in (None, topic):
             raise TrackConflict(f"track topic {topic!r} would share the folder {tdir.name} with {meta.get('topic')!r}")
-        entries = entries_from_rows(rows)
-        app.write(encode_lines(entries), len(entries))
         now = iso_utc(ts)
         if not isinstance(meta, dict):
             meta = new_track_meta(tdir.name, topic, now)
+        entries = entries_from_rows(rows)
+        app.write(encode_lines(entries), len(entries))
         add_to_track_meta(meta, entries, now)
-        atomic_write_json(meta_path, encode_nonfinite(meta), fsync=False)  # derived from data.jsonl
-        self._metas[meta_path] = meta
+        mark_counted(meta, app.size)
+        self._keep_meta(meta_path, meta)
         return len(entries)

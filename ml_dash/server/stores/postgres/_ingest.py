@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 import orjson
 
 from ...._store._jsonio import iso_utc
-from ...._store._writer import add_to_track_meta, entries_from_rows, new_track_meta
+from ...._store._track_meta import add_to_track_meta, entries_from_rows, new_track_meta
 from ...._values import encode_nonfinite
 from ....server.batch import Batch
 from ....server.errors import ApiError
