@@ -16,22 +16,10 @@ from pathlib import Path
 from .._names import Prefix
 from .._values import encode_nonfinite
 from . import _files_listing
-from ._encode import (
-    ColumnRows,
-    count_rows,
-    encode_lines,
-    encode_metric_parts,
-    encode_metric_rows,
-)
+from ._encode import ColumnRows, count_rows, encode_lines, encode_metric_parts, encode_metric_rows
 from ._jsonio import atomic_write_json, ensure_newline_end, iso_utc, last_value_of, locked, read_json
 from ._layout import ExperimentPaths
-from ._track_meta import (
-    add_to_track_meta,
-    entries_from_rows,
-    mark_counted,
-    new_track_meta,
-    recount_tail,
-)
+from ._track_meta import add_to_track_meta, entries_from_rows, mark_counted, new_track_meta, recount_tail
 
 TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations here are strings anyway
 if TYPE_CHECKING:
