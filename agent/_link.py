@@ -77,6 +77,7 @@ class AgentLink:
         self._url, self._token = url, token
         self._cond = threading.Condition(threading.Lock())
         self._send_lock = threading.Lock()
+        self._read_lock = threading.RLock()  # the listener's reads, and a failed send's last read
         self._buffer = b""
         self._closing = False
         self._aborted = False
@@ -221,31 +222,57 @@ class AgentLink:
             with self._send_lock:
                 sock.sendall(orjson.dumps(msg) + b"\n")
         except OSError:  # refused, reset, or not taken within SEND_TIMEOUT: the agent is gone
+            self._read_last_words()
             self._lost()
 
     def pump(self) -> None:
         """Read what the agent sent (it is readable); at end of stream, take over."""
-        sock = self._sock
-        if sock is None or self._gone:
-            return
-        try:
-            data = sock.recv(65536)
-        except (BlockingIOError, InterruptedError, socket.timeout):
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._lost()
-            return
-        self._buffer += data
+        with self._read_lock:
+            sock = self._sock
+            if sock is None or self._gone:
+                return
+            try:
+                data = sock.recv(65536)
+            except (BlockingIOError, InterruptedError, socket.timeout):
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._lost()
+                return
+            self._buffer += data
+            if not self._apply_lines():
+                self._lost()  # a garbled message is an agent gone wrong
+
+    def _read_last_words(self) -> None:
+        """A send failed: the agent may have said "done" and hung up while this thread was
+        sending, before the listener read it. Apply what it said before deciding it went away
+        (taking over a session the agent finished would upload it twice over, in vain)."""
+        with self._read_lock:
+            sock = self._sock
+            if sock is None or self._gone:
+                return
+            try:
+                sock.setblocking(False)
+                while True:  # a closed peer's unread messages come before its end of stream
+                    data = sock.recv(65536)
+                    if not data:
+                        break
+                    self._buffer += data
+            except OSError:
+                pass
+            self._apply_lines()
+
+    def _apply_lines(self) -> bool:
+        """Apply the complete messages in the buffer; False at a garbled one."""
         *lines, self._buffer = self._buffer.split(b"\n")
         for line in lines:
             try:
                 if self._apply(orjson.loads(line)):
-                    return
+                    return True
             except (ValueError, KeyError, TypeError):
-                self._lost()  # a garbled message is an agent gone wrong
-                return
+                return False
+        return True
 
     def _apply(self, msg: Any) -> bool:
         """One message from the agent; True after "done"."""
