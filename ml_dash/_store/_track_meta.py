@@ -29,7 +29,6 @@ __all__ = [
     "entries_from_rows",
     "new_track_meta",
     "add_to_track_meta",
-    "count_into_track_meta",
     "mark_counted",
     "recount_tail",
 ]
@@ -95,14 +94,14 @@ def add_to_track_meta(meta: Dict[str, Any], entries: List[Dict[str, Any]], updat
     """Count a batch's entries (in timestamp order) into a topic's metadata document: columns,
     ``totalEntries``, first and last timestamps."""
     keys = set().union(*entries)  # every entry's keys, in one C loop
-    count_into_track_meta(meta, keys, len(entries), entries[0]["timestamp"], entries[-1]["timestamp"], updated)
+    _count_into_track_meta(meta, keys, len(entries), entries[0]["timestamp"], entries[-1]["timestamp"], updated)
 
 
-def count_into_track_meta(meta: Dict[str, Any], keys: Any, count: int, first: Any, last: Any, updated: str) -> None:
+def _count_into_track_meta(meta: Dict[str, Any], keys: Any, count: int, first: Any, last: Any, updated: str) -> None:
     """Count ``count`` entries with field names ``keys`` and timestamps from ``first`` to ``last``
     into a topic's metadata document."""
     columns = set(meta.get("columns") or []).union(keys)
-    columns.difference_update(("timestamp", "_ts"))
+    columns.discard("timestamp")
     old_first, old_last = meta.get("firstTimestamp"), meta.get("lastTimestamp")
     meta["columns"] = sorted(columns)
     meta["totalEntries"] = int(meta.get("totalEntries") or 0) + count
@@ -135,5 +134,5 @@ def recount_tail(meta: Dict[str, Any], fd: int, size: int) -> None:
     if entries:
         stamps = [e["timestamp"] for e in entries]
         keys = set().union(*entries)
-        count_into_track_meta(meta, keys, len(entries), min(stamps), max(stamps), meta.get("updatedAt", ""))
+        _count_into_track_meta(meta, keys, len(entries), min(stamps), max(stamps), meta.get("updatedAt", ""))
     mark_counted(meta, size)
