@@ -55,8 +55,13 @@ class Syncer:
 
     def _run(self, token: object) -> None:
         cond = self._cond
-        while self._run_token is token:
+        while True:
             with cond:
+                # Tested under the lock that pause_for_fork notifies under: tested before taking
+                # it, a pause between the test and the wait below would be missed, and the
+                # thread would wait for good (seen: alive at the fork, Python's warning).
+                if self._run_token is not token:
+                    return
                 now = time.monotonic()
                 due, wait = [], None
                 for w in list(self._dirty):
