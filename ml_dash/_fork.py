@@ -13,7 +13,8 @@ reader of the agent's replies (``ml_dash.agent._listener``; both when an agent w
   ``kill -9`` of either process after the fork loses nothing logged before it, and Python 3.12+
   does not warn that the process is multi-threaded on our account (its ``DeprecationWarning``
   counts every thread; other libraries' threads still count). A service that does not stop
-  within :data:`PAUSE_TIMEOUT` is left running and the fork goes ahead.
+  within :data:`PAUSE_TIMEOUT` is left running and the fork goes ahead (logged at DEBUG on
+  ``ml_dash``, with the thread's name: the place to look when Python warns anyway).
 * **after, in the parent and in the child**: our threads stay stopped (*dormant*) until the
   process next logs, flushes or closes; that call starts them again (:func:`wake`). Python
   3.13+ counts threads after the fork hooks have run, so starting them right away would bring
@@ -236,6 +237,9 @@ def stop_thread(thread: Optional[threading.Thread], deadline: float) -> bool:
     if thread is not threading.current_thread():
         thread.join(max(0.0, deadline - time.monotonic()))
     if thread.is_alive():
+        from ._report import logger
+
+        logger().debug("%s did not stop for the fork in time; it goes on running in the parent", thread.name)
         return False
     task = f"/proc/self/task/{thread.native_id}"
     while os.path.exists(task) and time.monotonic() < deadline:

@@ -74,3 +74,22 @@ def test_a_pause_that_comes_between_two_rounds_stops_the_thread():
     assert not pause.is_alive()
     assert not threads[0].is_alive()  # without the fix: waiting for a notification already given
     assert writer.synced == 1
+
+
+def test_a_thread_that_does_not_stop_for_the_fork_is_named_in_the_debug_log(caplog):
+    """When Python warns at a fork anyway, DEBUG on ``ml_dash`` says which thread of ours stayed."""
+    from ml_dash import _fork
+
+    release = threading.Event()
+    stuck = threading.Thread(target=release.wait, name="ml-dash-stuck", daemon=True)
+    stuck.start()
+    try:
+        with caplog.at_level("DEBUG", logger="ml_dash"):
+            assert _fork.stop_thread(stuck, time.monotonic() + 0.05) is False
+    finally:
+        release.set()
+        stuck.join(10)
+    assert [r.getMessage() for r in caplog.records if r.name == "ml_dash"] == [
+        "ml-dash-stuck did not stop for the fork in time; it goes on running in the parent"
+    ]
+    assert _fork.stop_thread(stuck, time.monotonic() + 5) is True
