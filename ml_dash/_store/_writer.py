@@ -142,8 +142,28 @@ class ExperimentWriter:
         """Bring every metric's and track topic's metadata.json up to date (see ``metadata_interval``)."""
         pending, self._meta_pending = self._meta_pending, {}
         for path, meta in pending.items():
+            self._catch_up(path, meta)
             atomic_write_json(path, encode_nonfinite(meta), fsync=False)
             self._meta_written[path] = time.monotonic()
+
+    def _catch_up(self, meta_path: Path, meta: Dict[str, Any]) -> None:
+        """Before a pending document is written: count what another writer (a second process of
+        the same run) appended to its data file since our last append. Written as it stood, it
+        would count less than the file holds, and upstream, which numbers a metric's next point
+        from ``nextIndex``, would give that index a second time."""
+        app = self._appenders.get(meta_path.parent / "data.jsonl")
+        if app is None:
+            return
+        fd = app.fh.fileno()
+        size = os.fstat(fd).st_size
+        if size == app.size:
+            return
+        if "topic" in meta:  # a track topic's document
+            recount_tail(meta, fd, size)
+        else:
+            following = app.next_number("index")
+            meta["nextIndex"] = following
+            meta["totalDataPoints"] = max(following, int(meta.get("totalDataPoints") or 0))
 
     # -- experiment.json ---------------------------------------------------------------------------
 
